@@ -1,0 +1,85 @@
+/**
+ * WebSocket close codes (RFC 6455 §7.4 and the IANA registry) and the rules
+ * for which may travel on the wire.
+ *
+ * @module
+ */
+
+/**
+ * Every registered close code by name.
+ *
+ * @example
+ * ```ts
+ * import { CloseCode } from "@duplex/ws/core";
+ *
+ * console.log(CloseCode.GoingAway); // 1001
+ * ```
+ */
+export const CloseCode = {
+  /** 1000: the purpose for which the connection was established is fulfilled. */
+  Normal: 1000,
+  /** 1001: the endpoint is going away (server shutdown, page navigation). */
+  GoingAway: 1001,
+  /** 1002: protocol error. */
+  ProtocolError: 1002,
+  /** 1003: a data type the endpoint cannot accept. */
+  UnsupportedData: 1003,
+  /** 1005: no status code was present. Reported, never sent. */
+  NoStatus: 1005,
+  /** 1006: the connection closed without a close frame. Reported, never sent. */
+  Abnormal: 1006,
+  /** 1007: message data inconsistent with its type (invalid UTF-8). */
+  InvalidPayload: 1007,
+  /** 1008: a message violates the endpoint's policy. */
+  PolicyViolation: 1008,
+  /** 1009: a message is too big to process. */
+  MessageTooBig: 1009,
+  /** 1010: the client expected an extension the server did not negotiate. */
+  MandatoryExtension: 1010,
+  /** 1011: the server met an unexpected condition. */
+  InternalError: 1011,
+  /** 1012: the service is restarting. */
+  ServiceRestart: 1012,
+  /** 1013: try again later (temporary overload). */
+  TryAgainLater: 1013,
+  /** 1014: a gateway or proxy received an invalid response upstream. */
+  BadGateway: 1014,
+  /** 1015: TLS handshake failure. Reported, never sent. */
+  TlsHandshake: 1015,
+} as const;
+
+/**
+ * A registered close code value.
+ *
+ * @example
+ * ```ts
+ * import type { CloseCode } from "@duplex/ws/core";
+ *
+ * const code: CloseCode = 1000;
+ * ```
+ */
+export type CloseCode = typeof CloseCode[keyof typeof CloseCode];
+
+/**
+ * Whether `code` may appear in a close frame on the wire: 1000–1003,
+ * 1007–1014 and 3000–4999. Codes 0–999, 1004–1006, 1015, the unassigned
+ * 1016–2999 and 5000 or more may not.
+ *
+ * @param code The close code to check.
+ * @returns `true` when the code may be sent and received.
+ *
+ * @example
+ * ```ts
+ * import { isValidWireCloseCode } from "@duplex/ws/core";
+ *
+ * isValidWireCloseCode(1000); // true
+ * isValidWireCloseCode(1005); // false
+ * ```
+ */
+export function isValidWireCloseCode(code: number): boolean {
+  return (
+    (code >= 1000 && code <= 1003) ||
+    (code >= 1007 && code <= 1014) ||
+    (code >= 3000 && code <= 4999)
+  );
+}

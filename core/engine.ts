@@ -1,0 +1,499 @@
+/**
+ * The sans-IO server engine: bytes in, events out; commands in, bytes out.
+ * One engine per connection, from the first byte of the HTTP request to the
+ * end of the close handshake. It never touches a socket or a timer: the
+ * runtime adapter moves bytes and owns the clock.
+ *
+ * @module
+ */
+
+import { CloseCode, isValidWireCloseCode } from "./close_code.ts";
+import { HandshakeError, ProtocolError, UsageError } from "./errors.ts";
+import { encodeFrame, encodeTextFrame, Opcode } from "./frame.ts";
+import {
+  type AcceptOptions,
+  buildAcceptResponse,
+  buildErrorResponse,
+  handshakeErrorResponse,
+  type HeadLike,
+  type UpgradeRequest,
+  validateUpgradeRequest,
+} from "./handshake.ts";
+import { RequestHeadParser } from "./http_parser.ts";
+import { type Limits, resolveLimits } from "./options.ts";
+import { Receiver } from "./receiver.ts";
+import { ReadyState, type Transition, transition } from "./state.ts";
+
+/**
+ * What the engine reports, in order. A discriminated union on `type`:
+ * - `upgrade`: a valid opening handshake arrived; answer with
+ *   {@linkcode Engine.accept} or {@linkcode Engine.reject};
+ * - `rejected`: the handshake was invalid and the engine answered it with
+ *   the HTTP error in `error` (the connection is over);
+ * - `open`: the 101 was queued, messages may flow;
+ * - `message`: a whole message, a `string` for text, a `Uint8Array` for binary;
+ * - `ping` / `pong`: control frames (a ping is answered by the engine);
+ * - `error`: the peer broke the protocol; a `close` event follows;
+ * - `close`: the connection is closed, with the code, the reason and whether
+ *   the close handshake completed. Reported once per opened connection.
+ *
+ * @example
+ * ```ts
+ * import type { EngineEvent } from "@duplex/ws/core";
+ *
+ * function log(event: EngineEvent): void {
+ *   if (event.type === "close") console.log(event.code, event.wasClean);
+ * }
+ * ```
+ */
+export type EngineEvent =
+  | { type: "upgrade"; request: UpgradeRequest }
+  | { type: "rejected"; error: HandshakeError }
+  | { type: "open"; protocol: string; extensions: string }
+  | { type: "message"; data: string | Uint8Array }
+  | { type: "ping"; data: Uint8Array }
+  | { type: "pong"; data: Uint8Array }
+  | { type: "error"; error: ProtocolError }
+  | { type: "close"; code: number; reason: string; wasClean: boolean };
+
+/**
+ * Options of an {@linkcode Engine}: the limits of {@linkcode Limits}.
+ *
+ * @example
+ * ```ts
+ * import type { EngineOptions } from "@duplex/ws/core";
+ *
+ * const options: EngineOptions = { maxMessageBytes: 64 * 1024, closeTimeoutMs: 2000 };
+ * ```
+ */
+export type EngineOptions = Partial<Limits>;
+
+/**
+ * Data that {@linkcode Engine.send} accepts: a string goes as a text
+ * message, bytes as a binary message.
+ *
+ * @example
+ * ```ts
+ * import type { MessageData } from "@duplex/ws/core";
+ *
+ * const data: MessageData = new Uint8Array([1, 2, 3]);
+ * ```
+ */
+export type MessageData = string | ArrayBuffer | ArrayBufferView;
+
+const encoder = new TextEncoder();
+const EMPTY = new Uint8Array(0);
+
+function toBytes(data: ArrayBuffer | ArrayBufferView | string, what: string): Uint8Array {
+  if (typeof data === "string") return encoder.encode(data);
+  if (data instanceof Uint8Array) return data;
+  if (ArrayBuffer.isView(data)) return new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+  if (data instanceof ArrayBuffer) return new Uint8Array(data);
+  throw new UsageError("ERR_INVALID_DATA", `Invalid ${what}: expected a string, an ArrayBuffer or an ArrayBufferView`);
+}
+
+/**
+ * A server-side WebSocket connection as a pure state machine.
+ *
+ * Feed it what the socket reads with {@linkcode Engine.receive}, drain
+ * {@linkcode Engine.nextEvent} until it returns `undefined`, and write what
+ * {@linkcode Engine.takeOutput} returns. When {@linkcode Engine.state} is
+ * `Closing`, run the close timer (`limits.closeTimeoutMs`) and call
+ * {@linkcode Engine.abort} if it fires; when it is `Closed`, write the last
+ * output and close the socket.
+ *
+ * @example An echo server over any byte stream
+ * ```ts
+ * import { Engine } from "@duplex/ws/core";
+ *
+ * const engine = new Engine();
+ * function onBytes(bytes: Uint8Array | null, write: (b: Uint8Array) => void): void {
+ *   engine.receive(bytes);
+ *   for (let e = engine.nextEvent(); e; e = engine.nextEvent()) {
+ *     if (e.type === "upgrade") engine.accept();
+ *     else if (e.type === "message") engine.send(e.data);
+ *   }
+ *   for (const chunk of engine.takeOutput()) write(chunk);
+ * }
+ * ```
+ */
+export class Engine {
+  /** The limits in force. */
+  readonly limits: Readonly<Limits>;
+
+  #state: ReadyState = ReadyState.Connecting;
+  #parser: RequestHeadParser | undefined;
+  #request: UpgradeRequest | undefined;
+  #protocol = "";
+  #extensions = "";
+  readonly #receiver: Receiver;
+  #eof = false;
+
+  #events: EngineEvent[] = [];
+  #eventIndex = 0;
+  #output: Uint8Array[] = [];
+  #outputBytes = 0;
+
+  /**
+   * Creates an engine waiting for the opening handshake.
+   *
+   * @param options Limits; every one has a safe default.
+   * @throws {UsageError} When a limit is invalid.
+   */
+  constructor(options: EngineOptions = {}) {
+    this.limits = resolveLimits(options);
+    this.#parser = new RequestHeadParser(this.limits.maxHeaderBytes);
+    this.#receiver = new Receiver({
+      role: "server",
+      maxMessageBytes: this.limits.maxMessageBytes,
+      maxFrameBytes: this.limits.maxFrameBytes,
+      maxFragments: this.limits.maxFragments,
+    });
+  }
+
+  /** The connection state, as the WebSocket API numbers it. */
+  get state(): ReadyState {
+    return this.#state;
+  }
+
+  /** The validated opening handshake, once it has arrived. */
+  get request(): UpgradeRequest | undefined {
+    return this.#request;
+  }
+
+  /** The negotiated subprotocol, or `""`. */
+  get protocol(): string {
+    return this.#protocol;
+  }
+
+  /** The negotiated `Sec-WebSocket-Extensions` value, or `""`. */
+  get extensions(): string {
+    return this.#extensions;
+  }
+
+  /** Bytes queued by the engine and not yet taken by {@linkcode Engine.takeOutput}. */
+  get outputBytes(): number {
+    return this.#outputBytes;
+  }
+
+  /** Bytes received and not yet decoded. */
+  get inputBytes(): number {
+    return this.#receiver.bufferedAmount;
+  }
+
+  /**
+   * Feeds bytes read from the socket, split in any way. `null` means the
+   * transport ended: what is buffered is still decoded, then the connection
+   * closes with 1006 unless a close handshake finished first.
+   *
+   * The engine owns `bytes` from now on (payloads are unmasked in place).
+   *
+   * @param bytes What the socket gave, or `null` at its end.
+   */
+  receive(bytes: Uint8Array | null): void {
+    if (this.#state === ReadyState.Closed) return;
+    if (bytes === null) {
+      this.#eof = true;
+      if (this.#state === ReadyState.Connecting) {
+        this.#parser = undefined;
+        this.#move("transportEnd");
+      }
+      return;
+    }
+    if (this.#parser !== undefined) {
+      let parsed;
+      try {
+        parsed = this.#parser.push(bytes);
+      } catch (err) {
+        if (err instanceof HandshakeError) return this.#rejectInvalid(err);
+        throw err;
+      }
+      if (parsed === undefined) return;
+      this.#parser = undefined;
+      return this.#onHead(parsed.head, parsed.rest);
+    }
+    this.#receiver.push(bytes);
+  }
+
+  /**
+   * Starts the engine from a request that was already parsed (by `node:http`
+   * or from a `Request`), instead of feeding the raw header block.
+   *
+   * @param head Method, URL, HTTP version and headers of the request.
+   * @param rest Bytes that arrived after the header block (`head` of a
+   *   `node:http` `upgrade` event): they may already be frames.
+   * @throws {UsageError} When a request was already received.
+   */
+  receiveHead(head: HeadLike, rest: Uint8Array = EMPTY): void {
+    if (this.#parser === undefined || this.#state !== ReadyState.Connecting) {
+      throw new UsageError("ERR_INVALID_STATE", "Invalid state: the request head was already received");
+    }
+    this.#parser = undefined;
+    this.#onHead(head, rest);
+  }
+
+  #onHead(head: HeadLike, rest: Uint8Array): void {
+    let request: UpgradeRequest;
+    try {
+      request = validateUpgradeRequest(head);
+    } catch (err) {
+      if (err instanceof HandshakeError) return this.#rejectInvalid(err);
+      throw err;
+    }
+    this.#request = request;
+    this.#receiver.push(rest);
+    this.#emit({ type: "upgrade", request });
+  }
+
+  #rejectInvalid(error: HandshakeError): void {
+    this.#parser = undefined;
+    this.#write(handshakeErrorResponse(error));
+    this.#move("reject");
+    this.#emit({ type: "rejected", error });
+  }
+
+  /**
+   * Accepts the opening handshake: queues the `101 Switching Protocols`
+   * answer, moves to `Open` and reports `open`.
+   *
+   * @param options The subprotocol (one the client offered), the negotiated
+   *   extensions and extra response headers.
+   * @throws {UsageError} When no request is waiting for an answer, the
+   *   protocol was not offered, or a header is invalid.
+   */
+  accept(options: Omit<AcceptOptions, "key"> = {}): void {
+    const request = this.#pending("accept");
+    const protocol = options.protocol ?? "";
+    if (protocol !== "" && !request.protocols.includes(protocol)) {
+      throw new UsageError("ERR_INVALID_PROTOCOL", `Invalid protocol: the client did not offer ${JSON.stringify(protocol)}`);
+    }
+    this.#write(buildAcceptResponse({ ...options, key: request.key, protocol: protocol || undefined }));
+    this.#protocol = protocol;
+    this.#extensions = options.extensions ?? "";
+    this.#move("accept");
+    this.#emit({ type: "open", protocol, extensions: this.#extensions });
+  }
+
+  /**
+   * Refuses the opening handshake with an HTTP answer; the connection is then
+   * over.
+   *
+   * @param status HTTP status, 400–599.
+   * @param body Response body (plain text).
+   * @param headers Extra response headers.
+   * @throws {UsageError} When no request is waiting for an answer, or the
+   *   status or a header is invalid.
+   */
+  reject(status: number, body = "", headers?: Record<string, string> | [string, string][]): void {
+    this.#pending("reject");
+    this.#write(buildErrorResponse(status, body, headers));
+    this.#move("reject");
+  }
+
+  #pending(what: string): UpgradeRequest {
+    if (this.#state !== ReadyState.Connecting || this.#request === undefined) {
+      throw new UsageError("ERR_INVALID_STATE", `Invalid state: nothing to ${what}, no upgrade request is waiting`);
+    }
+    return this.#request;
+  }
+
+  /**
+   * Returns the next event, decoding buffered bytes only as far as needed.
+   * Answer each event before asking for the next one: a message's reply then
+   * leaves before the close frame caused by a later malformed frame.
+   *
+   * @returns The event, or `undefined` when more bytes (or a decision) are needed.
+   */
+  nextEvent(): EngineEvent | undefined {
+    if (this.#eventIndex < this.#events.length) return this.#shiftEvent();
+    if (this.#state !== ReadyState.Open && this.#state !== ReadyState.Closing) return undefined;
+    let item;
+    try {
+      item = this.#receiver.next();
+    } catch (err) {
+      if (!(err instanceof ProtocolError)) throw err;
+      this.#fail(err);
+      return this.#shiftEvent();
+    }
+    if (item === undefined) {
+      if (this.#eof) {
+        this.#move("transportEnd");
+        this.#emit({ type: "close", code: CloseCode.Abnormal, reason: "", wasClean: false });
+        return this.#shiftEvent();
+      }
+      return undefined;
+    }
+    switch (item.type) {
+      case "message":
+        return item;
+      case "ping":
+        if (this.#state === ReadyState.Open) this.#queue(encodeFrame(Opcode.Pong, item.data));
+        return item;
+      case "pong":
+        return item;
+      default: {
+        if (this.#state === ReadyState.Open) {
+          this.#queue(encodeFrame(Opcode.Close, closePayload(item.code === CloseCode.NoStatus ? undefined : item.code, "")));
+        }
+        this.#move("peerClose");
+        return { type: "close", code: item.code, reason: item.reason, wasClean: true };
+      }
+    }
+  }
+
+  #fail(error: ProtocolError): void {
+    this.#queue(encodeFrame(Opcode.Close, closePayload(error.closeCode, "")));
+    this.#move("fail");
+    this.#emit({ type: "error", error });
+    this.#emit({ type: "close", code: error.closeCode, reason: error.message, wasClean: false });
+  }
+
+  /**
+   * Queues a message: a string as text, bytes as binary.
+   *
+   * @param data The message. Bytes are not copied: do not change them until
+   *   the output has been written.
+   * @throws {UsageError} When the connection is not open, or `data` has the
+   *   wrong type.
+   */
+  send(data: MessageData): void {
+    this.#requireOpen("send");
+    if (typeof data === "string") this.#queue(encodeTextFrame(data));
+    else this.#queue(encodeFrame(Opcode.Binary, toBytes(data, "message")));
+  }
+
+  /**
+   * Queues a ping; the peer answers with a `pong` event.
+   *
+   * @param data Up to 125 bytes of payload.
+   * @throws {UsageError} When the connection is not open or the payload is over 125 bytes.
+   */
+  ping(data: MessageData = EMPTY): void {
+    this.#control(Opcode.Ping, data, "ping");
+  }
+
+  /**
+   * Queues an unsolicited pong (a one-way heartbeat).
+   *
+   * @param data Up to 125 bytes of payload.
+   * @throws {UsageError} When the connection is not open or the payload is over 125 bytes.
+   */
+  pong(data: MessageData = EMPTY): void {
+    this.#control(Opcode.Pong, data, "pong");
+  }
+
+  #control(opcode: number, data: MessageData, what: string): void {
+    this.#requireOpen(what);
+    const bytes = toBytes(data, `${what} payload`);
+    if (bytes.length > 125) {
+      throw new UsageError("ERR_CONTROL_TOO_LONG", `Invalid ${what} payload: ${bytes.length} bytes, at most 125`);
+    }
+    this.#queue(encodeFrame(opcode, bytes));
+  }
+
+  #requireOpen(what: string): void {
+    if (this.#state === ReadyState.Open) return;
+    if (this.#state === ReadyState.Connecting) {
+      throw new UsageError("ERR_NOT_OPEN", `Cannot ${what}: the connection is not open yet`);
+    }
+    throw new UsageError("ERR_SEND_AFTER_CLOSE", `Cannot ${what}: the connection is closing or closed`);
+  }
+
+  /**
+   * Starts the close handshake: queues a close frame and moves to `Closing`.
+   * The `close` event comes when the peer answers, or with 1006 when the
+   * adapter's close timer calls {@linkcode Engine.abort}. Calling it again,
+   * or after the connection closed, does nothing. Before the handshake was
+   * answered, it drops the connection without a response.
+   *
+   * @param code A close code that may be sent (1000–1003, 1007–1014, 3000–4999). Default 1000.
+   * @param reason Up to 123 bytes of UTF-8.
+   * @throws {UsageError} When the code may not be sent or the reason is too long.
+   */
+  close(code: number = CloseCode.Normal, reason = ""): void {
+    const payload = closePayload(code, reason);
+    if (this.#state === ReadyState.Connecting) return this.abort();
+    if (this.#state !== ReadyState.Open) return;
+    this.#queue(encodeFrame(Opcode.Close, payload));
+    this.#move("localClose");
+  }
+
+  /**
+   * Closes at once without a close handshake (the close timer fired, or the
+   * application terminates the connection). Reports `close` with 1006 when
+   * the connection was open; the adapter then destroys the socket.
+   */
+  abort(): void {
+    const wasOpen = this.#state === ReadyState.Open || this.#state === ReadyState.Closing;
+    if (this.#state === ReadyState.Closed) return;
+    this.#parser = undefined;
+    this.#move("abort");
+    if (wasOpen) this.#emit({ type: "close", code: CloseCode.Abnormal, reason: "", wasClean: false });
+  }
+
+  /**
+   * Takes the bytes to write, in order. Frames queued since the last call
+   * come back together so the adapter can write them at once.
+   *
+   * @returns The chunks (possibly none).
+   */
+  takeOutput(): Uint8Array[] {
+    const out = this.#output;
+    if (out.length === 0) return out;
+    this.#output = [];
+    this.#outputBytes = 0;
+    return out;
+  }
+
+  #write(chunk: Uint8Array): void {
+    this.#output.push(chunk);
+    this.#outputBytes += chunk.length;
+  }
+
+  #queue(chunks: Uint8Array[]): void {
+    for (const chunk of chunks) this.#write(chunk);
+  }
+
+  #emit(event: EngineEvent): void {
+    this.#events.push(event);
+  }
+
+  #shiftEvent(): EngineEvent | undefined {
+    const event = this.#events[this.#eventIndex++];
+    if (this.#eventIndex >= this.#events.length) {
+      this.#events = [];
+      this.#eventIndex = 0;
+    }
+    return event;
+  }
+
+  #move(action: Transition): void {
+    const next = transition(this.#state, action);
+    if (next === undefined) {
+      throw new UsageError("ERR_INVALID_STATE", `Invalid state: cannot ${action} in state ${this.#state}`);
+    }
+    this.#state = next;
+  }
+}
+
+/**
+ * Builds a close frame payload: a 2-byte code and a UTF-8 reason, or nothing
+ * when `code` is undefined.
+ *
+ * @throws {UsageError} When the code may not be sent or the reason is over 123 bytes.
+ */
+function closePayload(code: number | undefined, reason: string): Uint8Array {
+  if (code === undefined) return EMPTY;
+  if (!Number.isInteger(code) || !isValidWireCloseCode(code)) {
+    throw new UsageError("ERR_INVALID_CLOSE_CODE", `Invalid close code: ${code} may not be sent`);
+  }
+  const reasonBytes = encoder.encode(reason);
+  if (reasonBytes.length > 123) {
+    throw new UsageError("ERR_CLOSE_REASON_TOO_LONG", `Invalid close reason: ${reasonBytes.length} bytes, at most 123`);
+  }
+  const out = new Uint8Array(2 + reasonBytes.length);
+  out[0] = code >>> 8;
+  out[1] = code & 0xff;
+  out.set(reasonBytes, 2);
+  return out;
+}

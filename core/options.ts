@@ -1,0 +1,81 @@
+/**
+ * Limits every connection is held to, with safe defaults.
+ *
+ * @module
+ */
+
+import { UsageError } from "./errors.ts";
+
+/**
+ * Size and time limits of one connection. Every field is optional where it is
+ * accepted; {@linkcode resolveLimits} fills in the defaults.
+ *
+ * @example
+ * ```ts
+ * import type { Limits } from "@duplex/ws/core";
+ *
+ * const limits: Partial<Limits> = { maxMessageBytes: 1 << 20 };
+ * ```
+ */
+export interface Limits {
+  /** Largest message accepted, all fragments together; larger ones close with 1009. Default 16 MiB. */
+  maxMessageBytes: number;
+  /** Largest single frame payload accepted; larger ones close with 1009. Default 16 MiB. */
+  maxFrameBytes: number;
+  /** Most frames one message may be split into; more close with 1009. Default 65,536. */
+  maxFragments: number;
+  /** Largest opening handshake header block accepted; larger ones get HTTP 431. Default 16 KiB. */
+  maxHeaderBytes: number;
+  /** How long to wait for the peer's close frame, and then for it to close TCP, in ms. Default 5,000. */
+  closeTimeoutMs: number;
+}
+
+/**
+ * The default limits.
+ *
+ * @example
+ * ```ts
+ * import { DEFAULT_LIMITS } from "@duplex/ws/core";
+ *
+ * console.log(DEFAULT_LIMITS.maxMessageBytes); // 16777216
+ * ```
+ */
+export const DEFAULT_LIMITS: Readonly<Limits> = Object.freeze({
+  maxMessageBytes: 16 * 1024 * 1024,
+  maxFrameBytes: 16 * 1024 * 1024,
+  maxFragments: 65_536,
+  maxHeaderBytes: 16 * 1024,
+  closeTimeoutMs: 5_000,
+});
+
+/**
+ * Fills in the default for every limit not given and checks the ones given.
+ *
+ * @param options Limits to override.
+ * @returns A complete, frozen set of limits.
+ * @throws {UsageError} When a limit is not a positive integer (`closeTimeoutMs` may be 0).
+ *
+ * @example
+ * ```ts
+ * import { resolveLimits } from "@duplex/ws/core";
+ *
+ * const limits = resolveLimits({ maxMessageBytes: 1024 });
+ * console.log(limits.maxFrameBytes); // 16777216
+ * ```
+ */
+export function resolveLimits(options: Partial<Limits> = {}): Readonly<Limits> {
+  const out = { ...DEFAULT_LIMITS };
+  for (const key of Object.keys(DEFAULT_LIMITS) as (keyof Limits)[]) {
+    const value = options[key];
+    if (value === undefined) continue;
+    const min = key === "closeTimeoutMs" ? 0 : 1;
+    if (typeof value !== "number" || !Number.isSafeInteger(value) || value < min) {
+      throw new UsageError(
+        "ERR_INVALID_OPTION",
+        `Invalid option: ${key} must be an integer of at least ${min}, got ${String(value)}`,
+      );
+    }
+    out[key] = value;
+  }
+  return Object.freeze(out);
+}

@@ -1,0 +1,371 @@
+/**
+ * The frame decoder: a resumable state machine (header → length → mask →
+ * payload) over a list of chunks, which survives any split of its input, one
+ * byte at a time included. It assembles fragmented messages, validates UTF-8
+ * while the bytes arrive (so invalid text fails at the bad byte, mid-frame),
+ * and enforces the size limits as soon as a frame header announces a length.
+ *
+ * Decoding is lazy: {@linkcode Receiver.next} parses only as far as the next
+ * complete item, so a caller that answers each message before asking for the
+ * next one keeps RFC order even when one chunk holds many frames.
+ *
+ * @module
+ */
+
+import { CloseCode, isValidWireCloseCode } from "./close_code.ts";
+import { ProtocolError } from "./errors.ts";
+import { applyMask, Opcode } from "./frame.ts";
+import { DEFAULT_LIMITS, type Limits } from "./options.ts";
+
+/**
+ * One complete item decoded from the peer's bytes.
+ *
+ * @example
+ * ```ts
+ * import type { Received } from "@duplex/ws/core";
+ *
+ * function describe(item: Received): string {
+ *   return item.type === "message" ? `message of ${item.data.length}` : item.type;
+ * }
+ * ```
+ */
+export type Received =
+  | { type: "message"; data: string | Uint8Array }
+  | { type: "ping"; data: Uint8Array }
+  | { type: "pong"; data: Uint8Array }
+  | { type: "close"; code: number; reason: string };
+
+/**
+ * How a {@linkcode Receiver} decodes.
+ *
+ * @example
+ * ```ts
+ * import type { ReceiverOptions } from "@duplex/ws/core";
+ *
+ * const options: ReceiverOptions = { role: "server", maxMessageBytes: 1 << 20 };
+ * ```
+ */
+export interface ReceiverOptions extends Partial<Pick<Limits, "maxMessageBytes" | "maxFrameBytes" | "maxFragments">> {
+  /** `"server"` decodes client frames (which must be masked); `"client"` the reverse. Default `"server"`. */
+  role?: "server" | "client";
+  /** Accept RSV1 on the first frame of a data message (a negotiated extension uses it). Default `false`. */
+  allowRsv1?: boolean;
+}
+
+const HEADER = 0, LENGTH16 = 1, LENGTH64 = 2, MASK = 3, PAYLOAD = 4;
+
+function fail(code: string, closeCode: number, message: string): never {
+  throw new ProtocolError(code, closeCode, message);
+}
+
+/**
+ * Decodes frames from raw bytes. `push()` bytes as they arrive, then call
+ * `next()` until it returns `undefined` (more bytes needed). A peer fault
+ * throws a {@linkcode ProtocolError} carrying the close code to send; after
+ * that the receiver must not be used again.
+ *
+ * `push()` takes ownership of the chunk: masked payloads are unmasked in
+ * place, and binary messages may be views into it.
+ *
+ * @example
+ * ```ts
+ * import { Receiver } from "@duplex/ws/core";
+ *
+ * const receiver = new Receiver();
+ * // A masked text frame "Hi" with the masking key 0x00000000.
+ * receiver.push(new Uint8Array([0x81, 0x82, 0, 0, 0, 0, 0x48, 0x69]));
+ * console.log(receiver.next()); // { type: "message", data: "Hi" }
+ * console.log(receiver.next()); // undefined
+ * ```
+ */
+export class Receiver {
+  #chunks: Uint8Array[] = [];
+  #buffered = 0;
+  #state = HEADER;
+
+  readonly #server: boolean;
+  readonly #allowRsv1: boolean;
+  readonly #maxMessageBytes: number;
+  readonly #maxFrameBytes: number;
+  readonly #maxFragments: number;
+
+  // The frame being decoded.
+  #fin = false;
+  #opcode = 0;
+  #masked = false;
+  #mask = new Uint8Array(4);
+  #length = 0;
+  #remaining = 0;
+
+  // The message being assembled.
+  #messageOpcode = 0;
+  #messageBytes = 0;
+  #fragments = 0;
+  #binaryParts: Uint8Array[] = [];
+  #text = "";
+  #textStarted = false;
+  readonly #textDecoder = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
+  readonly #controlDecoder = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
+
+  /**
+   * Creates a receiver.
+   *
+   * @param options Role, limits and whether RSV1 is allowed.
+   */
+  constructor(options: ReceiverOptions = {}) {
+    this.#server = (options.role ?? "server") === "server";
+    this.#allowRsv1 = options.allowRsv1 ?? false;
+    this.#maxMessageBytes = options.maxMessageBytes ?? DEFAULT_LIMITS.maxMessageBytes;
+    this.#maxFrameBytes = options.maxFrameBytes ?? DEFAULT_LIMITS.maxFrameBytes;
+    this.#maxFragments = options.maxFragments ?? DEFAULT_LIMITS.maxFragments;
+  }
+
+  /** Bytes pushed and not yet decoded. */
+  get bufferedAmount(): number {
+    return this.#buffered;
+  }
+
+  /**
+   * Adds bytes received from the peer.
+   *
+   * @param chunk The bytes; the receiver owns them from now on.
+   */
+  push(chunk: Uint8Array): void {
+    if (chunk.length === 0) return;
+    this.#chunks.push(chunk);
+    this.#buffered += chunk.length;
+  }
+
+  /**
+   * Decodes up to the next complete message or control frame.
+   *
+   * @returns The item, or `undefined` when more bytes are needed.
+   * @throws {ProtocolError} When the peer broke the protocol or a limit.
+   */
+  next(): Received | undefined {
+    for (;;) {
+      switch (this.#state) {
+        case HEADER:
+          if (this.#buffered < 2) return undefined;
+          this.#readHeader();
+          break;
+        case LENGTH16: {
+          if (this.#buffered < 2) return undefined;
+          const b = this.#consume(2);
+          this.#setLength(b[0]! * 256 + b[1]!);
+          break;
+        }
+        case LENGTH64: {
+          if (this.#buffered < 8) return undefined;
+          const b = this.#consume(8);
+          if (b[0]! & 0x80) {
+            fail("WS_ERR_INVALID_LENGTH", CloseCode.ProtocolError, "Invalid frame length: the most significant bit is set");
+          }
+          const high = ((b[0]! << 24) | (b[1]! << 16) | (b[2]! << 8) | b[3]!) >>> 0;
+          const low = ((b[4]! << 24) | (b[5]! << 16) | (b[6]! << 8) | b[7]!) >>> 0;
+          // Lengths past 2^53 are not exact, but they are far past any limit anyway.
+          this.#setLength(high * 0x1_0000_0000 + low);
+          break;
+        }
+        case MASK:
+          if (this.#buffered < 4) return undefined;
+          this.#mask.set(this.#consume(4));
+          this.#state = PAYLOAD;
+          break;
+        default: {
+          const item = this.#opcode >= 0x8 ? this.#readControl() : this.#readData();
+          if (item !== null) return item;
+          if (this.#state === PAYLOAD) return undefined;
+        }
+      }
+    }
+  }
+
+  #readHeader(): void {
+    const b = this.#consume(2);
+    const b0 = b[0]!, b1 = b[1]!;
+    const fin = (b0 & 0x80) !== 0;
+    const opcode = b0 & 0x0f;
+    const control = (opcode & 0x08) !== 0;
+
+    if ((b0 & 0x30) !== 0 || ((b0 & 0x40) !== 0 && (!this.#allowRsv1 || control || opcode === Opcode.Continuation))) {
+      fail("WS_ERR_UNEXPECTED_RSV", CloseCode.ProtocolError, "Invalid frame: RSV bits set without a negotiated extension");
+    }
+    if (control) {
+      if (opcode > Opcode.Pong) fail("WS_ERR_INVALID_OPCODE", CloseCode.ProtocolError, `Invalid frame: reserved opcode ${opcode}`);
+      if (!fin) fail("WS_ERR_FRAGMENTED_CONTROL", CloseCode.ProtocolError, "Invalid frame: fragmented control frame");
+      if ((b1 & 0x7f) > 125) fail("WS_ERR_CONTROL_TOO_LONG", CloseCode.ProtocolError, "Invalid frame: control frame payload over 125 bytes");
+    } else if (opcode === Opcode.Continuation) {
+      if (this.#messageOpcode === 0) fail("WS_ERR_UNEXPECTED_CONTINUATION", CloseCode.ProtocolError, "Invalid frame: continuation with no message to continue");
+    } else if (opcode === Opcode.Text || opcode === Opcode.Binary) {
+      if (this.#messageOpcode !== 0) fail("WS_ERR_EXPECTED_CONTINUATION", CloseCode.ProtocolError, "Invalid frame: new data frame inside a fragmented message");
+    } else {
+      fail("WS_ERR_INVALID_OPCODE", CloseCode.ProtocolError, `Invalid frame: reserved opcode ${opcode}`);
+    }
+    const masked = (b1 & 0x80) !== 0;
+    if (masked !== this.#server) {
+      if (this.#server) fail("WS_ERR_UNMASKED_FRAME", CloseCode.ProtocolError, "Invalid frame: client frame is not masked");
+      fail("WS_ERR_MASKED_FRAME", CloseCode.ProtocolError, "Invalid frame: server frame is masked");
+    }
+    this.#fin = fin;
+    this.#opcode = opcode;
+    this.#masked = masked;
+    const length = b1 & 0x7f;
+    if (length === 126) this.#state = LENGTH16;
+    else if (length === 127) this.#state = LENGTH64;
+    else this.#setLength(length);
+  }
+
+  #setLength(length: number): void {
+    if (this.#opcode < 0x8) {
+      if (length > this.#maxFrameBytes) {
+        fail("WS_ERR_FRAME_TOO_BIG", CloseCode.MessageTooBig, `Frame too big: ${length} bytes, the limit is ${this.#maxFrameBytes}`);
+      }
+      if (this.#messageBytes + length > this.#maxMessageBytes) {
+        fail("WS_ERR_MESSAGE_TOO_BIG", CloseCode.MessageTooBig, `Message too big: over the limit of ${this.#maxMessageBytes} bytes`);
+      }
+      if (++this.#fragments > this.#maxFragments) {
+        fail("WS_ERR_TOO_MANY_FRAGMENTS", CloseCode.MessageTooBig, `Message too big: over the limit of ${this.#maxFragments} fragments`);
+      }
+      if (this.#opcode !== Opcode.Continuation) this.#messageOpcode = this.#opcode;
+      this.#messageBytes += length;
+    }
+    this.#length = length;
+    this.#remaining = length;
+    this.#state = this.#masked ? MASK : PAYLOAD;
+  }
+
+  #readControl(): Received | null {
+    if (this.#buffered < this.#length) return null;
+    const data = this.#length === 0 ? new Uint8Array(0) : this.#consume(this.#length);
+    if (this.#masked) applyMask(data, this.#mask);
+    this.#state = HEADER;
+    if (this.#opcode === Opcode.Ping) return { type: "ping", data };
+    if (this.#opcode === Opcode.Pong) return { type: "pong", data };
+    return this.#parseClose(data);
+  }
+
+  #parseClose(data: Uint8Array): Received {
+    if (data.length === 0) return { type: "close", code: CloseCode.NoStatus, reason: "" };
+    if (data.length === 1) fail("WS_ERR_INVALID_CLOSE_PAYLOAD", CloseCode.ProtocolError, "Invalid close frame: payload of 1 byte");
+    const code = data[0]! * 256 + data[1]!;
+    if (!isValidWireCloseCode(code)) fail("WS_ERR_INVALID_CLOSE_CODE", CloseCode.ProtocolError, `Invalid close frame: code ${code}`);
+    let reason: string;
+    try {
+      reason = this.#controlDecoder.decode(data.subarray(2));
+    } catch {
+      fail("WS_ERR_INVALID_UTF8", CloseCode.InvalidPayload, "Invalid close frame: reason is not valid UTF-8");
+    }
+    return { type: "close", code, reason };
+  }
+
+  #readData(): Received | null {
+    const text = this.#messageOpcode === Opcode.Text;
+    // Whole unfragmented text frame at hand: one decode, no streaming state.
+    if (text && this.#fin && !this.#textStarted && this.#remaining === this.#length && this.#buffered >= this.#length) {
+      const bytes = this.#length === 0 ? new Uint8Array(0) : this.#consume(this.#length);
+      if (this.#masked) applyMask(bytes, this.#mask);
+      let data: string;
+      try {
+        data = this.#textDecoder.decode(bytes);
+      } catch {
+        this.#invalidUtf8();
+      }
+      this.#state = HEADER;
+      this.#resetMessage();
+      return { type: "message", data };
+    }
+    if (text) {
+      // Validate whatever part of the payload has arrived, so bad UTF-8 fails at once.
+      if (this.#remaining > 0) {
+        const take = Math.min(this.#remaining, this.#buffered);
+        if (take === 0) return null;
+        const bytes = this.#consume(take);
+        if (this.#masked) applyMask(bytes, this.#mask, this.#length - this.#remaining);
+        this.#remaining -= take;
+        this.#textStarted = true;
+        try {
+          this.#text += this.#textDecoder.decode(bytes, { stream: true });
+        } catch {
+          this.#invalidUtf8();
+        }
+        if (this.#remaining > 0) return null;
+      }
+    } else {
+      if (this.#buffered < this.#remaining) return null;
+      if (this.#remaining > 0) {
+        const bytes = this.#consume(this.#remaining);
+        if (this.#masked) applyMask(bytes, this.#mask);
+        this.#remaining = 0;
+        this.#binaryParts.push(bytes);
+      }
+    }
+    this.#state = HEADER;
+    if (!this.#fin) return null;
+    let data: string | Uint8Array;
+    if (text) {
+      try {
+        data = this.#text + this.#textDecoder.decode();
+      } catch {
+        this.#invalidUtf8();
+      }
+    } else {
+      data = concat(this.#binaryParts, this.#messageBytes);
+    }
+    this.#resetMessage();
+    return { type: "message", data };
+  }
+
+  #invalidUtf8(): never {
+    fail("WS_ERR_INVALID_UTF8", CloseCode.InvalidPayload, "Invalid UTF-8 in a text message");
+  }
+
+  #resetMessage(): void {
+    this.#messageOpcode = 0;
+    this.#messageBytes = 0;
+    this.#fragments = 0;
+    this.#binaryParts = [];
+    this.#text = "";
+    this.#textStarted = false;
+  }
+
+  /** Takes `n` bytes off the front of the chunk list, copying only when they span chunks. */
+  #consume(n: number): Uint8Array {
+    this.#buffered -= n;
+    const first = this.#chunks[0]!;
+    if (n === first.length) {
+      this.#chunks.shift();
+      return first;
+    }
+    if (n < first.length) {
+      this.#chunks[0] = first.subarray(n);
+      return first.subarray(0, n);
+    }
+    const out = new Uint8Array(n);
+    let offset = 0;
+    while (offset < n) {
+      const chunk = this.#chunks[0]!;
+      const take = Math.min(chunk.length, n - offset);
+      if (take === chunk.length) {
+        out.set(chunk, offset);
+        this.#chunks.shift();
+      } else {
+        out.set(chunk.subarray(0, take), offset);
+        this.#chunks[0] = chunk.subarray(take);
+      }
+      offset += take;
+    }
+    return out;
+  }
+}
+
+function concat(parts: Uint8Array[], total: number): Uint8Array {
+  if (parts.length === 1) return parts[0]!;
+  const out = new Uint8Array(total);
+  let offset = 0;
+  for (const part of parts) {
+    out.set(part, offset);
+    offset += part.length;
+  }
+  return out;
+}

@@ -1,0 +1,165 @@
+/**
+ * The contract between an application and every runtime adapter: the
+ * {@linkcode Handler} hooks an app implements and the {@linkcode Context}
+ * each connection hands to them. Runtime-neutral: adapters on Node, Deno and
+ * Bun run the same hooks with the same context.
+ *
+ * @module
+ */
+
+import type { EngineOptions, MessageData } from "../core/engine.ts";
+import type { UpgradeRequest } from "../core/handshake.ts";
+import type { ReadyState } from "../core/state.ts";
+
+/**
+ * How a connection ended, as reported to the `close` hook.
+ *
+ * @example
+ * ```ts
+ * import type { CloseInfo } from "@duplex/ws";
+ *
+ * const info: CloseInfo = { code: 1000, reason: "", wasClean: true };
+ * ```
+ */
+export interface CloseInfo {
+  /** The peer's close code; 1005 when its close frame had none, 1006 when there was no close frame. */
+  code: number;
+  /** The peer's close reason, or the description of the fault that failed the connection. */
+  reason: string;
+  /** Whether the close handshake completed. */
+  wasClean: boolean;
+}
+
+/**
+ * What the `upgrade` hook may return to accept the handshake: the
+ * subprotocol to speak (one the client offered) and extra headers for the
+ * 101 response. Return a `Response` instead to refuse with that status,
+ * headers and body.
+ *
+ * @example
+ * ```ts
+ * import type { UpgradeAnswer } from "@duplex/ws";
+ *
+ * const answer: UpgradeAnswer = { protocol: "chat.v1", headers: { "X-Server": "duplex" } };
+ * ```
+ */
+export interface UpgradeAnswer {
+  /** The subprotocol; `""` for none. Default: the server's first preference that the client offered. */
+  protocol?: string;
+  /** Extra headers for the 101 response. */
+  headers?: Record<string, string>;
+}
+
+/**
+ * One WebSocket connection, as the hooks see it. `readyState` and
+ * `bufferedAmount` are live.
+ *
+ * @typeParam S The type of `state`, the application's per-connection data.
+ *
+ * @example
+ * ```ts
+ * import type { Context } from "@duplex/ws";
+ *
+ * function greet(ctx: Context<{ name: string }>): void {
+ *   ctx.send(`hello ${ctx.state.name}, you are ${ctx.id}`);
+ * }
+ * ```
+ */
+export interface Context<S = Record<string, unknown>> {
+  /** Unique id of the connection within the process. */
+  readonly id: string;
+  /** The opening handshake: method, URL, headers, offered subprotocols and extensions. */
+  readonly request: UpgradeRequest;
+  /** The peer's IP address, or `""` when the transport does not tell. */
+  readonly remoteAddress: string;
+  /** The negotiated subprotocol, or `""`. */
+  readonly protocol: string;
+  /** The negotiated `Sec-WebSocket-Extensions` value, or `""`. */
+  readonly extensions: string;
+  /** 0 connecting, 1 open, 2 closing, 3 closed. */
+  readonly readyState: ReadyState;
+  /** Bytes queued for the peer and not yet handed to the operating system. */
+  readonly bufferedAmount: number;
+  /** The application's data for this connection; starts as `{}`. */
+  state: S;
+  /**
+   * Sends a message: a string as text, bytes as binary.
+   *
+   * @returns `false` when the output is above the transport's high-water
+   *   mark: wait for {@linkcode Context.drained} before sending more.
+   * @throws {UsageError} When the connection is not open.
+   */
+  send(data: MessageData): boolean;
+  /** Sends a ping (at most 125 bytes of payload). */
+  ping(data?: MessageData): void;
+  /** Starts the close handshake (default code 1000). Does nothing when already closing. */
+  close(code?: number, reason?: string): void;
+  /** Drops the connection at once, without a close handshake; reported as 1006. */
+  terminate(): void;
+  /** Resolves when the output has drained below the transport's high-water mark. */
+  drained(): Promise<void>;
+}
+
+/**
+ * The hooks an application implements. Every hook is optional. For one
+ * connection the hooks run one at a time, in order: when a hook returns a
+ * promise, the next event waits for it and the socket stops being read
+ * (inbound backpressure). A hook that throws or rejects closes its own
+ * connection with 1011 and reaches `error`.
+ *
+ * @typeParam S The type of `ctx.state`.
+ *
+ * @example An echo server
+ * ```ts
+ * import type { Handler } from "@duplex/ws";
+ *
+ * const echo: Handler = {
+ *   message(ctx, data) {
+ *     ctx.send(data);
+ *   },
+ * };
+ * ```
+ */
+export interface Handler<S = Record<string, unknown>> {
+  /**
+   * The opening handshake arrived, valid; nothing is answered until this
+   * returns. Return a `Response` to refuse (status ≥ 400, its headers and
+   * text body are sent), an {@linkcode UpgradeAnswer} or nothing to accept.
+   */
+  upgrade?(ctx: Context<S>): UpgradeAnswer | Response | void | Promise<UpgradeAnswer | Response | void>;
+  /** The 101 was sent: messages may flow. */
+  open?(ctx: Context<S>): void | Promise<void>;
+  /** A whole message: a `string` for text, a `Uint8Array` for binary. */
+  message?(ctx: Context<S>, data: string | Uint8Array): void | Promise<void>;
+  /** A ping arrived (the pong was already sent). */
+  ping?(ctx: Context<S>, data: Uint8Array): void | Promise<void>;
+  /** A pong arrived. */
+  pong?(ctx: Context<S>, data: Uint8Array): void | Promise<void>;
+  /** Output that was above the high-water mark has drained. */
+  drain?(ctx: Context<S>): void;
+  /** The connection is closed; called once per opened connection. */
+  close?(ctx: Context<S>, info: CloseInfo): void | Promise<void>;
+  /** A protocol fault by the peer, or a hook that threw. */
+  error?(ctx: Context<S>, error: unknown): void;
+}
+
+/**
+ * Options every adapter accepts: the engine limits, the subprotocols the
+ * server speaks, and the handshake timeout.
+ *
+ * @example
+ * ```ts
+ * import type { ConnectionOptions } from "@duplex/ws";
+ *
+ * const options: ConnectionOptions = { protocols: ["chat.v2", "chat.v1"], maxMessageBytes: 1 << 20 };
+ * ```
+ */
+export interface ConnectionOptions extends EngineOptions {
+  /**
+   * Subprotocols the server speaks, in order of preference. The first one
+   * the client offered is chosen; none when there is no match. Default: none.
+   */
+  protocols?: readonly string[];
+  /** How long a raw connection may take to send its whole opening handshake, in ms. Default 10,000. */
+  handshakeTimeoutMs?: number;
+}

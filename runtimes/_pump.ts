@@ -1,0 +1,497 @@
+/**
+ * The one pump between a socket and an engine, shared by every raw-byte
+ * adapter so that timers, close timeouts, backpressure and teardown are
+ * written once. An adapter wraps its socket in a {@linkcode Transport} and
+ * calls the pump's `on*` methods when the socket reads, drains, ends or
+ * closes.
+ *
+ * @module
+ */
+
+import { Engine, type EngineEvent, type MessageData } from "../core/engine.ts";
+import { type HeadLike, selectSubprotocol, type UpgradeRequest } from "../core/handshake.ts";
+import { ReadyState } from "../core/state.ts";
+import type { CloseInfo, ConnectionOptions, Context, Handler, UpgradeAnswer } from "../plugins/hooks.ts";
+
+export type { ConnectionOptions };
+
+/**
+ * A socket as the pump sees it. `write` never drops bytes: it queues what
+ * the socket cannot take yet and returns `false` when the caller should wait
+ * for the pump's `onDrain()`.
+ */
+export interface Transport {
+  /** Writes chunks in order, at once where possible; `false` when over the high-water mark. */
+  write(chunks: Uint8Array[]): boolean;
+  /** Bytes accepted by `write` and not yet handed to the operating system. */
+  readonly bufferedAmount: number;
+  /** Stops reading from the socket. */
+  pause(): void;
+  /** Starts reading again. */
+  resume(): void;
+  /** Sends what is queued, then closes the write side (FIN). */
+  end(): void;
+  /** Closes at once. */
+  destroy(): void;
+  /** The peer's address, or `""`. */
+  readonly remoteAddress: string;
+}
+
+const DEFAULT_HANDSHAKE_TIMEOUT_MS = 10_000;
+
+let lastId = 0;
+
+function isPromise(value: unknown): value is Promise<unknown> {
+  return typeof (value as Promise<unknown> | undefined)?.then === "function";
+}
+
+/**
+ * The live connections of one server, and their shutdown.
+ */
+export class ConnectionSet {
+  readonly #pumps = new Set<Pump<any>>();
+  #waiters: (() => void)[] = [];
+
+  /** Number of live connections (handshakes in progress included). */
+  get size(): number {
+    return this.#pumps.size;
+  }
+
+  /** Iterates over the live connections. */
+  [Symbol.iterator](): IterableIterator<Pump<any>> {
+    return this.#pumps.values();
+  }
+
+  /** Adds a connection. */
+  add(pump: Pump<any>): void {
+    this.#pumps.add(pump);
+  }
+
+  /** Removes a closed connection. */
+  delete(pump: Pump<any>): void {
+    this.#pumps.delete(pump);
+    if (this.#pumps.size === 0) {
+      const waiters = this.#waiters;
+      this.#waiters = [];
+      for (const resolve of waiters) resolve();
+    }
+  }
+
+  /**
+   * Closes every connection with `code` and waits until their sockets are
+   * closed. Connections that do not answer are destroyed when their close
+   * timeout expires; handshakes in progress are dropped.
+   */
+  shutdown(code: number, reason: string): Promise<void> {
+    for (const pump of [...this.#pumps]) pump.shutdown(code, reason);
+    if (this.#pumps.size === 0) return Promise.resolve();
+    return new Promise((resolve) => this.#waiters.push(resolve));
+  }
+}
+
+/**
+ * Runs one connection: feeds the engine, dispatches its events to the
+ * hooks one at a time, writes the engine's output in batches, and owns the
+ * handshake, close and linger timers. It is also the connection's
+ * {@linkcode Context}.
+ */
+export class Pump<S = Record<string, unknown>> implements Context<S> {
+  /** Unique id of the connection within the process. */
+  readonly id: string = String(++lastId);
+  /** The application's data for this connection. */
+  state: S = {} as S;
+
+  readonly #engine: Engine;
+  readonly #transport: Transport;
+  readonly #handler: Handler<S>;
+  readonly #protocols: readonly string[];
+  readonly #handshakeTimeoutMs: number;
+  readonly #set: ConnectionSet;
+
+  #busy = false; // a hook's promise is pending: events wait
+  #inLoop = false;
+  #flushQueued = false;
+  #needDrain = false;
+  #paused = false;
+  #aborted = false; // the connection ended without a handshake: destroy, no FIN
+  #ended = false; // the transport was ended or destroyed by us
+  #closed = false; // the transport is closed
+  #drainWaiters: (() => void)[] = [];
+  #handshakeTimer: ReturnType<typeof setTimeout> | undefined;
+  #closeTimer: ReturnType<typeof setTimeout> | undefined;
+  #lingerTimer: ReturnType<typeof setTimeout> | undefined;
+
+  /**
+   * @param transport The socket.
+   * @param handler The application's hooks.
+   * @param options Limits, subprotocols, timeouts.
+   * @param set The server's live connections; the pump adds and removes itself.
+   */
+  constructor(transport: Transport, handler: Handler<S>, options: ConnectionOptions, set: ConnectionSet) {
+    this.#engine = new Engine(options);
+    this.#transport = transport;
+    this.#handler = handler;
+    this.#protocols = options.protocols ?? [];
+    this.#handshakeTimeoutMs = options.handshakeTimeoutMs ?? DEFAULT_HANDSHAKE_TIMEOUT_MS;
+    this.#set = set;
+    set.add(this);
+  }
+
+  // ---- Context ----
+
+  /** The opening handshake. */
+  get request(): UpgradeRequest {
+    return this.#engine.request!;
+  }
+
+  /** The peer's address. */
+  get remoteAddress(): string {
+    return this.#transport.remoteAddress;
+  }
+
+  /** The negotiated subprotocol, or `""`. */
+  get protocol(): string {
+    return this.#engine.protocol;
+  }
+
+  /** The negotiated extensions, or `""`. */
+  get extensions(): string {
+    return this.#engine.extensions;
+  }
+
+  /** The connection state. */
+  get readyState(): ReadyState {
+    return this.#engine.state;
+  }
+
+  /** Bytes queued and not yet handed to the operating system. */
+  get bufferedAmount(): number {
+    return this.#engine.outputBytes + (this.#closed ? 0 : this.#transport.bufferedAmount);
+  }
+
+  /** Sends a message; `false` when the caller should wait for `drained()`. */
+  send(data: MessageData): boolean {
+    this.#engine.send(data);
+    this.#scheduleFlush();
+    return !this.#needDrain;
+  }
+
+  /** Sends a ping. */
+  ping(data?: MessageData): void {
+    this.#engine.ping(data);
+    this.#scheduleFlush();
+  }
+
+  /** Starts the close handshake. */
+  close(code?: number, reason?: string): void {
+    this.#engine.close(code, reason);
+    this.#kick();
+  }
+
+  /** Drops the connection without a close handshake. */
+  terminate(): void {
+    if (this.#engine.state === ReadyState.Closed) return;
+    this.#aborted = true;
+    this.#engine.abort();
+    this.#kick();
+  }
+
+  /** Resolves when the output has drained below the high-water mark. */
+  drained(): Promise<void> {
+    if (!this.#needDrain && this.#engine.outputBytes === 0) return Promise.resolve();
+    if (this.#closed) return Promise.resolve();
+    return new Promise((resolve) => this.#drainWaiters.push(resolve));
+  }
+
+  // ---- transport → pump ----
+
+  /**
+   * Starts the connection: from the raw bytes to come, or from a head that
+   * was already parsed (`node:http`), with the bytes that followed it.
+   */
+  start(head?: HeadLike, rest?: Uint8Array): void {
+    if (head === undefined) {
+      this.#handshakeTimer = setTimeout(() => this.#handshakeTimedOut(), this.#handshakeTimeoutMs);
+      return;
+    }
+    this.#engine.receiveHead(head, rest);
+    this.#run();
+  }
+
+  /** The socket read bytes. */
+  onData(chunk: Uint8Array): void {
+    this.#engine.receive(chunk);
+    if (this.#busy) {
+      // A hook is still running: keep the bytes, stop reading more.
+      this.#pause();
+      return;
+    }
+    this.#run();
+  }
+
+  /** The peer ended its side (FIN). */
+  onEnd(): void {
+    this.#engine.receive(null);
+    this.#run();
+  }
+
+  /** Everything written so far has been handed to the operating system. */
+  onDrain(): void {
+    if (!this.#needDrain) return;
+    this.#needDrain = false;
+    this.#resolveDrain();
+    this.#updateReading();
+    if (this.#engine.state === ReadyState.Open || this.#engine.state === ReadyState.Closing) {
+      this.#safely(() => this.#handler.drain?.(this));
+    }
+  }
+
+  /** The socket is closed (after an error, a reset, or our own end). */
+  onClosed(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#ended = true;
+    if (this.#engine.state !== ReadyState.Closed) this.#engine.receive(null);
+    this.#run();
+    this.#clearTimers();
+    this.#resolveDrain();
+    this.#set.delete(this);
+  }
+
+  /** Server shutdown: close with `code`, or drop a handshake in progress. */
+  shutdown(code: number, reason: string): void {
+    if (this.#engine.state === ReadyState.Connecting) {
+      this.#aborted = true;
+      this.#engine.abort();
+      this.#kick();
+      return;
+    }
+    this.close(code, reason);
+  }
+
+  // ---- the loop ----
+
+  #run(): void {
+    if (this.#busy || this.#inLoop) return;
+    this.#inLoop = true;
+    try {
+      for (let event = this.#engine.nextEvent(); event !== undefined; event = this.#engine.nextEvent()) {
+        const pending = this.#dispatch(event);
+        if (pending !== undefined) {
+          this.#busy = true;
+          pending.then(() => {
+            this.#busy = false;
+            this.#run();
+            this.#updateReading();
+          });
+          break;
+        }
+      }
+    } finally {
+      this.#inLoop = false;
+    }
+    this.#flush();
+    this.#settle();
+  }
+
+  /** Runs `run()` unless we are inside it (then its end flushes and settles). */
+  #kick(): void {
+    if (!this.#inLoop) this.#run();
+  }
+
+  #dispatch(event: EngineEvent): Promise<void> | undefined {
+    const handler = this.#handler;
+    switch (event.type) {
+      case "upgrade":
+        return this.#upgrade();
+      case "rejected":
+        return undefined;
+      case "open":
+        clearTimeout(this.#handshakeTimer);
+        return this.#call(() => handler.open?.(this));
+      case "message":
+        return this.#call(() => handler.message?.(this, event.data));
+      case "ping":
+        return this.#call(() => handler.ping?.(this, event.data));
+      case "pong":
+        return this.#call(() => handler.pong?.(this, event.data));
+      case "error":
+        this.#safely(() => handler.error?.(this, event.error));
+        return undefined;
+      case "close": {
+        const info: CloseInfo = { code: event.code, reason: event.reason, wasClean: event.wasClean };
+        return this.#call(() => handler.close?.(this, info));
+      }
+    }
+  }
+
+  /** Calls a hook; a throw or a rejection closes the connection with 1011. */
+  #call(hook: () => void | Promise<void>): Promise<void> | undefined {
+    let result;
+    try {
+      result = hook();
+    } catch (err) {
+      this.#hookFailed(err);
+      return undefined;
+    }
+    if (!isPromise(result)) return undefined;
+    return result.then(undefined, (err) => this.#hookFailed(err));
+  }
+
+  #hookFailed(err: unknown): void {
+    this.#safely(() => this.#handler.error?.(this, err));
+    if (this.#engine.state === ReadyState.Open) {
+      this.#engine.close(1011);
+      this.#kick();
+    }
+  }
+
+  /** Runs a hook whose failure has nowhere else to go. */
+  #safely(fn: () => void): void {
+    try {
+      fn();
+    } catch (err) {
+      console.error("duplex: a hook threw while handling another error:", err);
+    }
+  }
+
+  #upgrade(): Promise<void> | undefined {
+    let answer;
+    try {
+      answer = this.#handler.upgrade?.(this);
+    } catch (err) {
+      this.#upgradeFailed(err);
+      return undefined;
+    }
+    if (isPromise(answer)) {
+      return answer.then((a) => this.#answer(a), (err) => this.#upgradeFailed(err));
+    }
+    return this.#answer(answer);
+  }
+
+  #answer(answer: UpgradeAnswer | Response | void): Promise<void> | undefined {
+    if (this.#engine.state !== ReadyState.Connecting) return undefined; // the socket went away meanwhile
+    try {
+      if (answer instanceof Response) return this.#refuse(answer);
+      const protocol = answer?.protocol ?? selectSubprotocol(this.request.protocols, this.#protocols) ?? "";
+      this.#engine.accept({ protocol, headers: answer?.headers });
+    } catch (err) {
+      this.#upgradeFailed(err);
+    }
+    return undefined;
+  }
+
+  #refuse(response: Response): Promise<void> {
+    const headers: [string, string][] = [];
+    response.headers.forEach((value, name) => {
+      if (!["content-length", "content-type", "connection", "transfer-encoding"].includes(name)) headers.push([name, value]);
+    });
+    return response.text().then(
+      (body) => {
+        if (this.#engine.state !== ReadyState.Connecting) return;
+        try {
+          this.#engine.reject(response.status, body, headers);
+        } catch (err) {
+          this.#upgradeFailed(err);
+        }
+      },
+      (err) => this.#upgradeFailed(err),
+    );
+  }
+
+  #upgradeFailed(err: unknown): void {
+    this.#safely(() => this.#handler.error?.(this, err));
+    if (this.#engine.state === ReadyState.Connecting) this.#engine.reject(500, "Internal Server Error");
+  }
+
+  #handshakeTimedOut(): void {
+    if (this.#engine.state !== ReadyState.Connecting || this.#engine.request !== undefined) return;
+    this.#aborted = true;
+    this.#engine.abort();
+    this.#kick();
+  }
+
+  // ---- output ----
+
+  #scheduleFlush(): void {
+    if (this.#inLoop || this.#flushQueued) return;
+    this.#flushQueued = true;
+    queueMicrotask(() => {
+      this.#flushQueued = false;
+      this.#flush();
+      this.#settle();
+    });
+  }
+
+  #flush(): void {
+    if (this.#engine.outputBytes === 0) return;
+    const chunks = this.#engine.takeOutput();
+    if (this.#closed || this.#ended) return;
+    if (this.#transport.write(chunks)) {
+      if (!this.#needDrain) this.#resolveDrain();
+    } else if (!this.#needDrain) {
+      this.#needDrain = true;
+      this.#updateReading();
+    }
+  }
+
+  #resolveDrain(): void {
+    const waiters = this.#drainWaiters;
+    if (waiters.length === 0) return;
+    this.#drainWaiters = [];
+    for (const resolve of waiters) resolve();
+  }
+
+  /** Read while no hook is pending and the output is below the high-water mark. */
+  #updateReading(): void {
+    if (this.#closed) return;
+    const pause = (this.#busy && this.#engine.inputBytes > 0) || (this.#needDrain && !this.#ended);
+    if (pause) this.#pause();
+    else if (this.#paused) {
+      this.#paused = false;
+      this.#transport.resume();
+    }
+  }
+
+  #pause(): void {
+    if (this.#paused || this.#closed) return;
+    this.#paused = true;
+    this.#transport.pause();
+  }
+
+  /** Starts the timers and the socket teardown that the engine's state calls for. */
+  #settle(): void {
+    const state = this.#engine.state;
+    if (state === ReadyState.Closing && this.#closeTimer === undefined && !this.#ended) {
+      this.#closeTimer = setTimeout(() => {
+        this.#aborted = true;
+        this.#engine.abort();
+        this.#kick();
+      }, this.#engine.limits.closeTimeoutMs);
+    }
+    if (state !== ReadyState.Closed || this.#ended) return;
+    this.#ended = true;
+    clearTimeout(this.#handshakeTimer);
+    clearTimeout(this.#closeTimer);
+    if (this.#closed) return;
+    if (this.#aborted) {
+      this.#transport.destroy();
+      return;
+    }
+    // The server closes TCP first (RFC 6455 §7.1.1): FIN after the last
+    // frame, keep reading (and discarding) until the peer's FIN so that no
+    // reset can overtake the close frame, and destroy if it never comes.
+    this.#transport.end();
+    this.#lingerTimer = setTimeout(() => this.#transport.destroy(), this.#engine.limits.closeTimeoutMs);
+    if (this.#paused) {
+      this.#paused = false;
+      this.#transport.resume();
+    }
+  }
+
+  #clearTimers(): void {
+    clearTimeout(this.#handshakeTimer);
+    clearTimeout(this.#closeTimer);
+    clearTimeout(this.#lingerTimer);
+  }
+}
