@@ -85,8 +85,8 @@ export interface Context<S = Record<string, unknown>> {
   /**
    * Sends a message: a string as text, bytes as binary.
    *
-   * @returns `false` when the output is above the transport's high-water
-   *   mark: wait for {@linkcode Context.drained} before sending more.
+   * @returns `false` when the output is at or above the high-water mark:
+   *   wait for {@linkcode Context.drained} before sending more.
    * @throws {UsageError} When the connection is not open.
    */
   send(data: MessageData): boolean;
@@ -96,7 +96,7 @@ export interface Context<S = Record<string, unknown>> {
   close(code?: number, reason?: string): void;
   /** Drops the connection at once, without a close handshake; reported as 1006. */
   terminate(): void;
-  /** Resolves when the output has drained below the transport's high-water mark. */
+  /** Resolves when the output queued so far has been handed to the socket and the socket is below its high-water mark. */
   drained(): Promise<void>;
 }
 
@@ -162,4 +162,10 @@ export interface ConnectionOptions extends EngineOptions {
   protocols?: readonly string[];
   /** How long a raw connection may take to send its whole opening handshake, in ms. Default 10,000. */
   handshakeTimeoutMs?: number;
+  /**
+   * Output bytes (queued in the engine plus buffered by the socket) at or
+   * above which `send()` returns `false` and reading pauses until the
+   * output drains. Default 64 KiB.
+   */
+  highWaterMark?: number;
 }

@@ -9,6 +9,8 @@
  */
 
 import { Engine, type EngineEvent, type MessageData } from "../core/engine.ts";
+import { UsageError } from "../core/errors.ts";
+import { resolveLimits } from "../core/options.ts";
 import { type HeadLike, selectSubprotocol, type UpgradeRequest } from "../core/handshake.ts";
 import { ReadyState } from "../core/state.ts";
 import type { CloseInfo, ConnectionOptions, Context, Handler, UpgradeAnswer } from "../plugins/hooks.ts";
@@ -38,8 +40,32 @@ export interface Transport {
 }
 
 const DEFAULT_HANDSHAKE_TIMEOUT_MS = 10_000;
+const DEFAULT_HIGH_WATER_MARK = 64 * 1024;
 
 let lastId = 0;
+
+/**
+ * Checks connection options once, when a server is created, so that a bad
+ * option fails there with a {@linkcode UsageError} rather than on the first
+ * connection.
+ *
+ * @throws {UsageError} When a limit or timeout is not a valid integer, or
+ *   `protocols` is not a list of strings.
+ */
+export function resolveConnectionOptions(options: ConnectionOptions): ConnectionOptions {
+  const limits = resolveLimits(options);
+  for (const key of ["handshakeTimeoutMs", "highWaterMark"] as const) {
+    const value = options[key];
+    if (value !== undefined && (typeof value !== "number" || !Number.isSafeInteger(value) || value < 1)) {
+      throw new UsageError("ERR_INVALID_OPTION", `Invalid option: ${key} must be a positive integer, got ${String(value)}`);
+    }
+  }
+  const protocols = options.protocols ?? [];
+  if (!Array.isArray(protocols) || protocols.some((p) => typeof p !== "string" || p === "")) {
+    throw new UsageError("ERR_INVALID_OPTION", "Invalid option: protocols must be a list of non-empty strings");
+  }
+  return { ...options, ...limits, protocols: [...protocols] };
+}
 
 function isPromise(value: unknown): value is Promise<unknown> {
   return typeof (value as Promise<unknown> | undefined)?.then === "function";
@@ -106,6 +132,7 @@ export class Pump<S = Record<string, unknown>> implements Context<S> {
   readonly #handler: Handler<S>;
   readonly #protocols: readonly string[];
   readonly #handshakeTimeoutMs: number;
+  readonly #highWaterMark: number;
   readonly #set: ConnectionSet;
 
   #busy = false; // a hook's promise is pending: events wait
@@ -133,6 +160,7 @@ export class Pump<S = Record<string, unknown>> implements Context<S> {
     this.#handler = handler;
     this.#protocols = options.protocols ?? [];
     this.#handshakeTimeoutMs = options.handshakeTimeoutMs ?? DEFAULT_HANDSHAKE_TIMEOUT_MS;
+    this.#highWaterMark = options.highWaterMark ?? DEFAULT_HIGH_WATER_MARK;
     this.#set = set;
     set.add(this);
   }
@@ -172,8 +200,14 @@ export class Pump<S = Record<string, unknown>> implements Context<S> {
   /** Sends a message; `false` when the caller should wait for `drained()`. */
   send(data: MessageData): boolean {
     this.#engine.send(data);
-    this.#scheduleFlush();
-    return !this.#needDrain;
+    if (this.#engine.outputBytes >= this.#highWaterMark && !this.#inLoop) {
+      // A burst of sends: hand the bytes to the socket now, not at the end of the tick.
+      this.#flush();
+      this.#settle();
+    } else {
+      this.#scheduleFlush();
+    }
+    return !this.#needDrain && this.bufferedAmount < this.#highWaterMark;
   }
 
   /** Sends a ping. */
@@ -308,6 +342,7 @@ export class Pump<S = Record<string, unknown>> implements Context<S> {
         return undefined;
       case "open":
         clearTimeout(this.#handshakeTimer);
+        this.#handshakeTimer = undefined;
         return this.#call(() => handler.open?.(this));
       case "message":
         return this.#call(() => handler.message?.(this, event.data));

@@ -29,8 +29,9 @@ import { createServer as createNetServer, type Server as NetServer, type Socket 
 import { createServer as createTlsServer, type TlsOptions } from "node:tls";
 import type { Duplex } from "node:stream";
 import { CloseCode } from "../core/close_code.ts";
+import { UsageError } from "../core/errors.ts";
 import type { Handler } from "../plugins/hooks.ts";
-import { type ConnectionOptions, ConnectionSet, Pump, type Transport } from "./_pump.ts";
+import { type ConnectionOptions, ConnectionSet, Pump, resolveConnectionOptions, type Transport } from "./_pump.ts";
 
 /**
  * Options of {@linkcode serve}: where to listen, TLS, and the connection
@@ -197,10 +198,11 @@ export function upgradeHandler<S = Record<string, unknown>>(
   handler: Handler<S>,
   options: ConnectionOptions = {},
 ): UpgradeHandler {
+  const resolved = resolveConnectionOptions(options);
   const set = new ConnectionSet();
   return {
     handleUpgrade(req, socket, head) {
-      run(socket, handler, options, set, req, head);
+      run(socket, handler, resolved, set, req, head);
     },
     get connections() {
       return set.size;
@@ -278,7 +280,11 @@ export async function serve<S = Record<string, unknown>>(
   handler: Handler<S>,
   options: ServeOptions = {},
 ): Promise<Server> {
-  const { port = 8080, hostname = "127.0.0.1", tls, ...connectionOptions } = options;
+  const { port = 8080, hostname = "127.0.0.1", tls, ...rest } = options;
+  const connectionOptions = resolveConnectionOptions(rest);
+  if (!Number.isInteger(port) || port < 0 || port > 65535) {
+    throw new UsageError("ERR_INVALID_OPTION", `Invalid option: port must be an integer from 0 to 65535, got ${String(port)}`);
+  }
   const set = new ConnectionSet();
   const onSocket = (socket: Socket) => run(socket, handler, connectionOptions, set);
   let server: NetServer;
