@@ -6,6 +6,7 @@
  * @module
  */
 
+import { xorKey } from "./_mask.ts";
 import { UsageError } from "./errors.ts";
 
 /**
@@ -136,20 +137,7 @@ function checkMask(mask: Uint8Array | undefined): void {
  * ```
  */
 export function applyMask(data: Uint8Array, mask: Uint8Array, offset = 0): void {
-  const m0 = mask[offset & 3]!, m1 = mask[(offset + 1) & 3]!;
-  const m2 = mask[(offset + 2) & 3]!, m3 = mask[(offset + 3) & 3]!;
-  const n = data.length;
-  const whole = n & ~3;
-  let i = 0;
-  for (; i < whole; i += 4) {
-    data[i] = data[i]! ^ m0;
-    data[i + 1] = data[i + 1]! ^ m1;
-    data[i + 2] = data[i + 2]! ^ m2;
-    data[i + 3] = data[i + 3]! ^ m3;
-  }
-  if (i < n) data[i] = data[i]! ^ m0;
-  if (i + 1 < n) data[i + 1] = data[i + 1]! ^ m1;
-  if (i + 2 < n) data[i + 2] = data[i + 2]! ^ m2;
+  xorKey(data, ((mask[0]! << 24) | (mask[1]! << 16) | (mask[2]! << 8) | mask[3]!) >>> 0, offset);
 }
 
 /**
@@ -193,13 +181,22 @@ export function encodeFrame(
   return [header, payload];
 }
 
+/** Strings up to this many UTF-16 units are encoded through the shared scratch buffer. */
+const SCRATCH_CHARS = 64 * 1024;
+/** Grows on demand up to 14 + 3 × SCRATCH_CHARS bytes; only ever used synchronously. */
+let scratch = new Uint8Array(0);
+
 /**
- * Encodes a string as one text frame, UTF-8 encoding it straight behind its
- * header when it is small (one allocation, no copy).
+ * Encodes a string as one text frame. A string of up to 64 Ki UTF-16 units
+ * is UTF-8 encoded into a shared scratch buffer right behind room for its
+ * header, and the frame is copied out once at its exact size (cheaper than
+ * allocating the worst case or encoding then copying); a longer one comes
+ * back as `[header, payload]`.
  *
  * @param text The message.
  * @param options `fin`, `rsv1` and the masking key.
  * @returns The chunks to write, in order.
+ * @throws {UsageError} When the mask is not 4 bytes.
  *
  * @example
  * ```ts
@@ -210,16 +207,16 @@ export function encodeFrame(
  * ```
  */
 export function encodeTextFrame(text: string, options: FrameOptions = {}): Uint8Array[] {
-  if (text.length > COALESCE_BYTES / 3) {
+  if (text.length > SCRATCH_CHARS) {
     return encodeFrame(Opcode.Text, encoder.encode(text), options);
   }
   const { fin = true, rsv1 = false, mask } = options;
   checkMask(mask);
   // Room for the longest header (14 bytes) in front of the worst-case UTF-8 size.
-  const buffer = new Uint8Array(14 + text.length * 3);
-  const { written } = encoder.encodeInto(text, buffer.subarray(14));
-  const start = writeHeader(buffer, 14, Opcode.Text, written, fin, rsv1, mask);
-  const frame = buffer.subarray(start, 14 + written);
-  if (mask !== undefined) applyMask(frame.subarray(14 - start), mask);
-  return [frame];
+  const need = 14 + text.length * 3;
+  if (scratch.length < need) scratch = new Uint8Array(Math.max(need, Math.min(2 * scratch.length, 14 + 3 * SCRATCH_CHARS), 1024));
+  const { written } = encoder.encodeInto(text, scratch.subarray(14));
+  const start = writeHeader(scratch, 14, Opcode.Text, written, fin, rsv1, mask);
+  if (mask !== undefined) applyMask(scratch.subarray(14, 14 + written), mask);
+  return [scratch.slice(start, 14 + written)];
 }

@@ -1,6 +1,9 @@
 // Frame rules of RFC 6455 §5, fed whole and split at every offset.
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
+import { UsageError } from "../../core/errors.ts";
+import { applyMask, encodeFrame, encodeTextFrame } from "../../core/frame.ts";
+import { Receiver } from "../../core/receiver.ts";
 import { cat, frame, runEcho, splits, summary } from "./_util.ts";
 
 const TEXT = 0x1, BINARY = 0x2, CONT = 0x0, CLOSE = 0x8, PING = 0x9, PONG = 0xa;
@@ -174,5 +177,73 @@ describe("framing: limits fail with 1009", () => {
       [{ type: "pong", kind: "binary", data: Array.from(new TextEncoder().encode("0123456789")) }, msg("abcd")],
       { maxMessageBytes: 4, maxFragments: 2 },
     );
+  });
+});
+
+describe("encoder", () => {
+  const mask = new Uint8Array([0xde, 0xad, 0xbe, 0xef]);
+
+  for (const size of [0, 5, 125, 126, 65535, 65536, 70_000]) {
+    it(`encodes a masked client frame of ${size} bytes that a server receiver decodes, leaving the payload untouched`, () => {
+      const payload = new Uint8Array(size).map((_, i) => i & 0xff);
+      const copy = payload.slice();
+      const chunks = encodeFrame(0x2, payload, { mask });
+      assert.deepEqual(payload, copy, "the caller's bytes are not masked in place");
+      const receiver = new Receiver({ role: "server" });
+      for (const c of chunks) receiver.push(c.slice());
+      const item = receiver.next();
+      assert.equal(item?.type, "message");
+      assert.deepEqual(item?.type === "message" && item.data, copy);
+    });
+  }
+
+  it("encodes masked and unmasked text frames, small and large", () => {
+    for (const text of ["", "héllo", "€".repeat(10_000)]) {
+      for (const options of [{}, { mask }]) {
+        const receiver = new Receiver({ role: "mask" in options ? "server" : "client" });
+        for (const c of encodeTextFrame(text, options)) receiver.push(c.slice());
+        assert.deepEqual(receiver.next(), { type: "message", data: text });
+      }
+    }
+  });
+
+  it("encodes text on both sides of the scratch-buffer limit, and frames never share bytes", () => {
+    const receiver = new Receiver({ role: "client", maxMessageBytes: 1 << 20, maxFrameBytes: 1 << 20 });
+    const texts = ["x".repeat(65_536), "y".repeat(65_537), "é".repeat(65_536), "short"];
+    const frames = texts.map((t) => encodeTextFrame(t));
+    for (const chunks of frames) for (const c of chunks) receiver.push(c.slice());
+    for (const text of texts) assert.deepEqual(receiver.next(), { type: "message", data: text });
+    // A later encode must not change an earlier frame.
+    const [first] = encodeTextFrame("first");
+    encodeTextFrame("second");
+    assert.deepEqual(Array.from(first!.subarray(2)), Array.from(new TextEncoder().encode("first")));
+  });
+
+  it("masks at every key offset and length like the byte-by-byte definition", () => {
+    const key = new Uint8Array([0x12, 0x34, 0xab, 0xff]);
+    for (let offset = 0; offset < 8; offset++) {
+      for (let length = 0; length < 11; length++) {
+        const data = new Uint8Array(length).map((_, i) => (i * 37 + 5) & 0xff);
+        const expected = data.map((b, i) => b ^ key[(offset + i) & 3]!);
+        applyMask(data, key, offset);
+        assert.deepEqual(data, expected, `offset ${offset}, length ${length}`);
+      }
+    }
+  });
+
+  it("sets FIN and RSV1 as asked", () => {
+    const [frame0] = encodeFrame(0x1, new Uint8Array([0x61]), { fin: false, rsv1: true });
+    assert.equal(frame0![0], 0x41);
+  });
+
+  it("returns a large unmasked payload as its own chunk, uncopied", () => {
+    const payload = new Uint8Array(100_000);
+    const chunks = encodeFrame(0x2, payload);
+    assert.equal(chunks.length, 2);
+    assert.equal(chunks[1], payload);
+  });
+
+  it("refuses a mask that is not 4 bytes", () => {
+    assert.throws(() => encodeFrame(0x2, new Uint8Array(1), { mask: new Uint8Array(3) }), UsageError);
   });
 });

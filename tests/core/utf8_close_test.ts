@@ -34,6 +34,13 @@ describe("UTF-8: valid text", () => {
   }
 });
 
+describe("UTF-8: U+FFFD in valid text", () => {
+  it("keeps a real U+FFFD, whole and fragmented", () => {
+    expectAll(frame(TEXT, "a\uFFFDb"), [msg("a\uFFFDb")], [msg("a\uFFFDb")]);
+    expectAll(frame(CLOSE, closeBody(1000, "\uFFFD")), [closeEvent(1000, true)], [closeFrame(1000)]);
+  });
+});
+
 describe("UTF-8: invalid text fails with 1007", () => {
   const cases: [string, number[]][] = [
     ["a lone continuation byte", [0x80]],
@@ -45,6 +52,7 @@ describe("UTF-8: invalid text fails with 1007", () => {
     ["byte 0xFE", [0xfe]],
     ["a 5-byte sequence", [0xf8, 0x88, 0x80, 0x80, 0x80]],
     ["a sequence cut short by ASCII", [0xce, 0x41]],
+    ["an invalid byte next to a real U+FFFD", [0xef, 0xbf, 0xbd, 0xff]],
   ];
   for (const [name, seq] of cases) {
     it(`fails on ${name}`, () => {

@@ -1,0 +1,43 @@
+/**
+ * XOR masking with the key held as one 32-bit number (the first key byte in
+ * the top bits), so a connection keeps four bytes of key without an
+ * ArrayBuffer of its own.
+ *
+ * @module
+ */
+
+/**
+ * XORs `data` in place with the masking key `key`, starting at key position
+ * `offset` (masking and unmasking are the same operation).
+ *
+ * @param data Bytes to (un)mask in place.
+ * @param key The 4-byte key as a number, `key0 << 24 | key1 << 16 | key2 << 8 | key3`.
+ * @param offset Position of `data[0]` in the frame payload.
+ *
+ * @example
+ * ```ts
+ * import { xorKey } from "./_mask.ts";
+ *
+ * const data = new Uint8Array([1, 2, 3]);
+ * xorKey(data, 0x01020304);
+ * console.log(data); // Uint8Array [0, 0, 0]
+ * ```
+ */
+export function xorKey(data: Uint8Array, key: number, offset = 0): void {
+  const shift = (offset & 3) * 8;
+  // Rotate the key so that its byte for data[0] comes first.
+  const k = shift === 0 ? key : ((key << shift) | (key >>> (32 - shift))) >>> 0;
+  const m0 = k >>> 24, m1 = (k >>> 16) & 0xff, m2 = (k >>> 8) & 0xff, m3 = k & 0xff;
+  const n = data.length;
+  const whole = n & ~3;
+  let i = 0;
+  for (; i < whole; i += 4) {
+    data[i] = data[i]! ^ m0;
+    data[i + 1] = data[i + 1]! ^ m1;
+    data[i + 2] = data[i + 2]! ^ m2;
+    data[i + 3] = data[i + 3]! ^ m3;
+  }
+  if (i < n) data[i] = data[i]! ^ m0;
+  if (i + 1 < n) data[i + 1] = data[i + 1]! ^ m1;
+  if (i + 2 < n) data[i + 2] = data[i + 2]! ^ m2;
+}
