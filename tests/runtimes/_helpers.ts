@@ -1,0 +1,206 @@
+// Helpers for the real-socket tests: a ws client wrapper and a minimal raw
+// TCP client, each wait bounded so that no test can hang.
+import { connect as netConnect, type Socket } from "node:net";
+import WebSocket from "ws";
+
+export const KEY = "dGhlIHNhbXBsZSBub25jZQ==";
+
+/** Rejects after `ms` unless `promise` settles first. */
+export function within<T>(promise: Promise<T>, ms = 3000, what = "operation"): Promise<T> {
+  let timer: ReturnType<typeof setTimeout>;
+  return Promise.race([
+    promise.finally(() => clearTimeout(timer)),
+    new Promise<T>((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`Timed out after ${ms} ms: ${what}`)), ms);
+    }),
+  ]);
+}
+
+export function delay(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+/** Polls `check` until it is true, or fails after `ms`. */
+export async function until(check: () => boolean, ms = 3000, what = "condition"): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!check()) {
+    if (Date.now() > deadline) throw new Error(`Timed out after ${ms} ms waiting for ${what}`);
+    await delay(5);
+  }
+}
+
+export interface Received {
+  data: Buffer;
+  isBinary: boolean;
+}
+
+/** A `ws` client that queues what it receives. */
+export class Client {
+  readonly ws: WebSocket;
+  readonly messages: Received[] = [];
+  readonly pongs: Buffer[] = [];
+  readonly order: string[] = [];
+  closed: Promise<{ code: number; reason: string }>;
+  #waiters: (() => void)[] = [];
+
+  constructor(url: string, protocols?: string | string[], options: WebSocket.ClientOptions = {}) {
+    this.ws = new WebSocket(url, protocols, { perMessageDeflate: false, ...options });
+    this.ws.on("message", (data: Buffer, isBinary: boolean) => {
+      this.messages.push({ data, isBinary });
+      this.order.push("message");
+      this.#notify();
+    });
+    this.ws.on("pong", (data: Buffer) => {
+      this.pongs.push(data);
+      this.order.push("pong");
+      this.#notify();
+    });
+    this.ws.on("error", () => {});
+    this.closed = new Promise((resolve) => {
+      this.ws.on("close", (code: number, reason: Buffer) => resolve({ code, reason: reason.toString() }));
+    });
+  }
+
+  #notify(): void {
+    const waiters = this.#waiters;
+    this.#waiters = [];
+    for (const w of waiters) w();
+  }
+
+  static async open(url: string, protocols?: string | string[], options?: WebSocket.ClientOptions): Promise<Client> {
+    const client = new Client(url, protocols, options);
+    await within(
+      new Promise<void>((resolve, reject) => {
+        client.ws.once("open", () => resolve());
+        client.ws.once("error", reject);
+        client.ws.once("unexpected-response", (_req, res) => reject(new Error(`HTTP ${res.statusCode}`)));
+      }),
+      3000,
+      "websocket open",
+    );
+    return client;
+  }
+
+  /** Waits until `n` messages have arrived in total, and returns them. */
+  async messagesUntil(n: number, ms = 3000): Promise<Received[]> {
+    await within(
+      (async () => {
+        while (this.messages.length < n) await new Promise<void>((resolve) => this.#waiters.push(resolve));
+      })(),
+      ms,
+      `${n} messages`,
+    );
+    return this.messages;
+  }
+
+  /** Sends and waits for the next message. */
+  async roundTrip(data: string | Buffer | Uint8Array, ms = 5000): Promise<Received> {
+    const n = this.messages.length + 1;
+    this.ws.send(data);
+    return (await this.messagesUntil(n, ms))[n - 1]!;
+  }
+}
+
+/** The parts of a raw HTTP response. */
+export interface RawResponse {
+  status: number;
+  headers: Record<string, string>;
+  body: string;
+  socket: Socket;
+  /** Bytes after the header block. */
+  rest: Buffer;
+}
+
+/** Opens a TCP connection to `port`. */
+export function rawConnect(port: number): Promise<Socket> {
+  return within(
+    new Promise<Socket>((resolve, reject) => {
+      const socket = netConnect(port, "127.0.0.1", () => resolve(socket));
+      socket.once("error", reject);
+    }),
+    3000,
+    "tcp connect",
+  );
+}
+
+/** Builds an upgrade request, with header overrides (`null` removes one). */
+export function upgradeRequest(overrides: Record<string, string | null> = {}, requestLine = "GET / HTTP/1.1"): string {
+  const headers: Record<string, string | null> = {
+    Host: "127.0.0.1",
+    Upgrade: "websocket",
+    Connection: "Upgrade",
+    "Sec-WebSocket-Key": KEY,
+    "Sec-WebSocket-Version": "13",
+    ...overrides,
+  };
+  let text = `${requestLine}\r\n`;
+  for (const [name, value] of Object.entries(headers)) if (value !== null) text += `${name}: ${value}\r\n`;
+  return text + "\r\n";
+}
+
+/** Reads everything until the server closes, or `ms` passes. */
+export function readAll(socket: Socket, ms = 3000): Promise<{ data: Buffer; ended: boolean }> {
+  return new Promise((resolve) => {
+    const chunks: Buffer[] = [];
+    let ended = false;
+    const done = () => {
+      clearTimeout(timer);
+      resolve({ data: Buffer.concat(chunks), ended });
+    };
+    const timer = setTimeout(done, ms);
+    socket.on("data", (c: Buffer) => chunks.push(c));
+    socket.once("end", () => {
+      ended = true;
+    });
+    socket.once("close", done);
+  });
+}
+
+/** Sends `request` raw and parses the response head once it has arrived. */
+export async function rawHandshake(port: number, request: string): Promise<RawResponse> {
+  const socket = await rawConnect(port);
+  socket.write(request);
+  let buffer = Buffer.alloc(0);
+  const head = await within(
+    new Promise<string>((resolve, reject) => {
+      const onData = (chunk: Buffer) => {
+        buffer = Buffer.concat([buffer, chunk]);
+        const end = buffer.indexOf("\r\n\r\n");
+        if (end >= 0) {
+          socket.off("data", onData);
+          const text = buffer.subarray(0, end).toString("latin1");
+          buffer = buffer.subarray(end + 4);
+          resolve(text);
+        }
+      };
+      socket.on("data", onData);
+      socket.once("close", () => reject(new Error("closed before a response")));
+    }),
+    3000,
+    "HTTP response",
+  );
+  socket.pause();
+  const [statusLine, ...lines] = head.split("\r\n");
+  const headers: Record<string, string> = {};
+  for (const line of lines) {
+    const i = line.indexOf(":");
+    headers[line.slice(0, i).toLowerCase()] = line.slice(i + 1).trim();
+  }
+  const status = Number(statusLine!.split(" ")[1]);
+  const length = Number(headers["content-length"] ?? 0);
+  const body = buffer.subarray(0, length).toString();
+  return { status, headers, body, socket, rest: buffer.subarray(length) };
+}
+
+/** A masked client frame. */
+export function clientFrame(opcode: number, payload: Uint8Array | string = new Uint8Array(0), fin = true): Buffer {
+  const data = typeof payload === "string" ? Buffer.from(payload) : Buffer.from(payload);
+  const mask = Buffer.from([1, 2, 3, 4]);
+  const len = data.length;
+  const header = len < 126
+    ? Buffer.from([(fin ? 0x80 : 0) | opcode, 0x80 | len])
+    : Buffer.from([(fin ? 0x80 : 0) | opcode, 0x80 | 126, len >> 8, len & 0xff]);
+  const body = Buffer.from(data);
+  for (let i = 0; i < body.length; i++) body[i]! ^= mask[i & 3]!;
+  return Buffer.concat([header, mask, body]);
+}
