@@ -1,0 +1,697 @@
+/*
+ * loadgen: a WebSocket echo load generator (Linux, epoll, non-blocking).
+ *
+ * Opens N connections, performs the HTTP upgrade on each, keeps a fixed
+ * number of messages in flight per connection (a closed loop: every echo
+ * lets one more message go), verifies every echo byte for byte, and prints
+ * one JSON line on stdout. Diagnostics go to stderr.
+ *
+ *   loadgen -p PORT [-h 127.0.0.1] [-c 64] [-i 16] [-s 32] [-t text|binary]
+ *           [-w 1] (-d 3 | -n COUNT) [-T 60] [-I]
+ *
+ *   -h HOST     server address (IPv4 literal)           default 127.0.0.1
+ *   -p PORT     server port                             required
+ *   -c N        connections                             default 64
+ *   -i N        messages in flight per connection        default 16
+ *   -s BYTES    payload size                            default 32
+ *   -t KIND     text or binary                          default binary
+ *   -w SECONDS  warm-up before measuring (not counted)  default 1
+ *   -d SECONDS  measure for this long                   default 3
+ *   -n COUNT    measure until COUNT echoes (instead of -d)
+ *   -T SECONDS  hard limit on the whole run; exceeding it is an error
+ *               default: warm-up + duration + 30, or 60 with -n
+ *   -I          idle mode: open the connections, print {"ready":true,...},
+ *               then hold them, silent, until stdin reaches EOF, SIGTERM or
+ *               SIGINT arrives, or -d seconds pass; report any frame or close
+ *               from the server as an error
+ *
+ * Exit status: 0 when every echo matched and no connection failed, 1 on any
+ * verification or connection error, 2 on bad arguments.
+ *
+ * Build: gcc -O2 -o loadgen loadgen.c
+ */
+#define _GNU_SOURCE
+#include <arpa/inet.h>
+#include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/uio.h>
+#include <time.h>
+#include <unistd.h>
+
+#define MAX_PENDING_HANDSHAKES 128 /* connects in progress at once: stay under the listen backlog */
+#define CONNECT_TIMEOUT_NS (15ull * 1000000000ull)
+#define DRAIN_TIMEOUT_NS (10ull * 1000000000ull)
+#define HIST_MAX_US 1000000u /* 1 µs buckets up to 1 s, then one overflow bucket */
+#define MAX_IOV 64
+#define WS_KEY "dGhlIHNhbXBsZSBub25jZQ=="
+#define WS_ACCEPT "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=" /* RFC 6455 §1.3 example */
+
+enum { ST_IDLE, ST_CONNECTING, ST_HANDSHAKE, ST_OPEN, ST_DEAD };
+enum { PH_CONNECT, PH_WARMUP, PH_MEASURE, PH_DRAIN, PH_HOLD, PH_DONE };
+
+typedef struct {
+  int fd;
+  int state;
+  int want_out;     /* EPOLLOUT registered */
+  uint8_t *rbuf;    /* bytes read and not yet parsed start at rbuf[0] */
+  size_t rlen, rcap;
+  size_t hs_off;    /* bytes of the upgrade request written */
+  uint32_t pend;    /* frames queued and not completely written */
+  size_t pend_off;  /* bytes of the first queued frame already written */
+  uint32_t inflight;
+  uint64_t *sent_at; /* ring of send times, one per message in flight */
+  uint32_t ring_head, ring_tail;
+} conn_t;
+
+/* ---- configuration ---- */
+static const char *opt_host = "127.0.0.1";
+static int opt_port = -1;
+static uint32_t opt_conns = 64;
+static uint32_t opt_window = 16;
+static size_t opt_size = 32;
+static int opt_text = 0;
+static double opt_warmup = 1.0;
+static double opt_duration = 3.0;
+static uint64_t opt_count = 0;
+static double opt_limit = 0;
+static int opt_idle = 0;
+
+/* ---- state ---- */
+static conn_t *conns;
+static int ep = -1;
+static struct sockaddr_in server_addr;
+static uint8_t *frame;          /* one masked client frame, sent over and over */
+static size_t frame_len;
+static uint8_t *expected;       /* the payload the echo must carry */
+static uint8_t expected_b0;     /* FIN + opcode of the echo */
+static char request[512];
+static size_t request_len;
+static int phase = PH_CONNECT;
+static uint32_t started, opened, pending_handshakes;
+static uint64_t errors;
+static char first_error[256];
+static volatile sig_atomic_t stop_signal;
+static int stdin_watched;
+
+/* ---- statistics (reset at the end of the warm-up) ---- */
+static uint32_t *hist;
+static uint64_t hist_overflow, measured, lat_sum_us, lat_max_us;
+static uint64_t t_start, t_measure, t_measure_end, t_drain_end;
+
+static uint64_t now_ns(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+static void fail(conn_t *c, const char *fmt, ...) {
+  char msg[200];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(msg, sizeof msg, fmt, ap);
+  va_end(ap);
+  errors++;
+  if (errors <= 5) fprintf(stderr, "loadgen: connection %ld: %s\n", c ? (long)(c - conns) : -1L, msg);
+  if (first_error[0] == 0) snprintf(first_error, sizeof first_error, "%s", msg);
+  if (c && c->state != ST_DEAD) {
+    if (c->state == ST_CONNECTING || c->state == ST_HANDSHAKE) pending_handshakes--;
+    c->state = ST_DEAD;
+    if (c->fd >= 0) close(c->fd); /* also removes it from epoll */
+    c->fd = -1;
+  }
+}
+
+static void usage(const char *why) {
+  fprintf(stderr, "loadgen: %s\nusage: loadgen -p PORT [-h HOST] [-c CONNS] [-i INFLIGHT] [-s BYTES] "
+                  "[-t text|binary] [-w WARMUP_S] (-d SECONDS | -n COUNT) [-T LIMIT_S] [-I]\n", why);
+  exit(2);
+}
+
+static double parse_num(const char *s, const char *what, double min, double max) {
+  char *end;
+  errno = 0;
+  double v = strtod(s, &end);
+  if (errno || end == s || *end || v < min || v > max) {
+    char msg[128];
+    snprintf(msg, sizeof msg, "invalid %s: %s", what, s);
+    usage(msg);
+  }
+  return v;
+}
+
+static void on_signal(int sig) { stop_signal = sig; }
+
+/* ---- frames ---- */
+
+static void build_frames(void) {
+  static const uint8_t mask[4] = {0x37, 0xfa, 0x21, 0x3d};
+  expected = malloc(opt_size ? opt_size : 1);
+  for (size_t i = 0; i < opt_size; i++) {
+    /* Text: printable ASCII. Binary: every byte value, most not valid UTF-8. */
+    expected[i] = opt_text ? (uint8_t)('a' + i % 26) : (uint8_t)(i * 31 + 7);
+  }
+  uint8_t op = opt_text ? 0x1 : 0x2;
+  expected_b0 = 0x80 | op;
+  size_t hdr = 2 + (opt_size < 126 ? 0 : opt_size < 65536 ? 2 : 8) + 4;
+  frame_len = hdr + opt_size;
+  frame = malloc(frame_len);
+  frame[0] = expected_b0;
+  size_t p = 2;
+  if (opt_size < 126) {
+    frame[1] = 0x80 | (uint8_t)opt_size;
+  } else if (opt_size < 65536) {
+    frame[1] = 0x80 | 126;
+    frame[2] = (uint8_t)(opt_size >> 8);
+    frame[3] = (uint8_t)opt_size;
+    p = 4;
+  } else {
+    frame[1] = 0x80 | 127;
+    for (int i = 0; i < 8; i++) frame[2 + i] = (uint8_t)((uint64_t)opt_size >> (56 - 8 * i));
+    p = 10;
+  }
+  memcpy(frame + p, mask, 4);
+  p += 4;
+  for (size_t i = 0; i < opt_size; i++) frame[p + i] = expected[i] ^ mask[i & 3];
+  request_len = (size_t)snprintf(request, sizeof request,
+                                 "GET /bench HTTP/1.1\r\n"
+                                 "Host: %s:%d\r\n"
+                                 "Upgrade: websocket\r\n"
+                                 "Connection: Upgrade\r\n"
+                                 "Sec-WebSocket-Key: " WS_KEY "\r\n"
+                                 "Sec-WebSocket-Version: 13\r\n\r\n",
+                                 opt_host, opt_port);
+}
+
+/* ---- epoll helpers ---- */
+
+static void set_out(conn_t *c, int on) {
+  if (c->want_out == on || c->fd < 0) return;
+  struct epoll_event ev = {.events = EPOLLIN | (on ? EPOLLOUT : 0), .data.ptr = c};
+  if (epoll_ctl(ep, EPOLL_CTL_MOD, c->fd, &ev) < 0) {
+    fail(c, "epoll_ctl: %s", strerror(errno));
+    return;
+  }
+  c->want_out = on;
+}
+
+static void start_connect(conn_t *c) {
+  started++;
+  pending_handshakes++;
+  c->state = ST_CONNECTING;
+  c->fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (c->fd < 0) {
+    fail(c, "socket: %s", strerror(errno));
+    return;
+  }
+  int one = 1;
+  setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  if (connect(c->fd, (struct sockaddr *)&server_addr, sizeof server_addr) < 0 && errno != EINPROGRESS) {
+    fail(c, "connect: %s", strerror(errno));
+    return;
+  }
+  struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT, .data.ptr = c};
+  c->want_out = 1;
+  if (epoll_ctl(ep, EPOLL_CTL_ADD, c->fd, &ev) < 0) fail(c, "epoll_ctl: %s", strerror(errno));
+}
+
+/* ---- writing ---- */
+
+static void queue_messages(conn_t *c, uint32_t n, uint64_t t) {
+  for (uint32_t k = 0; k < n; k++) {
+    c->sent_at[c->ring_tail] = t;
+    c->ring_tail = (c->ring_tail + 1) % opt_window;
+  }
+  c->inflight += n;
+  c->pend += n;
+}
+
+static void flush_conn(conn_t *c) {
+  while (c->state == ST_OPEN && c->pend > 0) {
+    struct iovec iov[MAX_IOV];
+    uint32_t n = c->pend < MAX_IOV ? c->pend : MAX_IOV;
+    iov[0].iov_base = frame + c->pend_off;
+    iov[0].iov_len = frame_len - c->pend_off;
+    for (uint32_t k = 1; k < n; k++) {
+      iov[k].iov_base = frame;
+      iov[k].iov_len = frame_len;
+    }
+    ssize_t w = writev(c->fd, iov, (int)n);
+    if (w < 0) {
+      if (errno == EINTR) continue;
+      if (errno == EAGAIN || errno == EWOULDBLOCK) {
+        set_out(c, 1);
+        return;
+      }
+      fail(c, "write: %s", strerror(errno));
+      return;
+    }
+    size_t left = (size_t)w;
+    while (left > 0) {
+      size_t rest = frame_len - c->pend_off;
+      if (left >= rest) {
+        left -= rest;
+        c->pend--;
+        c->pend_off = 0;
+      } else {
+        c->pend_off += left;
+        left = 0;
+      }
+    }
+  }
+  if (c->state == ST_OPEN && c->pend == 0) set_out(c, 0);
+}
+
+static int sending(void) { return phase == PH_WARMUP || phase == PH_MEASURE; }
+
+/* ---- reading ---- */
+
+static void record_latency(uint64_t sent, uint64_t t) {
+  uint64_t us = (t - sent) / 1000;
+  measured++;
+  lat_sum_us += us;
+  if (us > lat_max_us) lat_max_us = us;
+  if (us < HIST_MAX_US) hist[us]++;
+  else hist_overflow++;
+}
+
+/* Parses the echoes in rbuf; returns how many complete ones were consumed. */
+static uint32_t parse_frames(conn_t *c, uint64_t t) {
+  size_t pos = 0;
+  uint32_t echoes = 0;
+  while (c->state == ST_OPEN) {
+    size_t avail = c->rlen - pos;
+    if (avail < 2) break;
+    const uint8_t *b = c->rbuf + pos;
+    if (b[1] & 0x80) {
+      fail(c, "server frame is masked");
+      return echoes;
+    }
+    size_t hdr = 2;
+    uint64_t len = b[1] & 0x7f;
+    if (len == 126) {
+      if (avail < 4) break;
+      len = ((uint64_t)b[2] << 8) | b[3];
+      hdr = 4;
+    } else if (len == 127) {
+      if (avail < 10) break;
+      len = 0;
+      for (int i = 0; i < 8; i++) len = (len << 8) | b[2 + i];
+      hdr = 10;
+    }
+    if (b[0] != expected_b0) {
+      uint8_t op = b[0] & 0x0f;
+      if (op == 0x8) {
+        unsigned code = len >= 2 && avail >= hdr + 2 ? ((unsigned)b[hdr] << 8 | b[hdr + 1]) : 1005;
+        fail(c, "server sent a close frame (code %u)", code);
+      } else {
+        fail(c, "unexpected frame: first byte 0x%02x, expected 0x%02x", b[0], expected_b0);
+      }
+      return echoes;
+    }
+    if (len != opt_size) {
+      fail(c, "echo has %llu bytes, expected %zu", (unsigned long long)len, opt_size);
+      return echoes;
+    }
+    if (avail < hdr + len) break;
+    if (memcmp(b + hdr, expected, opt_size) != 0) {
+      fail(c, "echo payload differs from what was sent");
+      return echoes;
+    }
+    if (c->inflight == 0) {
+      fail(c, "echo of a message that was never sent");
+      return echoes;
+    }
+    uint64_t sent = c->sent_at[c->ring_head];
+    c->ring_head = (c->ring_head + 1) % opt_window;
+    c->inflight--;
+    if (phase == PH_MEASURE) record_latency(sent, t);
+    echoes++;
+    pos += hdr + len;
+  }
+  if (pos > 0 && c->state == ST_OPEN) {
+    memmove(c->rbuf, c->rbuf + pos, c->rlen - pos);
+    c->rlen -= pos;
+  }
+  return echoes;
+}
+
+/* Checks the 101 answer; returns 1 when the upgrade completed. */
+static int parse_handshake(conn_t *c) {
+  uint8_t *end = memmem(c->rbuf, c->rlen, "\r\n\r\n", 4);
+  if (!end) {
+    if (c->rlen >= c->rcap) fail(c, "upgrade response too large");
+    return 0;
+  }
+  size_t head_len = (size_t)(end - c->rbuf) + 4;
+  char head[4096];
+  size_t n = head_len < sizeof head - 1 ? head_len : sizeof head - 1;
+  memcpy(head, c->rbuf, n);
+  head[n] = 0;
+  if (strncmp(head, "HTTP/1.1 101", 12) != 0) {
+    char *eol = strstr(head, "\r\n");
+    if (eol) *eol = 0;
+    fail(c, "upgrade refused: %.120s", head);
+    return 0;
+  }
+  char *h = strcasestr(head, "\r\nsec-websocket-accept:");
+  if (!h) {
+    fail(c, "upgrade response without Sec-WebSocket-Accept");
+    return 0;
+  }
+  h += strlen("\r\nsec-websocket-accept:");
+  while (*h == ' ' || *h == '\t') h++;
+  if (strncmp(h, WS_ACCEPT "\r\n", strlen(WS_ACCEPT) + 2) != 0) {
+    fail(c, "wrong Sec-WebSocket-Accept");
+    return 0;
+  }
+  memmove(c->rbuf, c->rbuf + head_len, c->rlen - head_len);
+  c->rlen -= head_len;
+  c->state = ST_OPEN;
+  pending_handshakes--;
+  opened++;
+  return 1;
+}
+
+static void on_readable(conn_t *c) {
+  for (;;) {
+    if (c->state == ST_DEAD) return;
+    if (c->rlen == c->rcap) {
+      fail(c, "read buffer full: %zu bytes without a complete frame", c->rlen);
+      return;
+    }
+    ssize_t r = read(c->fd, c->rbuf + c->rlen, c->rcap - c->rlen);
+    if (r < 0) {
+      if (errno == EINTR) continue;
+      if (errno == EAGAIN || errno == EWOULDBLOCK) return;
+      fail(c, "read: %s", strerror(errno));
+      return;
+    }
+    if (r == 0) {
+      fail(c, c->state == ST_OPEN ? "server closed the connection" : "server closed the connection during the upgrade");
+      return;
+    }
+    c->rlen += (size_t)r;
+    uint64_t t = now_ns();
+    if (c->state == ST_HANDSHAKE || c->state == ST_CONNECTING) {
+      if (!parse_handshake(c)) continue;
+    }
+    if (opt_idle) {
+      if (c->rlen > 0) fail(c, "server sent data on an idle connection");
+      continue;
+    }
+    uint32_t echoes = parse_frames(c, t);
+    if (echoes > 0 && sending()) {
+      queue_messages(c, echoes, t);
+      flush_conn(c);
+    }
+  }
+}
+
+static void on_writable(conn_t *c) {
+  if (c->state == ST_CONNECTING) {
+    int err = 0;
+    socklen_t len = sizeof err;
+    getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &len);
+    if (err) {
+      fail(c, "connect: %s", strerror(err));
+      return;
+    }
+    c->state = ST_HANDSHAKE;
+  }
+  if (c->state == ST_HANDSHAKE) {
+    while (c->hs_off < request_len) {
+      ssize_t w = write(c->fd, request + c->hs_off, request_len - c->hs_off);
+      if (w < 0) {
+        if (errno == EINTR) continue;
+        if (errno == EAGAIN) return;
+        fail(c, "write: %s", strerror(errno));
+        return;
+      }
+      c->hs_off += (size_t)w;
+    }
+    set_out(c, 0);
+    return;
+  }
+  if (c->state == ST_OPEN) flush_conn(c);
+}
+
+/* ---- phases ---- */
+
+static void begin_load(uint64_t t) {
+  phase = opt_warmup > 0 ? PH_WARMUP : PH_MEASURE;
+  t_start = t;
+  t_measure = t + (uint64_t)(opt_warmup * 1e9);
+  for (uint32_t i = 0; i < opt_conns; i++) {
+    conn_t *c = &conns[i];
+    if (c->state != ST_OPEN) continue;
+    queue_messages(c, opt_window, t);
+    flush_conn(c);
+  }
+}
+
+/* The first error, as a JSON string body (quotes, backslashes and control characters escaped). */
+static const char *error_json(void) {
+  static char out[sizeof first_error * 6];
+  size_t o = 0;
+  for (const char *p = first_error; *p; p++) {
+    unsigned char ch = (unsigned char)*p;
+    if (ch == '"' || ch == '\\') o += (size_t)sprintf(out + o, "\\%c", ch);
+    else if (ch < 0x20 || ch >= 0x7f) o += (size_t)sprintf(out + o, "\\u%04x", ch);
+    else out[o++] = (char)ch;
+  }
+  out[o] = 0;
+  return out;
+}
+
+static void print_json(void) {
+  if (opt_idle) {
+    printf("{\"mode\":\"idle\",\"connections\":%u,\"opened\":%u,\"errors\":%llu,\"error\":\"%s\"}\n", opt_conns,
+           opened, (unsigned long long)errors, error_json());
+    return;
+  }
+  double secs = t_measure_end > t_measure ? (double)(t_measure_end - t_measure) / 1e9 : 0;
+  double rate = secs > 0 ? (double)measured / secs : 0;
+  uint64_t p50 = 0, p99 = 0, p999 = 0;
+  uint64_t want50 = (measured * 50 + 99) / 100, want99 = (measured * 99 + 99) / 100;
+  uint64_t want999 = (measured * 999 + 999) / 1000;
+  uint64_t cum = 0;
+  int got50 = 0, got99 = 0, got999 = 0;
+  for (uint32_t us = 0; us < HIST_MAX_US && !got999; us++) {
+    cum += hist[us];
+    if (!got50 && cum >= want50 && measured) p50 = us, got50 = 1;
+    if (!got99 && cum >= want99 && measured) p99 = us, got99 = 1;
+    if (!got999 && cum >= want999 && measured) p999 = us, got999 = 1;
+  }
+  if (measured && !got50) p50 = lat_max_us;
+  if (measured && !got99) p99 = lat_max_us;
+  if (measured && !got999) p999 = lat_max_us;
+  printf("{\"mode\":\"load\",\"connections\":%u,\"inflight\":%u,\"size\":%zu,\"type\":\"%s\","
+         "\"seconds\":%.3f,\"messages\":%llu,\"msgs_per_s\":%.0f,\"mb_per_s\":%.2f,"
+         "\"p50_us\":%llu,\"p99_us\":%llu,\"p999_us\":%llu,\"max_us\":%llu,\"mean_us\":%.1f,"
+         "\"errors\":%llu,\"error\":\"%s\"}\n",
+         opt_conns, opt_window, opt_size, opt_text ? "text" : "binary", secs, (unsigned long long)measured, rate,
+         rate * (double)opt_size / 1e6, (unsigned long long)p50, (unsigned long long)p99,
+         (unsigned long long)p999, (unsigned long long)lat_max_us,
+         measured ? (double)lat_sum_us / (double)measured : 0.0, (unsigned long long)errors, error_json());
+}
+
+int main(int argc, char **argv) {
+  int opt, have_d = 0;
+  while ((opt = getopt(argc, argv, "h:p:c:i:s:t:w:d:n:T:I")) != -1) {
+    switch (opt) {
+      case 'h': opt_host = optarg; break;
+      case 'p': opt_port = (int)parse_num(optarg, "port", 1, 65535); break;
+      case 'c': opt_conns = (uint32_t)parse_num(optarg, "connections", 1, 100000); break;
+      case 'i': opt_window = (uint32_t)parse_num(optarg, "messages in flight", 1, 4096); break;
+      case 's': opt_size = (size_t)parse_num(optarg, "payload size", 0, 64 * 1024 * 1024); break;
+      case 't':
+        if (strcmp(optarg, "text") == 0) opt_text = 1;
+        else if (strcmp(optarg, "binary") == 0) opt_text = 0;
+        else usage("-t must be text or binary");
+        break;
+      case 'w': opt_warmup = parse_num(optarg, "warm-up", 0, 3600); break;
+      case 'd': opt_duration = parse_num(optarg, "duration", 0.001, 3600); have_d = 1; break;
+      case 'n': opt_count = (uint64_t)parse_num(optarg, "count", 1, 1e15); break;
+      case 'T': opt_limit = parse_num(optarg, "time limit", 0.001, 86400); break;
+      case 'I': opt_idle = 1; break;
+      default: usage("unknown option");
+    }
+  }
+  if (optind != argc) usage("unexpected argument");
+  if (opt_port < 0) usage("-p PORT is required");
+  if (opt_count && have_d) usage("give -d or -n, not both");
+  if (opt_limit == 0) opt_limit = opt_count ? 60 : opt_warmup + opt_duration + 30;
+  if (opt_idle) opt_limit = opt_duration + 30;
+
+  /* Die with the parent, whatever happens to it. */
+  prctl(PR_SET_PDEATHSIG, SIGTERM);
+  signal(SIGPIPE, SIG_IGN);
+  struct sigaction sa = {.sa_handler = on_signal};
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGTERM, &sa, NULL);
+  sigaction(SIGINT, &sa, NULL);
+
+  struct rlimit rl;
+  if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < opt_conns + 64) {
+    rl.rlim_cur = rl.rlim_max < opt_conns + 64 ? rl.rlim_max : opt_conns + 64;
+    setrlimit(RLIMIT_NOFILE, &rl);
+  }
+
+  memset(&server_addr, 0, sizeof server_addr);
+  server_addr.sin_family = AF_INET;
+  server_addr.sin_port = htons((uint16_t)opt_port);
+  if (inet_pton(AF_INET, opt_host, &server_addr.sin_addr) != 1) usage("-h must be an IPv4 address");
+
+  build_frames();
+  hist = calloc(HIST_MAX_US, sizeof *hist);
+  conns = calloc(opt_conns, sizeof *conns);
+  ep = epoll_create1(EPOLL_CLOEXEC);
+  if (!hist || !conns || ep < 0) {
+    perror("loadgen: setup");
+    return 1;
+  }
+  size_t rcap = opt_idle ? 4096 : 2 * frame_len + 16384;
+  for (uint32_t i = 0; i < opt_conns; i++) {
+    conns[i].fd = -1;
+    conns[i].rcap = rcap;
+    conns[i].rbuf = malloc(rcap);
+    conns[i].sent_at = calloc(opt_window, sizeof(uint64_t));
+    if (!conns[i].rbuf || !conns[i].sent_at) {
+      perror("loadgen: malloc");
+      return 1;
+    }
+  }
+  if (opt_idle) {
+    struct stat st;
+    struct epoll_event ev = {.events = EPOLLIN, .data.ptr = NULL};
+    if (fstat(0, &st) == 0 && (S_ISFIFO(st.st_mode) || S_ISSOCK(st.st_mode)) &&
+        epoll_ctl(ep, EPOLL_CTL_ADD, 0, &ev) == 0)
+      stdin_watched = 1;
+  }
+
+  uint64_t t0 = now_ns(), deadline = t0 + (uint64_t)(opt_limit * 1e9);
+  uint64_t hold_end = 0;
+  struct epoll_event events[256];
+  while (phase != PH_DONE) {
+    /* Start connections, a bounded number at a time. */
+    while (phase == PH_CONNECT && started < opt_conns && pending_handshakes < MAX_PENDING_HANDSHAKES)
+      start_connect(&conns[started]);
+
+    int n = epoll_wait(ep, events, 256, 5);
+    if (n < 0 && errno != EINTR) {
+      perror("loadgen: epoll_wait");
+      errors++;
+      break;
+    }
+    for (int k = 0; k < n; k++) {
+      conn_t *c = events[k].data.ptr;
+      if (c == NULL) { /* stdin: EOF (or anything) ends the hold */
+        char buf[256];
+        ssize_t r = read(0, buf, sizeof buf);
+        if (r <= 0) {
+          epoll_ctl(ep, EPOLL_CTL_DEL, 0, NULL);
+          stdin_watched = 0;
+          if (phase == PH_HOLD) phase = PH_DONE;
+          else stop_signal = SIGTERM;
+        }
+        continue;
+      }
+      if (c->state == ST_DEAD) continue;
+      uint32_t e = events[k].events;
+      if (e & (EPOLLOUT | EPOLLERR)) on_writable(c);
+      if (c->state != ST_DEAD && (e & (EPOLLIN | EPOLLHUP | EPOLLERR))) on_readable(c);
+    }
+
+    uint64_t t = now_ns();
+    if (stop_signal) {
+      if (phase == PH_HOLD) phase = PH_DONE;
+      else {
+        if (errors == 0) snprintf(first_error, sizeof first_error, "interrupted by signal %d", (int)stop_signal);
+        errors++;
+        break;
+      }
+    }
+    if (t > deadline) {
+      fail(NULL, "time limit of %.0f s exceeded (phase %d, %u of %u connections open)", opt_limit, phase, opened,
+           opt_conns);
+      break;
+    }
+    if (errors) break; /* already reported: a run with a failed connection or a bad echo is void */
+
+    switch (phase) {
+      case PH_CONNECT:
+        if (opened == opt_conns) {
+          if (opt_idle) {
+            phase = PH_HOLD;
+            hold_end = t + (uint64_t)(opt_duration * 1e9);
+            printf("{\"ready\":true,\"connections\":%u}\n", opened);
+            fflush(stdout);
+          } else {
+            begin_load(t);
+          }
+        } else if (t - t0 > CONNECT_TIMEOUT_NS) {
+          fail(NULL, "only %u of %u connections opened in %llu s", opened, opt_conns,
+               (unsigned long long)(CONNECT_TIMEOUT_NS / 1000000000ull));
+          goto out;
+        }
+        break;
+      case PH_WARMUP:
+        if (t >= t_measure) {
+          memset(hist, 0, HIST_MAX_US * sizeof *hist);
+          hist_overflow = measured = lat_sum_us = lat_max_us = 0;
+          t_measure = t;
+          phase = PH_MEASURE;
+        }
+        break;
+      case PH_MEASURE:
+        if ((opt_count && measured >= opt_count) || (!opt_count && t >= t_measure + (uint64_t)(opt_duration * 1e9))) {
+          t_measure_end = t;
+          t_drain_end = t + DRAIN_TIMEOUT_NS;
+          phase = PH_DRAIN;
+        }
+        break;
+      case PH_DRAIN: {
+        uint64_t left = 0;
+        for (uint32_t i = 0; i < opt_conns; i++) left += conns[i].inflight;
+        if (left == 0) phase = PH_DONE;
+        else if (t > t_drain_end) {
+          fail(NULL, "%llu messages never echoed", (unsigned long long)left);
+          goto out;
+        }
+        break;
+      }
+      case PH_HOLD:
+        if (t >= hold_end) phase = PH_DONE;
+        break;
+    }
+  }
+out:
+  if (phase != PH_DONE && t_measure_end == 0) t_measure_end = now_ns();
+
+  /* Say goodbye: a masked close frame (1000), then close. */
+  static const uint8_t close_frame[] = {0x88, 0x82, 0, 0, 0, 0, 0x03, 0xe8};
+  for (uint32_t i = 0; i < opt_conns; i++) {
+    if (conns[i].fd < 0) continue;
+    if (conns[i].state == ST_OPEN && conns[i].pend_off == 0) {
+      ssize_t ignored = write(conns[i].fd, close_frame, sizeof close_frame);
+      (void)ignored;
+    }
+    close(conns[i].fd);
+  }
+  print_json();
+  return errors ? 1 : 0;
+}

@@ -1,0 +1,60 @@
+/**
+ * What both benchmark servers share: the port to listen on, the ready line
+ * that `bench/run.ts` waits for, and a prompt exit on SIGTERM / SIGINT (or
+ * when the parent's stdin pipe closes, so that a killed runner leaves no
+ * orphan server behind).
+ *
+ * @module
+ */
+
+import process from "node:process";
+
+/** The port from `PORT`; 0 (the default) lets the system pick a free one. */
+export function benchPort(): number {
+  const port = Number(process.env.PORT ?? 0);
+  if (!Number.isInteger(port) || port < 0 || port > 65535) {
+    throw new RangeError(`Invalid PORT: ${process.env.PORT}`);
+  }
+  return port;
+}
+
+/**
+ * Prints `ready port=<port> pid=<pid>` and installs the exit paths:
+ * SIGTERM and SIGINT run `close` (for at most 2 s) and exit 0; with
+ * `BENCH_WATCH_STDIN=1`, the end of stdin does the same. SIGUSR2 runs a full
+ * garbage collection when Node was started with `--expose-gc`, then prints
+ * `gc done` (the runner measures memory after it).
+ *
+ * @param name The server's name, for the ready line.
+ * @param port The port the server listens on.
+ * @param close Stops the server.
+ */
+export function ready(name: string, port: number, close: () => Promise<void> | void): void {
+  let exiting = false;
+  const exit = async (): Promise<void> => {
+    if (exiting) return;
+    exiting = true;
+    const timeout = new Promise<void>((resolve) => setTimeout(resolve, 2000).unref());
+    try {
+      await Promise.race([Promise.resolve(close()), timeout]);
+    } finally {
+      process.exit(0);
+    }
+  };
+  process.once("SIGTERM", exit);
+  process.once("SIGINT", exit);
+  if (process.env.BENCH_WATCH_STDIN === "1") {
+    process.stdin.on("data", () => {});
+    process.stdin.once("end", exit);
+    process.stdin.once("error", exit);
+  }
+  process.on("SIGUSR2", () => {
+    const gc = (globalThis as { gc?: () => void }).gc;
+    if (gc) {
+      gc();
+      gc();
+    }
+    console.log(gc ? "gc done" : "gc unavailable");
+  });
+  console.log(`ready ${name} port=${port} pid=${process.pid}`);
+}
