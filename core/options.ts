@@ -64,6 +64,11 @@ export const DEFAULT_LIMITS: Readonly<Limits> = Object.freeze({
  * ```
  */
 export function resolveLimits(options: Partial<Limits> = {}): Readonly<Limits> {
+  // A server passes the same frozen options object to every connection's
+  // engine: resolve it once. (A mutable object may change between calls.)
+  const frozen = Object.isFrozen(options);
+  const cached = frozen ? resolved.get(options) : undefined;
+  if (cached !== undefined) return cached;
   const out = { ...DEFAULT_LIMITS };
   for (const key of Object.keys(DEFAULT_LIMITS) as (keyof Limits)[]) {
     const value = options[key];
@@ -77,5 +82,9 @@ export function resolveLimits(options: Partial<Limits> = {}): Readonly<Limits> {
     }
     out[key] = value;
   }
-  return Object.freeze(out);
+  const limits = Object.freeze(out);
+  if (frozen) resolved.set(options, limits);
+  return limits;
 }
+
+const resolved = new WeakMap<object, Readonly<Limits>>();

@@ -123,7 +123,7 @@ export class Receiver {
   #messageOpcode = 0;
   #messageBytes = 0;
   #fragments = 0;
-  #binaryParts: Uint8Array[] = [];
+  #binaryParts: Uint8Array[] | undefined;
   #text = "";
   #textStarted = false;
   #streamDecoder: TextDecoder | undefined;
@@ -320,7 +320,7 @@ export class Receiver {
         const bytes = this.#consume(this.#remaining);
         if (this.#masked) xorKey(bytes, this.#mask);
         this.#remaining = 0;
-        this.#binaryParts.push(bytes);
+        (this.#binaryParts ??= []).push(bytes);
       }
     }
     this.#state = HEADER;
@@ -333,7 +333,7 @@ export class Receiver {
         this.#invalidUtf8();
       }
     } else {
-      data = concat(this.#binaryParts, this.#messageBytes);
+      data = concat(this.#binaryParts ?? [], this.#messageBytes);
     }
     this.#resetMessage();
     return { type: "message", data };
@@ -347,7 +347,7 @@ export class Receiver {
     this.#messageOpcode = 0;
     this.#messageBytes = 0;
     this.#fragments = 0;
-    this.#binaryParts = [];
+    this.#binaryParts = undefined;
     this.#text = "";
     this.#textStarted = false;
   }

@@ -52,7 +52,7 @@ let lastId = 0;
  * @throws {UsageError} When a limit or timeout is not a valid integer, or
  *   `protocols` is not a list of strings.
  */
-export function resolveConnectionOptions(options: ConnectionOptions): ConnectionOptions {
+export function resolveConnectionOptions(options: ConnectionOptions): Readonly<ConnectionOptions> {
   const limits = resolveLimits(options);
   for (const key of ["handshakeTimeoutMs", "highWaterMark"] as const) {
     const value = options[key];
@@ -64,7 +64,7 @@ export function resolveConnectionOptions(options: ConnectionOptions): Connection
   if (!Array.isArray(protocols) || protocols.some((p) => typeof p !== "string" || p === "")) {
     throw new UsageError("ERR_INVALID_OPTION", "Invalid option: protocols must be a list of non-empty strings");
   }
-  return { ...options, ...limits, protocols: [...protocols] };
+  return Object.freeze({ ...options, ...limits, protocols: Object.freeze([...protocols]) });
 }
 
 function isPromise(value: unknown): value is Promise<unknown> {

@@ -149,6 +149,28 @@ class NodeTransport implements Transport {
   }
 }
 
+const kPump = Symbol("duplex.pump");
+
+type PumpedSocket = Duplex & { [kPump]: Pump<any> };
+
+// One set of listeners for every socket (the pump hangs off the socket), so a
+// connection costs no closures.
+function onSocketData(this: PumpedSocket, chunk: Uint8Array): void {
+  this[kPump].onData(chunk);
+}
+function onSocketEnd(this: PumpedSocket): void {
+  this[kPump].onEnd();
+}
+function onSocketDrain(this: PumpedSocket): void {
+  this[kPump].onDrain();
+}
+function onSocketError(): void {
+  // 'close' follows; the pump reports 1006 there.
+}
+function onSocketClose(this: PumpedSocket): void {
+  this[kPump].onClosed();
+}
+
 function run<S>(
   socket: Duplex,
   handler: Handler<S>,
@@ -161,13 +183,12 @@ function run<S>(
   s.setNoDelay?.(true);
   s.setTimeout?.(0);
   const pump = new Pump<S>(new NodeTransport(socket), handler, options, set);
-  socket.on("data", (chunk: Uint8Array) => pump.onData(chunk));
-  socket.on("end", () => pump.onEnd());
-  socket.on("drain", () => pump.onDrain());
-  socket.on("error", () => {
-    // 'close' follows; the pump reports 1006 there.
-  });
-  socket.on("close", () => pump.onClosed());
+  (socket as PumpedSocket)[kPump] = pump;
+  socket.on("data", onSocketData);
+  socket.on("end", onSocketEnd);
+  socket.on("drain", onSocketDrain);
+  socket.on("error", onSocketError);
+  socket.on("close", onSocketClose);
   if (req === undefined) pump.start();
   else {
     pump.start(
