@@ -321,6 +321,12 @@ export class Pump<S = Record<string, unknown>> implements Context<S> {
           break;
         }
       }
+    } catch (err) {
+      // Not a peer fault (those are events) nor a hook's (those are caught):
+      // a defect of ours. It costs this connection only, never the process.
+      this.#safely(() => this.#handler.error?.(this, err));
+      this.#aborted = true;
+      if (this.#engine.state !== ReadyState.Closed) this.#engine.abort();
     } finally {
       this.#inLoop = false;
     }
