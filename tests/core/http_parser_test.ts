@@ -2,22 +2,13 @@ import { describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { HandshakeError, UsageError } from "../../core/errors.ts";
 import { type ParsedHead, RequestHeadParser } from "../../core/http_parser.ts";
+import { cat as concat } from "./_util.ts";
 
 const encoder = new TextEncoder();
 
 /** Bytes of a string of characters up to U+00FF, one byte each. */
 function latin1(text: string): Uint8Array {
   return Uint8Array.from(text, (c) => c.charCodeAt(0));
-}
-
-function concat(...parts: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let offset = 0;
-  for (const part of parts) {
-    out.set(part, offset);
-    offset += part.length;
-  }
-  return out;
 }
 
 /** The fields of `headers` in iteration order (sorted, repeated fields combined). */
