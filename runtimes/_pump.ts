@@ -21,6 +21,26 @@ export type { ConnectionOptions };
  * A socket as the pump sees it. `write` never drops bytes: it queues what
  * the socket cannot take yet and returns `false` when the caller should wait
  * for the pump's `onDrain()`.
+ *
+ * @example Wrapping a `node:net` socket
+ * ```ts
+ * import type { Socket } from "node:net";
+ * import type { Transport } from "./_pump.ts";
+ *
+ * function wrap(socket: Socket): Transport {
+ *   return {
+ *     write: (chunks) => chunks.map((c) => socket.write(c)).at(-1) ?? true,
+ *     get bufferedAmount() {
+ *       return socket.writableLength;
+ *     },
+ *     pause: () => void socket.pause(),
+ *     resume: () => void socket.resume(),
+ *     end: () => void socket.end(),
+ *     destroy: () => void socket.destroy(),
+ *     remoteAddress: socket.remoteAddress ?? "",
+ *   };
+ * }
+ * ```
  */
 export interface Transport {
   /** Writes chunks in order, at once where possible; `false` when over the high-water mark. */
@@ -49,8 +69,18 @@ let lastId = 0;
  * option fails there with a {@linkcode UsageError} rather than on the first
  * connection.
  *
+ * @param options What the application passed.
+ * @returns A frozen, complete copy, shared by every connection of the server.
  * @throws {UsageError} When a limit or timeout is not a valid integer, or
  *   `protocols` is not a list of strings.
+ *
+ * @example
+ * ```ts
+ * import { resolveConnectionOptions } from "./_pump.ts";
+ *
+ * const options = resolveConnectionOptions({ protocols: ["chat.v1"], closeTimeoutMs: 1000 });
+ * console.log(options.maxMessageBytes); // 16777216
+ * ```
  */
 export function resolveConnectionOptions(options: ConnectionOptions): Readonly<ConnectionOptions> {
   const limits = resolveLimits(options);
@@ -73,6 +103,15 @@ function isPromise(value: unknown): value is Promise<unknown> {
 
 /**
  * The live connections of one server, and their shutdown.
+ *
+ * @example
+ * ```ts
+ * import { ConnectionSet } from "./_pump.ts";
+ *
+ * const set = new ConnectionSet();
+ * // Every Pump created with `set` adds itself, and removes itself once its socket closed.
+ * await set.shutdown(1001, "Server shutting down"); // resolves at once when empty
+ * ```
  */
 export class ConnectionSet {
   readonly #pumps = new Set<Pump<any>>();
@@ -120,6 +159,21 @@ export class ConnectionSet {
  * hooks one at a time, writes the engine's output in batches, and owns the
  * handshake, close and linger timers. It is also the connection's
  * {@linkcode Context}.
+ *
+ * @example An adapter's whole job
+ * ```ts
+ * import type { Socket } from "node:net";
+ * import { ConnectionSet, Pump, resolveConnectionOptions, type Transport } from "./_pump.ts";
+ *
+ * declare const socket: Socket;
+ * declare const transport: Transport; // the socket, wrapped
+ * const pump = new Pump(transport, { message: (ctx, data) => void ctx.send(data) }, resolveConnectionOptions({}), new ConnectionSet());
+ * socket.on("data", (chunk) => pump.onData(chunk));
+ * socket.on("end", () => pump.onEnd());
+ * socket.on("drain", () => pump.onDrain());
+ * socket.on("close", () => pump.onClosed());
+ * pump.start(); // raw bytes: the HTTP handshake comes first
+ * ```
  */
 export class Pump<S = Record<string, unknown>> implements Context<S> {
   /** Unique id of the connection within the process. */
