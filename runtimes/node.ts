@@ -322,6 +322,9 @@ export async function serve<S = Record<string, unknown>>(
     server.once("error", reject);
     server.listen(port, hostname, () => {
       server.off("error", reject);
+      // An error on the listening socket after this point (rare: accept
+      // failures are mostly absorbed by libuv) must not crash the process.
+      server.on("error", (err) => console.error("duplex: listening socket error:", err));
       resolve();
     });
   });
