@@ -102,6 +102,7 @@ function fail(code: string, closeCode: number, message: string): never {
  */
 export class Receiver {
   #chunks: Uint8Array[] = [];
+  #offset = 0; // bytes of chunks[0] already read
   #buffered = 0;
   #state = HEADER;
 
@@ -172,26 +173,27 @@ export class Receiver {
           break;
         case LENGTH16: {
           if (this.#buffered < 2) return undefined;
-          const b = this.#consume(2);
-          this.#setLength(b[0]! * 256 + b[1]!);
+          const length = this.#byte(0) * 256 + this.#byte(1);
+          this.#skip(2);
+          this.#setLength(length);
           break;
         }
         case LENGTH64: {
           if (this.#buffered < 8) return undefined;
-          const b = this.#consume(8);
-          if (b[0]! & 0x80) {
+          if (this.#byte(0) & 0x80) {
             fail("WS_ERR_INVALID_LENGTH", CloseCode.ProtocolError, "Invalid frame length: the most significant bit is set");
           }
-          const high = ((b[0]! << 24) | (b[1]! << 16) | (b[2]! << 8) | b[3]!) >>> 0;
-          const low = ((b[4]! << 24) | (b[5]! << 16) | (b[6]! << 8) | b[7]!) >>> 0;
+          const high = this.#word(0);
+          const low = this.#word(4);
+          this.#skip(8);
           // Lengths past 2^53 are not exact, but they are far past any limit anyway.
           this.#setLength(high * 0x1_0000_0000 + low);
           break;
         }
         case MASK:
           if (this.#buffered < 4) return undefined;
-          const k = this.#consume(4);
-          this.#mask = ((k[0]! << 24) | (k[1]! << 16) | (k[2]! << 8) | k[3]!) >>> 0;
+          this.#mask = this.#word(0);
+          this.#skip(4);
           this.#state = PAYLOAD;
           break;
         default: {
@@ -204,8 +206,8 @@ export class Receiver {
   }
 
   #readHeader(): void {
-    const b = this.#consume(2);
-    const b0 = b[0]!, b1 = b[1]!;
+    const b0 = this.#byte(0), b1 = this.#byte(1);
+    this.#skip(2);
     const fin = (b0 & 0x80) !== 0;
     const opcode = b0 & 0x0f;
     const control = (opcode & 0x08) !== 0;
@@ -352,31 +354,51 @@ export class Receiver {
     this.#textStarted = false;
   }
 
-  /** Takes `n` bytes off the front of the chunk list, copying only when they span chunks. */
-  #consume(n: number): Uint8Array {
-    this.#buffered -= n;
-    const first = this.#chunks[0]!;
-    if (n === first.length) {
-      this.#chunks.shift();
-      return first;
+  /** The unread byte at position `i` (`i` < buffered), without taking it. */
+  #byte(i: number): number {
+    let j = this.#offset + i;
+    let k = 0;
+    let chunk = this.#chunks[0]!;
+    while (j >= chunk.length) {
+      j -= chunk.length;
+      chunk = this.#chunks[++k]!;
     }
-    if (n < first.length) {
-      this.#chunks[0] = first.subarray(n);
-      return first.subarray(0, n);
+    return chunk[j]!;
+  }
+
+  /** The unread bytes `i` to `i + 3` as one big-endian unsigned number. */
+  #word(i: number): number {
+    return ((this.#byte(i) << 24) | (this.#byte(i + 1) << 16) | (this.#byte(i + 2) << 8) | this.#byte(i + 3)) >>> 0;
+  }
+
+  /** Marks `n` unread bytes as read, dropping the chunks that are used up. */
+  #skip(n: number): void {
+    this.#buffered -= n;
+    let offset = this.#offset + n;
+    while (offset > 0 && offset >= this.#chunks[0]!.length) {
+      offset -= this.#chunks[0]!.length;
+      this.#chunks.shift();
+    }
+    this.#offset = offset;
+  }
+
+  /** Takes `n` bytes off the front as a view, copying only when they span chunks. */
+  #consume(n: number): Uint8Array {
+    const first = this.#chunks[0]!;
+    const start = this.#offset;
+    if (start + n <= first.length) {
+      const out = start === 0 && n === first.length ? first : first.subarray(start, start + n);
+      this.#skip(n);
+      return out;
     }
     const out = new Uint8Array(n);
-    let offset = 0;
-    while (offset < n) {
+    let filled = 0;
+    while (filled < n) {
       const chunk = this.#chunks[0]!;
-      const take = Math.min(chunk.length, n - offset);
-      if (take === chunk.length) {
-        out.set(chunk, offset);
-        this.#chunks.shift();
-      } else {
-        out.set(chunk.subarray(0, take), offset);
-        this.#chunks[0] = chunk.subarray(take);
-      }
-      offset += take;
+      const take = Math.min(chunk.length - this.#offset, n - filled);
+      out.set(chunk.subarray(this.#offset, this.#offset + take), filled);
+      filled += take;
+      this.#skip(take);
     }
     return out;
   }
