@@ -257,7 +257,6 @@ export class Pump<S = Record<string, unknown>> implements Context<S> {
     if (this.#engine.outputBytes >= this.#highWaterMark && !this.#inLoop) {
       // A burst of sends: hand the bytes to the socket now, not at the end of the tick.
       this.#flush();
-      this.#settle();
     } else {
       this.#scheduleFlush();
     }
@@ -511,10 +510,10 @@ export class Pump<S = Record<string, unknown>> implements Context<S> {
   #scheduleFlush(): void {
     if (this.#inLoop || this.#flushQueued) return;
     this.#flushQueued = true;
+    // Sending never changes the state: only #run() does, and it settles.
     queueMicrotask(() => {
       this.#flushQueued = false;
       this.#flush();
-      this.#settle();
     });
   }
 
