@@ -191,16 +191,3 @@ export async function rawHandshake(port: number, request: string): Promise<RawRe
   const body = buffer.subarray(0, length).toString();
   return { status, headers, body, socket, rest: buffer.subarray(length) };
 }
-
-/** A masked client frame. */
-export function clientFrame(opcode: number, payload: Uint8Array | string = new Uint8Array(0), fin = true): Buffer {
-  const data = typeof payload === "string" ? Buffer.from(payload) : Buffer.from(payload);
-  const mask = Buffer.from([1, 2, 3, 4]);
-  const len = data.length;
-  const header = len < 126
-    ? Buffer.from([(fin ? 0x80 : 0) | opcode, 0x80 | len])
-    : Buffer.from([(fin ? 0x80 : 0) | opcode, 0x80 | 126, len >> 8, len & 0xff]);
-  const body = Buffer.from(data);
-  for (let i = 0; i < body.length; i++) body[i]! ^= mask[i & 3]!;
-  return Buffer.concat([header, mask, body]);
-}

@@ -7,8 +7,8 @@ import { createServer as createHttpServer } from "node:http";
 import { after, before, describe, it } from "node:test";
 import type { Context, Handler } from "../../mod.ts";
 import { attach, type Server, serve } from "../../runtimes/node.ts";
+import { closeBody, frame } from "../core/_util.ts";
 import {
-  clientFrame,
   Client,
   delay,
   rawConnect,
@@ -129,12 +129,12 @@ describe("node adapter: protocol errors over raw TCP", () => {
   });
   after(() => server.close());
 
-  const cases: [string, Buffer, number][] = [
-    ["an unmasked frame", Buffer.from([0x81, 0x02, 0x68, 0x69]), 1002],
-    ["a reserved opcode", clientFrame(0x3, "x"), 1002],
-    ["invalid UTF-8", clientFrame(0x1, Buffer.from([0xc0, 0xaf])), 1007],
-    ["a message over maxMessageBytes", clientFrame(0x2, Buffer.alloc(1001)), 1009],
-    ["a close code that may not be sent", clientFrame(0x8, Buffer.from([0x03, 0xed])), 1002],
+  const cases: [string, Uint8Array, number][] = [
+    ["an unmasked frame", frame(0x1, "hi", { mask: null }), 1002],
+    ["a reserved opcode", frame(0x3, "x"), 1002],
+    ["invalid UTF-8", frame(0x1, [0xc0, 0xaf]), 1007],
+    ["a message over maxMessageBytes", frame(0x2, new Uint8Array(1001)), 1009],
+    ["a close code that may not be sent", frame(0x8, closeBody(1005)), 1002],
   ];
   for (const [name, bytes, code] of cases) {
     it(`sends close ${code} for ${name}, then closes TCP`, async () => {
