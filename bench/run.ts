@@ -415,52 +415,52 @@ async function main(): Promise<void> {
   const failures: string[] = [];
   const raw: string[] = [];
   const key = (w: Workload, s: ServerSpec): string => `${w.label}|${s.name}`;
+  const push = <T>(map: Map<string, T[]>, k: string, value: T): void => {
+    const list = map.get(k) ?? [];
+    list.push(value);
+    map.set(k, list);
+  };
+  /** Runs one measurement; its line, or its failure, is printed and kept for the report. */
+  const attempt = async (tag: string, measure: () => Promise<string>): Promise<void> => {
+    let line: string;
+    try {
+      line = `${tag} ${await measure()}`;
+    } catch (err) {
+      line = `${tag} FAILED: ${(err as Error).message}`;
+      failures.push(line);
+    }
+    console.log(line);
+    raw.push(line);
+  };
 
   for (let rep = 1; rep <= REPS; rep++) {
     const order = rep % 2 === 1 ? SERVERS : [...SERVERS].reverse();
     for (const workload of WORKLOADS) {
       for (const spec of order) {
         const tag = `[${rep}/${REPS}] ${workload.label.padEnd(13)} ${spec.name.padEnd(7)}`;
-        let server: RunningServer | undefined;
-        try {
-          server = await startServer(spec);
-          const result = await runLoad(server, workload);
-          const list = load.get(key(workload, spec)) ?? [];
-          list.push(result);
-          load.set(key(workload, spec), list);
-          const line = `${tag} ${fmtInt(result.msgs_per_s).padStart(9)} msg/s ${
-            result.mb_per_s.toFixed(1).padStart(7)
-          } MB/s  p50 ${fmtInt(result.p50_us).padStart(7)} µs  p99 ${fmtInt(result.p99_us).padStart(7)} µs`;
-          console.log(line);
-          raw.push(line);
-        } catch (err) {
-          const line = `${tag} FAILED: ${(err as Error).message}`;
-          console.log(line);
-          raw.push(line);
-          failures.push(line);
-        } finally {
-          if (server) await stopServer(server);
-        }
+        await attempt(tag, async () => {
+          const server = await startServer(spec);
+          try {
+            const result = await runLoad(server, workload);
+            push(load, key(workload, spec), result);
+            return `${fmtInt(result.msgs_per_s).padStart(9)} msg/s ${
+              result.mb_per_s.toFixed(1).padStart(7)
+            } MB/s  p50 ${fmtInt(result.p50_us).padStart(7)} µs  p99 ${fmtInt(result.p99_us).padStart(7)} µs`;
+          } finally {
+            await stopServer(server);
+          }
+        });
       }
     }
     for (const spec of order) {
       const tag = `[${rep}/${REPS}] ${`idle × ${IDLE_CONNECTIONS}`.padEnd(13)} ${spec.name.padEnd(7)}`;
-      try {
+      await attempt(tag, async () => {
         const result = await measureMemory(spec);
-        const list = memory.get(spec.name) ?? [];
-        list.push(result);
-        memory.set(spec.name, list);
-        const line = `${tag} baseline ${fmtMiB(result.baselineKiB)}, loaded ${fmtMiB(result.loadedKiB)}: ${
+        push(memory, spec.name, result);
+        return `baseline ${fmtMiB(result.baselineKiB)}, loaded ${fmtMiB(result.loadedKiB)}: ${
           fmtKiB(result.perConnectionKiB)
         } per connection`;
-        console.log(line);
-        raw.push(line);
-      } catch (err) {
-        const line = `${tag} FAILED: ${(err as Error).message}`;
-        console.log(line);
-        raw.push(line);
-        failures.push(line);
-      }
+      });
     }
   }
 
