@@ -1,3 +1,5 @@
+import { UsageError } from "./errors.ts";
+
 /**
  * WebSocket close codes (RFC 6455 §7.4 and the IANA registry) and the rules
  * for which may travel on the wire.
@@ -82,4 +84,40 @@ export function isValidWireCloseCode(code: number): boolean {
     (code >= 1007 && code <= 1014) ||
     (code >= 3000 && code <= 4999)
   );
+}
+
+const encoder = new TextEncoder();
+const EMPTY = new Uint8Array(0);
+
+/**
+ * Builds the payload of a close frame, after checking that it may be sent:
+ * a 2-byte code and a UTF-8 reason, or nothing when `code` is undefined.
+ *
+ * @param code A code that may be sent (see {@linkcode isValidWireCloseCode}), or `undefined` for an empty close.
+ * @param reason Up to 123 bytes of UTF-8; ignored without a code.
+ * @returns The payload.
+ * @throws {UsageError} `ERR_INVALID_CLOSE_CODE` when the code may not be sent,
+ *   `ERR_CLOSE_REASON_TOO_LONG` when the reason is over 123 bytes.
+ *
+ * @example
+ * ```ts
+ * import { closePayload } from "@duplex/ws/core";
+ *
+ * console.log(closePayload(1000, "bye")); // Uint8Array(5) [3, 232, 98, 121, 101]
+ * ```
+ */
+export function closePayload(code: number | undefined, reason = ""): Uint8Array {
+  if (code === undefined) return EMPTY;
+  if (!Number.isInteger(code) || !isValidWireCloseCode(code)) {
+    throw new UsageError("ERR_INVALID_CLOSE_CODE", `Invalid close code: ${code} may not be sent`);
+  }
+  const reasonBytes = encoder.encode(reason);
+  if (reasonBytes.length > 123) {
+    throw new UsageError("ERR_CLOSE_REASON_TOO_LONG", `Invalid close reason: ${reasonBytes.length} bytes, at most 123`);
+  }
+  const out = new Uint8Array(2 + reasonBytes.length);
+  out[0] = code >>> 8;
+  out[1] = code & 0xff;
+  out.set(reasonBytes, 2);
+  return out;
 }

@@ -7,7 +7,7 @@
  * @module
  */
 
-import { CloseCode, isValidWireCloseCode } from "./close_code.ts";
+import { CloseCode, closePayload } from "./close_code.ts";
 import { HandshakeError, ProtocolError, UsageError } from "./errors.ts";
 import { encodeFrame, encodeTextFrame, Opcode } from "./frame.ts";
 import {
@@ -474,26 +474,4 @@ export class Engine {
     }
     this.#state = next;
   }
-}
-
-/**
- * Builds a close frame payload: a 2-byte code and a UTF-8 reason, or nothing
- * when `code` is undefined.
- *
- * @throws {UsageError} When the code may not be sent or the reason is over 123 bytes.
- */
-function closePayload(code: number | undefined, reason: string): Uint8Array {
-  if (code === undefined) return EMPTY;
-  if (!Number.isInteger(code) || !isValidWireCloseCode(code)) {
-    throw new UsageError("ERR_INVALID_CLOSE_CODE", `Invalid close code: ${code} may not be sent`);
-  }
-  const reasonBytes = encoder.encode(reason);
-  if (reasonBytes.length > 123) {
-    throw new UsageError("ERR_CLOSE_REASON_TOO_LONG", `Invalid close reason: ${reasonBytes.length} bytes, at most 123`);
-  }
-  const out = new Uint8Array(2 + reasonBytes.length);
-  out[0] = code >>> 8;
-  out[1] = code & 0xff;
-  out.set(reasonBytes, 2);
-  return out;
 }

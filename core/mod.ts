@@ -21,7 +21,7 @@
  * @module
  */
 
-export { CloseCode, isValidWireCloseCode } from "./close_code.ts";
+export { CloseCode, closePayload, isValidWireCloseCode } from "./close_code.ts";
 export { Engine, type EngineEvent, type EngineOptions, type MessageData } from "./engine.ts";
 export { HandshakeError, ProtocolError, UsageError } from "./errors.ts";
 export { applyMask, encodeFrame, encodeTextFrame, type FrameOptions, Opcode } from "./frame.ts";
