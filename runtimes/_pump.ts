@@ -59,6 +59,38 @@ export interface Transport {
   readonly remoteAddress: string;
 }
 
+/** Chunks up to this total are copied into one write; bigger ones go out as they are. */
+const COALESCE_BYTES = 64 * 1024;
+
+/**
+ * Joins small chunks into one, so that an adapter whose socket has no
+ * `writev` still sends one read's replies in one write. Big payloads are
+ * not copied.
+ *
+ * @param chunks The engine's output, in order.
+ * @returns The chunks to write, in order.
+ *
+ * @example
+ * ```ts
+ * import { coalesce } from "./_pump.ts";
+ *
+ * console.log(coalesce([new Uint8Array(2), new Uint8Array(3)]).length); // 1
+ * ```
+ */
+export function coalesce(chunks: Uint8Array[]): Uint8Array[] {
+  if (chunks.length < 2) return chunks;
+  let total = 0;
+  for (const chunk of chunks) total += chunk.length;
+  if (total > COALESCE_BYTES) return chunks;
+  const out = new Uint8Array(total);
+  let offset = 0;
+  for (const chunk of chunks) {
+    out.set(chunk, offset);
+    offset += chunk.length;
+  }
+  return [out];
+}
+
 const DEFAULT_HANDSHAKE_TIMEOUT_MS = 10_000;
 const DEFAULT_HIGH_WATER_MARK = 64 * 1024;
 
@@ -102,6 +134,22 @@ function isPromise(value: unknown): value is Promise<unknown> {
 }
 
 /**
+ * What a server's {@linkcode ConnectionSet} holds: a connection it can shut
+ * down. Raw connections ({@linkcode Pump}) and native ones implement it.
+ *
+ * @example
+ * ```ts
+ * import type { Connection } from "./_pump.ts";
+ *
+ * const connection: Connection = { shutdown: (code, reason) => console.log(code, reason) };
+ * ```
+ */
+export interface Connection {
+  /** Closes with `code` (or drops a handshake in progress); the set hears of it once the socket closed. */
+  shutdown(code: number, reason: string): void;
+}
+
+/**
  * The live connections of one server, and their shutdown.
  *
  * @example
@@ -114,7 +162,7 @@ function isPromise(value: unknown): value is Promise<unknown> {
  * ```
  */
 export class ConnectionSet {
-  readonly #pumps = new Set<Pump<any>>();
+  readonly #pumps = new Set<Connection>();
   #waiters: (() => void)[] = [];
 
   /** Number of live connections (handshakes in progress included). */
@@ -123,17 +171,17 @@ export class ConnectionSet {
   }
 
   /** Iterates over the live connections. */
-  [Symbol.iterator](): IterableIterator<Pump<any>> {
+  [Symbol.iterator](): IterableIterator<Connection> {
     return this.#pumps.values();
   }
 
   /** Adds a connection. */
-  add(pump: Pump<any>): void {
+  add(pump: Connection): void {
     this.#pumps.add(pump);
   }
 
   /** Removes a closed connection. */
-  delete(pump: Pump<any>): void {
+  delete(pump: Connection): void {
     this.#pumps.delete(pump);
     if (this.#pumps.size === 0) {
       const waiters = this.#waiters;
@@ -175,7 +223,7 @@ export class ConnectionSet {
  * pump.start(); // raw bytes: the HTTP handshake comes first
  * ```
  */
-export class Pump<S = Record<string, unknown>> implements Context<S> {
+export class Pump<S = Record<string, unknown>> implements Context<S>, Connection {
   /** Unique id of the connection within the process. */
   readonly id: string = String(++lastId);
   /** The application's data for this connection. */

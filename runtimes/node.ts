@@ -29,9 +29,11 @@ import { createServer as createNetServer, type Server as NetServer, type Socket 
 import { createServer as createTlsServer, type TlsOptions } from "node:tls";
 import type { Duplex } from "node:stream";
 import { CloseCode } from "../core/close_code.ts";
-import { UsageError } from "../core/errors.ts";
 import type { Handler } from "../plugins/hooks.ts";
 import { type ConnectionOptions, ConnectionSet, Pump, resolveConnectionOptions, type Transport } from "./_pump.ts";
+import { listenAddress, makeServer, type Server } from "./_server.ts";
+
+export type { Server };
 
 /**
  * Options of {@linkcode serve}: where to listen, TLS, and the connection
@@ -51,35 +53,6 @@ export interface ServeOptions extends ConnectionOptions {
   hostname?: string;
   /** Serve `wss://`: the `node:tls` server options (at least `cert` and `key`). */
   tls?: TlsOptions;
-}
-
-/**
- * A running server.
- *
- * @example
- * ```ts
- * import { serve } from "@duplex/ws/node";
- *
- * const server = await serve({}, { port: 0 });
- * console.log(server.url, server.connections);
- * await server.close();
- * ```
- */
-export interface Server {
-  /** The port it listens on. */
-  readonly port: number;
-  /** The address it listens on. */
-  readonly hostname: string;
-  /** `ws://host:port` or `wss://host:port`. */
-  readonly url: string;
-  /** Number of live connections, handshakes in progress included. */
-  readonly connections: number;
-  /**
-   * Stops accepting, closes every connection (default code 1001), and
-   * resolves once every socket is closed; connections that do not answer are
-   * destroyed after their close timeout.
-   */
-  close(code?: number, reason?: string): Promise<void>;
 }
 
 /**
@@ -301,11 +274,9 @@ export async function serve<S = Record<string, unknown>>(
   handler: Handler<S>,
   options: ServeOptions = {},
 ): Promise<Server> {
-  const { port = 8080, hostname = "127.0.0.1", tls, ...rest } = options;
+  const { port: requestedPort, hostname: requestedHost, tls, ...rest } = options;
+  const { port, hostname } = listenAddress(requestedPort, requestedHost);
   const connectionOptions = resolveConnectionOptions(rest);
-  if (!Number.isInteger(port) || port < 0 || port > 65535) {
-    throw new UsageError("ERR_INVALID_OPTION", `Invalid option: port must be an integer from 0 to 65535, got ${String(port)}`);
-  }
   const set = new ConnectionSet();
   const onSocket = (socket: Socket) => run(socket, handler, connectionOptions, set);
   let server: NetServer;
@@ -330,21 +301,9 @@ export async function serve<S = Record<string, unknown>>(
   });
   const address = server.address();
   const boundPort = typeof address === "object" && address !== null ? address.port : port;
-  const host = hostname.includes(":") ? `[${hostname}]` : hostname;
-  let closing: Promise<void> | undefined;
-  return {
-    port: boundPort,
-    hostname,
-    url: `${tls ? "wss" : "ws"}://${host}:${boundPort}`,
-    get connections() {
-      return set.size;
-    },
-    close(code = CloseCode.GoingAway, reason = "Server shutting down") {
-      closing ??= Promise.all([
-        new Promise<void>((resolve) => server.close(() => resolve())),
-        set.shutdown(code, reason),
-      ]).then(() => undefined);
-      return closing;
-    },
-  };
+  return makeServer(
+    { port: boundPort, hostname, secure: tls !== undefined },
+    set,
+    () => new Promise<void>((resolve) => server.close(() => resolve())),
+  );
 }
