@@ -1,8 +1,9 @@
 /**
  * Duplex: one WebSocket server framework for Node, Deno and Bun. The root
  * entry holds the runtime-neutral API (the engine, errors, close codes and
- * the hooks contract); each runtime's server lives in its own subpath, such
- * as `@duplex/ws/node`.
+ * the hooks contract) and `serve()`, which starts the right server for the
+ * runtime it runs on. Each runtime's adapters also have their own subpath:
+ * `@duplex/ws/node`, `@duplex/ws/deno`, `@duplex/ws/bun`.
  *
  * @example
  * ```ts
@@ -21,3 +22,5 @@
 
 export * from "./core/mod.ts";
 export type { CloseInfo, ConnectionOptions, Context, Handler, UpgradeAnswer } from "./plugins/hooks.ts";
+export type { ListenOptions, Server, TlsCertificate } from "./runtimes/_server.ts";
+export { runtime, type RuntimeName, serve, type ServeOptions, type TransportName } from "./runtimes/serve.ts";

@@ -1,20 +1,27 @@
 // Echo server: every message goes back as it came (text stays text, binary
-// stays binary), on any path.
+// stays binary), on any path. Runs unchanged on the three runtimes:
 //
 //   PORT=8080 HOST=127.0.0.1 node --import tsx examples/echo.ts
+//   PORT=8080 deno run -A examples/echo.ts
+//   PORT=8080 bun examples/echo.ts
+//
+// TRANSPORT=native uses the runtime's own WebSocket server (Deno.serve,
+// Bun.serve) instead of Duplex's engine on raw sockets; Node has none.
 import process from "node:process";
-import { serve } from "../runtimes/node.ts";
+import { runtime, serve, type TransportName } from "../mod.ts";
 
 const port = Number(process.env.PORT ?? 8080);
 const hostname = process.env.HOST ?? "127.0.0.1";
+const transport = (process.env.TRANSPORT ?? "raw") as TransportName;
 
 const server = await serve({
   message(ctx, data) {
     ctx.send(data);
   },
-}, { port, hostname });
+}, { port, hostname, transport });
 
 console.log(`listening on ws://${hostname}:${server.port}`);
+console.log(`runtime: ${runtime()}, transport: ${runtime() === "node" ? "raw (Node has no native server)" : transport}`);
 
 for (const signal of ["SIGINT", "SIGTERM"] as const) {
   process.once(signal, async () => {

@@ -1,0 +1,499 @@
+/**
+ * The native paths' side of the pump: Duplex hooks and context over a
+ * runtime's own WebSocket server (`Deno.upgradeWebSocket`, `Bun.serve`).
+ * The runtime does the framing; this module does everything Duplex
+ * promises on top of it the same way as the raw pump: the handshake checks
+ * and answers, the `upgrade` hook, subprotocol choice by the server's
+ * preference, hooks one at a time, `maxMessageBytes`, the close timer,
+ * backpressure signals, and typed errors.
+ *
+ * @module
+ */
+
+import { CloseCode, closePayload } from "../core/close_code.ts";
+import type { MessageData } from "../core/engine.ts";
+import { HandshakeError, ProtocolError, UsageError } from "../core/errors.ts";
+import { selectSubprotocol, type UpgradeRequest, validateUpgradeRequest } from "../core/handshake.ts";
+import { ReadyState } from "../core/state.ts";
+import type { CloseInfo, ConnectionOptions, Context, Handler, UpgradeAnswer } from "../plugins/hooks.ts";
+import type { Connection, ConnectionSet } from "./_pump.ts";
+
+/**
+ * A runtime's server-side WebSocket, as a {@linkcode NativeSession} drives it.
+ *
+ * @example
+ * ```ts
+ * import type { NativeSocket } from "./_native.ts";
+ *
+ * declare const ws: { send(data: string | Uint8Array): void; close(code?: number, reason?: string): void; bufferedAmount: number };
+ * const socket: NativeSocket = {
+ *   send: (data) => (ws.send(data), true),
+ *   close: (code, reason) => ws.close(code, reason),
+ *   terminate: () => ws.close(),
+ *   get bufferedAmount() {
+ *     return ws.bufferedAmount;
+ *   },
+ * };
+ * ```
+ */
+export interface NativeSocket {
+  /** Sends a message; `false` when the runtime reports backpressure. */
+  send(data: string | Uint8Array): boolean;
+  /** Sends a ping; absent when the runtime cannot. */
+  ping?(data: Uint8Array): void;
+  /** Sends a close frame with this code and reason. */
+  close(code: number, reason: string): void;
+  /** Drops the connection without a close handshake, as far as the runtime allows. */
+  terminate(): void;
+  /** Bytes queued by the runtime and not yet written. */
+  readonly bufferedAmount: number;
+  /** Stops reading; absent when the runtime cannot. */
+  pause?(): void;
+  /** Starts reading again. */
+  resume?(): void;
+  /** Whether the runtime tells when its queue drained (else the session polls `bufferedAmount`). */
+  readonly drainEvents?: boolean;
+}
+
+/** What {@linkcode prepareUpgrade} decided: answer the request with `response`, or upgrade it. */
+export type UpgradeDecision<S> =
+  | { response: Response; session?: undefined }
+  | { response?: undefined; session: NativeSession<S>; protocol: string; headers: Record<string, string> };
+
+const POLL_MS = 10;
+const DEFAULT_HIGH_WATER_MARK = 64 * 1024;
+const encoder = new TextEncoder();
+let lastId = 0;
+
+function isPromise(value: unknown): value is Promise<unknown> {
+  return typeof (value as Promise<unknown> | undefined)?.then === "function";
+}
+
+function toBytes(data: MessageData): string | Uint8Array {
+  if (typeof data === "string" || data instanceof Uint8Array) return data;
+  if (data instanceof ArrayBuffer) return new Uint8Array(data);
+  if (ArrayBuffer.isView(data)) return new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+  throw new UsageError("ERR_INVALID_DATA", "Invalid message: expected a string, an ArrayBuffer or an ArrayBufferView");
+}
+
+/** UTF-8 length of `text`, computed only when the cheap bounds cannot decide against `limit`. */
+function exceeds(data: string | Uint8Array, limit: number): boolean {
+  if (typeof data !== "string") return data.length > limit;
+  if (data.length > limit) return true;
+  if (data.length * 3 <= limit) return false;
+  return encoder.encode(data).length > limit;
+}
+
+function headerBytes(headers: Headers): number {
+  let total = 0;
+  headers.forEach((value, name) => {
+    total += name.length + value.length + 4;
+  });
+  return total;
+}
+
+function textResponse(status: number, body: string, headers: Record<string, string> = {}): Response {
+  return new Response(body, { status, headers: { "Content-Type": "text/plain; charset=utf-8", ...headers } });
+}
+
+/**
+ * Checks a native upgrade request the way the raw engine checks its bytes,
+ * runs the `upgrade` hook, and chooses the subprotocol. Never throws: a bad
+ * request gets its 400/426/431 answer, a hook's refusal its `Response`, and
+ * a hook that throws a 500 (after reaching `error`).
+ *
+ * @param request The runtime's request.
+ * @param remoteAddress The peer's address, or `""`.
+ * @param handler The application's hooks.
+ * @param options Resolved connection options.
+ * @param set The server's live connections.
+ * @returns The decision.
+ *
+ * @example
+ * ```ts
+ * import { ConnectionSet, resolveConnectionOptions } from "./_pump.ts";
+ * import { prepareUpgrade } from "./_native.ts";
+ *
+ * const decision = await prepareUpgrade(new Request("http://a/"), "", {}, resolveConnectionOptions({}), new ConnectionSet());
+ * console.log(decision.response?.status); // 426
+ * ```
+ */
+export async function prepareUpgrade<S>(
+  request: Request,
+  remoteAddress: string,
+  handler: Handler<S>,
+  options: Readonly<ConnectionOptions>,
+  set: ConnectionSet,
+): Promise<UpgradeDecision<S>> {
+  let upgrade: UpgradeRequest;
+  try {
+    if (headerBytes(request.headers) > (options.maxHeaderBytes ?? Infinity)) {
+      throw new HandshakeError("WS_ERR_HEADERS_TOO_LARGE", 431, "Request Header Fields Too Large");
+    }
+    const url = new URL(request.url);
+    upgrade = validateUpgradeRequest({
+      method: request.method,
+      url: url.pathname + url.search,
+      httpVersion: "1.1",
+      headers: request.headers,
+    });
+  } catch (err) {
+    if (err instanceof HandshakeError) return { response: textResponse(err.status, err.message, err.headers) };
+    throw err;
+  }
+  const session = new NativeSession<S>(upgrade, remoteAddress, handler, options, set);
+  let answer: UpgradeAnswer | Response | void;
+  try {
+    const result = handler.upgrade?.(session);
+    answer = isPromise(result) ? await result : result;
+  } catch (err) {
+    session.failUpgrade(err);
+    return { response: textResponse(500, "Internal Server Error") };
+  }
+  if (session.readyState !== ReadyState.Connecting) {
+    // Shut down (or closed by the hook) while the hook ran.
+    return { response: textResponse(503, "Service Unavailable") };
+  }
+  if (answer instanceof Response) {
+    if (answer.status < 400 || answer.status > 599) {
+      session.failUpgrade(new UsageError("ERR_INVALID_STATUS", `Invalid status: a refusal needs 400–599, got ${answer.status}`));
+      return { response: textResponse(500, "Internal Server Error") };
+    }
+    session.failUpgrade();
+    return { response: answer };
+  }
+  const protocol = answer?.protocol ?? selectSubprotocol(upgrade.protocols, options.protocols ?? []) ?? "";
+  if (protocol !== "" && !upgrade.protocols.includes(protocol)) {
+    session.failUpgrade(new UsageError("ERR_INVALID_PROTOCOL", `Invalid protocol: the client did not offer ${JSON.stringify(protocol)}`));
+    return { response: textResponse(500, "Internal Server Error") };
+  }
+  return { session, protocol, headers: answer?.headers ?? {} };
+}
+
+/**
+ * One connection on a native path: the {@linkcode Context} the hooks see,
+ * fed by the adapter's `on*` calls.
+ *
+ * @example An adapter's part
+ * ```ts
+ * import type { NativeSession, NativeSocket } from "./_native.ts";
+ *
+ * declare const session: NativeSession;
+ * declare const socket: NativeSocket;
+ * session.attach(socket, "chat.v1"); // when the runtime opened the socket
+ * session.onMessage("hello");
+ * session.onClose(1000, "", true);
+ * ```
+ */
+export class NativeSession<S = Record<string, unknown>> implements Context<S>, Connection {
+  /** Unique id of the connection within the process. */
+  readonly id: string = `n${++lastId}`;
+  /** The application's data for this connection. */
+  state: S = {} as S;
+  /** The opening handshake. */
+  readonly request: UpgradeRequest;
+  /** The peer's address. */
+  readonly remoteAddress: string;
+
+  readonly #handler: Handler<S>;
+  readonly #set: ConnectionSet;
+  readonly #maxMessageBytes: number;
+  readonly #closeTimeoutMs: number;
+  readonly #highWaterMark: number;
+  #socket: NativeSocket | undefined;
+  #protocol = "";
+  #state: ReadyState = ReadyState.Connecting;
+  #queue: (() => void | Promise<void>)[] = [];
+  #busy = false;
+  #paused = false;
+  #needDrain = false;
+  #drainWaiters: (() => void)[] = [];
+  #pollTimer: ReturnType<typeof setTimeout> | undefined;
+  #closeTimer: ReturnType<typeof setTimeout> | undefined;
+  /** What we sent when the peer failed the connection, reported instead of the runtime's view. */
+  #failure: CloseInfo | undefined;
+  #closeReported = false;
+
+  /**
+   * @param request The validated opening handshake.
+   * @param remoteAddress The peer's address.
+   * @param handler The application's hooks.
+   * @param options Resolved connection options.
+   * @param set The server's live connections; the session adds and removes itself.
+   */
+  constructor(
+    request: UpgradeRequest,
+    remoteAddress: string,
+    handler: Handler<S>,
+    options: Readonly<ConnectionOptions>,
+    set: ConnectionSet,
+  ) {
+    this.request = request;
+    this.remoteAddress = remoteAddress;
+    this.#handler = handler;
+    this.#set = set;
+    this.#maxMessageBytes = options.maxMessageBytes ?? Infinity;
+    this.#closeTimeoutMs = options.closeTimeoutMs ?? 5000;
+    this.#highWaterMark = options.highWaterMark ?? DEFAULT_HIGH_WATER_MARK;
+    set.add(this);
+  }
+
+  // ---- Context ----
+
+  /** The negotiated subprotocol, or `""`. */
+  get protocol(): string {
+    return this.#protocol;
+  }
+
+  /** Native paths negotiate no extension. */
+  get extensions(): string {
+    return "";
+  }
+
+  /** The connection state. */
+  get readyState(): ReadyState {
+    return this.#state;
+  }
+
+  /** Bytes queued by the runtime and not yet written. */
+  get bufferedAmount(): number {
+    return this.#socket?.bufferedAmount ?? 0;
+  }
+
+  /** Sends a message; `false` when the caller should wait for `drained()`. */
+  send(data: MessageData): boolean {
+    this.#requireOpen("send");
+    const ok = this.#socket!.send(toBytes(data));
+    if (!ok || this.bufferedAmount >= this.#highWaterMark) this.#startDrainWait();
+    return !this.#needDrain;
+  }
+
+  /** Sends a ping. */
+  ping(data: MessageData = new Uint8Array(0)): void {
+    this.#requireOpen("ping");
+    const bytes = toBytes(data);
+    const payload = typeof bytes === "string" ? encoder.encode(bytes) : bytes;
+    if (payload.length > 125) {
+      throw new UsageError("ERR_CONTROL_TOO_LONG", `Invalid ping payload: ${payload.length} bytes, at most 125`);
+    }
+    if (this.#socket!.ping === undefined) {
+      throw new UsageError("ERR_UNSUPPORTED", "Cannot ping: this runtime's native WebSocket server has no ping");
+    }
+    this.#socket!.ping(payload);
+  }
+
+  /** Starts the close handshake. */
+  close(code: number = CloseCode.Normal, reason = ""): void {
+    closePayload(code, reason); // throws UsageError on a code or reason that may not be sent
+    if (this.#state === ReadyState.Connecting) {
+      this.#state = ReadyState.Closed;
+      this.#set.delete(this);
+      return;
+    }
+    if (this.#state !== ReadyState.Open) return;
+    this.#state = ReadyState.Closing;
+    this.#socket!.close(code, reason);
+    this.#closeTimer = setTimeout(() => this.terminate(), this.#closeTimeoutMs);
+  }
+
+  /** Drops the connection without a close handshake. */
+  terminate(): void {
+    if (this.#state === ReadyState.Closed || this.#socket === undefined) return;
+    this.#socket.terminate();
+    // Report now: some runtimes only tell once the peer answers, or never.
+    this.onClose(CloseCode.Abnormal, "", false);
+  }
+
+  /** Resolves when the output has drained below the high-water mark. */
+  drained(): Promise<void> {
+    if (!this.#needDrain || this.#state === ReadyState.Closed) return Promise.resolve();
+    return new Promise((resolve) => this.#drainWaiters.push(resolve));
+  }
+
+  /** Server shutdown: close with `code`, or refuse a handshake in progress. */
+  shutdown(code: number, reason: string): void {
+    this.close(code, reason);
+  }
+
+  // ---- adapter → session ----
+
+  /** The `upgrade` hook refused or failed: nothing will open. */
+  failUpgrade(err?: unknown): void {
+    if (err !== undefined) this.#safely(() => this.#handler.error?.(this, err));
+    if (this.#state === ReadyState.Connecting) {
+      this.#state = ReadyState.Closed;
+      this.#set.delete(this);
+    }
+  }
+
+  /** The runtime opened the WebSocket. */
+  attach(socket: NativeSocket, protocol: string): void {
+    this.#socket = socket;
+    this.#protocol = protocol;
+    if (this.#state !== ReadyState.Connecting) {
+      // Shut down between the answer and the open.
+      socket.close(CloseCode.GoingAway, "Server shutting down");
+      return;
+    }
+    this.#state = ReadyState.Open;
+    this.#enqueue(() => this.#handler.open?.(this));
+  }
+
+  /** A whole message arrived. */
+  onMessage(data: string | Uint8Array): void {
+    if (this.#state === ReadyState.Closed || this.#failure !== undefined) return;
+    if (exceeds(data, this.#maxMessageBytes)) {
+      this.fail(new ProtocolError(
+        "WS_ERR_MESSAGE_TOO_BIG",
+        CloseCode.MessageTooBig,
+        `Message too big: over the limit of ${this.#maxMessageBytes} bytes`,
+      ));
+      return;
+    }
+    this.#enqueue(() => this.#handler.message?.(this, data));
+  }
+
+  /** A ping arrived (the runtime answered it). */
+  onPing(data: Uint8Array): void {
+    if (this.#state !== ReadyState.Open) return;
+    this.#enqueue(() => this.#handler.ping?.(this, data));
+  }
+
+  /** A pong arrived. */
+  onPong(data: Uint8Array): void {
+    if (this.#state === ReadyState.Closed) return;
+    this.#enqueue(() => this.#handler.pong?.(this, data));
+  }
+
+  /**
+   * The peer broke the protocol: report `error` and close with its code. If
+   * the runtime already sent the close frame, pass `sent` so that only the
+   * report happens.
+   */
+  fail(error: ProtocolError, sent = false): void {
+    if (this.#failure !== undefined || this.#state === ReadyState.Closed) return;
+    this.#failure = { code: error.closeCode, reason: error.message, wasClean: false };
+    this.#safely(() => this.#handler.error?.(this, error));
+    if (sent || this.#state !== ReadyState.Open) return;
+    this.#state = ReadyState.Closing;
+    this.#socket?.close(error.closeCode, "");
+    this.#closeTimer = setTimeout(() => this.terminate(), this.#closeTimeoutMs);
+  }
+
+  /** The runtime's queue drained. */
+  onDrain(): void {
+    if (!this.#needDrain || this.bufferedAmount >= this.#highWaterMark) return;
+    this.#needDrain = false;
+    clearTimeout(this.#pollTimer);
+    this.#resolveDrain();
+    if (this.#state === ReadyState.Open || this.#state === ReadyState.Closing) {
+      this.#safely(() => this.#handler.drain?.(this));
+    }
+  }
+
+  /** The connection closed: `code`, `reason` and `wasClean` as the runtime saw them. */
+  onClose(code: number, reason: string, wasClean: boolean): void {
+    if (this.#closeReported) return;
+    this.#closeReported = true;
+    const opened = this.#socket !== undefined && this.#state !== ReadyState.Connecting;
+    this.#state = ReadyState.Closed;
+    clearTimeout(this.#closeTimer);
+    clearTimeout(this.#pollTimer);
+    this.#needDrain = false;
+    this.#resolveDrain();
+    this.#set.delete(this);
+    if (!opened) return;
+    const info: CloseInfo = this.#failure ?? { code: code === 0 ? CloseCode.NoStatus : code, reason, wasClean };
+    this.#enqueue(() => this.#handler.close?.(this, info));
+  }
+
+  // ---- internals ----
+
+  #requireOpen(what: string): void {
+    if (this.#state === ReadyState.Open) return;
+    if (this.#state === ReadyState.Connecting) {
+      throw new UsageError("ERR_NOT_OPEN", `Cannot ${what}: the connection is not open yet`);
+    }
+    throw new UsageError("ERR_SEND_AFTER_CLOSE", `Cannot ${what}: the connection is closing or closed`);
+  }
+
+  #startDrainWait(): void {
+    if (this.#needDrain) return;
+    this.#needDrain = true;
+    if (this.#socket?.drainEvents) return;
+    const poll = () => {
+      this.#pollTimer = undefined;
+      if (!this.#needDrain) return;
+      this.onDrain();
+      if (this.#needDrain && this.#state !== ReadyState.Closed) this.#pollTimer = setTimeout(poll, POLL_MS);
+    };
+    this.#pollTimer = setTimeout(poll, POLL_MS);
+  }
+
+  #resolveDrain(): void {
+    const waiters = this.#drainWaiters;
+    if (waiters.length === 0) return;
+    this.#drainWaiters = [];
+    for (const resolve of waiters) resolve();
+  }
+
+  /** Runs hooks one at a time: while one is pending, later events wait and reading pauses. */
+  #enqueue(hook: () => void | Promise<void>): void {
+    if (this.#busy) {
+      this.#queue.push(hook);
+      return;
+    }
+    this.#run(hook);
+  }
+
+  #run(first: () => void | Promise<void>): void {
+    let hook: (() => void | Promise<void>) | undefined = first;
+    while (hook !== undefined) {
+      const pending = this.#call(hook);
+      if (pending !== undefined) {
+        this.#busy = true;
+        if (!this.#paused && this.#state !== ReadyState.Closed) {
+          this.#paused = true;
+          this.#socket?.pause?.();
+        }
+        pending.then(() => {
+          this.#busy = false;
+          const next = this.#queue.shift();
+          if (next !== undefined) this.#run(next);
+          if (!this.#busy && this.#paused) {
+            this.#paused = false;
+            if (this.#state !== ReadyState.Closed) this.#socket?.resume?.();
+          }
+        });
+        return;
+      }
+      hook = this.#queue.shift();
+    }
+  }
+
+  /** Calls a hook; a throw or a rejection closes the connection with 1011. */
+  #call(hook: () => void | Promise<void>): Promise<void> | undefined {
+    let result;
+    try {
+      result = hook();
+    } catch (err) {
+      this.#hookFailed(err);
+      return undefined;
+    }
+    if (!isPromise(result)) return undefined;
+    return result.then(undefined, (err) => this.#hookFailed(err));
+  }
+
+  #hookFailed(err: unknown): void {
+    this.#safely(() => this.#handler.error?.(this, err));
+    if (this.#state === ReadyState.Open) this.close(CloseCode.InternalError);
+  }
+
+  #safely(fn: () => void): void {
+    try {
+      fn();
+    } catch (err) {
+      console.error("duplex: a hook threw while handling another error:", err);
+    }
+  }
+}

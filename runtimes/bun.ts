@@ -1,0 +1,559 @@
+/**
+ * The Bun adapter: Duplex on raw `Bun.listen` sockets (the engine does the
+ * framing: every close code, limit and timer as on Node), or over Bun's own
+ * WebSocket server for apps that already run `Bun.serve` (the native path:
+ * Bun does the framing, Duplex runs the same hooks and context on top).
+ *
+ * @example The raw server
+ * ```ts
+ * import { serve } from "@duplex/ws/bun";
+ *
+ * const server = await serve({ message: (ctx, data) => void ctx.send(data) }, { port: 8080 });
+ * console.log(`listening on ${server.url}`);
+ * ```
+ *
+ * @example Inside an existing `Bun.serve` app
+ * ```ts
+ * import { nativeHandler } from "@duplex/ws/bun";
+ *
+ * const ws = nativeHandler({ message: (ctx, data) => void ctx.send(data) });
+ * const app = {
+ *   port: 8080,
+ *   fetch: (req: Request, server: Parameters<typeof ws.upgrade>[1]) =>
+ *     new URL(req.url).pathname === "/ws" ? ws.upgrade(req, server) : new Response("hello"),
+ *   websocket: ws.websocket,
+ * };
+ * // Bun.serve(app);
+ * ```
+ *
+ * @module
+ */
+
+import { CloseCode } from "../core/close_code.ts";
+import { ProtocolError, UsageError } from "../core/errors.ts";
+import type { ConnectionOptions, Handler } from "../plugins/hooks.ts";
+import { type NativeSession, prepareUpgrade } from "./_native.ts";
+import { coalesce, ConnectionSet, Pump, resolveConnectionOptions, type Transport } from "./_pump.ts";
+import { type ListenOptions, listenAddress, makeServer, type Server, type TlsCertificate } from "./_server.ts";
+
+export type { ListenOptions, Server, TlsCertificate };
+
+// ---- the parts of Bun's API this adapter uses ----
+
+interface BunSocket {
+  data: SocketData;
+  write(data: Uint8Array): number;
+  end(): void;
+  terminate(): void;
+  pause(): void;
+  resume(): void;
+  setNoDelay?(noDelay?: boolean): boolean;
+  readonly remoteAddress: string;
+}
+
+interface SocketData {
+  transport: BunTransport;
+  pump: Pump<any>;
+}
+
+interface BunSocketListener {
+  readonly port: number;
+  stop(closeActiveConnections?: boolean): void;
+}
+
+interface BunNamespace {
+  listen(options: {
+    hostname: string;
+    port: number;
+    tls?: { cert: string; key: string };
+    allowHalfOpen: boolean;
+    data?: undefined;
+    socket: {
+      binaryType: "uint8array";
+      open(socket: BunSocket): void;
+      data(socket: BunSocket, data: Uint8Array): void;
+      drain(socket: BunSocket): void;
+      end(socket: BunSocket): void;
+      close(socket: BunSocket): void;
+      error(socket: BunSocket, error: Error): void;
+    };
+  }): BunSocketListener;
+  serve(options: {
+    port: number;
+    hostname: string;
+    tls?: { cert: string; key: string };
+    fetch(request: Request, server: BunServer): Response | undefined | Promise<Response | undefined>;
+    websocket: BunWebSocketHandler;
+  }): BunServer & { readonly port: number; stop(closeActiveConnections?: boolean): Promise<void> };
+}
+
+function bun(): BunNamespace {
+  const ns = (globalThis as { Bun?: BunNamespace }).Bun;
+  if (ns === undefined) throw new UsageError("ERR_WRONG_RUNTIME", "@duplex/ws/bun runs on Bun only");
+  return ns;
+}
+
+/**
+ * Options of {@linkcode serve}: where to listen, TLS, and the connection
+ * options.
+ *
+ * @example
+ * ```ts
+ * import type { ServeOptions } from "@duplex/ws/bun";
+ *
+ * const options: ServeOptions = { port: 0, protocols: ["chat.v1"], maxMessageBytes: 1 << 20 };
+ * ```
+ */
+export interface ServeOptions extends ListenOptions {}
+
+// ---- raw path ----
+
+/** Queued bytes at or above which `write` asks the pump to wait. */
+const WRITE_HIGH_WATER_MARK = 16 * 1024;
+
+class BunTransport implements Transport {
+  readonly #socket: BunSocket;
+  #queue: Uint8Array[] = [];
+  #queued = 0;
+  #endPending = false;
+  #closed = false;
+
+  constructor(socket: BunSocket) {
+    this.#socket = socket;
+  }
+
+  get remoteAddress(): string {
+    return this.#socket.remoteAddress ?? "";
+  }
+
+  get bufferedAmount(): number {
+    return this.#queued;
+  }
+
+  write(chunks: Uint8Array[]): boolean {
+    if (this.#closed || this.#endPending) return true;
+    for (const chunk of coalesce(chunks)) {
+      if (this.#queue.length > 0) {
+        this.#queue.push(chunk);
+        this.#queued += chunk.length;
+        continue;
+      }
+      const written = this.#socket.write(chunk);
+      if (written < chunk.length) {
+        // Bun took part of it (or none): keep the rest, in order, for `drain`.
+        const rest = chunk.subarray(Math.max(written, 0));
+        this.#queue.push(rest);
+        this.#queued += rest.length;
+      }
+    }
+    return this.#queued < WRITE_HIGH_WATER_MARK;
+  }
+
+  /** Writes what was queued; `true` once nothing is left. */
+  flush(): boolean {
+    while (this.#queue.length > 0 && !this.#closed) {
+      const chunk = this.#queue[0]!;
+      const written = this.#socket.write(chunk);
+      if (written < chunk.length) {
+        const n = Math.max(written, 0);
+        this.#queue[0] = chunk.subarray(n);
+        this.#queued -= n;
+        return false;
+      }
+      this.#queue.shift();
+      this.#queued -= chunk.length;
+    }
+    if (this.#endPending && !this.#closed) {
+      this.#endPending = false;
+      this.#socket.end();
+    }
+    return true;
+  }
+
+  pause(): void {
+    if (!this.#closed) this.#socket.pause();
+  }
+
+  resume(): void {
+    if (!this.#closed) this.#socket.resume();
+  }
+
+  end(): void {
+    if (this.#closed) return;
+    if (this.#queue.length > 0) this.#endPending = true;
+    else this.#socket.end();
+  }
+
+  destroy(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#queue = [];
+    this.#queued = 0;
+    this.#socket.terminate();
+  }
+
+  closed(): void {
+    this.#closed = true;
+    this.#queue = [];
+    this.#queued = 0;
+  }
+}
+
+/**
+ * Starts a WebSocket server on raw `Bun.listen` sockets (TLS with `tls`).
+ * Duplex parses the HTTP handshake and every frame itself: close codes,
+ * limits and timers are the same as on Node and Deno. Plain HTTP requests get
+ * `426 Upgrade Required`.
+ *
+ * @param handler The application's hooks.
+ * @param options Port, hostname, TLS, limits, subprotocols, timeouts.
+ * @returns The server, once it listens.
+ * @throws {UsageError} On a bad option, or when not running on Bun.
+ *
+ * @example
+ * ```ts
+ * import { serve } from "@duplex/ws/bun";
+ *
+ * const server = await serve({
+ *   message(ctx, data) {
+ *     ctx.send(data);
+ *   },
+ * }, { port: 8080 });
+ * console.log(`listening on ${server.url}`);
+ * ```
+ */
+export function serve<S = Record<string, unknown>>(handler: Handler<S>, options: ServeOptions = {}): Promise<Server> {
+  try {
+    const { port: requestedPort, hostname: requestedHost, tls, ...rest } = options;
+    const { port, hostname } = listenAddress(requestedPort, requestedHost);
+    const connectionOptions = resolveConnectionOptions(rest);
+    const set = new ConnectionSet();
+    const listener = bun().listen({
+      hostname,
+      port,
+      ...(tls ? { tls: { cert: tls.cert, key: tls.key } } : {}),
+      allowHalfOpen: true,
+      socket: {
+        binaryType: "uint8array",
+        open(socket) {
+          socket.setNoDelay?.(true);
+          const transport = new BunTransport(socket);
+          const pump = new Pump(transport, handler, connectionOptions, set);
+          socket.data = { transport, pump };
+          pump.start();
+        },
+        data(socket, data) {
+          socket.data.pump.onData(data);
+        },
+        drain(socket) {
+          if (socket.data.transport.flush()) socket.data.pump.onDrain();
+        },
+        end(socket) {
+          socket.data.pump.onEnd();
+        },
+        close(socket) {
+          // `close` can come without `open` (a failed TLS handshake).
+          if (socket.data === undefined) return;
+          socket.data.transport.closed();
+          socket.data.pump.onClosed();
+        },
+        error() {
+          // `close` follows; the pump reports 1006 there.
+        },
+      },
+    });
+    return Promise.resolve(makeServer({ port: listener.port, hostname, secure: tls !== undefined }, set, () => {
+      listener.stop(false);
+      return Promise.resolve();
+    }));
+  } catch (err) {
+    return Promise.reject(err);
+  }
+}
+
+// ---- native path ----
+
+/**
+ * The part of Bun's `Server` that an upgrade needs: what `Bun.serve` passes
+ * to `fetch` as its second argument.
+ *
+ * @example
+ * ```ts
+ * import type { BunServer } from "@duplex/ws/bun";
+ *
+ * const server: BunServer = { upgrade: () => true, requestIP: () => ({ address: "127.0.0.1" }) };
+ * ```
+ */
+export interface BunServer {
+  /** Upgrades the request; `true` when it did. */
+  upgrade(request: Request, options: { data: unknown; headers?: Record<string, string> }): boolean;
+  /** The peer's address. */
+  requestIP?(request: Request): { address: string } | null;
+}
+
+/**
+ * The connection Bun hands to a `websocket` handler: the part of
+ * `ServerWebSocket` Duplex uses.
+ *
+ * @example
+ * ```ts
+ * import type { BunWebSocket } from "@duplex/ws/bun";
+ *
+ * function bytesQueued(ws: BunWebSocket): number {
+ *   return ws.getBufferedAmount();
+ * }
+ * ```
+ */
+export interface BunWebSocket {
+  /** Duplex's session for this connection. */
+  readonly data: unknown;
+  /** How binary messages arrive. */
+  binaryType?: string;
+  /** Sends; bytes sent, -1 when queued under backpressure, 0 when dropped. */
+  send(data: string | Uint8Array): number;
+  /** Sends a ping. */
+  ping(data?: Uint8Array): number;
+  /** Sends a close frame. */
+  close(code?: number, reason?: string): void;
+  /** Drops the connection. */
+  terminate(): void;
+  /** Bytes queued. */
+  getBufferedAmount(): number;
+  /** Stops reading. */
+  pause(): void;
+  /** Starts reading again. */
+  resume(): void;
+}
+
+/**
+ * The `websocket` object to pass to `Bun.serve`: Bun's options (set from
+ * Duplex's) and the handlers that feed Duplex's sessions.
+ *
+ * @example
+ * ```ts
+ * import { nativeHandler } from "@duplex/ws/bun";
+ *
+ * const { websocket } = nativeHandler({});
+ * console.log(websocket.maxPayloadLength); // 16777216
+ * ```
+ */
+export interface BunWebSocketHandler {
+  /** Bun closes with 1009 past this many bytes. */
+  readonly maxPayloadLength: number;
+  /** 0: Bun never drops a message; Duplex reports backpressure instead. */
+  readonly backpressureLimit: number;
+  /** Off: heartbeats are Duplex's job. */
+  readonly idleTimeout: number;
+  /** Off: heartbeats are Duplex's job. */
+  readonly sendPings: boolean;
+  /** Off on the native path. */
+  readonly perMessageDeflate: boolean;
+  /** A connection opened. */
+  open(ws: BunWebSocket): void;
+  /** A message arrived. */
+  message(ws: BunWebSocket, message: string | Uint8Array): void;
+  /** The send queue drained. */
+  drain(ws: BunWebSocket): void;
+  /** A ping arrived (Bun answered it). */
+  ping(ws: BunWebSocket, data: Uint8Array): void;
+  /** A pong arrived. */
+  pong(ws: BunWebSocket, data: Uint8Array): void;
+  /** The connection closed. */
+  close(ws: BunWebSocket, code: number, reason: string): void;
+}
+
+/**
+ * Duplex hooks over `Bun.serve`'s WebSocket server. Pass `websocket` to
+ * `Bun.serve` and route requests to `upgrade()`.
+ *
+ * @example
+ * ```ts
+ * import { nativeHandler } from "@duplex/ws/bun";
+ *
+ * const ws = nativeHandler({ open: (ctx) => void ctx.send("welcome") });
+ * console.log(ws.connections); // 0
+ * ```
+ */
+export interface NativeHandler {
+  /**
+   * Upgrades a request: `undefined` once Bun switched protocols, else the
+   * refusal to return (400/426/431, or the `upgrade` hook's `Response`).
+   */
+  upgrade(request: Request, server: BunServer): Promise<Response | undefined>;
+  /** The object to pass to `Bun.serve` as `websocket`. */
+  readonly websocket: BunWebSocketHandler;
+  /** Number of live connections. */
+  readonly connections: number;
+  /** Closes every connection (default code 1001) and resolves once all are closed. */
+  close(code?: number, reason?: string): Promise<void>;
+}
+
+interface SessionData {
+  session: NativeSession<any>;
+  protocol: string;
+}
+
+/** Bun reports a protocol failure as 1006 with this reason; the code it sent is the one below. */
+const BUN_FAILURES: Record<string, number> = {
+  "Received too big message": CloseCode.MessageTooBig,
+  "Received invalid UTF-8": CloseCode.InvalidPayload,
+};
+
+function sessionOf(ws: BunWebSocket): NativeSession<any> {
+  return (ws.data as SessionData).session;
+}
+
+function websocketHandler(options: Readonly<ConnectionOptions>): BunWebSocketHandler {
+  return {
+    maxPayloadLength: Math.min(options.maxMessageBytes ?? 16 * 1024 * 1024, 0xffffffff),
+    backpressureLimit: 0,
+    idleTimeout: 0,
+    sendPings: false,
+    perMessageDeflate: false,
+    open(ws) {
+      ws.binaryType = "uint8array";
+      const { session, protocol } = ws.data as SessionData;
+      session.attach({
+        send: (data) => ws.send(data) !== -1,
+        ping: (data) => void ws.ping(data),
+        close: (code, reason) => ws.close(code, reason),
+        terminate: () => ws.terminate(),
+        get bufferedAmount() {
+          return ws.getBufferedAmount();
+        },
+        pause: () => ws.pause(),
+        resume: () => ws.resume(),
+        drainEvents: true,
+      }, protocol);
+    },
+    message(ws, message) {
+      sessionOf(ws).onMessage(message);
+    },
+    drain(ws) {
+      sessionOf(ws).onDrain();
+    },
+    ping(ws, data) {
+      sessionOf(ws).onPing(data);
+    },
+    pong(ws, data) {
+      sessionOf(ws).onPong(data);
+    },
+    close(ws, code, reason) {
+      const session = sessionOf(ws);
+      if (code === CloseCode.Abnormal && reason.startsWith("Received ")) {
+        // Bun already sent the close frame; report what it sent.
+        const sent = BUN_FAILURES[reason] ?? CloseCode.ProtocolError;
+        session.fail(new ProtocolError("WS_ERR_NATIVE", sent, reason), true);
+      }
+      session.onClose(code, reason, code !== CloseCode.Abnormal);
+    },
+  };
+}
+
+function nativeUpgrade<S>(
+  handler: Handler<S>,
+  options: Readonly<ConnectionOptions>,
+  set: ConnectionSet,
+): (request: Request, server: BunServer) => Promise<Response | undefined> {
+  return async (request, server) => {
+    const decision = await prepareUpgrade(request, server.requestIP?.(request)?.address ?? "", handler, options, set);
+    if (decision.response !== undefined) return decision.response;
+    const { session, headers } = decision;
+    // Bun answers the client's first offer unless told otherwise, and cannot
+    // answer "none" to a client that offered some: that offer is what it sends.
+    const protocol = decision.protocol || (session.request.protocols[0] ?? "");
+    const extra = protocol === "" ? headers : { ...headers, "Sec-WebSocket-Protocol": protocol };
+    let upgraded = false;
+    try {
+      upgraded = server.upgrade(request, { data: { session, protocol } satisfies SessionData, headers: extra });
+    } catch (err) {
+      session.failUpgrade(err);
+      return new Response("Internal Server Error", { status: 500 });
+    }
+    if (upgraded) return undefined;
+    session.failUpgrade(new UsageError("ERR_UPGRADE_FAILED", "Bun refused to upgrade the request"));
+    return new Response("Bad Request", { status: 400 });
+  };
+}
+
+/**
+ * Creates Duplex's handler for Bun's own WebSocket server. Bun does the
+ * framing; Duplex checks the handshake, runs the `upgrade` hook, chooses the
+ * subprotocol by the server's preference, runs the hooks one at a time (and
+ * pauses reading while one is pending), and keeps the close timeout. Known
+ * differences from the raw path, all Bun's: close frames for protocol errors
+ * carry Bun's reason text; a client that offered subprotocols the server does
+ * not speak gets its first offer back (Bun cannot answer with none).
+ *
+ * @param handler The application's hooks.
+ * @param options Limits, subprotocols, timeouts.
+ * @returns The handler, with the `websocket` object for `Bun.serve`.
+ * @throws {UsageError} On a bad option.
+ *
+ * @example
+ * ```ts
+ * import { nativeHandler } from "@duplex/ws/bun";
+ *
+ * const ws = nativeHandler({ message: (ctx, data) => void ctx.send(data) });
+ * const app = {
+ *   fetch: (req: Request, server: Parameters<typeof ws.upgrade>[1]) =>
+ *     new URL(req.url).pathname === "/ws" ? ws.upgrade(req, server) : new Response("hello"),
+ *   websocket: ws.websocket,
+ * };
+ * // Bun.serve(app);
+ * ```
+ */
+export function nativeHandler<S = Record<string, unknown>>(
+  handler: Handler<S>,
+  options: ConnectionOptions = {},
+): NativeHandler {
+  const resolved = resolveConnectionOptions(options);
+  const set = new ConnectionSet();
+  return {
+    upgrade: nativeUpgrade(handler, resolved, set),
+    websocket: websocketHandler(resolved),
+    get connections() {
+      return set.size;
+    },
+    close(code = CloseCode.GoingAway, reason = "Server shutting down") {
+      return set.shutdown(code, reason);
+    },
+  };
+}
+
+/**
+ * Starts `Bun.serve` with {@linkcode nativeHandler} on every path; other
+ * requests get `426 Upgrade Required`. `serve()` from `@duplex/ws` picks this
+ * with `transport: "native"`.
+ *
+ * @param handler The application's hooks.
+ * @param options Port, hostname, TLS, limits, subprotocols, timeouts.
+ * @returns The server, once it listens.
+ * @throws {UsageError} On a bad option, or when not running on Bun.
+ *
+ * @example
+ * ```ts
+ * import { serveNative } from "@duplex/ws/bun";
+ *
+ * const server = await serveNative({ message: (ctx, data) => void ctx.send(data) }, { port: 8080 });
+ * console.log(`listening on ${server.url}`);
+ * ```
+ */
+export function serveNative<S = Record<string, unknown>>(handler: Handler<S>, options: ServeOptions = {}): Promise<Server> {
+  try {
+    const { port: requestedPort, hostname: requestedHost, tls, ...rest } = options;
+    const { port, hostname } = listenAddress(requestedPort, requestedHost);
+    const resolved = resolveConnectionOptions(rest);
+    const set = new ConnectionSet();
+    const http = bun().serve({
+      port,
+      hostname,
+      ...(tls ? { tls: { cert: tls.cert, key: tls.key } } : {}),
+      fetch: nativeUpgrade(handler, resolved, set),
+      websocket: websocketHandler(resolved),
+    });
+    return Promise.resolve(makeServer({ port: http.port, hostname, secure: tls !== undefined }, set, () => http.stop(false)));
+  } catch (err) {
+    return Promise.reject(err);
+  }
+}

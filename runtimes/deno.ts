@@ -1,0 +1,446 @@
+/**
+ * The Deno adapter: Duplex on raw `Deno.listen` / `Deno.listenTls`
+ * connections (the engine does the framing: every close code, limit and
+ * timer as on Node), or over Deno's own WebSocket server for apps that
+ * already run `Deno.serve` (the native path: `Deno.upgradeWebSocket` does the
+ * framing, Duplex runs the same hooks and context on top).
+ *
+ * @example The raw server
+ * ```ts
+ * import { serve } from "@duplex/ws/deno";
+ *
+ * const server = await serve({ message: (ctx, data) => void ctx.send(data) }, { port: 8080 });
+ * console.log(`listening on ${server.url}`);
+ * ```
+ *
+ * @example Inside an existing `Deno.serve` app
+ * ```ts
+ * import { nativeHandler } from "@duplex/ws/deno";
+ *
+ * const ws = nativeHandler({ message: (ctx, data) => void ctx.send(data) });
+ * const app = (req: Request, info: { remoteAddr: { hostname: string } }) =>
+ *   new URL(req.url).pathname === "/ws" ? ws.upgrade(req, info) : new Response("hello");
+ * // Deno.serve({ port: 8080 }, app);
+ * ```
+ *
+ * @module
+ */
+
+import { CloseCode } from "../core/close_code.ts";
+import { UsageError } from "../core/errors.ts";
+import type { ConnectionOptions, Handler } from "../plugins/hooks.ts";
+import { prepareUpgrade } from "./_native.ts";
+import { coalesce, ConnectionSet, Pump, resolveConnectionOptions, type Transport } from "./_pump.ts";
+import { type ListenOptions, listenAddress, makeServer, type Server, type TlsCertificate } from "./_server.ts";
+
+export type { ListenOptions, Server, TlsCertificate };
+
+// ---- the parts of the Deno namespace this adapter uses ----
+
+interface DenoAddr {
+  hostname: string;
+  port: number;
+}
+
+interface DenoConn {
+  readonly readable: ReadableStream<Uint8Array>;
+  readonly writable: WritableStream<Uint8Array>;
+  readonly remoteAddr: { hostname?: string };
+  closeWrite(): Promise<void>;
+  close(): void;
+  setNoDelay?(noDelay?: boolean): void;
+}
+
+interface DenoListener extends AsyncIterable<DenoConn> {
+  readonly addr: DenoAddr;
+  close(): void;
+}
+
+interface DenoWebSocket {
+  binaryType: string;
+  readonly bufferedAmount: number;
+  onopen: ((event: Event) => void) | null;
+  onmessage: ((event: MessageEvent) => void) | null;
+  onclose: ((event: CloseEvent) => void) | null;
+  onerror: ((event: Event) => void) | null;
+  send(data: string | Uint8Array): void;
+  close(code?: number, reason?: string): void;
+}
+
+interface DenoHttpServer {
+  readonly addr: DenoAddr;
+  shutdown(): Promise<void>;
+}
+
+interface DenoNamespace {
+  listen(options: { port: number; hostname: string; transport: "tcp" }): DenoListener;
+  listenTls(options: { port: number; hostname: string; cert: string; key: string }): DenoListener;
+  serve(
+    options: { port: number; hostname: string; cert?: string; key?: string; onListen?(addr: DenoAddr): void },
+    handler: (request: Request, info: DenoServeInfo) => Response | Promise<Response>,
+  ): DenoHttpServer;
+  upgradeWebSocket(request: Request, options: { protocol?: string; idleTimeout?: number }): {
+    socket: DenoWebSocket;
+    response: Response;
+  };
+}
+
+function deno(): DenoNamespace {
+  const ns = (globalThis as { Deno?: DenoNamespace }).Deno;
+  if (ns === undefined) throw new UsageError("ERR_WRONG_RUNTIME", "@duplex/ws/deno runs on Deno only");
+  return ns;
+}
+
+/**
+ * What `Deno.serve` passes its handler next to the request; Duplex reads
+ * the peer's address from it.
+ *
+ * @example
+ * ```ts
+ * import type { DenoServeInfo } from "@duplex/ws/deno";
+ *
+ * const info: DenoServeInfo = { remoteAddr: { hostname: "127.0.0.1" } };
+ * ```
+ */
+export interface DenoServeInfo {
+  /** The peer's address. */
+  readonly remoteAddr: { readonly hostname: string };
+}
+
+/**
+ * Options of {@linkcode serve}: where to listen, TLS, and the connection
+ * options.
+ *
+ * @example
+ * ```ts
+ * import type { ServeOptions } from "@duplex/ws/deno";
+ *
+ * const options: ServeOptions = { port: 0, protocols: ["chat.v1"], maxMessageBytes: 1 << 20 };
+ * ```
+ */
+export interface ServeOptions extends ListenOptions {}
+
+// ---- raw path ----
+
+/** Bytes in flight at or above which `write` asks the pump to wait. */
+const WRITE_HIGH_WATER_MARK = 16 * 1024;
+
+class DenoTransport implements Transport {
+  readonly #conn: DenoConn;
+  readonly #writer: WritableStreamDefaultWriter<Uint8Array>;
+  readonly #onDrain: () => void;
+  readonly #onClosed: () => void;
+  #pending = 0;
+  #wantDrain = false;
+  #last: Promise<void> = Promise.resolve();
+  #paused = false;
+  #resume: (() => void) | undefined;
+  #readEnded = false;
+  #writeEnded = false;
+  #closed = false;
+
+  constructor(conn: DenoConn, onDrain: () => void, onClosed: () => void) {
+    this.#conn = conn;
+    this.#writer = conn.writable.getWriter();
+    this.#onDrain = onDrain;
+    this.#onClosed = onClosed;
+  }
+
+  get remoteAddress(): string {
+    return this.#conn.remoteAddr.hostname ?? "";
+  }
+
+  get bufferedAmount(): number {
+    return this.#pending;
+  }
+
+  write(chunks: Uint8Array[]): boolean {
+    if (this.#closed || this.#writeEnded) return true;
+    for (const chunk of coalesce(chunks)) {
+      const size = chunk.length;
+      this.#pending += size;
+      this.#last = this.#writer.write(chunk).then(() => this.#written(size), () => this.destroy());
+    }
+    const ok = this.#pending < WRITE_HIGH_WATER_MARK && (this.#writer.desiredSize ?? 0) > 0;
+    if (!ok) this.#wantDrain = true;
+    return ok;
+  }
+
+  #written(size: number): void {
+    this.#pending -= size;
+    if (this.#pending === 0 && this.#wantDrain && !this.#closed) {
+      this.#wantDrain = false;
+      this.#onDrain();
+    }
+  }
+
+  pause(): void {
+    this.#paused = true;
+  }
+
+  resume(): void {
+    this.#paused = false;
+    const resume = this.#resume;
+    this.#resume = undefined;
+    resume?.();
+  }
+
+  end(): void {
+    if (this.#writeEnded || this.#closed) return;
+    this.#writeEnded = true;
+    // FIN once every queued write reached the socket.
+    this.#last.then(() => this.#conn.closeWrite()).then(() => this.#maybeClose(), () => this.destroy());
+  }
+
+  destroy(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    try {
+      this.#conn.close();
+    } catch {
+      // Already closed.
+    }
+    this.resume();
+    this.#onClosed();
+  }
+
+  /** Reads until EOF, honouring `pause()`; reports each chunk and the end. */
+  async read(onData: (chunk: Uint8Array) => void, onEnd: () => void): Promise<void> {
+    const reader = this.#conn.readable.getReader();
+    try {
+      while (!this.#closed) {
+        if (this.#paused) {
+          await new Promise<void>((resolve) => (this.#resume = resolve));
+          continue;
+        }
+        const { value, done } = await reader.read();
+        if (done) break;
+        onData(value);
+      }
+    } catch {
+      // Reset, or closed by destroy(): "Interrupted" / "BadResource".
+      this.destroy();
+      return;
+    }
+    if (this.#closed) return;
+    this.#readEnded = true;
+    onEnd();
+    this.#maybeClose();
+  }
+
+  #maybeClose(): void {
+    if (this.#readEnded && this.#writeEnded) this.destroy();
+  }
+}
+
+function runConn<S>(conn: DenoConn, handler: Handler<S>, options: Readonly<ConnectionOptions>, set: ConnectionSet): void {
+  try {
+    conn.setNoDelay?.(true);
+  } catch {
+    // Not a TCP connection.
+  }
+  let pump!: Pump<S>;
+  const transport = new DenoTransport(conn, () => pump.onDrain(), () => pump.onClosed());
+  pump = new Pump(transport, handler, options, set);
+  pump.start();
+  transport.read((chunk) => pump.onData(chunk), () => pump.onEnd());
+}
+
+/**
+ * Starts a WebSocket server on raw `Deno.listen` (or `Deno.listenTls` with
+ * `tls`) connections. Duplex parses the HTTP handshake and every frame
+ * itself: close codes, limits and timers are the same as on Node and Bun.
+ * Plain HTTP requests get `426 Upgrade Required`.
+ *
+ * @param handler The application's hooks.
+ * @param options Port, hostname, TLS, limits, subprotocols, timeouts.
+ * @returns The server, once it listens.
+ * @throws {UsageError} On a bad option, or when not running on Deno.
+ *
+ * @example
+ * ```ts
+ * import { serve } from "@duplex/ws/deno";
+ *
+ * const server = await serve({
+ *   message(ctx, data) {
+ *     ctx.send(data);
+ *   },
+ * }, { port: 8080 });
+ * console.log(`listening on ${server.url}`);
+ * ```
+ */
+export function serve<S = Record<string, unknown>>(handler: Handler<S>, options: ServeOptions = {}): Promise<Server> {
+  try {
+    const { port: requestedPort, hostname: requestedHost, tls, ...rest } = options;
+    const { port, hostname } = listenAddress(requestedPort, requestedHost);
+    const connectionOptions = resolveConnectionOptions(rest);
+    const ns = deno();
+    const listener = tls
+      ? ns.listenTls({ port, hostname, cert: tls.cert, key: tls.key })
+      : ns.listen({ port, hostname, transport: "tcp" });
+    const set = new ConnectionSet();
+    let stopped = false;
+    const accepting = (async () => {
+      try {
+        for await (const conn of listener) runConn(conn, handler, connectionOptions, set);
+      } catch (err) {
+        if (!stopped) console.error("duplex: listening socket error:", err);
+      }
+    })();
+    return Promise.resolve(makeServer({ port: listener.addr.port, hostname, secure: tls !== undefined }, set, () => {
+      stopped = true;
+      try {
+        listener.close();
+      } catch {
+        // Already closed.
+      }
+      return accepting;
+    }));
+  } catch (err) {
+    return Promise.reject(err);
+  }
+}
+
+// ---- native path ----
+
+/**
+ * Duplex hooks over `Deno.upgradeWebSocket`, for apps that already run
+ * `Deno.serve`. Route requests to `upgrade()` yourself.
+ *
+ * @example
+ * ```ts
+ * import { nativeHandler } from "@duplex/ws/deno";
+ *
+ * const ws = nativeHandler({ open: (ctx) => void ctx.send("welcome") });
+ * console.log(ws.connections); // 0
+ * ```
+ */
+export interface NativeHandler {
+  /**
+   * Answers a request: the 101 that opens a WebSocket, or the handshake's
+   * refusal (400/426/431, or the `upgrade` hook's own `Response`).
+   */
+  upgrade(request: Request, info?: DenoServeInfo): Promise<Response>;
+  /** Number of live connections. */
+  readonly connections: number;
+  /** Closes every connection (default code 1001) and resolves once all are closed. */
+  close(code?: number, reason?: string): Promise<void>;
+}
+
+/**
+ * Creates Duplex's handler for Deno's own WebSocket server. Deno does the
+ * framing; Duplex checks the handshake, runs the `upgrade` hook, chooses
+ * the subprotocol by the server's preference, runs the hooks one at a time,
+ * enforces `maxMessageBytes` (1009) and the close timeout. Known differences
+ * from the raw path, all Deno's: on a protocol error Deno drops TCP without a
+ * close frame; there is no ping, pong or inbound backpressure; `terminate()`
+ * sends an empty close frame, as Deno cannot drop the connection.
+ *
+ * @param handler The application's hooks.
+ * @param options Limits, subprotocols, timeouts.
+ * @returns The handler.
+ * @throws {UsageError} On a bad option.
+ *
+ * @example
+ * ```ts
+ * import { nativeHandler } from "@duplex/ws/deno";
+ *
+ * const ws = nativeHandler({ message: (ctx, data) => void ctx.send(data) });
+ * const app = (req: Request, info: { remoteAddr: { hostname: string } }) =>
+ *   new URL(req.url).pathname === "/ws" ? ws.upgrade(req, info) : new Response("hello");
+ * // Deno.serve({ port: 8080 }, app);
+ * ```
+ */
+export function nativeHandler<S = Record<string, unknown>>(
+  handler: Handler<S>,
+  options: ConnectionOptions = {},
+): NativeHandler {
+  const set = new ConnectionSet();
+  const upgrade = nativeUpgrade(handler, resolveConnectionOptions(options), set);
+  return {
+    upgrade,
+    get connections() {
+      return set.size;
+    },
+    close(code = CloseCode.GoingAway, reason = "Server shutting down") {
+      return set.shutdown(code, reason);
+    },
+  };
+}
+
+function nativeUpgrade<S>(
+  handler: Handler<S>,
+  options: Readonly<ConnectionOptions>,
+  set: ConnectionSet,
+): (request: Request, info?: DenoServeInfo) => Promise<Response> {
+  return async (request, info) => {
+    const decision = await prepareUpgrade(request, info?.remoteAddr.hostname ?? "", handler, options, set);
+    if (decision.response !== undefined) return decision.response;
+    const { session, protocol, headers } = decision;
+    let upgraded;
+    try {
+      upgraded = deno().upgradeWebSocket(request, { protocol: protocol || undefined, idleTimeout: 0 });
+      for (const [name, value] of Object.entries(headers)) upgraded.response.headers.set(name, value);
+    } catch (err) {
+      session.failUpgrade(err);
+      return new Response("Internal Server Error", { status: 500 });
+    }
+    const { socket, response } = upgraded;
+    socket.binaryType = "arraybuffer";
+    socket.onopen = () =>
+      session.attach({
+        send(data) {
+          socket.send(data);
+          return true;
+        },
+        close: (code, reason) => socket.close(code, reason),
+        terminate: () => socket.close(),
+        get bufferedAmount() {
+          return socket.bufferedAmount;
+        },
+      }, protocol);
+    socket.onmessage = (event) => {
+      const data = event.data;
+      session.onMessage(typeof data === "string" ? data : new Uint8Array(data as ArrayBuffer));
+    };
+    socket.onclose = (event) => session.onClose(event.code, event.reason, event.wasClean);
+    socket.onerror = () => {
+      // Deno reports protocol errors here, then closes: `onclose` follows.
+    };
+    return response;
+  };
+}
+
+/**
+ * Starts `Deno.serve` with {@linkcode nativeHandler} on every path; other
+ * requests get `426 Upgrade Required`. `serve()` from `@duplex/ws` picks this
+ * with `transport: "native"`.
+ *
+ * @param handler The application's hooks.
+ * @param options Port, hostname, TLS, limits, subprotocols, timeouts.
+ * @returns The server, once it listens.
+ * @throws {UsageError} On a bad option, or when not running on Deno.
+ *
+ * @example
+ * ```ts
+ * import { serveNative } from "@duplex/ws/deno";
+ *
+ * const server = await serveNative({ message: (ctx, data) => void ctx.send(data) }, { port: 8080 });
+ * console.log(`listening on ${server.url}`);
+ * ```
+ */
+export function serveNative<S = Record<string, unknown>>(handler: Handler<S>, options: ServeOptions = {}): Promise<Server> {
+  try {
+    const { port: requestedPort, hostname: requestedHost, tls, ...rest } = options;
+    const { port, hostname } = listenAddress(requestedPort, requestedHost);
+    const set = new ConnectionSet();
+    const upgrade = nativeUpgrade(handler, resolveConnectionOptions(rest), set);
+    const http = deno().serve(
+      { port, hostname, ...(tls ? { cert: tls.cert, key: tls.key } : {}), onListen() {} },
+      upgrade,
+    );
+    return Promise.resolve(makeServer({ port: http.addr.port, hostname, secure: tls !== undefined }, set, () => http.shutdown()));
+  } catch (err) {
+    return Promise.reject(err);
+  }
+}
