@@ -15,6 +15,7 @@ import {
   buildAcceptResponse,
   buildErrorResponse,
   handshakeErrorResponse,
+  headSize,
   type HeadLike,
   type UpgradeRequest,
   validateUpgradeRequest,
@@ -222,6 +223,8 @@ export class Engine {
    * @param head Method, URL, HTTP version and headers of the request.
    * @param rest Bytes that arrived after the header block (`head` of a
    *   `node:http` `upgrade` event): they may already be frames.
+   * A head over `maxHeaderBytes` (counted as on the wire: request line,
+   * names, values and separators) is refused with 431, as from raw bytes.
    * @throws {UsageError} When a request was already received.
    */
   receiveHead(head: HeadLike, rest: Uint8Array = EMPTY): void {
@@ -229,6 +232,9 @@ export class Engine {
       throw new UsageError("ERR_INVALID_STATE", "Invalid state: the request head was already received");
     }
     this.#parser = undefined;
+    if (headSize(head) > this.limits.maxHeaderBytes) {
+      return this.#rejectInvalid(new HandshakeError("WS_ERR_HEADERS_TOO_LARGE", 431, "Request header fields too large"));
+    }
     this.#onHead(head, rest);
   }
 
@@ -475,3 +481,4 @@ export class Engine {
     this.#state = next;
   }
 }
+
