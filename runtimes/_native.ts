@@ -13,7 +13,7 @@
 import { CloseCode, closePayload } from "../core/close_code.ts";
 import type { MessageData } from "../core/engine.ts";
 import { HandshakeError, ProtocolError, UsageError } from "../core/errors.ts";
-import { selectSubprotocol, type UpgradeRequest, validateUpgradeRequest } from "../core/handshake.ts";
+import { headSize, selectSubprotocol, type UpgradeRequest, validateUpgradeRequest } from "../core/handshake.ts";
 import { ReadyState } from "../core/state.ts";
 import type { CloseInfo, ConnectionOptions, Context, Handler, UpgradeAnswer } from "../plugins/hooks.ts";
 import type { Connection, ConnectionSet } from "./_pump.ts";
@@ -84,13 +84,6 @@ function exceeds(data: string | Uint8Array, limit: number): boolean {
   return encoder.encode(data).length > limit;
 }
 
-function headerBytes(headers: Headers): number {
-  let total = 0;
-  headers.forEach((value, name) => {
-    total += name.length + value.length + 4;
-  });
-  return total;
-}
 
 function textResponse(status: number, body: string, headers: Record<string, string> = {}): Response {
   return new Response(body, { status, headers: { "Content-Type": "text/plain; charset=utf-8", ...headers } });
@@ -125,18 +118,15 @@ export async function prepareUpgrade<S>(
   options: Readonly<ConnectionOptions>,
   set: ConnectionSet,
 ): Promise<UpgradeDecision<S>> {
+  if (set.closing) return { response: textResponse(503, "Service Unavailable", { Connection: "close" }) };
   let upgrade: UpgradeRequest;
   try {
-    if (headerBytes(request.headers) > (options.maxHeaderBytes ?? Infinity)) {
-      throw new HandshakeError("WS_ERR_HEADERS_TOO_LARGE", 431, "Request Header Fields Too Large");
-    }
     const url = new URL(request.url);
-    upgrade = validateUpgradeRequest({
-      method: request.method,
-      url: url.pathname + url.search,
-      httpVersion: "1.1",
-      headers: request.headers,
-    });
+    const head = { method: request.method, url: url.pathname + url.search, httpVersion: "1.1", headers: request.headers };
+    if (headSize(head) > (options.maxHeaderBytes ?? Infinity)) {
+      throw new HandshakeError("WS_ERR_HEADERS_TOO_LARGE", 431, "Request header fields too large");
+    }
+    upgrade = validateUpgradeRequest(head);
   } catch (err) {
     if (err instanceof HandshakeError) return { response: textResponse(err.status, err.message, err.headers) };
     throw err;
@@ -378,6 +368,12 @@ export class NativeSession<S = Record<string, unknown>> implements Context<S>, C
     this.#state = ReadyState.Closing;
     this.#socket?.close(error.closeCode, "");
     this.#closeTimer = setTimeout(() => this.terminate(), this.#closeTimeoutMs);
+  }
+
+  /** The runtime reported a fault it handled itself: only the `error` hook hears of it. */
+  reportError(error: unknown): void {
+    if (this.#state === ReadyState.Closed) return;
+    this.#safely(() => this.#handler.error?.(this, error));
   }
 
   /** The runtime's queue drained. */

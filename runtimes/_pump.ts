@@ -91,6 +91,7 @@ export function coalesce(chunks: Uint8Array[]): Uint8Array[] {
   return [out];
 }
 
+const DRAIN_RECHECK_MS = 5;
 const DEFAULT_HANDSHAKE_TIMEOUT_MS = 10_000;
 const DEFAULT_HIGH_WATER_MARK = 64 * 1024;
 
@@ -164,6 +165,18 @@ export interface Connection {
 export class ConnectionSet {
   readonly #pumps = new Set<Connection>();
   #waiters: (() => void)[] = [];
+  #closing = false;
+
+  /** Whether `shutdown()` was called: new connections should be refused. */
+  get closing(): boolean {
+    return this.#closing;
+  }
+
+  /** Resolves once no connection is left. */
+  whenEmpty(): Promise<void> {
+    if (this.#pumps.size === 0) return Promise.resolve();
+    return new Promise((resolve) => this.#waiters.push(resolve));
+  }
 
   /** Number of live connections (handshakes in progress included). */
   get size(): number {
@@ -196,9 +209,9 @@ export class ConnectionSet {
    * timeout expires; handshakes in progress are dropped.
    */
   shutdown(code: number, reason: string): Promise<void> {
+    this.#closing = true;
     for (const pump of [...this.#pumps]) pump.shutdown(code, reason);
-    if (this.#pumps.size === 0) return Promise.resolve();
-    return new Promise((resolve) => this.#waiters.push(resolve));
+    return this.whenEmpty();
   }
 }
 
@@ -249,6 +262,7 @@ export class Pump<S = Record<string, unknown>> implements Context<S>, Connection
   #handshakeTimer: ReturnType<typeof setTimeout> | undefined;
   #closeTimer: ReturnType<typeof setTimeout> | undefined;
   #lingerTimer: ReturnType<typeof setTimeout> | undefined;
+  #drainRecheck: ReturnType<typeof setTimeout> | undefined;
 
   /**
    * @param transport The socket.
@@ -372,7 +386,16 @@ export class Pump<S = Record<string, unknown>> implements Context<S>, Connection
 
   /** Everything written so far has been handed to the operating system. */
   onDrain(): void {
-    if (!this.#needDrain) return;
+    if (!this.#needDrain || this.#closed) return;
+    if (this.#transport.bufferedAmount >= this.#highWaterMark) {
+      // Bun's node:net emits `drain` while megabytes are still buffered:
+      // check again shortly rather than report a drain that did not happen.
+      this.#drainRecheck ??= setTimeout(() => {
+        this.#drainRecheck = undefined;
+        this.onDrain();
+      }, DRAIN_RECHECK_MS);
+      return;
+    }
     this.#needDrain = false;
     this.#resolveDrain();
     this.#updateReading();
@@ -635,5 +658,6 @@ export class Pump<S = Record<string, unknown>> implements Context<S>, Connection
     clearTimeout(this.#handshakeTimer);
     clearTimeout(this.#closeTimer);
     clearTimeout(this.#lingerTimer);
+    clearTimeout(this.#drainRecheck);
   }
 }

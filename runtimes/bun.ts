@@ -43,7 +43,7 @@ export type { ListenOptions, Server, TlsCertificate };
 interface BunSocket {
   data: SocketData;
   write(data: Uint8Array): number;
-  end(): void;
+  shutdown(halfClose?: boolean): void;
   terminate(): void;
   pause(): void;
   resume(): void;
@@ -165,7 +165,7 @@ class BunTransport implements Transport {
     }
     if (this.#endPending && !this.#closed) {
       this.#endPending = false;
-      this.#socket.end();
+      this.#socket.shutdown();
     }
     return true;
   }
@@ -180,8 +180,10 @@ class BunTransport implements Transport {
 
   end(): void {
     if (this.#closed) return;
+    // shutdown(), not end(): Bun's end() closes the whole socket even with
+    // allowHalfOpen, and the peer's next bytes would then meet a reset.
     if (this.#queue.length > 0) this.#endPending = true;
-    else this.#socket.end();
+    else this.#socket.shutdown();
   }
 
   destroy(): void {

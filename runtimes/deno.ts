@@ -27,7 +27,7 @@
  */
 
 import { CloseCode } from "../core/close_code.ts";
-import { UsageError } from "../core/errors.ts";
+import { ProtocolError, UsageError } from "../core/errors.ts";
 import type { ConnectionOptions, Handler } from "../plugins/hooks.ts";
 import { prepareUpgrade } from "./_native.ts";
 import { coalesce, ConnectionSet, Pump, resolveConnectionOptions, type Transport } from "./_pump.ts";
@@ -239,9 +239,8 @@ function runConn<S>(conn: DenoConn, handler: Handler<S>, options: Readonly<Conne
   } catch {
     // Not a TCP connection.
   }
-  let pump!: Pump<S>;
-  const transport = new DenoTransport(conn, () => pump.onDrain(), () => pump.onClosed());
-  pump = new Pump(transport, handler, options, set);
+  const transport: DenoTransport = new DenoTransport(conn, () => pump.onDrain(), () => pump.onClosed());
+  const pump = new Pump(transport, handler, options, set);
   pump.start();
   transport.read((chunk) => pump.onData(chunk), () => pump.onEnd());
 }
@@ -379,8 +378,11 @@ function nativeUpgrade<S>(
     const { session, protocol, headers } = decision;
     let upgraded;
     try {
-      upgraded = deno().upgradeWebSocket(request, { protocol: protocol || undefined, idleTimeout: 0 });
+      // Deno checks `protocol` against the offer split on ", " only, and
+      // refuses "a,b": the header is set on its 101 instead.
+      upgraded = deno().upgradeWebSocket(request, { idleTimeout: 0 });
       for (const [name, value] of Object.entries(headers)) upgraded.response.headers.set(name, value);
+      if (protocol !== "") upgraded.response.headers.set("Sec-WebSocket-Protocol", protocol);
     } catch (err) {
       session.failUpgrade(err);
       return new Response("Internal Server Error", { status: 500 });
@@ -403,9 +405,16 @@ function nativeUpgrade<S>(
       const data = event.data;
       session.onMessage(typeof data === "string" ? data : new Uint8Array(data as ArrayBuffer));
     };
-    socket.onclose = (event) => session.onClose(event.code, event.reason, event.wasClean);
-    socket.onerror = () => {
-      // Deno reports protocol errors here, then closes: `onclose` follows.
+    // Deno reports a connection that ended without a close frame as 1005,
+    // unclean: that is 1006 (RFC 6455 §7.1.5).
+    socket.onclose = (event) =>
+      event.wasClean ? session.onClose(event.code, event.reason, true) : session.onClose(CloseCode.Abnormal, "", false);
+    socket.onerror = (event) => {
+      // A protocol error: Deno drops TCP without a close frame, `onclose` follows.
+      const message = (event as ErrorEvent).message || "WebSocket protocol error";
+      if (/unexpected eof/i.test(message)) return; // the peer dropped TCP: 1006 follows, no fault
+      const code = /utf-?8/i.test(message) ? CloseCode.InvalidPayload : CloseCode.ProtocolError;
+      session.reportError(new ProtocolError("WS_ERR_NATIVE", code, message));
     };
     return response;
   };
@@ -439,7 +448,9 @@ export function serveNative<S = Record<string, unknown>>(handler: Handler<S>, op
       { port, hostname, ...(tls ? { cert: tls.cert, key: tls.key } : {}), onListen() {} },
       upgrade,
     );
-    return Promise.resolve(makeServer({ port: http.addr.port, hostname, secure: tls !== undefined }, set, () => http.shutdown()));
+    return Promise.resolve(makeServer({ port: http.addr.port, hostname, secure: tls !== undefined }, set, () =>
+        // Deno's shutdown() ends open WebSockets with 1005 at once: close ours first.
+        set.whenEmpty().then(() => http.shutdown())));
   } catch (err) {
     return Promise.reject(err);
   }
