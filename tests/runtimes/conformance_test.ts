@@ -1,36 +1,50 @@
 // Strict conformance (Autobahn|Testsuite sections 1–7, 9, 10 and handshake
-// cases) of the Node adapter's standalone server, with the echo handler of
-// examples/echo.ts. Runs unchanged under Node, Deno and Bun.
+// cases) of every raw adapter on this runtime, with the echo handler of
+// examples/echo.ts: node:net everywhere (Deno and Bun run it through their
+// node:* modules), plus Deno.listen on Deno and Bun.listen on Bun. Each must
+// pass every case strictly, exactly as on Node.
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
-import { type Server, serve } from "../../runtimes/node.ts";
+import { type Handler, type ListenOptions, runtime, type Server, serve } from "../../mod.ts";
+import { serve as serveNode } from "../../runtimes/node.ts";
 import { runConformance } from "./_autobahn.ts";
 import { delay } from "./_wsclient.ts";
 
-describe("conformance: serve() echo server", () => {
-  let server: Server | undefined;
+const echo: Handler = {
+  message(ctx, data) {
+    ctx.send(data);
+  },
+};
 
-  before(async () => {
-    server = await serve({
-      message(ctx, data) {
-        ctx.send(data);
-      },
-    }, { port: 0, hostname: "127.0.0.1" });
-  });
+type Start = (handler: Handler, options: ListenOptions) => Promise<Server>;
 
-  after(async () => {
-    await server?.close();
-    assert.equal(server?.connections, 0);
-  });
+const on = runtime();
+const targets: [string, Start][] = [[`node:net on ${on}`, serveNode]];
+if (on === "deno") targets.push(["Deno.listen", (h, o) => serve(h, { ...o, transport: "raw" })]);
+if (on === "bun") targets.push(["Bun.listen", (h, o) => serve(h, { ...o, transport: "raw" })]);
 
-  runConformance(() => {
-    assert.ok(server, "the server is not running");
-    return server.url;
-  });
+for (const [name, start] of targets) {
+  describe(`conformance: ${name} echo server`, () => {
+    let server: Server | undefined;
 
-  it("has closed every connection by itself once the cases are done", async () => {
-    const deadline = Date.now() + 2000;
-    while (server!.connections > 0 && Date.now() < deadline) await delay(10);
-    assert.equal(server!.connections, 0, "connections still open after every case closed");
+    before(async () => {
+      server = await start(echo, { port: 0, hostname: "127.0.0.1" });
+    });
+
+    after(async () => {
+      await server?.close();
+      assert.equal(server?.connections, 0);
+    });
+
+    runConformance(() => {
+      assert.ok(server, "the server is not running");
+      return server.url;
+    });
+
+    it("has closed every connection by itself once the cases are done", async () => {
+      const deadline = Date.now() + 2000;
+      while (server!.connections > 0 && Date.now() < deadline) await delay(10);
+      assert.equal(server!.connections, 0, "connections still open after every case closed");
+    });
   });
-});
+}
