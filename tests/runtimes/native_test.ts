@@ -1,0 +1,251 @@
+// The native paths' session (runtimes/_native.ts) against a fake runtime
+// socket: the handshake answers, the upgrade hook, hooks one at a time,
+// maxMessageBytes, the close timer, backpressure and typed errors. It runs
+// on every runtime; the real Deno.serve and Bun.serve paths are in the
+// black-box suite (suite_test.ts).
+import assert from "node:assert/strict";
+import { describe, it } from "node:test";
+import { ProtocolError, UsageError } from "../../core/errors.ts";
+import type { CloseInfo, Handler } from "../../plugins/hooks.ts";
+import { type NativeSession, type NativeSocket, prepareUpgrade } from "../../runtimes/_native.ts";
+import { ConnectionSet, resolveConnectionOptions } from "../../runtimes/_pump.ts";
+import { delay, until } from "./_helpers.ts";
+
+const UPGRADE_HEADERS = {
+  Upgrade: "websocket",
+  Connection: "Upgrade",
+  "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
+  "Sec-WebSocket-Version": "13",
+};
+
+function request(headers: Record<string, string> = {}, url = "http://127.0.0.1/chat?x=1", method = "GET"): Request {
+  return new Request(url, { method, headers: { ...UPGRADE_HEADERS, ...headers } });
+}
+
+class FakeSocket implements NativeSocket {
+  sent: (string | Uint8Array)[] = [];
+  closes: [number, string][] = [];
+  pings: Uint8Array[] = [];
+  terminated = false;
+  paused = false;
+  buffered = 0;
+  accept = true;
+  drainEvents?: boolean;
+  send(data: string | Uint8Array): boolean {
+    this.sent.push(data);
+    return this.accept;
+  }
+  ping(data: Uint8Array): void {
+    this.pings.push(data);
+  }
+  close(code: number, reason: string): void {
+    this.closes.push([code, reason]);
+  }
+  terminate(): void {
+    this.terminated = true;
+  }
+  get bufferedAmount(): number {
+    return this.buffered;
+  }
+  pause(): void {
+    this.paused = true;
+  }
+  resume(): void {
+    this.paused = false;
+  }
+}
+
+async function open<S = Record<string, unknown>, T extends NativeSocket = FakeSocket>(
+  handler: Handler<S>,
+  options = {},
+  socket: T = new FakeSocket() as unknown as T,
+) {
+  const set = new ConnectionSet();
+  const decision = await prepareUpgrade(request(), "192.0.2.7", handler, resolveConnectionOptions(options), set);
+  assert.ok(decision.session, `upgraded, not answered ${decision.response?.status}`);
+  decision.session.attach(socket, decision.protocol);
+  return { session: decision.session as NativeSession<S>, socket, set, decision };
+}
+
+describe("native session: the handshake", () => {
+  const options = resolveConnectionOptions({ protocols: ["chat.v2", "chat.v1"], maxHeaderBytes: 512 });
+
+  const refusals: [string, Request, number][] = [
+    ["a plain GET", new Request("http://a/"), 426],
+    ["version 8", request({ "Sec-WebSocket-Version": "8" }), 426],
+    ["a key of the wrong size", request({ "Sec-WebSocket-Key": "AAAA" }), 400],
+    ["POST", request({}, undefined, "POST"), 400],
+    ["headers over maxHeaderBytes", request({ "X-Big": "x".repeat(600) }), 431],
+  ];
+  for (const [name, req, status] of refusals) {
+    it(`answers ${status} to ${name} and opens nothing`, async () => {
+      const set = new ConnectionSet();
+      const decision = await prepareUpgrade(req, "", {}, options, set);
+      assert.equal(decision.response?.status, status);
+      if (status === 426) assert.equal(decision.response?.headers.get("sec-websocket-version"), "13");
+      assert.equal(set.size, 0);
+    });
+  }
+
+  it("chooses the subprotocol by the server's preference and keeps the request", async () => {
+    const set = new ConnectionSet();
+    const decision = await prepareUpgrade(request({ "Sec-WebSocket-Protocol": "chat.v1,chat.v2" }), "", {}, options, set);
+    assert.ok(decision.session);
+    assert.equal(decision.protocol, "chat.v2");
+    assert.equal(decision.session?.request.url, "/chat?x=1");
+    assert.deepEqual(decision.session?.request.protocols, ["chat.v1", "chat.v2"]);
+    assert.equal(set.size, 1, "a session counts from its handshake");
+  });
+
+  it("returns the upgrade hook's refusal as it is, and its headers and state on success", async () => {
+    const handler: Handler<{ user?: string }> = {
+      async upgrade(ctx) {
+        await delay(1);
+        if (ctx.request.headers.get("authorization") !== "Bearer t") return new Response("no", { status: 401 });
+        ctx.state.user = "ada";
+        return { headers: { "X-Hello": "1" } };
+      },
+    };
+    const set = new ConnectionSet();
+    const refused = await prepareUpgrade(request(), "", handler, options, set);
+    assert.equal(refused.response?.status, 401);
+    assert.equal(await refused.response?.text(), "no");
+    assert.equal(set.size, 0);
+    const accepted = await prepareUpgrade(request({ Authorization: "Bearer t" }), "", handler, options, set);
+    assert.ok(accepted.session);
+    assert.deepEqual(accepted.headers, { "X-Hello": "1" });
+    assert.deepEqual(accepted.session?.state, { user: "ada" });
+  });
+
+  it("answers 500 and reports why when the hook throws, refuses with a 2xx, or picks a protocol not offered", async () => {
+    const errors: unknown[] = [];
+    const error = (_ctx: unknown, err: unknown) => void errors.push(err);
+    const answers = [
+      await prepareUpgrade(request(), "", { upgrade: () => { throw new Error("boom"); }, error }, options, new ConnectionSet()),
+      await prepareUpgrade(request(), "", { upgrade: () => new Response("ok"), error }, options, new ConnectionSet()),
+      await prepareUpgrade(request(), "", { upgrade: () => ({ protocol: "mqtt" }), error }, options, new ConnectionSet()),
+    ];
+    assert.deepEqual(answers.map((a) => a.response?.status), [500, 500, 500]);
+    assert.equal((errors[0] as Error).message, "boom");
+    assert.equal((errors[1] as UsageError).code, "ERR_INVALID_STATUS");
+    assert.equal((errors[2] as UsageError).code, "ERR_INVALID_PROTOCOL");
+  });
+
+  it("answers 503 once the server is shutting down", async () => {
+    const set = new ConnectionSet();
+    await set.shutdown(1001, "bye");
+    const decision = await prepareUpgrade(request(), "", {}, options, set);
+    assert.equal(decision.response?.status, 503);
+  });
+});
+
+describe("native session: a connection", () => {
+  it("runs async hooks one at a time, pausing the socket meanwhile, in order", async () => {
+    const seen: string[] = [];
+    const { session, socket } = await open({
+      async message(ctx, data) {
+        await delay(2);
+        seen.push(String(data));
+        ctx.send(data);
+      },
+    });
+    for (const m of ["a", "b", "c"]) session.onMessage(m);
+    assert.equal(socket.paused, true, "reading pauses while a hook is pending");
+    await until(() => seen.length === 3);
+    assert.deepEqual(seen, ["a", "b", "c"]);
+    assert.deepEqual(socket.sent, ["a", "b", "c"]);
+    await until(() => !socket.paused, 1000, "resume");
+  });
+
+  it("refuses a message over maxMessageBytes with 1009 and reports it", async () => {
+    const errors: unknown[] = [];
+    const closes: CloseInfo[] = [];
+    const messages: unknown[] = [];
+    const { session, socket } = await open({
+      message: (_ctx, data) => void messages.push(data),
+      error: (_ctx, err) => void errors.push(err),
+      close: (_ctx, info) => void closes.push(info),
+    }, { maxMessageBytes: 4 });
+    session.onMessage("ééé"); // 6 bytes in UTF-8, 3 characters
+    assert.deepEqual(messages, []);
+    assert.deepEqual(socket.closes, [[1009, ""]]);
+    assert.ok(errors[0] instanceof ProtocolError);
+    assert.equal((errors[0] as ProtocolError).closeCode, 1009);
+    session.onClose(1009, "", true);
+    assert.deepEqual(closes, [{ code: 1009, reason: "Message too big: over the limit of 4 bytes", wasClean: false }]);
+  });
+
+  it("throws typed errors for sends before open and after close, and bad close codes", async () => {
+    const set = new ConnectionSet();
+    const decision = await prepareUpgrade(request(), "", {}, resolveConnectionOptions({}), set);
+    const session = decision.session!;
+    assert.throws(() => session.send("early"), (e: unknown) => e instanceof UsageError && e.code === "ERR_NOT_OPEN");
+    session.attach(new FakeSocket(), "");
+    assert.throws(() => session.close(1006), (e: unknown) => e instanceof UsageError && e.code === "ERR_INVALID_CLOSE_CODE");
+    session.close(4000, "done");
+    assert.throws(() => session.send("late"), (e: unknown) => e instanceof UsageError && e.code === "ERR_SEND_AFTER_CLOSE");
+    session.close(4001); // a second close does nothing
+    session.onClose(4000, "done", true);
+  });
+
+  it("terminates a peer that does not answer the close within closeTimeoutMs and reports 1006", async () => {
+    const closes: CloseInfo[] = [];
+    const { session, socket, set } = await open({ close: (_ctx, info) => void closes.push(info) }, { closeTimeoutMs: 30 });
+    session.close(1000);
+    assert.deepEqual(socket.closes, [[1000, ""]]);
+    await until(() => socket.terminated, 1000, "terminate");
+    assert.deepEqual(closes, [{ code: 1006, reason: "", wasClean: false }]);
+    assert.equal(set.size, 0);
+    session.onClose(1000, "", true); // the runtime's late report is ignored
+    assert.equal(closes.length, 1);
+  });
+
+  it("reports backpressure and resolves drained() by polling when the runtime has no drain event", async () => {
+    const drains: number[] = [];
+    const socket = new FakeSocket();
+    const { session } = await open({ drain: (ctx) => void drains.push(ctx.bufferedAmount) }, { highWaterMark: 100 }, socket);
+    socket.buffered = 500;
+    assert.equal(session.send("x"), false);
+    let drained = false;
+    const waiting = session.drained().then(() => (drained = true));
+    await delay(30);
+    assert.equal(drained, false);
+    socket.buffered = 0;
+    await waiting;
+    assert.deepEqual(drains, [0]);
+    assert.equal(session.send("y"), true);
+  });
+
+  it("refuses pings over 125 bytes, and pings where the runtime has none", async () => {
+    const { session, socket } = await open({});
+    session.ping("hello");
+    assert.equal(new TextDecoder().decode(socket.pings[0]), "hello");
+    assert.throws(() => session.ping(new Uint8Array(126)), (e: unknown) => e instanceof UsageError && e.code === "ERR_CONTROL_TOO_LONG");
+    const fake = new FakeSocket();
+    const bare: NativeSocket = {
+      send: (data) => fake.send(data),
+      close: (code, reason) => fake.close(code, reason),
+      terminate: () => fake.terminate(),
+      bufferedAmount: 0,
+    };
+    const other = await open({}, {}, bare);
+    assert.throws(() => other.session.ping(), (e: unknown) => e instanceof UsageError && e.code === "ERR_UNSUPPORTED");
+  });
+
+  it("closes with 1011 when a hook throws, and reports 1005 for an empty close", async () => {
+    const closes: CloseInfo[] = [];
+    const errors: unknown[] = [];
+    const { session, socket } = await open({
+      message() {
+        throw new Error("hook failed");
+      },
+      error: (_ctx, err) => void errors.push(err),
+      close: (_ctx, info) => void closes.push(info),
+    });
+    session.onMessage("x");
+    assert.deepEqual(socket.closes, [[1011, ""]]);
+    assert.equal((errors[0] as Error).message, "hook failed");
+    session.onClose(0, "", true);
+    assert.deepEqual(closes, [{ code: 1005, reason: "", wasClean: true }]);
+  });
+});
