@@ -328,7 +328,9 @@ export class NativeSession<S = Record<string, unknown>> implements Context<S>, C
     this.#socket = socket;
     this.#protocol = protocol;
     if (this.#state !== ReadyState.Connecting) {
-      // Shut down between the answer and the open.
+      // Shut down between the answer and the open: it never opened for the
+      // app, so the runtime's close report that follows is not passed on.
+      this.#closeReported = true;
       socket.close(CloseCode.GoingAway, "Server shutting down");
       return;
     }

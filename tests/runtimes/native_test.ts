@@ -131,6 +131,23 @@ describe("native session: the handshake", () => {
     assert.equal((errors[2] as UsageError).code, "ERR_INVALID_PROTOCOL");
   });
 
+  it("closes with 1001, and tells the app nothing, when shut down between the answer and the open", async () => {
+    const set = new ConnectionSet();
+    const opens: unknown[] = [];
+    const closes: unknown[] = [];
+    const handler: Handler = { open: (ctx) => void opens.push(ctx.id), close: (_ctx, info) => void closes.push(info) };
+    const decision = await prepareUpgrade(request(), "", handler, options, set);
+    assert.ok(decision.session);
+    const shutdown = set.shutdown(1001, "Server shutting down");
+    const socket = new FakeSocket();
+    decision.session.attach(socket, "");
+    decision.session.onClose(1001, "Server shutting down", true);
+    await shutdown;
+    assert.deepEqual(socket.closes, [[1001, "Server shutting down"]]);
+    assert.deepEqual(opens, []);
+    assert.deepEqual(closes, []);
+  });
+
   it("answers 503 once the server is shutting down", async () => {
     const set = new ConnectionSet();
     await set.shutdown(1001, "bye");
