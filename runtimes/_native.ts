@@ -122,14 +122,7 @@ export async function prepareUpgrade<S>(
   let upgrade: UpgradeRequest;
   try {
     const url = new URL(request.url);
-    let headers = request.headers;
-    if (!headers.has("host")) {
-      // A Request built by hand (fetch forbids setting Host); a runtime's
-      // HTTP server has already required one, and the URL carries it.
-      headers = new Headers(headers);
-      headers.set("host", url.host);
-    }
-    const head = { method: request.method, url: url.pathname + url.search, httpVersion: "1.1", headers };
+    const head = { method: request.method, url: url.pathname + url.search, httpVersion: "1.1", headers: request.headers };
     if (headSize(head) > (options.maxHeaderBytes ?? Infinity)) {
       throw new HandshakeError("WS_ERR_HEADERS_TOO_LARGE", 431, "Request header fields too large");
     }

@@ -68,6 +68,7 @@ const COALESCE_BYTES = 64 * 1024;
  * not copied.
  *
  * @param chunks The engine's output, in order.
+ * @param limit Totals above this many bytes are not copied. Default 64 KiB.
  * @returns The chunks to write, in order.
  *
  * @example
@@ -77,11 +78,11 @@ const COALESCE_BYTES = 64 * 1024;
  * console.log(coalesce([new Uint8Array(2), new Uint8Array(3)]).length); // 1
  * ```
  */
-export function coalesce(chunks: Uint8Array[]): Uint8Array[] {
+export function coalesce(chunks: Uint8Array[], limit: number = COALESCE_BYTES): Uint8Array[] {
   if (chunks.length < 2) return chunks;
   let total = 0;
   for (const chunk of chunks) total += chunk.length;
-  if (total > COALESCE_BYTES) return chunks;
+  if (total > limit) return chunks;
   const out = new Uint8Array(total);
   let offset = 0;
   for (const chunk of chunks) {

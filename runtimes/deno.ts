@@ -122,8 +122,15 @@ export interface ServeOptions extends ListenOptions {}
 
 // ---- raw path ----
 
-/** Bytes in flight at or above which `write` asks the pump to wait. */
-const WRITE_HIGH_WATER_MARK = 16 * 1024;
+/**
+ * Bytes in flight at or above which `write` asks the pump to wait. Deno's
+ * writes always complete later (a promise), so a mark as low as Node's
+ * 16 KiB would pause reading after every large echo.
+ */
+const WRITE_HIGH_WATER_MARK = 256 * 1024;
+/** Smallest and largest read buffers. */
+const MIN_READ_BYTES = 2 * 1024;
+const MAX_READ_BYTES = 64 * 1024;
 
 class DenoTransport implements Transport {
   readonly #conn: DenoConn;
@@ -156,7 +163,8 @@ class DenoTransport implements Transport {
 
   write(chunks: Uint8Array[]): boolean {
     if (this.#closed || this.#writeEnded) return true;
-    for (const chunk of coalesce(chunks)) {
+    // Every write is an async op: one copy costs less than a second op.
+    for (const chunk of coalesce(chunks, WRITE_HIGH_WATER_MARK)) {
       const size = chunk.length;
       this.#pending += size;
       this.#last = this.#writer.write(chunk).then(() => this.#written(size), () => this.destroy());
@@ -206,15 +214,21 @@ class DenoTransport implements Transport {
 
   /** Reads until EOF, honouring `pause()`; reports each chunk and the end. */
   async read(onData: (chunk: Uint8Array) => void, onEnd: () => void): Promise<void> {
-    const reader = this.#conn.readable.getReader();
+    // A BYOB reader with a buffer sized to the traffic: an idle connection
+    // holds 2 KiB instead of the default reader's 64 KiB, and a busy one
+    // grows to 64 KiB. Each read gets a fresh buffer: the engine may keep it.
+    const reader = this.#conn.readable.getReader({ mode: "byob" });
+    let size = MIN_READ_BYTES;
     try {
       while (!this.#closed) {
         if (this.#paused) {
           await new Promise<void>((resolve) => (this.#resume = resolve));
           continue;
         }
-        const { value, done } = await reader.read();
-        if (done) break;
+        const { value, done } = await reader.read(new Uint8Array(size));
+        if (done || value === undefined) break;
+        if (value.length === size) size = Math.min(size * 2, MAX_READ_BYTES);
+        else if (value.length < size / 4) size = Math.max(size / 2, MIN_READ_BYTES);
         onData(value);
       }
     } catch {

@@ -18,8 +18,13 @@ const UPGRADE_HEADERS = {
   "Sec-WebSocket-Version": "13",
 };
 
+/**
+ * A request as a runtime's server hands it over. Not a `new Request()`: fetch
+ * forbids setting `Host` there, and a runtime's server passes it through.
+ */
 function request(headers: Record<string, string> = {}, url = "http://127.0.0.1/chat?x=1", method = "GET"): Request {
-  return new Request(url, { method, headers: { ...UPGRADE_HEADERS, ...headers } });
+  const all = new Headers({ Host: new URL(url).host, ...UPGRADE_HEADERS, ...headers });
+  return { url, method, headers: all } as unknown as Request;
 }
 
 class FakeSocket implements NativeSocket {
@@ -71,7 +76,8 @@ describe("native session: the handshake", () => {
   const options = resolveConnectionOptions({ protocols: ["chat.v2", "chat.v1"], maxHeaderBytes: 512 });
 
   const refusals: [string, Request, number][] = [
-    ["a plain GET", new Request("http://a/"), 426],
+    ["a plain GET", { url: "http://a/", method: "GET", headers: new Headers({ Host: "a" }) } as unknown as Request, 426],
+    ["no Host", { url: "http://a/", method: "GET", headers: new Headers(UPGRADE_HEADERS) } as unknown as Request, 400],
     ["version 8", request({ "Sec-WebSocket-Version": "8" }), 426],
     ["a key of the wrong size", request({ "Sec-WebSocket-Key": "AAAA" }), 400],
     ["POST", request({}, undefined, "POST"), 400],
