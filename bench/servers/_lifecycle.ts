@@ -1,13 +1,16 @@
 /**
- * What both benchmark servers share: the port to listen on, the ready line
- * that `bench/run.ts` waits for, and a prompt exit on SIGTERM / SIGINT (or
- * when the parent's stdin pipe closes, so that a killed runner leaves no
- * orphan server behind).
+ * What every benchmark server shares, on Node, Deno and Bun alike: the port
+ * to listen on, the ready line that `bench/run.ts` waits for, a full garbage
+ * collection on SIGUSR2, and a prompt exit on SIGTERM / SIGINT (or when the
+ * parent's stdin pipe closes, so that a killed runner leaves no orphan server
+ * behind). It uses `node:process` and `node:timers`, which Deno and Bun
+ * provide too.
  *
  * @module
  */
 
 import process from "node:process";
+import { setTimeout } from "node:timers";
 
 /** The port from `PORT`; 0 (the default) lets the system pick a free one. */
 export function benchPort(): number {
@@ -19,11 +22,13 @@ export function benchPort(): number {
 }
 
 /**
- * Prints `ready port=<port> pid=<pid>` and installs the exit paths:
+ * Prints `ready <name> port=<port> pid=<pid>` and installs the exit paths:
  * SIGTERM and SIGINT run `close` (for at most 2 s) and exit 0; with
  * `BENCH_WATCH_STDIN=1`, the end of stdin does the same. SIGUSR2 runs a full
- * garbage collection when Node was started with `--expose-gc`, then prints
- * `gc done` (the runner measures memory after it).
+ * garbage collection, then prints `gc done` (the runner measures memory
+ * after it): `gc()` when V8 exposes it (Node with `--expose-gc`, Deno with
+ * `--v8-flags=--expose-gc`), else `Bun.gc(true)` on Bun; without either it
+ * prints `gc unavailable`.
  *
  * @param name The server's name, for the ready line.
  * @param port The port the server listens on.
@@ -49,7 +54,7 @@ export function ready(name: string, port: number, close: () => Promise<void> | v
     process.stdin.once("error", exit);
   }
   process.on("SIGUSR2", () => {
-    const gc = (globalThis as { gc?: () => void }).gc;
+    const gc = fullGc();
     if (gc) {
       gc();
       gc();
@@ -57,4 +62,14 @@ export function ready(name: string, port: number, close: () => Promise<void> | v
     console.log(gc ? "gc done" : "gc unavailable");
   });
   console.log(`ready ${name} port=${port} pid=${process.pid}`);
+}
+
+/** A full, synchronous garbage collection, if this runtime offers one. */
+function fullGc(): (() => void) | undefined {
+  const global = globalThis as { gc?: () => void; Bun?: { gc?(force: boolean): void } };
+  const v8Gc = global.gc;
+  if (typeof v8Gc === "function") return () => v8Gc();
+  const bun = global.Bun;
+  if (typeof bun?.gc === "function") return () => bun.gc!(true);
+  return undefined;
 }
