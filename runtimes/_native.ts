@@ -16,7 +16,7 @@ import { HandshakeError, ProtocolError, UsageError } from "../core/errors.ts";
 import { headSize, selectSubprotocol, type UpgradeRequest, validateUpgradeRequest } from "../core/handshake.ts";
 import { ReadyState } from "../core/state.ts";
 import type { CloseInfo, ConnectionOptions, Context, Handler, UpgradeAnswer } from "../plugins/hooks.ts";
-import type { Connection, ConnectionSet } from "./_pump.ts";
+import { callHook, type Connection, type ConnectionSet, isPromise } from "./_pump.ts";
 
 /**
  * A runtime's server-side WebSocket, as a {@linkcode NativeSession} drives it.
@@ -64,10 +64,6 @@ const POLL_MS = 10;
 const DEFAULT_HIGH_WATER_MARK = 64 * 1024;
 const encoder = new TextEncoder();
 let lastId = 0;
-
-function isPromise(value: unknown): value is Promise<unknown> {
-  return typeof (value as Promise<unknown> | undefined)?.then === "function";
-}
 
 function toBytes(data: MessageData): string | Uint8Array {
   if (typeof data === "string" || data instanceof Uint8Array) return data;
@@ -471,15 +467,7 @@ export class NativeSession<S = Record<string, unknown>> implements Context<S>, C
 
   /** Calls a hook; a throw or a rejection closes the connection with 1011. */
   #call(hook: () => void | Promise<void>): Promise<void> | undefined {
-    let result;
-    try {
-      result = hook();
-    } catch (err) {
-      this.#hookFailed(err);
-      return undefined;
-    }
-    if (!isPromise(result)) return undefined;
-    return result.then(undefined, (err) => this.#hookFailed(err));
+    return callHook(hook, (err) => this.#hookFailed(err));
   }
 
   #hookFailed(err: unknown): void {

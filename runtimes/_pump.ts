@@ -131,8 +131,47 @@ export function resolveConnectionOptions(options: ConnectionOptions): Readonly<C
   return Object.freeze({ ...options, ...limits, protocols: Object.freeze([...protocols]) });
 }
 
-function isPromise(value: unknown): value is Promise<unknown> {
+/**
+ * Whether a hook's result is a promise (any thenable).
+ *
+ * @example
+ * ```ts
+ * import { isPromise } from "./_pump.ts";
+ *
+ * console.log(isPromise(Promise.resolve()), isPromise(undefined)); // true false
+ * ```
+ */
+export function isPromise(value: unknown): value is Promise<unknown> {
   return typeof (value as Promise<unknown> | undefined)?.then === "function";
+}
+
+/**
+ * Calls a hook for the raw pump and the native session alike: a throw or a
+ * rejection goes to `failed`, never further.
+ *
+ * @param hook The hook call.
+ * @param failed What to do with the hook's error.
+ * @returns A promise that settles once an async hook is done, or `undefined` for a sync one.
+ *
+ * @example
+ * ```ts
+ * import { callHook } from "./_pump.ts";
+ *
+ * callHook(() => {
+ *   throw new Error("boom");
+ * }, (err) => console.error(err)); // undefined, and the error is reported
+ * ```
+ */
+export function callHook(hook: () => void | Promise<void>, failed: (err: unknown) => void): Promise<void> | undefined {
+  let result;
+  try {
+    result = hook();
+  } catch (err) {
+    failed(err);
+    return undefined;
+  }
+  if (!isPromise(result)) return undefined;
+  return result.then(undefined, failed);
 }
 
 /**
@@ -493,15 +532,7 @@ export class Pump<S = Record<string, unknown>> implements Context<S>, Connection
 
   /** Calls a hook; a throw or a rejection closes the connection with 1011. */
   #call(hook: () => void | Promise<void>): Promise<void> | undefined {
-    let result;
-    try {
-      result = hook();
-    } catch (err) {
-      this.#hookFailed(err);
-      return undefined;
-    }
-    if (!isPromise(result)) return undefined;
-    return result.then(undefined, (err) => this.#hookFailed(err));
+    return callHook(hook, (err) => this.#hookFailed(err));
   }
 
   #hookFailed(err: unknown): void {
