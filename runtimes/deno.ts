@@ -169,7 +169,10 @@ class DenoTransport implements Transport {
       this.#pending += size;
       this.#last = this.#writer.write(chunk).then(() => this.#written(size), () => this.destroy());
     }
-    const ok = this.#pending < WRITE_HIGH_WATER_MARK && (this.#writer.desiredSize ?? 0) > 0;
+    // Bytes in flight, not the writer's desiredSize: conn.writable counts
+    // chunks with a mark of 1, so desiredSize is 0 after any one write and
+    // would pause reading after every reply until it completed.
+    const ok = this.#pending < WRITE_HIGH_WATER_MARK;
     if (!ok) this.#wantDrain = true;
     return ok;
   }
