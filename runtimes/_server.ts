@@ -8,7 +8,7 @@
 import { CloseCode } from "../core/close_code.ts";
 import { UsageError } from "../core/errors.ts";
 import type { ConnectionOptions } from "../plugins/hooks.ts";
-import type { ConnectionSet } from "./_pump.ts";
+import { ConnectionSet, resolveConnectionOptions } from "./_pump.ts";
 
 /**
  * A running server, whatever the runtime and the path.
@@ -85,6 +85,23 @@ export function listenAddress(port: unknown = 8080, hostname: unknown = "127.0.0
     throw new UsageError("ERR_INVALID_OPTION", `Invalid option: hostname must be a non-empty string, got ${String(hostname)}`);
   }
   return { port, hostname };
+}
+
+/**
+ * Splits a `serve()`'s options into where to listen, TLS, and the checked
+ * connection options, with the server's empty connection set.
+ *
+ * @throws {UsageError} On a bad port, hostname or connection option.
+ */
+export function serveSetup<T>(options: ConnectionOptions & { port?: number; hostname?: string; tls?: T }): {
+  port: number;
+  hostname: string;
+  tls: T | undefined;
+  connection: Readonly<ConnectionOptions>;
+  set: ConnectionSet;
+} {
+  const { port, hostname, tls, ...rest } = options;
+  return { ...listenAddress(port, hostname), tls, connection: resolveConnectionOptions(rest), set: new ConnectionSet() };
 }
 
 /** `ws://host:port`, with brackets around an IPv6 address. */

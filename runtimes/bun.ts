@@ -34,7 +34,7 @@ import { ProtocolError, UsageError } from "../core/errors.ts";
 import type { ConnectionOptions, Handler } from "../plugins/hooks.ts";
 import { type NativeSession, prepareUpgrade } from "./_native.ts";
 import { coalesce, ConnectionSet, Pump, resolveConnectionOptions, type Transport } from "./_pump.ts";
-import { type ListenOptions, listenAddress, makeServer, type Server, type TlsCertificate } from "./_server.ts";
+import { type ListenOptions, makeServer, serveSetup, type Server, type TlsCertificate } from "./_server.ts";
 
 export type { ListenOptions, Server, TlsCertificate };
 
@@ -226,10 +226,7 @@ class BunTransport implements Transport {
  */
 export function serve<S = Record<string, unknown>>(handler: Handler<S>, options: ServeOptions = {}): Promise<Server> {
   try {
-    const { port: requestedPort, hostname: requestedHost, tls, ...rest } = options;
-    const { port, hostname } = listenAddress(requestedPort, requestedHost);
-    const connectionOptions = resolveConnectionOptions(rest);
-    const set = new ConnectionSet();
+    const { port, hostname, tls, connection, set } = serveSetup(options);
     const listener = bun().listen({
       hostname,
       port,
@@ -240,7 +237,7 @@ export function serve<S = Record<string, unknown>>(handler: Handler<S>, options:
         open(socket) {
           socket.setNoDelay?.(true);
           const transport = new BunTransport(socket);
-          const pump = new Pump(transport, handler, connectionOptions, set);
+          const pump = new Pump(transport, handler, connection, set);
           socket.data = { transport, pump };
           pump.start();
         },
@@ -543,16 +540,13 @@ export function nativeHandler<S = Record<string, unknown>>(
  */
 export function serveNative<S = Record<string, unknown>>(handler: Handler<S>, options: ServeOptions = {}): Promise<Server> {
   try {
-    const { port: requestedPort, hostname: requestedHost, tls, ...rest } = options;
-    const { port, hostname } = listenAddress(requestedPort, requestedHost);
-    const resolved = resolveConnectionOptions(rest);
-    const set = new ConnectionSet();
+    const { port, hostname, tls, connection, set } = serveSetup(options);
     const http = bun().serve({
       port,
       hostname,
       ...(tls ? { tls: { cert: tls.cert, key: tls.key } } : {}),
-      fetch: nativeUpgrade(handler, resolved, set),
-      websocket: websocketHandler(resolved),
+      fetch: nativeUpgrade(handler, connection, set),
+      websocket: websocketHandler(connection),
     });
     return Promise.resolve(makeServer({ port: http.port, hostname, secure: tls !== undefined }, set, () => http.stop(false)));
   } catch (err) {

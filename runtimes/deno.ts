@@ -31,7 +31,7 @@ import { ProtocolError, UsageError } from "../core/errors.ts";
 import type { ConnectionOptions, Handler } from "../plugins/hooks.ts";
 import { prepareUpgrade } from "./_native.ts";
 import { coalesce, ConnectionSet, Pump, resolveConnectionOptions, type Transport } from "./_pump.ts";
-import { type ListenOptions, listenAddress, makeServer, type Server, type TlsCertificate } from "./_server.ts";
+import { type ListenOptions, makeServer, serveSetup, type Server, type TlsCertificate } from "./_server.ts";
 
 export type { ListenOptions, Server, TlsCertificate };
 
@@ -287,18 +287,15 @@ function runConn<S>(conn: DenoConn, handler: Handler<S>, options: Readonly<Conne
  */
 export function serve<S = Record<string, unknown>>(handler: Handler<S>, options: ServeOptions = {}): Promise<Server> {
   try {
-    const { port: requestedPort, hostname: requestedHost, tls, ...rest } = options;
-    const { port, hostname } = listenAddress(requestedPort, requestedHost);
-    const connectionOptions = resolveConnectionOptions(rest);
+    const { port, hostname, tls, connection, set } = serveSetup(options);
     const ns = deno();
     const listener = tls
       ? ns.listenTls({ port, hostname, cert: tls.cert, key: tls.key })
       : ns.listen({ port, hostname, transport: "tcp" });
-    const set = new ConnectionSet();
     let stopped = false;
     const accepting = (async () => {
       try {
-        for await (const conn of listener) runConn(conn, handler, connectionOptions, set);
+        for await (const conn of listener) runConn(conn, handler, connection, set);
       } catch (err) {
         if (!stopped) console.error("duplex: listening socket error:", err);
       }
@@ -457,10 +454,8 @@ function nativeUpgrade<S>(
  */
 export function serveNative<S = Record<string, unknown>>(handler: Handler<S>, options: ServeOptions = {}): Promise<Server> {
   try {
-    const { port: requestedPort, hostname: requestedHost, tls, ...rest } = options;
-    const { port, hostname } = listenAddress(requestedPort, requestedHost);
-    const set = new ConnectionSet();
-    const upgrade = nativeUpgrade(handler, resolveConnectionOptions(rest), set);
+    const { port, hostname, tls, connection, set } = serveSetup(options);
+    const upgrade = nativeUpgrade(handler, connection, set);
     const http = deno().serve(
       { port, hostname, ...(tls ? { cert: tls.cert, key: tls.key } : {}), onListen() {} },
       upgrade,

@@ -31,7 +31,7 @@ import type { Duplex } from "node:stream";
 import { CloseCode } from "../core/close_code.ts";
 import type { Handler } from "../plugins/hooks.ts";
 import { type ConnectionOptions, ConnectionSet, Pump, resolveConnectionOptions, type Transport } from "./_pump.ts";
-import { listenAddress, makeServer, type Server } from "./_server.ts";
+import { makeServer, type Server, serveSetup } from "./_server.ts";
 
 export type { Server };
 
@@ -274,11 +274,8 @@ export async function serve<S = Record<string, unknown>>(
   handler: Handler<S>,
   options: ServeOptions = {},
 ): Promise<Server> {
-  const { port: requestedPort, hostname: requestedHost, tls, ...rest } = options;
-  const { port, hostname } = listenAddress(requestedPort, requestedHost);
-  const connectionOptions = resolveConnectionOptions(rest);
-  const set = new ConnectionSet();
-  const onSocket = (socket: Socket) => run(socket, handler, connectionOptions, set);
+  const { port, hostname, tls, connection, set } = serveSetup(options);
+  const onSocket = (socket: Socket) => run(socket, handler, connection, set);
   let server: NetServer;
   if (tls) {
     server = createTlsServer({ ...tls, allowHalfOpen: true });
