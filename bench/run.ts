@@ -127,20 +127,20 @@ const SELECTED = selectRuntimes();
 const runtimeOf = (name: RuntimeName): RuntimeSpec => RUNTIMES.find((r) => r.name === name)!;
 
 const ALL_SERVERS: ServerSpec[] = [
-  { runtime: runtimeOf("node"), name: "Duplex", role: "duplex", file: "bench/servers/duplex_node.ts" },
+  { runtime: runtimeOf("node"), name: "Duplex", role: "duplex", file: "bench/servers/duplex.ts" },
   { runtime: runtimeOf("node"), name: "ws", role: "peer", file: "bench/servers/ws_node.ts" },
   {
     runtime: runtimeOf("deno"),
     name: "Duplex raw",
     role: "duplex",
-    file: "bench/servers/duplex_deno.ts",
+    file: "bench/servers/duplex.ts",
     env: { TRANSPORT: "raw" },
   },
   {
     runtime: runtimeOf("deno"),
     name: "Duplex native",
     role: "native",
-    file: "bench/servers/duplex_deno.ts",
+    file: "bench/servers/duplex.ts",
     env: { TRANSPORT: "native" },
   },
   { runtime: runtimeOf("deno"), name: "Deno.serve", role: "peer", file: "bench/servers/deno_serve.ts" },
@@ -148,14 +148,14 @@ const ALL_SERVERS: ServerSpec[] = [
     runtime: runtimeOf("bun"),
     name: "Duplex raw",
     role: "duplex",
-    file: "bench/servers/duplex_bun.ts",
+    file: "bench/servers/duplex.ts",
     env: { TRANSPORT: "raw" },
   },
   {
     runtime: runtimeOf("bun"),
     name: "Duplex native",
     role: "native",
-    file: "bench/servers/duplex_bun.ts",
+    file: "bench/servers/duplex.ts",
     env: { TRANSPORT: "native" },
   },
   { runtime: runtimeOf("bun"), name: "Bun.serve", role: "peer", file: "bench/servers/bun_serve.ts" },
