@@ -48,7 +48,43 @@ export const CloseCode = {
   BadGateway: 1014,
   /** 1015: TLS handshake failure. Reported, never sent. */
   TlsHandshake: 1015,
+  /** 3000: the endpoint requires authentication (IANA registry). */
+  Unauthorized: 3000,
+  /** 3003: the endpoint refuses the authenticated peer (IANA registry). */
+  Forbidden: 3003,
+  /** 3008: the peer took too long to respond (IANA registry). */
+  Timeout: 3008,
 } as const;
+
+/**
+ * The range RFC 6455 §7.4.2 leaves to applications: 4000–4999, never
+ * registered, free for private use.
+ *
+ * @example
+ * ```ts
+ * import { APPLICATION_CLOSE_CODES } from "@duplex/ws/core";
+ *
+ * console.log(APPLICATION_CLOSE_CODES.min, APPLICATION_CLOSE_CODES.max); // 4000 4999
+ * ```
+ */
+export const APPLICATION_CLOSE_CODES: { readonly min: 4000; readonly max: 4999 } = Object.freeze({ min: 4000, max: 4999 });
+
+/**
+ * Whether `code` is in the application range 4000–4999.
+ *
+ * @param code The close code to check.
+ * @returns `true` for 4000–4999.
+ *
+ * @example
+ * ```ts
+ * import { isApplicationCloseCode } from "@duplex/ws/core";
+ *
+ * console.log(isApplicationCloseCode(4001), isApplicationCloseCode(1000)); // true false
+ * ```
+ */
+export function isApplicationCloseCode(code: number): boolean {
+  return Number.isInteger(code) && code >= APPLICATION_CLOSE_CODES.min && code <= APPLICATION_CLOSE_CODES.max;
+}
 
 /**
  * A registered close code value.
@@ -79,7 +115,7 @@ export type CloseCode = typeof CloseCode[keyof typeof CloseCode];
  * ```
  */
 export function isValidWireCloseCode(code: number): boolean {
-  return (
+  return Number.isInteger(code) && (
     (code >= 1000 && code <= 1003) ||
     (code >= 1007 && code <= 1014) ||
     (code >= 3000 && code <= 4999)

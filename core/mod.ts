@@ -21,7 +21,13 @@
  * @module
  */
 
-export { CloseCode, closePayload, isValidWireCloseCode } from "./close_code.ts";
+export {
+  APPLICATION_CLOSE_CODES,
+  CloseCode,
+  closePayload,
+  isApplicationCloseCode,
+  isValidWireCloseCode,
+} from "./close_code.ts";
 export { Engine, type EngineEvent, type EngineOptions, type MessageData } from "./engine.ts";
 export { HandshakeError, ProtocolError, UsageError } from "./errors.ts";
 export { applyMask, encodeFrame, encodeTextFrame, type FrameOptions, Opcode } from "./frame.ts";

@@ -12,6 +12,51 @@ import type { UpgradeRequest } from "../core/handshake.ts";
 import type { ReadyState } from "../core/state.ts";
 
 /**
+ * Where timers come from. Adapters hand every connection the runtime's
+ * timers ({@linkcode systemClock}); tests pass a fake one through
+ * {@linkcode ConnectionOptions.clock} and move time by hand.
+ *
+ * @example A clock that logs what it schedules
+ * ```ts
+ * import { type Clock, systemClock } from "@duplex/ws";
+ *
+ * const logging: Clock = {
+ *   now: () => systemClock.now(),
+ *   setTimeout(fn, ms) {
+ *     console.log(`timer in ${ms} ms`);
+ *     return systemClock.setTimeout(fn, ms);
+ *   },
+ *   clearTimeout: (handle) => systemClock.clearTimeout(handle),
+ * };
+ * ```
+ */
+export interface Clock {
+  /** Milliseconds since an arbitrary origin; only differences matter. */
+  now(): number;
+  /** Calls `fn` once after `ms` milliseconds; returns a handle for `clearTimeout`. */
+  setTimeout(fn: () => void, ms: number): unknown;
+  /** Cancels a timer; a handle that already fired, or `undefined`, is ignored. */
+  clearTimeout(handle: unknown): void;
+}
+
+/**
+ * The runtime's own timers: `setTimeout`, `clearTimeout` and
+ * `performance.now()`.
+ *
+ * @example
+ * ```ts
+ * import { systemClock } from "@duplex/ws";
+ *
+ * systemClock.setTimeout(() => console.log("a second later"), 1000);
+ * ```
+ */
+export const systemClock: Clock = Object.freeze({
+  now: () => performance.now(),
+  setTimeout: (fn: () => void, ms: number): unknown => setTimeout(fn, ms),
+  clearTimeout: (handle: unknown): void => clearTimeout(handle as ReturnType<typeof setTimeout> | undefined),
+});
+
+/**
  * How a connection ended, as reported to the `close` hook.
  *
  * @example
@@ -46,8 +91,8 @@ export interface CloseInfo {
 export interface UpgradeAnswer {
   /** The subprotocol; `""` for none. Default: the server's first preference that the client offered. */
   protocol?: string;
-  /** Extra headers for the 101 response. */
-  headers?: Record<string, string>;
+  /** Extra headers for the 101 response; pairs allow a name twice (`Set-Cookie`). */
+  headers?: Record<string, string> | [string, string][];
 }
 
 /**
@@ -80,6 +125,14 @@ export interface Context<S = Record<string, unknown>> {
   readonly readyState: ReadyState;
   /** Bytes queued for the peer and not yet handed to the operating system. */
   readonly bufferedAmount: number;
+  /**
+   * Grows whenever something arrives from the peer: the bytes read on raw
+   * paths; the payload bytes of each message, ping and pong (plus one) on
+   * native paths. Compare two readings to tell whether the peer is alive.
+   */
+  readonly bytesReceived: number;
+  /** The timers of this connection's adapter (a fake one in tests). */
+  readonly clock: Clock;
   /** The application's data for this connection; starts as `{}`. */
   state: S;
   /**
@@ -160,6 +213,8 @@ export interface ConnectionOptions extends EngineOptions {
    * the client offered is chosen; none when there is no match. Default: none.
    */
   protocols?: readonly string[];
+  /** Where timers come from. Default {@linkcode systemClock}; tests pass a fake clock. */
+  clock?: Clock;
   /** How long a raw connection may take to send its whole opening handshake, in ms. Default 10,000. */
   handshakeTimeoutMs?: number;
   /**

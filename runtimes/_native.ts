@@ -15,7 +15,7 @@ import type { MessageData } from "../core/engine.ts";
 import { HandshakeError, ProtocolError, UsageError } from "../core/errors.ts";
 import { headSize, selectSubprotocol, type UpgradeRequest, validateUpgradeRequest } from "../core/handshake.ts";
 import { ReadyState } from "../core/state.ts";
-import type { CloseInfo, ConnectionOptions, Context, Handler, UpgradeAnswer } from "../plugins/hooks.ts";
+import { type Clock, type CloseInfo, type ConnectionOptions, type Context, type Handler, systemClock, type UpgradeAnswer } from "../plugins/hooks.ts";
 import { callHook, type Connection, type ConnectionSet, isPromise } from "./_pump.ts";
 
 /**
@@ -58,7 +58,7 @@ export interface NativeSocket {
 /** What {@linkcode prepareUpgrade} decided: answer the request with `response`, or upgrade it. */
 export type UpgradeDecision<S> =
   | { response: Response; session?: undefined }
-  | { response?: undefined; session: NativeSession<S>; protocol: string; headers: Record<string, string> };
+  | { response?: undefined; session: NativeSession<S>; protocol: string; headers: [string, string][] };
 
 const POLL_MS = 10;
 const DEFAULT_HIGH_WATER_MARK = 64 * 1024;
@@ -153,7 +153,8 @@ export async function prepareUpgrade<S>(
     session.failUpgrade(new UsageError("ERR_INVALID_PROTOCOL", `Invalid protocol: the client did not offer ${JSON.stringify(protocol)}`));
     return { response: textResponse(500, "Internal Server Error") };
   }
-  return { session, protocol, headers: answer?.headers ?? {} };
+  const headers = answer?.headers ?? [];
+  return { session, protocol, headers: Array.isArray(headers) ? headers : Object.entries(headers) };
 }
 
 /**
@@ -194,8 +195,11 @@ export class NativeSession<S = Record<string, unknown>> implements Context<S>, C
   #paused = false;
   #needDrain = false;
   #drainWaiters: (() => void)[] = [];
-  #pollTimer: ReturnType<typeof setTimeout> | undefined;
-  #closeTimer: ReturnType<typeof setTimeout> | undefined;
+  #pollTimer: unknown;
+  #closeTimer: unknown;
+  #received = 0;
+  /** The timers this connection runs on. */
+  readonly clock: Clock;
   /** What we sent when the peer failed the connection, reported instead of the runtime's view. */
   #failure: CloseInfo | undefined;
   #closeReported = false;
@@ -221,6 +225,7 @@ export class NativeSession<S = Record<string, unknown>> implements Context<S>, C
     this.#maxMessageBytes = options.maxMessageBytes ?? Infinity;
     this.#closeTimeoutMs = options.closeTimeoutMs ?? 5000;
     this.#highWaterMark = options.highWaterMark ?? DEFAULT_HIGH_WATER_MARK;
+    this.clock = options.clock ?? systemClock;
     set.add(this);
   }
 
@@ -234,6 +239,11 @@ export class NativeSession<S = Record<string, unknown>> implements Context<S>, C
   /** Native paths negotiate no extension. */
   get extensions(): string {
     return "";
+  }
+
+  /** Payload bytes received so far, plus one per message, ping and pong. */
+  get bytesReceived(): number {
+    return this.#received;
   }
 
   /** The connection state. */
@@ -279,7 +289,7 @@ export class NativeSession<S = Record<string, unknown>> implements Context<S>, C
     if (this.#state !== ReadyState.Open) return;
     this.#state = ReadyState.Closing;
     this.#socket!.close(code, reason);
-    this.#closeTimer = setTimeout(() => this.terminate(), this.#closeTimeoutMs);
+    this.#closeTimer = this.clock.setTimeout(() => this.terminate(), this.#closeTimeoutMs);
   }
 
   /** Drops the connection without a close handshake. */
@@ -330,6 +340,7 @@ export class NativeSession<S = Record<string, unknown>> implements Context<S>, C
   /** A whole message arrived. */
   onMessage(data: string | Uint8Array): void {
     if (this.#state === ReadyState.Closed || this.#failure !== undefined) return;
+    this.#received += data.length + 1;
     if (exceeds(data, this.#maxMessageBytes)) {
       this.fail(new ProtocolError(
         "WS_ERR_MESSAGE_TOO_BIG",
@@ -343,12 +354,14 @@ export class NativeSession<S = Record<string, unknown>> implements Context<S>, C
 
   /** A ping arrived (the runtime answered it). */
   onPing(data: Uint8Array): void {
+    this.#received += data.length + 1;
     if (this.#state !== ReadyState.Open) return;
     this.#enqueue(() => this.#handler.ping?.(this, data));
   }
 
   /** A pong arrived. */
   onPong(data: Uint8Array): void {
+    this.#received += data.length + 1;
     if (this.#state === ReadyState.Closed) return;
     this.#enqueue(() => this.#handler.pong?.(this, data));
   }
@@ -365,7 +378,7 @@ export class NativeSession<S = Record<string, unknown>> implements Context<S>, C
     if (sent || this.#state !== ReadyState.Open) return;
     this.#state = ReadyState.Closing;
     this.#socket?.close(error.closeCode, "");
-    this.#closeTimer = setTimeout(() => this.terminate(), this.#closeTimeoutMs);
+    this.#closeTimer = this.clock.setTimeout(() => this.terminate(), this.#closeTimeoutMs);
   }
 
   /** The runtime reported a fault it handled itself: only the `error` hook hears of it. */
@@ -378,7 +391,7 @@ export class NativeSession<S = Record<string, unknown>> implements Context<S>, C
   onDrain(): void {
     if (!this.#needDrain || this.bufferedAmount >= this.#highWaterMark) return;
     this.#needDrain = false;
-    clearTimeout(this.#pollTimer);
+    this.clock.clearTimeout(this.#pollTimer);
     this.#resolveDrain();
     if (this.#state === ReadyState.Open || this.#state === ReadyState.Closing) {
       this.#safely(() => this.#handler.drain?.(this));
@@ -391,8 +404,8 @@ export class NativeSession<S = Record<string, unknown>> implements Context<S>, C
     this.#closeReported = true;
     const opened = this.#socket !== undefined && this.#state !== ReadyState.Connecting;
     this.#state = ReadyState.Closed;
-    clearTimeout(this.#closeTimer);
-    clearTimeout(this.#pollTimer);
+    this.clock.clearTimeout(this.#closeTimer);
+    this.clock.clearTimeout(this.#pollTimer);
     this.#needDrain = false;
     this.#resolveDrain();
     this.#set.delete(this);
@@ -419,9 +432,9 @@ export class NativeSession<S = Record<string, unknown>> implements Context<S>, C
       this.#pollTimer = undefined;
       if (!this.#needDrain) return;
       this.onDrain();
-      if (this.#needDrain && this.#state !== ReadyState.Closed) this.#pollTimer = setTimeout(poll, POLL_MS);
+      if (this.#needDrain && this.#state !== ReadyState.Closed) this.#pollTimer = this.clock.setTimeout(poll, POLL_MS);
     };
-    this.#pollTimer = setTimeout(poll, POLL_MS);
+    this.#pollTimer = this.clock.setTimeout(poll, POLL_MS);
   }
 
   #resolveDrain(): void {

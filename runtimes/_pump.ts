@@ -13,7 +13,7 @@ import { UsageError } from "../core/errors.ts";
 import { resolveLimits } from "../core/options.ts";
 import { type HeadLike, selectSubprotocol, type UpgradeRequest } from "../core/handshake.ts";
 import { ReadyState } from "../core/state.ts";
-import type { CloseInfo, ConnectionOptions, Context, Handler, UpgradeAnswer } from "../plugins/hooks.ts";
+import { type Clock, type CloseInfo, type ConnectionOptions, type Context, type Handler, systemClock, type UpgradeAnswer } from "../plugins/hooks.ts";
 
 export type { ConnectionOptions };
 
@@ -128,7 +128,11 @@ export function resolveConnectionOptions(options: ConnectionOptions): Readonly<C
   if (!Array.isArray(protocols) || protocols.some((p) => typeof p !== "string" || p === "")) {
     throw new UsageError("ERR_INVALID_OPTION", "Invalid option: protocols must be a list of non-empty strings");
   }
-  return Object.freeze({ ...options, ...limits, protocols: Object.freeze([...protocols]) });
+  const clock = options.clock ?? systemClock;
+  if (typeof clock !== "object" || clock === null || ["now", "setTimeout", "clearTimeout"].some((k) => typeof (clock as unknown as Record<string, unknown>)[k] !== "function")) {
+    throw new UsageError("ERR_INVALID_OPTION", "Invalid option: clock must have now, setTimeout and clearTimeout");
+  }
+  return Object.freeze({ ...options, ...limits, clock, protocols: Object.freeze([...protocols]) });
 }
 
 /**
@@ -289,6 +293,8 @@ export class Pump<S = Record<string, unknown>> implements Context<S>, Connection
   readonly #handshakeTimeoutMs: number;
   readonly #highWaterMark: number;
   readonly #set: ConnectionSet;
+  readonly #clock: Clock;
+  #received = 0;
 
   #busy = false; // a hook's promise is pending: events wait
   #inLoop = false;
@@ -299,10 +305,10 @@ export class Pump<S = Record<string, unknown>> implements Context<S>, Connection
   #ended = false; // the transport was ended or destroyed by us
   #closed = false; // the transport is closed
   #drainWaiters: (() => void)[] = [];
-  #handshakeTimer: ReturnType<typeof setTimeout> | undefined;
-  #closeTimer: ReturnType<typeof setTimeout> | undefined;
-  #lingerTimer: ReturnType<typeof setTimeout> | undefined;
-  #drainRecheck: ReturnType<typeof setTimeout> | undefined;
+  #handshakeTimer: unknown;
+  #closeTimer: unknown;
+  #lingerTimer: unknown;
+  #drainRecheck: unknown;
 
   /**
    * @param transport The socket.
@@ -318,6 +324,7 @@ export class Pump<S = Record<string, unknown>> implements Context<S>, Connection
     this.#handshakeTimeoutMs = options.handshakeTimeoutMs ?? DEFAULT_HANDSHAKE_TIMEOUT_MS;
     this.#highWaterMark = options.highWaterMark ?? DEFAULT_HIGH_WATER_MARK;
     this.#set = set;
+    this.#clock = options.clock ?? systemClock;
     set.add(this);
   }
 
@@ -341,6 +348,16 @@ export class Pump<S = Record<string, unknown>> implements Context<S>, Connection
   /** The negotiated extensions, or `""`. */
   get extensions(): string {
     return this.#engine.extensions;
+  }
+
+  /** Bytes read from the socket so far. */
+  get bytesReceived(): number {
+    return this.#received;
+  }
+
+  /** The timers this connection runs on. */
+  get clock(): Clock {
+    return this.#clock;
   }
 
   /** The connection state. */
@@ -400,7 +417,7 @@ export class Pump<S = Record<string, unknown>> implements Context<S>, Connection
    */
   start(head?: HeadLike, rest?: Uint8Array): void {
     if (head === undefined) {
-      this.#handshakeTimer = setTimeout(() => this.#handshakeTimedOut(), this.#handshakeTimeoutMs);
+      this.#handshakeTimer = this.#clock.setTimeout(() => this.#handshakeTimedOut(), this.#handshakeTimeoutMs);
       return;
     }
     this.#engine.receiveHead(head, rest);
@@ -409,6 +426,7 @@ export class Pump<S = Record<string, unknown>> implements Context<S>, Connection
 
   /** The socket read bytes. */
   onData(chunk: Uint8Array): void {
+    this.#received += chunk.length;
     this.#engine.receive(chunk);
     if (this.#busy) {
       // A hook is still running: keep the bytes, stop reading more.
@@ -430,7 +448,7 @@ export class Pump<S = Record<string, unknown>> implements Context<S>, Connection
     if (this.#transport.bufferedAmount >= this.#highWaterMark) {
       // Bun's node:net emits `drain` while megabytes are still buffered:
       // check again shortly rather than report a drain that did not happen.
-      this.#drainRecheck ??= setTimeout(() => {
+      this.#drainRecheck ??= this.#clock.setTimeout(() => {
         this.#drainRecheck = undefined;
         this.onDrain();
       }, DRAIN_RECHECK_MS);
@@ -511,7 +529,7 @@ export class Pump<S = Record<string, unknown>> implements Context<S>, Connection
       case "rejected":
         return undefined;
       case "open":
-        clearTimeout(this.#handshakeTimer);
+        this.#clock.clearTimeout(this.#handshakeTimer);
         this.#handshakeTimer = undefined;
         return this.#call(() => handler.open?.(this));
       case "message":
@@ -660,7 +678,7 @@ export class Pump<S = Record<string, unknown>> implements Context<S>, Connection
   #settle(): void {
     const state = this.#engine.state;
     if (state === ReadyState.Closing && this.#closeTimer === undefined && !this.#ended) {
-      this.#closeTimer = setTimeout(() => {
+      this.#closeTimer = this.#clock.setTimeout(() => {
         this.#aborted = true;
         this.#engine.abort();
         this.#kick();
@@ -668,8 +686,8 @@ export class Pump<S = Record<string, unknown>> implements Context<S>, Connection
     }
     if (state !== ReadyState.Closed || this.#ended) return;
     this.#ended = true;
-    clearTimeout(this.#handshakeTimer);
-    clearTimeout(this.#closeTimer);
+    this.#clock.clearTimeout(this.#handshakeTimer);
+    this.#clock.clearTimeout(this.#closeTimer);
     if (this.#closed) return;
     if (this.#aborted) {
       this.#transport.destroy();
@@ -679,7 +697,7 @@ export class Pump<S = Record<string, unknown>> implements Context<S>, Connection
     // frame, keep reading (and discarding) until the peer's FIN so that no
     // reset can overtake the close frame, and destroy if it never comes.
     this.#transport.end();
-    this.#lingerTimer = setTimeout(() => this.#transport.destroy(), this.#engine.limits.closeTimeoutMs);
+    this.#lingerTimer = this.#clock.setTimeout(() => this.#transport.destroy(), this.#engine.limits.closeTimeoutMs);
     if (this.#paused) {
       this.#paused = false;
       this.#transport.resume();
@@ -687,9 +705,10 @@ export class Pump<S = Record<string, unknown>> implements Context<S>, Connection
   }
 
   #clearTimers(): void {
-    clearTimeout(this.#handshakeTimer);
-    clearTimeout(this.#closeTimer);
-    clearTimeout(this.#lingerTimer);
-    clearTimeout(this.#drainRecheck);
+    const clock = this.#clock;
+    clock.clearTimeout(this.#handshakeTimer);
+    clock.clearTimeout(this.#closeTimer);
+    clock.clearTimeout(this.#lingerTimer);
+    clock.clearTimeout(this.#drainRecheck);
   }
 }

@@ -285,7 +285,7 @@ export function serve<S = Record<string, unknown>>(handler: Handler<S>, options:
  */
 export interface BunServer {
   /** Upgrades the request; `true` when it did. */
-  upgrade(request: Request, options: { data: unknown; headers?: Record<string, string> }): boolean;
+  upgrade(request: Request, options: { data: unknown; headers?: [string, string][] }): boolean;
   /** The peer's address. */
   requestIP?(request: Request): { address: string } | null;
 }
@@ -461,7 +461,7 @@ function nativeUpgrade<S>(
     // Bun answers the client's first offer unless told otherwise, and cannot
     // answer "none" to a client that offered some: that offer is what it sends.
     const protocol = decision.protocol || (session.request.protocols[0] ?? "");
-    const extra = protocol === "" ? headers : { ...headers, "Sec-WebSocket-Protocol": protocol };
+    const extra: [string, string][] = protocol === "" ? headers : [...headers, ["Sec-WebSocket-Protocol", protocol]];
     let upgraded = false;
     try {
       upgraded = server.upgrade(request, { data: { session, protocol } satisfies SessionData, headers: extra });

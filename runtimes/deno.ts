@@ -395,7 +395,7 @@ function nativeUpgrade<S>(
       // Deno checks `protocol` against the offer split on ", " only, and
       // refuses "a,b": the header is set on its 101 instead.
       upgraded = deno().upgradeWebSocket(request, { idleTimeout: 0 });
-      for (const [name, value] of Object.entries(headers)) upgraded.response.headers.set(name, value);
+      for (const [name, value] of headers) upgraded.response.headers.append(name, value);
       if (protocol !== "") upgraded.response.headers.set("Sec-WebSocket-Protocol", protocol);
     } catch (err) {
       session.failUpgrade(err);

@@ -1,0 +1,330 @@
+/**
+ * The application object: middleware in, the {@linkcode Handler} every
+ * adapter runs out. `serve(app)` works on every runtime and path.
+ *
+ * @module
+ */
+
+import type { MessageData } from "../core/engine.ts";
+import type { UpgradeRequest } from "../core/handshake.ts";
+import { ReadyState } from "../core/state.ts";
+import type { Next } from "./compose.ts";
+import {
+  CloseContext,
+  ControlContext,
+  DrainContext,
+  ErrorContext,
+  type EventContext,
+  MessageContext,
+  OpenContext,
+  type Peer,
+  SendContext,
+  UpgradeContext,
+} from "./context.ts";
+import { CloseError, HttpError } from "./errors.ts";
+import type { Clock, CloseInfo, Context, Handler, UpgradeAnswer } from "./hooks.ts";
+import { type Middleware, type Phase, type PhaseContext, Pipeline } from "./pipeline.ts";
+
+/**
+ * Where errors thrown by middleware go: the error and the context of the
+ * event that threw.
+ *
+ * @typeParam S The type of `ctx.state`.
+ *
+ * @example
+ * ```ts
+ * import type { ErrorHandler } from "@duplex/ws";
+ *
+ * const report: ErrorHandler = (error, ctx) => console.error(`connection ${ctx.id}, ${ctx.type}:`, error);
+ * ```
+ */
+export type ErrorHandler<S = Record<string, unknown>> = (error: unknown, ctx: EventContext<S>) => void;
+
+/**
+ * A WebSocket application: a middleware pipeline in two phases.
+ *
+ * - The **upgrade phase** runs on the HTTP request before any 101: auth,
+ *   routing, subprotocol choice, response headers. The connection is
+ *   upgraded only when the chain runs to its end; a middleware that stops
+ *   without refusing leaves a 403. Refuse with `ctx.reject(status, body)`
+ *   or by throwing an {@linkcode HttpError}; any other throw answers 500.
+ * - The **connection phase** runs per event: `open`, each incoming
+ *   `message`, each outgoing `send`, `ping`, `pong`, `drain`, `close` and
+ *   `error`. Events of one connection run one at a time, in order.
+ *
+ * Every error thrown by middleware goes to one `onError` (by default
+ * `console.error`). In the connection phase it then closes that connection
+ * only, with 1011; a thrown {@linkcode CloseError} closes with its own code
+ * instead and is not reported.
+ *
+ * The app is a {@linkcode Handler}: pass it to `serve()` or to any adapter.
+ * Its `upgrade`, `open`, `message`… methods are what adapters call; an
+ * application does not call them itself.
+ *
+ * @typeParam S The type of `ctx.state`.
+ *
+ * @example
+ * ```ts
+ * import { App, serve } from "@duplex/ws";
+ *
+ * const app = new App<{ name: string }>()
+ *   .use({
+ *     upgrade(ctx, next) {
+ *       ctx.state = { name: ctx.query.get("name") ?? "anonymous" };
+ *       return next();
+ *     },
+ *     message(ctx) {
+ *       ctx.send(`${ctx.state.name}: ${String(ctx.data)}`);
+ *     },
+ *   })
+ *   .onError((error, ctx) => console.error(ctx.id, error));
+ * const server = await serve(app, { port: 0 });
+ * await server.close();
+ * ```
+ */
+export class App<S = Record<string, unknown>> implements Handler<S> {
+  readonly #pipeline = new Pipeline<S>();
+  readonly #peers = new WeakMap<Context<S>, AppPeer<S>>();
+  #onError: ErrorHandler<S> = (error, ctx) => console.error(`duplex: connection ${ctx.id}, ${ctx.type}:`, error);
+
+  /**
+   * Appends middleware: per-event {@linkcode Phases} objects (routers
+   * included) or functions that run on every event.
+   *
+   * @param middleware What to append, in order.
+   * @returns This app.
+   * @throws {UsageError} `ERR_INVALID_MIDDLEWARE` for anything else.
+   */
+  use(...middleware: Middleware<S>[]): this {
+    this.#pipeline.add(middleware);
+    return this;
+  }
+
+  /**
+   * Sets where errors thrown by middleware go (one handler; the last call
+   * wins).
+   *
+   * @param handler The error handler. It should not throw; if it does, the
+   *   error is logged.
+   * @returns This app.
+   */
+  onError(handler: ErrorHandler<S>): this {
+    if (typeof handler !== "function") throw new TypeError("Invalid error handler: expected a function");
+    this.#onError = handler;
+    return this;
+  }
+
+  // ---- the Handler adapters call ----
+
+  /** Adapter entry point: runs the upgrade phase. */
+  upgrade(conn: Context<S>): UpgradeAnswer | Response | Promise<UpgradeAnswer | Response> {
+    const peer = new AppPeer(conn, this.#sendThrough);
+    this.#peers.set(conn, peer);
+    const ctx = new UpgradeContext<S>(peer, (params) => (peer.params = params));
+    let accepted = false;
+    const accept: Next = () => void (accepted = true);
+    let result;
+    try {
+      result = this.#pipeline.run("upgrade", ctx, accept);
+    } catch (error) {
+      return this.#refuse(error, ctx);
+    }
+    if (result === undefined) return this.#answer(ctx, accepted);
+    return result.then(() => this.#answer(ctx, accepted), (error) => this.#refuse(error, ctx));
+  }
+
+  /** Adapter entry point: the connection opened. */
+  open(conn: Context<S>): void | Promise<void> {
+    const peer = this.#peer(conn);
+    if (this.#pipeline.chain("open") === undefined) return;
+    return this.#dispatch("open", new OpenContext(peer));
+  }
+
+  /** Adapter entry point: a message arrived. */
+  message(conn: Context<S>, data: string | Uint8Array): void | Promise<void> {
+    if (this.#pipeline.chain("message") === undefined) return;
+    return this.#dispatch("message", new MessageContext(this.#peer(conn), data));
+  }
+
+  /** Adapter entry point: a ping arrived. */
+  ping(conn: Context<S>, data: Uint8Array): void | Promise<void> {
+    if (this.#pipeline.chain("ping") === undefined) return;
+    return this.#dispatch("ping", new ControlContext(this.#peer(conn), "ping", data));
+  }
+
+  /** Adapter entry point: a pong arrived. */
+  pong(conn: Context<S>, data: Uint8Array): void | Promise<void> {
+    if (this.#pipeline.chain("pong") === undefined) return;
+    return this.#dispatch("pong", new ControlContext(this.#peer(conn), "pong", data));
+  }
+
+  /** Adapter entry point: the output drained. */
+  drain(conn: Context<S>): void {
+    if (this.#pipeline.chain("drain") === undefined) return;
+    void this.#dispatch("drain", new DrainContext(this.#peer(conn)));
+  }
+
+  /** Adapter entry point: the connection closed. */
+  close(conn: Context<S>, info: CloseInfo): void | Promise<void> {
+    const peer = this.#peer(conn);
+    const cleanup = () => void this.#peers.delete(conn);
+    if (this.#pipeline.chain("close") === undefined) return cleanup();
+    const result = this.#dispatch("close", new CloseContext(peer, info));
+    if (result === undefined) return cleanup();
+    return result.then(cleanup);
+  }
+
+  /** Adapter entry point: the peer broke the protocol, or the adapter met a fault. */
+  error(conn: Context<S>, error: unknown): void {
+    if (this.#pipeline.chain("error") === undefined) return;
+    void this.#dispatch("error", new ErrorContext(this.#peer(conn), error));
+  }
+
+  // ---- inside ----
+
+  /** Runs the `send` chain for a peer; called by `peer.send()`. */
+  readonly #sendThrough = (peer: AppPeer<S>, data: MessageData): boolean => {
+    const chain = this.#pipeline.chain("send");
+    if (chain === undefined) return peer.conn.send(data);
+    const ctx = new SendContext(peer, data);
+    let failure: { error: unknown } | undefined;
+    const last: Next = () => {
+      try {
+        ctx.sent = peer.conn.send(ctx.data);
+      } catch (error) {
+        failure = { error }; // the caller's misuse (sending after close): the caller hears of it
+        throw error;
+      }
+    };
+    let result;
+    try {
+      result = chain(ctx, last);
+    } catch (error) {
+      if (failure !== undefined && failure.error === error) throw error;
+      this.#fail(error, ctx);
+      return true;
+    }
+    if (result !== undefined) result.then(undefined, (error) => this.#fail(error, ctx));
+    return ctx.sent ?? true;
+  };
+
+  #peer(conn: Context<S>): AppPeer<S> {
+    let peer = this.#peers.get(conn);
+    if (peer === undefined) {
+      // Opened without our upgrade phase (an adapter that skips it).
+      peer = new AppPeer(conn, this.#sendThrough);
+      this.#peers.set(conn, peer);
+    }
+    return peer;
+  }
+
+  #dispatch<P extends Exclude<Phase, "upgrade">>(phase: P, ctx: PhaseContext<P, S>): void | Promise<void> {
+    let result;
+    try {
+      result = this.#pipeline.run(phase, ctx);
+    } catch (error) {
+      this.#fail(error, ctx);
+      return;
+    }
+    if (result !== undefined) return result.then(undefined, (error) => this.#fail(error, ctx));
+  }
+
+  /** A connection-phase failure: close this connection only. */
+  #fail(error: unknown, ctx: EventContext<S>): void {
+    const open = ctx.readyState === ReadyState.Open;
+    if (error instanceof CloseError) {
+      if (open) ctx.close(error.code, error.reason);
+      return;
+    }
+    this.#report(error, ctx);
+    if (open) ctx.close(1011);
+  }
+
+  #report(error: unknown, ctx: EventContext<S>): void {
+    try {
+      this.#onError(error, ctx);
+    } catch (secondary) {
+      console.error("duplex: onError threw:", secondary, "while handling:", error);
+    }
+  }
+
+  #answer(ctx: UpgradeContext<S>, accepted: boolean): UpgradeAnswer | Response {
+    if (ctx.response !== undefined) return ctx.response;
+    if (!accepted) return new HttpError(403, "Forbidden: the upgrade was not accepted").toResponse();
+    const headers: [string, string][] = [];
+    ctx.responseHeaders.forEach((value, name) => {
+      if (name !== "set-cookie") headers.push([name, value]);
+    });
+    for (const cookie of ctx.responseHeaders.getSetCookie()) headers.push(["set-cookie", cookie]);
+    return ctx.protocolChosen ? { protocol: ctx.protocol, headers } : { headers };
+  }
+
+  #refuse(error: unknown, ctx: UpgradeContext<S>): Response {
+    if (error instanceof HttpError) return error.toResponse();
+    this.#report(error, ctx);
+    return new HttpError(500, "Internal Server Error").toResponse();
+  }
+}
+
+/** The peer an app builds around an adapter's context. */
+class AppPeer<S> implements Peer<S> {
+  readonly conn: Context<S>;
+  readonly #send: (peer: AppPeer<S>, data: MessageData) => boolean;
+  params: Readonly<Record<string, string>> = EMPTY_PARAMS;
+
+  constructor(conn: Context<S>, send: (peer: AppPeer<S>, data: MessageData) => boolean) {
+    this.conn = conn;
+    this.#send = send;
+  }
+
+  get id(): string {
+    return this.conn.id;
+  }
+  get request(): UpgradeRequest {
+    return this.conn.request;
+  }
+  get remoteAddress(): string {
+    return this.conn.remoteAddress;
+  }
+  get protocol(): string {
+    return this.conn.protocol;
+  }
+  get extensions(): string {
+    return this.conn.extensions;
+  }
+  get readyState(): ReadyState {
+    return this.conn.readyState;
+  }
+  get bufferedAmount(): number {
+    return this.conn.bufferedAmount;
+  }
+  get bytesReceived(): number {
+    return this.conn.bytesReceived;
+  }
+  get clock(): Clock {
+    return this.conn.clock;
+  }
+  get state(): S {
+    return this.conn.state;
+  }
+  set state(value: S) {
+    this.conn.state = value;
+  }
+  send(data: MessageData): boolean {
+    return this.#send(this, data);
+  }
+  ping(data?: MessageData): void {
+    this.conn.ping(data);
+  }
+  close(code?: number, reason?: string): void {
+    this.conn.close(code, reason);
+  }
+  terminate(): void {
+    this.conn.terminate();
+  }
+  drained(): Promise<void> {
+    return this.conn.drained();
+  }
+}
+
+const EMPTY_PARAMS: Readonly<Record<string, string>> = Object.freeze({});

@@ -1,0 +1,133 @@
+/**
+ * Codecs: typed messages instead of strings. {@linkcode json} parses each
+ * text message as JSON and dispatches it on its `type` field.
+ *
+ * @module
+ */
+
+import { CloseCode } from "../core/close_code.ts";
+import { UsageError } from "../core/errors.ts";
+import type { Next } from "./compose.ts";
+import type { MessageContext } from "./context.ts";
+import { CloseError } from "./errors.ts";
+import type { Phases } from "./pipeline.ts";
+
+/**
+ * The handlers of a {@linkcode json} codec: one per message `type`. `M`
+ * maps each type to its message's shape; each handler receives the parsed
+ * message, typed by its key.
+ *
+ * @typeParam M Message shapes by type.
+ * @typeParam S The type of `ctx.state`.
+ *
+ * @example
+ * ```ts
+ * import type { JsonHandlers } from "@duplex/ws";
+ *
+ * type Messages = { say: { type: "say"; text: string } };
+ * const handlers: JsonHandlers<Messages> = {
+ *   say: (ctx, message) => void ctx.send(JSON.stringify({ type: "said", text: message.text })),
+ * };
+ * ```
+ */
+export type JsonHandlers<M extends Record<string, { type: string }>, S = Record<string, unknown>> = {
+  [K in keyof M]: (ctx: MessageContext<S>, message: M[K]) => unknown;
+};
+
+/**
+ * Options of {@linkcode json}.
+ *
+ * @typeParam S The type of `ctx.state`.
+ *
+ * @example
+ * ```ts
+ * import type { JsonOptions } from "@duplex/ws";
+ *
+ * const options: JsonOptions = { unknown: "next" };
+ * ```
+ */
+export interface JsonOptions {
+  /**
+   * What a message of a type without a handler does: `"close"` (the
+   * default) closes with 1003; `"next"` passes it on, unparsed, to the
+   * middleware after the codec.
+   */
+  unknown?: "close" | "next";
+}
+
+/**
+ * A JSON codec with messages dispatched on their `type`. Each text message
+ * must be a JSON object with a string `type`; it goes to the handler of
+ * that type. Only the `type` is checked: a handler checks the other fields
+ * it reads. Faults close the connection:
+ *
+ * - a binary message: 1003 (unsupported data);
+ * - text that is not JSON, or not an object with a string `type`: 1007;
+ * - a type without a handler: 1003, or the next middleware with
+ *   `{ unknown: "next" }`.
+ *
+ * To reply, `ctx.send(JSON.stringify(value))`.
+ *
+ * @typeParam M Message shapes by type.
+ * @typeParam S The type of `ctx.state`.
+ * @param handlers One handler per message type.
+ * @param options What to do with unknown types.
+ * @returns Middleware for the `message` phase.
+ * @throws {UsageError} `ERR_INVALID_MIDDLEWARE` when a handler is not a function.
+ *
+ * @example
+ * ```ts
+ * import { App, json } from "@duplex/ws";
+ *
+ * type Messages = {
+ *   add: { type: "add"; a: number; b: number };
+ *   echo: { type: "echo"; text: string };
+ * };
+ * const app = new App().use(json<Messages>({
+ *   add: (ctx, m) => void ctx.send(JSON.stringify({ type: "sum", value: m.a + m.b })),
+ *   echo: (ctx, m) => void ctx.send(JSON.stringify(m)),
+ * }));
+ * ```
+ */
+export function json<M extends Record<string, { type: string }>, S = Record<string, unknown>>(
+  handlers: JsonHandlers<M, S>,
+  options: JsonOptions = {},
+): Phases<S> {
+  const table = new Map<string, (ctx: MessageContext<S>, message: any) => unknown>();
+  for (const [type, handler] of Object.entries(handlers)) {
+    if (typeof handler !== "function") {
+      throw new UsageError("ERR_INVALID_MIDDLEWARE", `Invalid JSON handler: ${type} must be a function`);
+    }
+    table.set(type, handler as (ctx: MessageContext<S>, message: unknown) => unknown);
+  }
+  const passUnknown = options.unknown === "next";
+  return {
+    message(ctx: MessageContext<S>, next: Next): unknown {
+      if (typeof ctx.data !== "string") {
+        throw new CloseError(CloseCode.UnsupportedData, "Expected a JSON text message");
+      }
+      let message: unknown;
+      try {
+        message = JSON.parse(ctx.data);
+      } catch {
+        throw new CloseError(CloseCode.InvalidPayload, "Invalid JSON");
+      }
+      if (typeof message !== "object" || message === null || Array.isArray(message)) {
+        throw new CloseError(CloseCode.InvalidPayload, "Expected a JSON object");
+      }
+      const type = (message as { type?: unknown }).type;
+      if (typeof type !== "string") throw new CloseError(CloseCode.InvalidPayload, "Expected a string type");
+      const handler = table.get(type);
+      if (handler !== undefined) return handler(ctx, message);
+      if (passUnknown) return next();
+      throw new CloseError(CloseCode.UnsupportedData, truncate(`Unknown message type: ${type}`));
+    },
+  };
+}
+
+/** Keeps a close reason within 123 bytes of UTF-8. */
+function truncate(reason: string): string {
+  const encoder = new TextEncoder();
+  while (encoder.encode(reason).length > 123) reason = reason.slice(0, -1);
+  return reason;
+}

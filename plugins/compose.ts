@@ -1,0 +1,149 @@
+/**
+ * Koa/Hono-style composition: a list of `(ctx, next)` middleware run as one
+ * function, each deciding whether and when the rest runs.
+ *
+ * @module
+ */
+
+import { UsageError } from "../core/errors.ts";
+
+/**
+ * Runs the rest of the chain. Returns what the rest returned: a promise when
+ * some middleware after this one is async, otherwise `undefined`, so
+ * `await next()` always works and a chain of sync middleware stays sync.
+ *
+ * @example
+ * ```ts
+ * import type { Next } from "@duplex/ws";
+ *
+ * async function timed(ctx: unknown, next: Next): Promise<void> {
+ *   const start = Date.now();
+ *   await next();
+ *   console.log(`took ${Date.now() - start} ms`);
+ * }
+ * ```
+ */
+export type Next = () => void | Promise<void>;
+
+/**
+ * One link of a chain: it may act before and after `next()`, or not call it
+ * at all to stop the chain there.
+ *
+ * @typeParam C The context the chain runs on.
+ *
+ * @example
+ * ```ts
+ * import type { Handle } from "@duplex/ws";
+ *
+ * const log: Handle<{ path: string }> = async (ctx, next) => {
+ *   console.log("in", ctx.path);
+ *   await next();
+ *   console.log("out", ctx.path);
+ * };
+ * ```
+ */
+export type Handle<C> = (ctx: C, next: Next) => unknown;
+
+/**
+ * A composed chain: call it with a context and, optionally, what runs after
+ * its last link.
+ *
+ * @typeParam C The context the chain runs on.
+ *
+ * @example
+ * ```ts
+ * import { type Composed, compose } from "@duplex/ws";
+ *
+ * const chain: Composed<string[]> = compose<string[]>([(log, next) => { log.push("a"); return next(); }]);
+ * const log: string[] = [];
+ * chain(log, () => void log.push("end"));
+ * console.log(log); // ["a", "end"]
+ * ```
+ */
+export type Composed<C> = (ctx: C, last?: Next) => void | Promise<void>;
+
+/**
+ * Composes middleware into one function. Each link gets the context and a
+ * `next` that runs the following links (and finally `last`). Calling `next`
+ * twice in one link is refused with a {@linkcode UsageError}
+ * (`ERR_NEXT_TWICE`).
+ *
+ * Without `onError`, a throw or a rejection propagates to the caller, so
+ * that chains nest inside chains. With it, every error of the chain (a
+ * throw, a rejection, a second `next()`) goes to `onError` and the composed
+ * function itself never throws nor rejects.
+ *
+ * The chain is synchronous as long as its links are: it returns a promise
+ * only when one of them does.
+ *
+ * @typeParam C The context the chain runs on.
+ * @param middleware The links, in order.
+ * @param onError Where every error of the chain goes.
+ * @returns The composed chain.
+ *
+ * @example
+ * ```ts
+ * import { compose } from "@duplex/ws";
+ *
+ * const order: string[] = [];
+ * const chain = compose<string[]>([
+ *   async (log, next) => {
+ *     log.push("1 in");
+ *     await next();
+ *     log.push("1 out");
+ *   },
+ *   (log) => void log.push("2"),
+ * ], (err) => console.error(err));
+ * await chain(order);
+ * console.log(order); // ["1 in", "2", "1 out"]
+ * ```
+ */
+export function compose<C>(
+  middleware: readonly Handle<C>[],
+  onError?: (error: unknown, ctx: C) => void,
+): Composed<C> {
+  const links = [...middleware];
+  for (const link of links) {
+    if (typeof link !== "function") {
+      throw new UsageError("ERR_INVALID_MIDDLEWARE", `Invalid middleware: expected a function, got ${typeof link}`);
+    }
+  }
+  const run = (ctx: C, last?: Next): void | Promise<void> => {
+    let called = -1;
+    const dispatch = (i: number): void | Promise<void> => {
+      if (i <= called) throw new UsageError("ERR_NEXT_TWICE", "Invalid middleware: next() called more than once");
+      called = i;
+      if (i === links.length) return last?.();
+      const result = links[i]!(ctx, () => dispatch(i + 1));
+      return isThenable(result) ? Promise.resolve(result).then(noop) : undefined;
+    };
+    return dispatch(0);
+  };
+  if (onError === undefined) return run;
+  return (ctx, last) => {
+    let result;
+    try {
+      result = run(ctx, last);
+    } catch (err) {
+      onError(err, ctx);
+      return;
+    }
+    if (result !== undefined) return result.then(undefined, (err) => onError(err, ctx));
+  };
+}
+
+function noop(): void {}
+
+/**
+ * Whether `value` is a promise or another thenable.
+ *
+ * @example
+ * ```ts
+ * import { isThenable } from "@duplex/ws";
+ *
+ * console.log(isThenable(Promise.resolve(1)), isThenable(1)); // true false
+ * ```
+ */
+export function isThenable(value: unknown): value is PromiseLike<unknown> {
+  return typeof (value as PromiseLike<unknown> | null | undefined)?.then === "function";
+}

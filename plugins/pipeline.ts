@@ -1,0 +1,208 @@
+/**
+ * Middleware as apps and routers take it: an object of per-event
+ * {@linkcode Phases}, or one function that runs on every event. A
+ * {@linkcode Pipeline} turns a list of them into one composed chain per
+ * event.
+ *
+ * @module
+ */
+
+import { UsageError } from "../core/errors.ts";
+import { type Composed, compose, type Handle, type Next } from "./compose.ts";
+import type {
+  CloseContext,
+  ControlContext,
+  DrainContext,
+  ErrorContext,
+  EventContext,
+  MessageContext,
+  OpenContext,
+  SendContext,
+  UpgradeContext,
+} from "./context.ts";
+
+/**
+ * Middleware by event: each entry is `(ctx, next)` for that event. Leave
+ * out the events a middleware does not care about.
+ *
+ * @typeParam S The type of `ctx.state`.
+ *
+ * @example
+ * ```ts
+ * import type { Phases } from "@duplex/ws";
+ *
+ * const shout: Phases = {
+ *   message(ctx, next) {
+ *     if (typeof ctx.data === "string") ctx.data = ctx.data.toUpperCase();
+ *     return next();
+ *   },
+ * };
+ * ```
+ */
+export interface Phases<S = Record<string, unknown>> {
+  /** The HTTP request, before the 101. */
+  upgrade?: Handle<UpgradeContext<S>>;
+  /** The connection opened. */
+  open?: Handle<OpenContext<S>>;
+  /** A message arrived. */
+  message?: Handle<MessageContext<S>>;
+  /** A message is being sent; call `next()` synchronously, or not at all to drop it. */
+  send?: Handle<SendContext<S>>;
+  /** A ping arrived. */
+  ping?: Handle<ControlContext<S>>;
+  /** A pong arrived. */
+  pong?: Handle<ControlContext<S>>;
+  /** The output drained below the high-water mark. */
+  drain?: Handle<DrainContext<S>>;
+  /** The connection closed. */
+  close?: Handle<CloseContext<S>>;
+  /** The peer broke the protocol. */
+  error?: Handle<ErrorContext<S>>;
+}
+
+/**
+ * What `use()` takes: per-event {@linkcode Phases}, or one function run on
+ * every event (tell them apart by `ctx.type`).
+ *
+ * @typeParam S The type of `ctx.state`.
+ *
+ * @example A logger for every event
+ * ```ts
+ * import type { Middleware } from "@duplex/ws";
+ *
+ * const log: Middleware = async (ctx, next) => {
+ *   const start = Date.now();
+ *   await next();
+ *   console.log(ctx.id, ctx.type, `${Date.now() - start} ms`);
+ * };
+ * ```
+ */
+export type Middleware<S = Record<string, unknown>> = Phases<S> | Handle<EventContext<S>>;
+
+/**
+ * The events, in the order of a connection's life.
+ *
+ * @example
+ * ```ts
+ * import { PHASES } from "@duplex/ws";
+ *
+ * console.log(PHASES[0]); // "upgrade"
+ * ```
+ */
+export const PHASES = ["upgrade", "open", "message", "send", "ping", "pong", "drain", "close", "error"] as const;
+
+/**
+ * One event's name.
+ *
+ * @example
+ * ```ts
+ * import type { Phase } from "@duplex/ws";
+ *
+ * const phase: Phase = "message";
+ * ```
+ */
+export type Phase = typeof PHASES[number];
+
+type Chains = { [P in Phase]: Composed<any> | undefined };
+
+/**
+ * A list of middleware compiled into one chain per event; the chain of an
+ * event no middleware handles is `undefined`, so that event costs nothing.
+ * Apps and routers are built on it.
+ *
+ * @typeParam S The type of `ctx.state`.
+ *
+ * @example
+ * ```ts
+ * import { Pipeline } from "@duplex/ws";
+ *
+ * const pipeline = new Pipeline().add([{ open: (ctx) => void ctx.send("hi") }]);
+ * console.log(pipeline.chain("open") !== undefined, pipeline.chain("message")); // true undefined
+ * ```
+ */
+export class Pipeline<S = Record<string, unknown>> {
+  readonly #middleware: Middleware<S>[] = [];
+  #chains: Chains | undefined;
+
+  /**
+   * Appends middleware.
+   *
+   * @param middleware Phases objects or functions.
+   * @returns This pipeline.
+   * @throws {UsageError} `ERR_INVALID_MIDDLEWARE` for anything else.
+   */
+  add(middleware: readonly Middleware<S>[]): this {
+    for (const item of middleware) {
+      if (typeof item !== "function" && (typeof item !== "object" || item === null)) {
+        throw new UsageError("ERR_INVALID_MIDDLEWARE", `Invalid middleware: expected a function or an object of phases, got ${item === null ? "null" : typeof item}`);
+      }
+      if (typeof item === "object") {
+        for (const phase of PHASES) {
+          const handle = item[phase];
+          if (handle !== undefined && typeof handle !== "function") {
+            throw new UsageError("ERR_INVALID_MIDDLEWARE", `Invalid middleware: ${phase} must be a function, got ${typeof handle}`);
+          }
+        }
+      }
+      this.#middleware.push(item);
+    }
+    this.#chains = undefined;
+    return this;
+  }
+
+  /**
+   * The composed chain of one event, or `undefined` when no middleware
+   * handles it. Errors propagate to the caller.
+   *
+   * @param phase The event.
+   * @returns The chain.
+   */
+  chain<P extends Phase>(phase: P): Composed<PhaseContext<P, S>> | undefined {
+    this.#chains ??= this.#compile();
+    return this.#chains[phase];
+  }
+
+  /**
+   * Runs one event's chain, then `last`; runs `last` alone when no
+   * middleware handles the event.
+   *
+   * @param phase The event.
+   * @param ctx Its context.
+   * @param last What runs after the chain.
+   * @returns A promise when some middleware was async.
+   */
+  run<P extends Phase>(phase: P, ctx: PhaseContext<P, S>, last?: Next): void | Promise<void> {
+    const chain = this.chain(phase);
+    return chain === undefined ? last?.() : chain(ctx, last);
+  }
+
+  #compile(): Chains {
+    const chains = {} as Chains;
+    for (const phase of PHASES) {
+      const handles: Handle<any>[] = [];
+      for (const item of this.#middleware) {
+        if (typeof item === "function") handles.push(item);
+        else if (item[phase] !== undefined) handles.push((ctx, next) => item[phase]!(ctx, next));
+      }
+      chains[phase] = handles.length === 0 ? undefined : compose(handles);
+    }
+    return chains;
+  }
+}
+
+/**
+ * The context type of one event.
+ *
+ * @typeParam P The event.
+ * @typeParam S The type of `ctx.state`.
+ *
+ * @example
+ * ```ts
+ * import type { PhaseContext } from "@duplex/ws";
+ *
+ * function length(ctx: PhaseContext<"message">): number {
+ *   return ctx.data.length;
+ * }
+ * ```
+ */
+export type PhaseContext<P extends Phase, S = Record<string, unknown>> = Parameters<NonNullable<Phases<S>[P]>>[0];
