@@ -1,0 +1,124 @@
+// Chat server: rooms at /chat/:room, subprotocol chat.v1, JSON messages.
+// Runs unchanged on the three runtimes:
+//
+//   node --import tsx examples/chat.ts
+//   deno run -A examples/chat.ts
+//   bun examples/chat.ts
+//
+// Clients connect to ws://HOST:PORT/chat/<room>?name=<name> offering the
+// `chat.v1` subprotocol, with the token as `Authorization: Bearer <token>`
+// or `?token=<token>`. A missing or wrong token is refused with 401 before
+// the upgrade; a client that does not offer chat.v1 gets 400.
+//
+//   → { "type": "say", "text": "hello" }
+//   ← { "type": "said", "from": "ada", "text": "hello" }   (to everyone in the room, sender included)
+//
+// Environment: PORT (8080), HOST (127.0.0.1), CHAT_TOKEN (secret),
+// HEARTBEAT_INTERVAL_MS (30000), HEARTBEAT_TIMEOUT_MS (10000),
+// TRANSPORT (raw, or native on Deno and Bun).
+import process from "node:process";
+import {
+  App,
+  authenticate,
+  CloseCode,
+  CloseError,
+  fromBearer,
+  fromQuery,
+  heartbeat,
+  json,
+  type Peer,
+  Router,
+  runtime,
+  serve,
+  subprotocols,
+  type TransportName,
+} from "../mod.ts";
+
+function numberFromEnv(name: string, fallback: number): number {
+  const raw = process.env[name];
+  if (raw === undefined || raw === "") return fallback;
+  const value = Number(raw);
+  if (!Number.isFinite(value) || value <= 0) {
+    console.error(`${name} must be a positive number of milliseconds, got ${JSON.stringify(raw)}`);
+    process.exit(2);
+  }
+  return value;
+}
+
+const port = Number(process.env.PORT ?? 8080);
+const hostname = process.env.HOST ?? "127.0.0.1";
+const transport = (process.env.TRANSPORT ?? "raw") as TransportName;
+const token = process.env.CHAT_TOKEN ?? "secret";
+const intervalMs = numberFromEnv("HEARTBEAT_INTERVAL_MS", 30_000);
+const timeoutMs = numberFromEnv("HEARTBEAT_TIMEOUT_MS", 10_000);
+
+/** What a client may send. */
+type Incoming = { say: { type: "say"; text: string } };
+/** Per-connection data. */
+type State = { name: string; room: string };
+
+const MAX_TEXT = 4096;
+const rooms = new Map<string, Set<Peer<State>>>();
+
+function broadcast(room: string, message: unknown): void {
+  const text = JSON.stringify(message);
+  for (const peer of rooms.get(room) ?? []) {
+    if (peer.readyState === 1) peer.send(text);
+  }
+}
+
+const chatV1 = [
+  {
+    open(ctx) {
+      const members = rooms.get(ctx.state.room) ?? new Set();
+      rooms.set(ctx.state.room, members);
+      members.add(ctx.peer);
+    },
+    close(ctx) {
+      const members = rooms.get(ctx.state.room);
+      members?.delete(ctx.peer);
+      if (members?.size === 0) rooms.delete(ctx.state.room);
+    },
+  },
+  json<Incoming, State>({
+    say(ctx, message) {
+      if (typeof message.text !== "string" || message.text.length > MAX_TEXT) {
+        throw new CloseError(CloseCode.PolicyViolation, `text must be a string of at most ${MAX_TEXT} characters`);
+      }
+      broadcast(ctx.state.room, { type: "said", from: ctx.state.name, text: message.text });
+    },
+  }),
+] satisfies Parameters<App<State>["use"]>;
+
+const app = new App<State>()
+  .use(heartbeat({ intervalMs, timeoutMs }))
+  .use(
+    new Router<State>().route(
+      "/chat/:room",
+      authenticate((offered) => offered === token, { from: [fromBearer(), fromQuery("token")], realm: "chat" }),
+      {
+        upgrade(ctx, next) {
+          const name = (ctx.query.get("name") ?? "").trim().slice(0, 32);
+          ctx.state = { name: name === "" ? `guest-${ctx.id}` : name, room: ctx.params.room! };
+          return next();
+        },
+      },
+      subprotocols<State>({ "chat.v1": chatV1 }),
+    ),
+  )
+  .onError((error, ctx) => console.error(`connection ${ctx.id} (${ctx.type}):`, error));
+
+const server = await serve(app, { port, hostname, transport, maxMessageBytes: 64 * 1024 });
+
+console.log(`listening on ws://${hostname}:${server.port}`);
+console.log(
+  `runtime: ${runtime()}, transport: ${runtime() === "node" ? "raw" : transport}, ` +
+    `heartbeat: ${intervalMs}/${timeoutMs} ms, route: /chat/:room, subprotocol: chat.v1`,
+);
+
+for (const signal of ["SIGINT", "SIGTERM"] as const) {
+  process.once(signal, async () => {
+    await server.close();
+    process.exit(0);
+  });
+}
