@@ -516,9 +516,20 @@ export class Pump<S = Record<string, unknown>> implements Context<S>, Connection
     this.#settle();
   }
 
-  /** Runs `run()` unless we are inside it (then its end flushes and settles). */
+  /**
+   * Acts on a close or terminate from outside the loop: runs the loop, or,
+   * while a hook's promise holds the events, still writes the close frame
+   * and starts the close timer (or drops the socket) at once. The events
+   * that follow wait for the hook as usual.
+   */
   #kick(): void {
-    if (!this.#inLoop) this.#run();
+    if (this.#inLoop) return;
+    if (this.#busy) {
+      this.#flush();
+      this.#settle();
+      return;
+    }
+    this.#run();
   }
 
   #dispatch(event: EngineEvent): Promise<void> | undefined {
@@ -599,7 +610,7 @@ export class Pump<S = Record<string, unknown>> implements Context<S>, Connection
   #refuse(response: Response): Promise<void> {
     const headers: [string, string][] = [];
     response.headers.forEach((value, name) => {
-      if (!["content-length", "content-type", "connection", "transfer-encoding"].includes(name)) headers.push([name, value]);
+      if (!["content-length", "connection", "transfer-encoding"].includes(name)) headers.push([name, value]);
     });
     return response.text().then(
       (body) => {
