@@ -6,6 +6,7 @@
  */
 
 import type { MessageData } from "../core/engine.ts";
+import { ProtocolError } from "../core/errors.ts";
 import type { UpgradeRequest } from "../core/handshake.ts";
 import { ReadyState } from "../core/state.ts";
 import type { Next } from "./compose.ts";
@@ -174,10 +175,17 @@ export class App<S = Record<string, unknown>> implements Handler<S> {
     return result.then(cleanup);
   }
 
-  /** Adapter entry point: the peer broke the protocol, or the adapter met a fault. */
+  /**
+   * Adapter entry point: the peer broke the protocol (a `ProtocolError`),
+   * or the adapter met a fault, such as an upgrade answer it could not send.
+   * Both run the `error` phase; faults that are not the peer's also reach
+   * `onError`.
+   */
   error(conn: Context<S>, error: unknown): void {
+    const ctx = new ErrorContext(this.#peer(conn), error);
+    if (!(error instanceof ProtocolError)) this.#report(error, ctx);
     if (this.#pipeline.chain("error") === undefined) return;
-    void this.#dispatch("error", new ErrorContext(this.#peer(conn), error));
+    void this.#dispatch("error", ctx);
   }
 
   // ---- inside ----

@@ -444,6 +444,7 @@ export function authenticateWithin<S = Record<string, unknown>>(options: FirstMe
       if (done.has(peer)) return next();
       if (!pending.has(peer)) return; // timed out, closing: drop
       const settle = (ok: boolean) => {
+        if (!pending.has(peer)) return; // the deadline passed while verifying: too late either way
         ctx.clock.clearTimeout(pending.get(peer));
         pending.delete(peer);
         if (ok === true) done.add(peer);
