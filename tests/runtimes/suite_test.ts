@@ -1,12 +1,13 @@
-// The black-box suite (_suite.ts) against every adapter and path this
-// runtime has: node:net and node:http everywhere (Deno and Bun run them
-// through their node:* modules), Deno.listen and Deno.serve on Deno,
-// Bun.listen and Bun.serve on Bun. `serve()` from mod.ts is the raw target of
-// the runtime it runs on.
+// The black-box suites (_suite.ts, and _app_suite.ts for the app pipeline)
+// against every adapter and path this runtime has: node:net and node:http
+// everywhere (Deno and Bun run them through their node:* modules),
+// Deno.listen and Deno.serve on Deno, Bun.listen and Bun.serve on Bun.
+// `serve()` from mod.ts is the raw target of the runtime it runs on.
 import { createServer } from "node:http";
 import type { Handler, ListenOptions, Server } from "../../mod.ts";
 import { runtime, serve } from "../../mod.ts";
 import { attach, serve as serveNode } from "../../runtimes/node.ts";
+import { type AppTarget, runAppSuite } from "./_app_suite.ts";
 import { runSuite } from "./_suite.ts";
 
 const on = runtime();
@@ -36,9 +37,11 @@ const httpServerDifferences = {
   httpServerHandshakeTimeout: "node:http's own headersTimeout (60 s) bounds slow handshakes, not handshakeTimeoutMs",
 };
 
-runSuite({ name: `node:net on ${on}`, skip: false, start: serveNode });
+const targets: AppTarget[] = [];
 
-runSuite({
+targets.push({ name: `node:net on ${on}`, skip: false, start: serveNode });
+
+targets.push({
   name: `node:http on ${on}`,
   skip: false,
   noTls: "the test's node:http server is plain; node:https takes the same attach()",
@@ -46,13 +49,13 @@ runSuite({
   differences: httpServerDifferences,
 });
 
-runSuite({
+targets.push({
   name: "Deno.listen (raw)",
   skip: on !== "deno" && "Deno only",
   start: (handler, options) => serve(handler, { ...options, transport: "raw" }),
 });
 
-runSuite({
+targets.push({
   name: "Deno.serve (native)",
   skip: on !== "deno" && "Deno only",
   start: (handler, options) => serve(handler, { ...options, transport: "native" }),
@@ -67,16 +70,17 @@ runSuite({
     terminateSendsClose: "Deno's native WebSocket cannot drop its connection: terminate() sends an empty close frame",
     httpServerAnswersMalformed: "Deno.serve answers requests it cannot parse itself",
     httpServerHandshakeTimeout: "Deno.serve, not Duplex, bounds slow request heads",
+    dropsOnMessageAfterClose: "Deno's native server drops TCP when a message arrives after close(), possibly before its close frame went out",
   },
 });
 
-runSuite({
+targets.push({
   name: "Bun.listen (raw)",
   skip: on !== "bun" && "Bun only",
   start: (handler, options) => serve(handler, { ...options, transport: "raw" }),
 });
 
-runSuite({
+targets.push({
   name: "Bun.serve (native)",
   skip: on !== "bun" && "Bun only",
   start: (handler, options) => serve(handler, { ...options, transport: "native" }),
@@ -90,3 +94,8 @@ runSuite({
     httpServerHandshakeTimeout: "Bun.serve, not Duplex, bounds slow request heads",
   },
 });
+
+for (const target of targets) {
+  runSuite(target);
+  runAppSuite(target);
+}
