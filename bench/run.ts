@@ -128,6 +128,7 @@ const runtimeOf = (name: RuntimeName): RuntimeSpec => RUNTIMES.find((r) => r.nam
 
 const ALL_SERVERS: ServerSpec[] = [
   { runtime: runtimeOf("node"), name: "Duplex", role: "duplex", file: "bench/servers/duplex.ts" },
+  { runtime: runtimeOf("node"), name: "Duplex App", role: "duplex", file: "bench/servers/duplex.ts", env: { PIPELINE: "app" } },
   { runtime: runtimeOf("node"), name: "ws", role: "peer", file: "bench/servers/ws_node.ts" },
   {
     runtime: runtimeOf("deno"),

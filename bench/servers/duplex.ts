@@ -9,19 +9,43 @@
  *   PORT=8080 TRANSPORT=native deno run -A bench/servers/duplex.ts
  *   PORT=8080 TRANSPORT=native bun bench/servers/duplex.ts
  *
+ * `PIPELINE=app` echoes through an `App` instead of bare hooks: heartbeat,
+ * a router, a logger-style middleware on every event and the echo as
+ * message middleware, to measure what the pipeline costs per message.
+ *
  * @module
  */
 
 import process from "node:process";
-import { serve, type TransportName } from "../../mod.ts";
+import { App, type Handler, heartbeat, Router, serve, type TransportName } from "../../mod.ts";
 import { benchPort, ready } from "./_lifecycle.ts";
 
 const transport = (process.env.TRANSPORT ?? "raw") as TransportName;
 
-const server = await serve({
+const pipeline = process.env.PIPELINE ?? "hooks";
+
+function app(): Handler {
+  let events = 0;
+  return new App()
+    .use(heartbeat({ intervalMs: 30_000, timeoutMs: 10_000 }))
+    .use((_ctx, next) => {
+      events++; // a sync middleware on every event, as a counter or a logger would be
+      return next();
+    })
+    .use(new Router().route("/*", {
+      message(ctx) {
+        ctx.send(ctx.data);
+      },
+    }))
+    .onError((error) => console.error(error, events));
+}
+
+const handler: Handler = pipeline === "app" ? app() : {
   message(ctx, data) {
     ctx.send(data);
   },
-}, { port: benchPort(), hostname: "127.0.0.1", transport });
+};
 
-ready(`duplex-${transport}`, server.port, () => server.close());
+const server = await serve(handler, { port: benchPort(), hostname: "127.0.0.1", transport });
+
+ready(`duplex-${transport}${pipeline === "app" ? "-app" : ""}`, server.port, () => server.close());
