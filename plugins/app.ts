@@ -168,11 +168,12 @@ export class App<S = Record<string, unknown>> implements Handler<S> {
   /** Adapter entry point: the connection closed. */
   close(conn: Context<S>, info: CloseInfo): void | Promise<void> {
     const peer = this.#peer(conn);
-    const cleanup = () => void this.#peers.delete(conn);
-    if (this.#pipeline.chain("close") === undefined) return cleanup();
-    const result = this.#dispatch("close", new CloseContext(peer, info));
-    if (result === undefined) return cleanup();
-    return result.then(cleanup);
+    const result = this.#pipeline.chain("close") === undefined ? undefined : this.#dispatch("close", new CloseContext(peer, info));
+    if (result === undefined) {
+      this.#peers.delete(conn);
+      return;
+    }
+    return result.then(() => void this.#peers.delete(conn));
   }
 
   /**
@@ -196,17 +197,18 @@ export class App<S = Record<string, unknown>> implements Handler<S> {
     if (chain === undefined) return peer.conn.send(data);
     const ctx = new SendContext(peer, data);
     let failure: { error: unknown } | undefined;
-    const last: Next = () => {
-      try {
-        ctx.sent = peer.conn.send(ctx.data);
-      } catch (error) {
-        failure = { error }; // the caller's misuse (sending after close): the caller hears of it
-        throw error;
-      }
-    };
     let result;
     try {
-      result = chain(ctx, last);
+      // Inline, not a named closure: transpilers that keep function names
+      // (tsx) would otherwise pay a defineProperty on every send.
+      result = chain(ctx, () => {
+        try {
+          ctx.sent = peer.conn.send(ctx.data);
+        } catch (error) {
+          failure = { error }; // the caller's misuse (sending after close): the caller hears of it
+          throw error;
+        }
+      });
     } catch (error) {
       if (failure !== undefined && failure.error === error) throw error;
       this.#fail(error, ctx);

@@ -108,17 +108,9 @@ export function compose<C>(
       throw new UsageError("ERR_INVALID_MIDDLEWARE", `Invalid middleware: expected a function, got ${typeof link}`);
     }
   }
-  const run = (ctx: C, last?: Next): void | Promise<void> => {
-    let called = -1;
-    const dispatch = (i: number): void | Promise<void> => {
-      if (i <= called) throw new UsageError("ERR_NEXT_TWICE", "Invalid middleware: next() called more than once");
-      called = i;
-      if (i === links.length) return last?.();
-      const result = links[i]!(ctx, () => dispatch(i + 1));
-      return isThenable(result) ? Promise.resolve(result).then(noop) : undefined;
-    };
-    return dispatch(0);
-  };
+  // A class, not closures made per call: no function is created per event
+  // but the one `next` per link that the caller may keep.
+  const run = (ctx: C, last?: Next): void | Promise<void> => new Dispatch(links, ctx, last).dispatch(0);
   if (onError === undefined) return run;
   return (ctx, last) => {
     let result;
@@ -133,6 +125,28 @@ export function compose<C>(
 }
 
 function noop(): void {}
+
+/** One run of a chain: which link ran last, so that a second `next()` is caught. */
+class Dispatch<C> {
+  readonly links: readonly Handle<C>[];
+  readonly ctx: C;
+  readonly last: Next | undefined;
+  called = -1;
+
+  constructor(links: readonly Handle<C>[], ctx: C, last: Next | undefined) {
+    this.links = links;
+    this.ctx = ctx;
+    this.last = last;
+  }
+
+  dispatch(i: number): void | Promise<void> {
+    if (i <= this.called) throw new UsageError("ERR_NEXT_TWICE", "Invalid middleware: next() called more than once");
+    this.called = i;
+    if (i === this.links.length) return this.last?.();
+    const result = this.links[i]!(this.ctx, () => this.dispatch(i + 1));
+    return isThenable(result) ? Promise.resolve(result).then(noop) : undefined;
+  }
+}
 
 /**
  * Whether `value` is a promise or another thenable.
