@@ -21,24 +21,25 @@ import type { Phases } from "./pipeline.ts";
  * ```
  */
 export interface HeartbeatOptions {
-  /** How long a connection may stay silent before it is pinged, in ms. Default 30,000. */
+  /** How often each connection is pinged, in ms. Default 30,000. */
   intervalMs?: number;
-  /** How long a pinged connection has to show life, in ms. Default 10,000. */
+  /** How long a pinged connection has to show life (any frame), in ms. Default 10,000. */
   timeoutMs?: number;
 }
 
 /**
- * Pings a connection that has been silent for `intervalMs`; if nothing at
- * all arrives within `timeoutMs` after the ping, the connection is
- * terminated (no close handshake with a dead peer) and the `close`
- * middleware hears code 1006, `wasClean: false`. Anything the peer sends
- * counts as life (a pong, a message, a part of one), so busy connections
- * are never pinged. Timers come from the connection's clock.
+ * Pings every connection every `intervalMs`; if nothing at all arrives
+ * within `timeoutMs` after a ping, the connection is terminated (no close
+ * handshake with a dead peer) and the `close` middleware hears code 1006,
+ * `wasClean: false`. Anything the peer sends after the ping counts as life
+ * (the pong, a message, a part of one), so a busy peer is kept even if its
+ * pongs are slow. Timers come from the connection's clock.
  *
- * A dead peer is dropped at most `2 × intervalMs + timeoutMs` after it last
- * sent something. On a path whose runtime cannot send pings (Deno's native
- * `Deno.serve` path) the heartbeat cannot tell silence from death, so it
- * stops instead of dropping live connections.
+ * A peer that dies is dropped at most `intervalMs + timeoutMs` later (when
+ * `timeoutMs` is longer than `intervalMs`, pings go out every `timeoutMs`).
+ * On a path whose runtime cannot send pings (Deno's native `Deno.serve`
+ * path) the heartbeat cannot tell silence from death, so it stops instead
+ * of dropping live connections.
  *
  * @typeParam S The type of `ctx.state`.
  * @param options The interval and the timeout.
@@ -60,29 +61,34 @@ export function heartbeat<S = Record<string, unknown>>(options: HeartbeatOptions
       throw new UsageError("ERR_INVALID_OPTION", `Invalid option: ${name} must be a positive number, got ${String(value)}`);
     }
   }
+  const afterCheck = Math.max(intervalMs - timeoutMs, 0);
   const timers = new Map<Peer<S>, unknown>();
 
-  const watch = (peer: Peer<S>, seen: number, delay: number, pinged: boolean): void => {
-    timers.set(peer, peer.clock.setTimeout(() => check(peer, seen, pinged), delay));
+  const schedule = (peer: Peer<S>, fn: () => void, delay: number): void => {
+    timers.set(peer, peer.clock.setTimeout(fn, delay));
   };
-  const check = (peer: Peer<S>, seen: number, pinged: boolean): void => {
+  const ping = (peer: Peer<S>): void => {
     timers.delete(peer);
     if (peer.readyState !== ReadyState.Open) return;
-    const now = peer.bytesReceived;
-    if (now !== seen) return watch(peer, now, intervalMs, false); // alive
-    if (pinged) return peer.terminate(); // silent through a whole timeout: dead
+    const seen = peer.bytesReceived;
     try {
       peer.ping();
     } catch {
       return; // cannot ping on this path (ERR_UNSUPPORTED): stop rather than drop a live peer
     }
-    watch(peer, now, timeoutMs, true);
+    schedule(peer, () => check(peer, seen), timeoutMs);
+  };
+  const check = (peer: Peer<S>, seen: number): void => {
+    timers.delete(peer);
+    if (peer.readyState !== ReadyState.Open) return;
+    if (peer.bytesReceived === seen) return peer.terminate(); // nothing since the ping: dead
+    schedule(peer, () => ping(peer), afterCheck);
   };
 
   return {
     open(ctx, next) {
       const peer = ctx.peer;
-      watch(peer, peer.bytesReceived, intervalMs, false);
+      schedule(peer, () => ping(peer), intervalMs);
       return next();
     },
     close(ctx, next) {

@@ -52,7 +52,7 @@ describe("heartbeat", () => {
     assert.equal(conn.clock.pending, 0, "no timer left");
   });
 
-  it("keeps a peer that answers the ping in time, and pings it again after the next silent interval", async () => {
+  it("keeps a peer that answers the ping in time, and pings it again one interval after the last ping", async () => {
     const { app, closes } = beatingApp();
     const conn = await connect(app);
     await conn.advance(INTERVAL); // ping 1 at 1000
@@ -61,13 +61,24 @@ describe("heartbeat", () => {
     await conn.advance(1); // 1300: the check sees life
     assert.equal(conn.destroyed, false, "a pong within the timeout keeps the connection");
     assert.equal(pings(conn.frames()), 1);
-    await conn.advance(INTERVAL - 1);
-    assert.equal(pings(conn.frames()), 1, "no new ping before a whole silent interval");
-    await conn.advance(1); // 2300
-    assert.equal(pings(conn.frames()), 2, "pinged again after a silent interval");
+    await conn.advance(INTERVAL - TIMEOUT - 1);
+    assert.equal(pings(conn.frames()), 1, "no new ping before the interval is over");
+    await conn.advance(1); // 2000
+    assert.equal(pings(conn.frames()), 2, "pinged again every interval");
     await conn.advance(TIMEOUT);
     assert.equal(conn.destroyed, true, "the second ping went unanswered");
     assert.deepEqual(closes, [{ code: 1006, reason: "", wasClean: false }]);
+  });
+
+  it("drops a peer that dies after being busy within intervalMs + timeoutMs", async () => {
+    const { app } = beatingApp();
+    const conn = await connect(app);
+    await conn.advance(INTERVAL + 1); // just after ping 1
+    await conn.text("last words"); // life after the ping, then silence
+    await conn.advance(INTERVAL + TIMEOUT - 2);
+    assert.equal(conn.destroyed, false, "still within one interval and a timeout of the last frame");
+    await conn.advance(1);
+    assert.equal(conn.destroyed, true, "dropped at the next ping's deadline");
   });
 
   it("counts a message after the ping as an answer", async () => {
@@ -80,16 +91,17 @@ describe("heartbeat", () => {
     assert.equal(conn.readyState, 1);
   });
 
-  it("never pings a peer that keeps sending messages", async () => {
+  it("keeps a busy peer that never answers pings: its messages count as life", async () => {
     const { app, messages } = beatingApp();
     const conn = await connect(app);
-    for (let i = 0; i < 20; i++) {
-      await conn.advance(INTERVAL - 1);
+    for (let i = 0; i < 40; i++) {
+      await conn.advance(TIMEOUT - 1);
       await conn.text(`m${i}`);
     }
-    assert.equal(messages.length, 20);
-    assert.equal(pings(conn.frames()), 0, "a busy peer is never pinged");
-    assert.equal(conn.destroyed, false);
+    assert.ok(conn.clock.now() > 3 * (INTERVAL + TIMEOUT), "long enough to have dropped a silent peer several times");
+    assert.equal(messages.length, 40);
+    assert.ok(pings(conn.frames()) >= 10, `pinged every interval all along (${pings(conn.frames())} pings)`);
+    assert.equal(conn.destroyed, false, "never dropped");
   });
 
   it("counts a partial frame fed byte by byte as life", async () => {
@@ -97,18 +109,15 @@ describe("heartbeat", () => {
     const conn = await connect(app);
     const bytes = frame(0x1, "slowly");
     for (const byte of bytes) {
-      await conn.advance(INTERVAL - 1);
+      await conn.advance(TIMEOUT - 1);
       conn.feed(new Uint8Array([byte]));
     }
     await flush();
-    assert.ok(conn.clock.now() > 2 * INTERVAL + TIMEOUT, "long enough to have dropped a silent peer");
+    assert.ok(conn.clock.now() > INTERVAL + TIMEOUT, "long enough to have dropped a silent peer");
     assert.deepEqual(messages, ["slowly"], "the message arrived whole");
-    assert.equal(pings(conn.frames()), 0, "never pinged while bytes trickle in");
-    assert.equal(conn.destroyed, false);
-    // The last byte came just before a check: the next check sees it, the one after pings.
-    await conn.advance(INTERVAL + 100);
-    assert.equal(pings(conn.frames()), 1, "pinged once silence starts");
-    assert.equal(conn.destroyed, false);
+    assert.equal(conn.destroyed, false, "single bytes of an unfinished frame kept it alive");
+    await conn.advance(INTERVAL + TIMEOUT);
+    assert.equal(conn.destroyed, true, "dropped once silence starts");
   });
 
   it("clears its timers on a clean close: nothing pending once the socket closed", async () => {
@@ -154,7 +163,7 @@ describe("heartbeat", () => {
     }
     assert.equal(a.destroyed, true, "the silent one was dropped");
     assert.equal(b.destroyed, false, "the talkative one was kept");
-    assert.equal(pings(b.frames()), 0);
+    assert.equal(pings(b.frames()), 1, "both are pinged every interval");
   });
 
   it("uses 30 s and 10 s by default", async () => {
@@ -182,8 +191,8 @@ describe("heartbeat", () => {
     const app = new App().use(heartbeat({ intervalMs: INTERVAL, timeoutMs: TIMEOUT }), { message: () => stuck.promise });
     const conn = await connect(app);
     await conn.text("this hook never ends");
-    // The message counts as life at the first check; the second pings, the timeout drops.
-    await conn.advance(2 * INTERVAL + TIMEOUT);
+    // The message came before the ping: nothing answers the ping, the timeout drops.
+    await conn.advance(INTERVAL + TIMEOUT);
     assert.equal(pings(conn.frames()), 1, "pinged");
     assert.equal(conn.destroyed, true, "the silent peer is dropped although a hook is pending");
     stuck.resolve();
