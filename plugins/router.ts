@@ -248,7 +248,7 @@ export interface SubprotocolOptions {
  * @param routes Middleware (one or a list) by subprotocol, most preferred first.
  * @param options Whether a subprotocol is required (default `true`).
  * @returns The router, to `use()` or to put on a path route.
- * @throws {UsageError} `ERR_INVALID_ROUTE` for no subprotocol or an empty name.
+ * @throws {UsageError} `ERR_INVALID_ROUTE` for no subprotocol, or a name that is not an HTTP token.
  *
  * @example
  * ```ts
@@ -267,6 +267,9 @@ export function subprotocols<S = Record<string, unknown>>(
   return new SubprotocolRouter(routes, options.required ?? true);
 }
 
+/** An HTTP token (RFC 9110 §5.6.2): what a subprotocol name must be. */
+const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
+
 class SubprotocolRouter<S> extends Branching<S> {
   readonly #names: string[];
   readonly #branches = new Map<string, Pipeline<S>>();
@@ -275,8 +278,10 @@ class SubprotocolRouter<S> extends Branching<S> {
   constructor(routes: Record<string, Middleware<S> | readonly Middleware<S>[]>, required: boolean) {
     super();
     this.#names = Object.keys(routes);
-    if (this.#names.length === 0 || this.#names.some((name) => name === "")) {
-      throw new UsageError("ERR_INVALID_ROUTE", "Invalid subprotocols: give at least one, and no empty name");
+    if (this.#names.length === 0) throw new UsageError("ERR_INVALID_ROUTE", "Invalid subprotocols: give at least one");
+    const bad = this.#names.find((name) => !TOKEN.test(name));
+    if (bad !== undefined) {
+      throw new UsageError("ERR_INVALID_ROUTE", `Invalid subprotocol: ${JSON.stringify(bad)} is not an HTTP token`);
     }
     for (const name of this.#names) {
       const middleware = routes[name]!;

@@ -228,9 +228,13 @@ describe("subprotocols", () => {
     assert.equal(refused.status, 400);
   });
 
-  it("refuses no subprotocol or an empty name", () => {
+  it("refuses no subprotocol, or a name that is not an HTTP token", () => {
     assert.throws(() => subprotocols({}), (e) => e instanceof UsageError && e.code === "ERR_INVALID_ROUTE");
     assert.throws(() => subprotocols({ "": {} }), (e) => e instanceof UsageError && e.code === "ERR_INVALID_ROUTE");
+    for (const bad of ["chat v1", "a,b", "é", "x\r\n"]) {
+      assert.throws(() => subprotocols({ [bad]: {} }), (e) => e instanceof UsageError && e.code === "ERR_INVALID_ROUTE", `not a token: ${JSON.stringify(bad)}`);
+    }
+    assert.doesNotThrow(() => subprotocols({ "graphql-transport-ws": {}, "v1.chat+json": {} }));
   });
 
   it("sends a connection down its own protocol's branch only", async () => {
