@@ -10,6 +10,7 @@
 import { CloseCode, closePayload } from "./close_code.ts";
 import { HandshakeError, ProtocolError, UsageError } from "./errors.ts";
 import { encodeFrame, encodeTextFrame, Opcode } from "./frame.ts";
+import type { PreparedMessage } from "./prepared.ts";
 import {
   type AcceptOptions,
   buildAcceptResponse,
@@ -366,6 +367,18 @@ export class Engine {
     this.#requireOpen("send");
     if (typeof data === "string") this.#queue(encodeTextFrame(data));
     else this.#queue(encodeFrame(Opcode.Binary, toBytes(data, "message")));
+  }
+
+  /**
+   * Queues a message framed beforehand: the same frame bytes go to every
+   * connection the message is sent to.
+   *
+   * @param message The prepared message.
+   * @throws {UsageError} When the connection is not open.
+   */
+  sendPrepared(message: PreparedMessage): void {
+    this.#requireOpen("send");
+    this.#queue(message.frame as Uint8Array[]);
   }
 
   /**

@@ -7,6 +7,7 @@
 
 import type { MessageData } from "../core/engine.ts";
 import { ProtocolError } from "../core/errors.ts";
+import { PreparedMessage } from "../core/prepared.ts";
 import type { UpgradeRequest } from "../core/handshake.ts";
 import { ReadyState } from "../core/state.ts";
 import type { Next } from "./compose.ts";
@@ -25,6 +26,21 @@ import {
 import { CloseError, HttpError } from "./errors.ts";
 import type { Clock, CloseInfo, Context, Handler, UpgradeAnswer } from "./hooks.ts";
 import { type Middleware, type Phase, type PhaseContext, Pipeline } from "./pipeline.ts";
+import { Hub, type PublishOptions, type PubSubOptions, type PubSubStats } from "./pubsub.ts";
+
+/**
+ * Options of an {@linkcode App}: its pub/sub backplane and slow-subscriber
+ * policy.
+ *
+ * @example
+ * ```ts
+ * import { App, type AppOptions, InProcessBackplane } from "@duplex/ws";
+ *
+ * const options: AppOptions = { backplane: new InProcessBackplane(), slowPolicy: "drop" };
+ * const app = new App(options);
+ * ```
+ */
+export type AppOptions = PubSubOptions;
 
 /**
  * Where errors thrown by middleware go: the error and the context of the
@@ -86,7 +102,67 @@ export type ErrorHandler<S = Record<string, unknown>> = (error: unknown, ctx: Ev
 export class App<S = Record<string, unknown>> implements Handler<S> {
   readonly #pipeline = new Pipeline<S>();
   readonly #peers = new WeakMap<Context<S>, AppPeer<S>>();
+  readonly #hub: Hub<S>;
   #onError: ErrorHandler<S> = (error, ctx) => console.error(`duplex: connection ${ctx.id}, ${ctx.type}:`, error);
+
+  /**
+   * Creates an app.
+   *
+   * @param options Pub/sub: the backplane that carries published messages
+   *   to other processes (default: none) and the slow-subscriber policy.
+   * @throws {UsageError} `ERR_INVALID_OPTION` for a bad option.
+   */
+  constructor(options: AppOptions = {}) {
+    const onBackplaneError = options.onBackplaneError ?? ((error: unknown) => console.error("duplex: pub/sub backplane:", error));
+    this.#hub = new Hub<S>(options, (error) => {
+      try {
+        onBackplaneError(error);
+      } catch (secondary) {
+        console.error("duplex: onBackplaneError threw:", secondary, "while handling:", error);
+      }
+    });
+  }
+
+  /**
+   * Publishes to a topic: the message is framed once and written to every
+   * local subscriber (but `except`), then handed to the backplane, which
+   * delivers it to the subscribers of the other processes. Delivery is
+   * at most once.
+   *
+   * @param topic The topic.
+   * @param data A string (text) or bytes (binary).
+   * @param options A local subscriber to skip.
+   * @returns The number of local subscribers it was written to.
+   * @throws {UsageError} `ERR_INVALID_TOPIC`, `ERR_INVALID_DATA`.
+   */
+  publish(topic: string, data: MessageData, options?: PublishOptions<S>): number {
+    return this.#hub.publish(topic, data, options);
+  }
+
+  /**
+   * Number of local subscribers of a topic.
+   *
+   * @param topic The topic.
+   * @returns How many connections of this app are subscribed to it.
+   */
+  subscribers(topic: string): number {
+    return this.#hub.subscribers(topic);
+  }
+
+  /** Pub/sub counts since the app started: published, delivered, dropped, closedSlow, received. */
+  get pubsubStats(): Readonly<PubSubStats> {
+    return this.#hub.stats;
+  }
+
+  /**
+   * Releases the backplane's link (its Redis connections, say). Close the
+   * servers first.
+   *
+   * @returns Resolves once the backplane link is closed.
+   */
+  closeBackplane(): Promise<void> {
+    return this.#hub.close();
+  }
 
   /**
    * Appends middleware: per-event {@linkcode Phases} objects (routers
@@ -119,7 +195,7 @@ export class App<S = Record<string, unknown>> implements Handler<S> {
 
   /** Adapter entry point: runs the upgrade phase. */
   upgrade(conn: Context<S>): UpgradeAnswer | Response | Promise<UpgradeAnswer | Response> {
-    const peer = new AppPeer(conn, this.#sendThrough);
+    const peer = new AppPeer(conn, this.#sendThrough, this.#hub);
     this.#peers.set(conn, peer);
     const ctx = new UpgradeContext<S>(peer, (params) => (peer.params = params));
     let accepted = false;
@@ -168,6 +244,7 @@ export class App<S = Record<string, unknown>> implements Handler<S> {
   /** Adapter entry point: the connection closed. */
   close(conn: Context<S>, info: CloseInfo): void | Promise<void> {
     const peer = this.#peer(conn);
+    this.#hub.drop(peer);
     const result = this.#pipeline.chain("close") === undefined ? undefined : this.#dispatch("close", new CloseContext(peer, info));
     if (result === undefined) {
       this.#peers.delete(conn);
@@ -191,11 +268,16 @@ export class App<S = Record<string, unknown>> implements Handler<S> {
 
   // ---- inside ----
 
-  /** Runs the `send` chain for a peer; called by `peer.send()`. */
-  readonly #sendThrough = (peer: AppPeer<S>, data: MessageData): boolean => {
+  /**
+   * Runs the `send` chain for a peer; called by `peer.send()` and, with a
+   * prepared message, by pub/sub. A prepared message keeps its shared frame
+   * unless a middleware replaced `data`.
+   */
+  readonly #sendThrough = (peer: AppPeer<S>, data: MessageData | PreparedMessage): boolean => {
     const chain = this.#pipeline.chain("send");
-    if (chain === undefined) return peer.conn.send(data);
-    const ctx = new SendContext(peer, data);
+    const prepared = data instanceof PreparedMessage ? data : undefined;
+    if (chain === undefined) return prepared ? peer.conn.sendPrepared(prepared) : peer.conn.send(data as MessageData);
+    const ctx = new SendContext(peer, prepared ? prepared.data : data as MessageData);
     let failure: { error: unknown } | undefined;
     let result;
     try {
@@ -203,7 +285,7 @@ export class App<S = Record<string, unknown>> implements Handler<S> {
       // (tsx) would otherwise pay a defineProperty on every send.
       result = chain(ctx, () => {
         try {
-          ctx.sent = peer.conn.send(ctx.data);
+          ctx.sent = prepared !== undefined && ctx.data === prepared.data ? peer.conn.sendPrepared(prepared) : peer.conn.send(ctx.data);
         } catch (error) {
           failure = { error }; // the caller's misuse (sending after close): the caller hears of it
           throw error;
@@ -222,7 +304,7 @@ export class App<S = Record<string, unknown>> implements Handler<S> {
     let peer = this.#peers.get(conn);
     if (peer === undefined) {
       // Opened without our upgrade phase (an adapter that skips it).
-      peer = new AppPeer(conn, this.#sendThrough);
+      peer = new AppPeer(conn, this.#sendThrough, this.#hub);
       this.#peers.set(conn, peer);
     }
     return peer;
@@ -279,12 +361,30 @@ export class App<S = Record<string, unknown>> implements Handler<S> {
 /** The peer an app builds around an adapter's context. */
 class AppPeer<S> implements Peer<S> {
   readonly conn: Context<S>;
-  readonly #send: (peer: AppPeer<S>, data: MessageData) => boolean;
+  readonly #send: (peer: AppPeer<S>, data: MessageData | PreparedMessage) => boolean;
+  readonly #hub: Hub<S>;
   params: Readonly<Record<string, string>> = EMPTY_PARAMS;
 
-  constructor(conn: Context<S>, send: (peer: AppPeer<S>, data: MessageData) => boolean) {
+  constructor(conn: Context<S>, send: (peer: AppPeer<S>, data: MessageData | PreparedMessage) => boolean, hub: Hub<S>) {
     this.conn = conn;
     this.#send = send;
+    this.#hub = hub;
+  }
+
+  get topics(): ReadonlySet<string> {
+    return this.#hub.topicsOf(this);
+  }
+  subscribe(topic: string): boolean {
+    return this.#hub.subscribe(this, topic);
+  }
+  unsubscribe(topic: string): boolean {
+    return this.#hub.unsubscribe(this, topic);
+  }
+  publish(topic: string, data: MessageData, options?: { self?: boolean }): number {
+    return this.#hub.publish(topic, data, options?.self === true ? {} : { except: this });
+  }
+  sendPrepared(message: PreparedMessage): boolean {
+    return this.#send(this, message);
   }
 
   get id(): string {

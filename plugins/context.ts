@@ -7,6 +7,7 @@
  */
 
 import type { MessageData } from "../core/engine.ts";
+import type { PreparedMessage } from "../core/prepared.ts";
 import type { UpgradeRequest } from "../core/handshake.ts";
 import type { ReadyState } from "../core/state.ts";
 import type { Clock, CloseInfo, Context } from "./hooks.ts";
@@ -33,6 +34,28 @@ import { HttpError } from "./errors.ts";
 export interface Peer<S = Record<string, unknown>> extends Context<S> {
   /** The route's parameters, such as `{ room: "lobby" }` for `/chat/:room`; `{}` without a router. */
   readonly params: Readonly<Record<string, string>>;
+  /** The topics this connection is subscribed to; it leaves them all when it closes. */
+  readonly topics: ReadonlySet<string>;
+  /**
+   * Subscribes to a topic of the app.
+   *
+   * @returns `false` when already subscribed, or closed.
+   * @throws {UsageError} `ERR_INVALID_TOPIC` for an empty or over-long name.
+   */
+  subscribe(topic: string): boolean;
+  /**
+   * Unsubscribes from a topic.
+   *
+   * @returns `false` when it was not subscribed.
+   */
+  unsubscribe(topic: string): boolean;
+  /**
+   * Publishes to a topic: to every subscriber but this connection (unless
+   * `self` is `true`), here and through the app's backplane.
+   *
+   * @returns The number of local subscribers it was written to.
+   */
+  publish(topic: string, data: MessageData, options?: { self?: boolean }): number;
 }
 
 /**
@@ -121,6 +144,26 @@ export abstract class PeerEvent<S = Record<string, unknown>> implements Peer<S> 
    */
   send(data: MessageData): boolean {
     return this.peer.send(data);
+  }
+  /** Sends a message framed once for many recipients, through the app's `send` middleware. */
+  sendPrepared(message: PreparedMessage): boolean {
+    return this.peer.sendPrepared(message);
+  }
+  /** The topics this connection is subscribed to. */
+  get topics(): ReadonlySet<string> {
+    return this.peer.topics;
+  }
+  /** Subscribes to a topic. */
+  subscribe(topic: string): boolean {
+    return this.peer.subscribe(topic);
+  }
+  /** Unsubscribes from a topic. */
+  unsubscribe(topic: string): boolean {
+    return this.peer.unsubscribe(topic);
+  }
+  /** Publishes to a topic, not to this connection unless `self` is `true`. */
+  publish(topic: string, data: MessageData, options?: { self?: boolean }): number {
+    return this.peer.publish(topic, data, options);
   }
   /** Sends a ping. */
   ping(data?: MessageData): void {

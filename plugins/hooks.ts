@@ -8,6 +8,7 @@
  */
 
 import type { EngineOptions, MessageData } from "../core/engine.ts";
+import type { PreparedMessage } from "../core/prepared.ts";
 import type { UpgradeRequest } from "../core/handshake.ts";
 import type { ReadyState } from "../core/state.ts";
 
@@ -143,6 +144,15 @@ export interface Context<S = Record<string, unknown>> {
    * @throws {UsageError} When the connection is not open.
    */
   send(data: MessageData): boolean;
+  /**
+   * Sends a message framed once for many recipients (fan-out): raw paths
+   * write the shared frame bytes, native paths hand `message.data` to the
+   * runtime.
+   *
+   * @returns Like {@linkcode Context.send}.
+   * @throws {UsageError} When the connection is not open.
+   */
+  sendPrepared(message: PreparedMessage): boolean;
   /** Sends a ping (at most 125 bytes of payload). */
   ping(data?: MessageData): void;
   /** Starts the close handshake (default code 1000). Does nothing when already closing. */

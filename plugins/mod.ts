@@ -39,7 +39,17 @@ export {
 export { checkStatus, CloseError, HttpError } from "./errors.ts";
 export { type Clock, type CloseInfo, type ConnectionOptions, type Context, type Handler, systemClock, type UpgradeAnswer } from "./hooks.ts";
 export { type Middleware, type Phase, type PhaseContext, PHASES, type Phases, Pipeline } from "./pipeline.ts";
-export { App, type ErrorHandler } from "./app.ts";
+export { App, type AppOptions, type ErrorHandler } from "./app.ts";
+export {
+  type Backplane,
+  type BackplaneLink,
+  checkTopic,
+  Hub,
+  InProcessBackplane,
+  type PublishOptions,
+  type PubSubOptions,
+  type PubSubStats,
+} from "./pubsub.ts";
 export { Branching, Router, type SubprotocolOptions, subprotocols } from "./router.ts";
 export { json, type JsonHandlers, type JsonOptions } from "./codec.ts";
 export {

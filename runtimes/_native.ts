@@ -13,6 +13,7 @@
 import { CloseCode, closePayload } from "../core/close_code.ts";
 import type { MessageData } from "../core/engine.ts";
 import { HandshakeError, ProtocolError, UsageError } from "../core/errors.ts";
+import type { PreparedMessage } from "../core/prepared.ts";
 import { headSize, selectSubprotocol, type UpgradeRequest, validateUpgradeRequest } from "../core/handshake.ts";
 import { ReadyState } from "../core/state.ts";
 import { type Clock, type CloseInfo, type ConnectionOptions, type Context, type Handler, systemClock, type UpgradeAnswer } from "../plugins/hooks.ts";
@@ -262,6 +263,11 @@ export class NativeSession<S = Record<string, unknown>> implements Context<S>, C
     const ok = this.#socket!.send(toBytes(data));
     if (!ok || this.bufferedAmount >= this.#highWaterMark) this.#startDrainWait();
     return !this.#needDrain;
+  }
+
+  /** Sends a prepared message: the runtime frames `message.data`. */
+  sendPrepared(message: PreparedMessage): boolean {
+    return this.send(message.data);
   }
 
   /** Sends a ping. */

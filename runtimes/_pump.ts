@@ -9,6 +9,7 @@
  */
 
 import { Engine, type EngineEvent, type MessageData } from "../core/engine.ts";
+import type { PreparedMessage } from "../core/prepared.ts";
 import { UsageError } from "../core/errors.ts";
 import { resolveLimits } from "../core/options.ts";
 import { type HeadLike, selectSubprotocol, type UpgradeRequest } from "../core/handshake.ts";
@@ -373,6 +374,16 @@ export class Pump<S = Record<string, unknown>> implements Context<S>, Connection
   /** Sends a message; `false` when the caller should wait for `drained()`. */
   send(data: MessageData): boolean {
     this.#engine.send(data);
+    return this.#sent();
+  }
+
+  /** Sends a message framed once for many recipients. */
+  sendPrepared(message: PreparedMessage): boolean {
+    this.#engine.sendPrepared(message);
+    return this.#sent();
+  }
+
+  #sent(): boolean {
     if (this.#engine.outputBytes >= this.#highWaterMark && !this.#inLoop) {
       // A burst of sends: hand the bytes to the socket now, not at the end of the tick.
       this.#flush();
