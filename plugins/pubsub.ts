@@ -97,6 +97,7 @@ export class InProcessBackplane implements Backplane {
     links.add(self);
     return {
       publish(topic, data) {
+        if (!links.has(self)) return; // closed
         for (const link of links) if (link !== self && link.topics.has(topic)) link.deliver(topic, data);
       },
       subscribe: (topic) => void self.topics.add(topic),
@@ -149,9 +150,12 @@ export interface PubSubOptions {
   /** Where published messages go beyond this app. Default: nowhere (topics stay in this app). */
   backplane?: Backplane;
   /**
-   * A subscriber whose buffered output is above this many bytes is slow:
-   * published messages are dropped for it, or it is closed, per
-   * `slowPolicy`. Direct `send()`s are not affected. Default 1 MiB.
+   * A subscriber whose buffered output (`bufferedAmount`) is above this many
+   * bytes is slow: published messages are dropped for it, or it is closed,
+   * per `slowPolicy`. Direct `send()`s are not affected. Buffered output
+   * includes what Duplex framed and has not handed to the socket yet, up to
+   * the high-water mark (64 KiB by default) in a burst, so keep this above
+   * `highWaterMark`. Default 1 MiB.
    */
   maxBufferedBytes?: number;
   /**
@@ -263,13 +267,15 @@ export class Hub<S = Record<string, unknown>> {
   }
 
   /**
-   * Subscribes a peer to a topic; the first local subscriber subscribes the backplane.
+   * Subscribes a peer to a topic; the first local subscriber subscribes the
+   * backplane. Only an open connection can subscribe (subscribe in `open`,
+   * not in the upgrade phase, which may still refuse).
    *
-   * @returns `false` when it was already subscribed.
+   * @returns `false` when it was already subscribed, or is not open.
    */
   subscribe(peer: Peer<S>, topic: string): boolean {
     checkTopic(topic);
-    if (peer.readyState === ReadyState.Closed) return false;
+    if (peer.readyState !== ReadyState.Open) return false;
     let peers = this.#topics.get(topic);
     if (peers?.has(peer)) return false;
     if (peers === undefined) {
@@ -319,7 +325,9 @@ export class Hub<S = Record<string, unknown>> {
     checkTopic(topic);
     const message = new PreparedMessage(data);
     this.stats.published++;
-    const delivered = this.#deliver(topic, message, options.except);
+    // An event context stands for its peer.
+    const except = (options.except as { peer?: Peer<S> } | undefined)?.peer ?? options.except;
+    const delivered = this.#deliver(topic, message, except);
     if (this.#link !== undefined) this.#call(() => this.#link!.publish(topic, message.data));
     return delivered;
   }

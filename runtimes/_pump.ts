@@ -384,8 +384,10 @@ export class Pump<S = Record<string, unknown>> implements Context<S>, Connection
   }
 
   #sent(): boolean {
-    if (this.#engine.outputBytes >= this.#highWaterMark && !this.#inLoop) {
-      // A burst of sends: hand the bytes to the socket now, not at the end of the tick.
+    if (this.#engine.outputBytes >= this.#highWaterMark) {
+      // A burst of sends (from a hook too): hand the bytes to the socket now,
+      // not at the end of the tick or of the loop, so that our own batch
+      // never grows past the high-water mark.
       this.#flush();
     } else {
       this.#scheduleFlush();
