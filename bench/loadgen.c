@@ -1,29 +1,49 @@
 /*
- * loadgen: a WebSocket echo load generator (Linux, epoll, non-blocking).
+ * loadgen: a WebSocket echo and fan-out load generator (Linux, epoll,
+ * non-blocking, one thread).
  *
- * Opens N connections, performs the HTTP upgrade on each, keeps a fixed
- * number of messages in flight per connection (a closed loop: every echo
- * lets one more message go), verifies every echo byte for byte, and prints
- * one JSON line on stdout. Diagnostics go to stderr.
+ * Echo mode (the default): opens N connections, performs the HTTP upgrade on
+ * each, keeps a fixed number of messages in flight per connection (a closed
+ * loop: every echo lets one more message go), verifies every echo byte for
+ * byte, and prints one JSON line on stdout. Diagnostics go to stderr.
+ *
+ * Fan-out mode (-F): opens N subscriber connections (GET /fanout?role=sub)
+ * and one publisher connection (GET /fanout?role=pub). The server must send
+ * every message the publisher sends to every subscriber, and nothing to the
+ * publisher. First the publisher sends probe messages every 20 ms until each
+ * subscriber has received one (so every subscription is in place); then it
+ * keeps -i numbered messages in flight, a message being in flight until
+ * every subscriber has received it (a closed loop). Each subscriber must
+ * receive every numbered message, in order, byte for byte (probes may come
+ * only before the first one). It reports deliveries (messages received by
+ * subscribers) per second, messages per second, and the fan-out latency of
+ * each message: from its send to its arrival at the last subscriber.
  *
  *   loadgen -p PORT [-h 127.0.0.1] [-c 64] [-i 16] [-s 32] [-t text|binary]
- *           [-w 1] (-d 3 | -n COUNT) [-T 60] [-I]
+ *           [-w 1] (-d 3 | -n COUNT) [-T 60] [-I | -F]
  *
  *   -h HOST     server address (IPv4 literal)           default 127.0.0.1
  *   -p PORT     server port                             required
- *   -c N        connections                             default 64
+ *   -c N        connections (-F: subscribers)           default 64
  *   -i N        messages in flight per connection        default 16
- *   -s BYTES    payload size                            default 32
+ *               (-F: messages in flight in all)
+ *   -s BYTES    payload size (-F: at least 16)          default 32
  *   -t KIND     text or binary                          default binary
  *   -w SECONDS  warm-up before measuring (not counted)  default 1
  *   -d SECONDS  measure for this long                   default 3
- *   -n COUNT    measure until COUNT echoes (instead of -d)
+ *   -n COUNT    measure until COUNT echoes (-F: COUNT messages received by
+ *               every subscriber) (instead of -d)
  *   -T SECONDS  hard limit on the whole run; exceeding it is an error
  *               default: warm-up + duration + 30, or 60 with -n
  *   -I          idle mode: open the connections, print {"ready":true,...},
  *               then hold them, silent, until stdin reaches EOF, SIGTERM or
  *               SIGINT arrives, or -d seconds pass; report any frame or close
  *               from the server as an error
+ *   -F          fan-out mode (see above)
+ *
+ * Fan-out payloads start with the message's number as 16 hexadecimal
+ * digits (a probe has 16 'P's instead); the rest is the same filler as an
+ * echo payload. Both are valid UTF-8, so -t text works too.
  *
  * Exit status: 0 when every echo matched and no connection failed, 1 on any
  * verification or connection error, 2 on bad arguments.
@@ -59,9 +79,12 @@
 #define MAX_IOV 64
 #define WS_KEY "dGhlIHNhbXBsZSBub25jZQ=="
 #define WS_ACCEPT "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=" /* RFC 6455 §1.3 example */
+#define SEQ_DIGITS 16                              /* fan-out: the message number, in hex, at the payload's start */
+#define PROBE_INTERVAL_NS (20ull * 1000000ull)
+#define PROBE_TIMEOUT_NS (15ull * 1000000000ull)
 
 enum { ST_IDLE, ST_CONNECTING, ST_HANDSHAKE, ST_OPEN, ST_DEAD };
-enum { PH_CONNECT, PH_WARMUP, PH_MEASURE, PH_DRAIN, PH_HOLD, PH_DONE };
+enum { PH_CONNECT, PH_PROBE, PH_WARMUP, PH_MEASURE, PH_DRAIN, PH_HOLD, PH_DONE };
 
 typedef struct {
   int fd;
@@ -75,6 +98,12 @@ typedef struct {
   uint32_t inflight;
   uint64_t *sent_at; /* ring of send times, one per message in flight */
   uint32_t ring_head, ring_tail;
+  /* fan-out */
+  int publisher;     /* the one publishing connection */
+  int probed;        /* a subscriber that has received a probe */
+  uint64_t next_seq; /* a subscriber's next expected message */
+  uint8_t *obuf;     /* the publisher's frames not yet written: obuf[ooff..olen) */
+  size_t olen, ooff, ocap;
 } conn_t;
 
 /* ---- configuration ---- */
@@ -89,6 +118,7 @@ static double opt_duration = 3.0;
 static uint64_t opt_count = 0;
 static double opt_limit = 0;
 static int opt_idle = 0;
+static int opt_fanout = 0;
 
 /* ---- state ---- */
 static conn_t *conns;
@@ -100,17 +130,31 @@ static uint8_t *expected;       /* the payload the echo must carry */
 static uint8_t expected_b0;     /* FIN + opcode of the echo */
 static char request[512];
 static size_t request_len;
+static char pub_request[512]; /* fan-out: the publisher's upgrade request (request is the subscribers') */
+static size_t pub_request_len;
 static int phase = PH_CONNECT;
+static uint32_t total_conns; /* opt_conns, plus the publisher with -F */
 static uint32_t started, opened, pending_handshakes;
 static uint64_t errors;
 static char first_error[256];
 static volatile sig_atomic_t stop_signal;
 static int stdin_watched;
 
+/* ---- fan-out ---- */
+static conn_t *pub;              /* the publisher: conns[opt_conns] */
+static uint64_t fan_sent;        /* numbered messages sent: the next one's number */
+static uint64_t fan_done;        /* messages every subscriber has received (they complete in order) */
+static uint32_t *fan_got;        /* per message in flight (by number % window): subscribers that have it */
+static uint64_t *fan_sent_at;    /* per message in flight: when it was queued */
+static uint32_t probed_count;    /* subscribers that have received a probe */
+static uint64_t t_probe_start, t_probe_last;
+static uint64_t deliveries;      /* messages received by subscribers while measuring */
+
 /* ---- statistics (reset at the end of the warm-up) ---- */
 static uint32_t *hist;
 static uint64_t hist_overflow, measured, lat_sum_us, lat_max_us;
 static uint64_t t_start, t_measure, t_measure_end, t_drain_end;
+static double cpu_measure, cpu_measure_end; /* this process's CPU seconds (user + system) */
 
 static uint64_t now_ns(void) {
   struct timespec ts;
@@ -155,14 +199,28 @@ static double parse_num(const char *s, const char *what, double min, double max)
 
 static void on_signal(int sig) { stop_signal = sig; }
 
+/* CPU time used by this process so far, in seconds: user + system. */
+static double cpu_seconds(void) {
+  struct rusage ru;
+  if (getrusage(RUSAGE_SELF, &ru) != 0) return 0;
+  return (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 + (double)ru.ru_stime.tv_sec +
+         (double)ru.ru_stime.tv_usec / 1e6;
+}
+
+static void set_out(conn_t *c, int on);
+
 /* ---- frames ---- */
 
+static const uint8_t frame_mask[4] = {0x37, 0xfa, 0x21, 0x3d}; /* every client frame's mask */
+
 static void build_frames(void) {
-  static const uint8_t mask[4] = {0x37, 0xfa, 0x21, 0x3d};
+  const uint8_t *mask = frame_mask;
   expected = malloc(opt_size ? opt_size : 1);
   for (size_t i = 0; i < opt_size; i++) {
     /* Text: printable ASCII. Binary: every byte value, most not valid UTF-8. */
     expected[i] = opt_text ? (uint8_t)('a' + i % 26) : (uint8_t)(i * 31 + 7);
+    /* Fan-out: the message number goes first (ASCII, so the payload stays valid UTF-8). */
+    if (opt_fanout && i < SEQ_DIGITS) expected[i] = '0';
   }
   uint8_t op = opt_text ? 0x1 : 0x2;
   expected_b0 = 0x80 | op;
@@ -186,14 +244,83 @@ static void build_frames(void) {
   memcpy(frame + p, mask, 4);
   p += 4;
   for (size_t i = 0; i < opt_size; i++) frame[p + i] = expected[i] ^ mask[i & 3];
-  request_len = (size_t)snprintf(request, sizeof request,
-                                 "GET /bench HTTP/1.1\r\n"
-                                 "Host: %s:%d\r\n"
-                                 "Upgrade: websocket\r\n"
-                                 "Connection: Upgrade\r\n"
-                                 "Sec-WebSocket-Key: " WS_KEY "\r\n"
-                                 "Sec-WebSocket-Version: 13\r\n\r\n",
-                                 opt_host, opt_port);
+  static const char *head = "Host: %s:%d\r\n"
+                            "Upgrade: websocket\r\n"
+                            "Connection: Upgrade\r\n"
+                            "Sec-WebSocket-Key: " WS_KEY "\r\n"
+                            "Sec-WebSocket-Version: 13\r\n\r\n";
+  char fmt[400];
+  snprintf(fmt, sizeof fmt, "GET %s HTTP/1.1\r\n%s", opt_fanout ? "/fanout?role=sub" : "/bench", head);
+  request_len = (size_t)snprintf(request, sizeof request, fmt, opt_host, opt_port);
+  snprintf(fmt, sizeof fmt, "GET /fanout?role=pub HTTP/1.1\r\n%s", head);
+  pub_request_len = (size_t)snprintf(pub_request, sizeof pub_request, fmt, opt_host, opt_port);
+}
+
+/* ---- fan-out: the publisher ---- */
+
+/* Queues one message for the publisher: the frame with the number `seq` (or a probe) in its payload. */
+static void queue_fanout(uint64_t seq, int probe) {
+  if (pub->olen + frame_len > pub->ocap) {
+    if (pub->ooff > 0) { /* move what is left to the front first */
+      memmove(pub->obuf, pub->obuf + pub->ooff, pub->olen - pub->ooff);
+      pub->olen -= pub->ooff;
+      pub->ooff = 0;
+    }
+    if (pub->olen + frame_len > pub->ocap) {
+      size_t cap = pub->ocap ? pub->ocap : 4096;
+      while (cap < pub->olen + frame_len) cap *= 2;
+      uint8_t *grown = realloc(pub->obuf, cap);
+      if (!grown) {
+        fail(pub, "out of memory");
+        return;
+      }
+      pub->obuf = grown;
+      pub->ocap = cap;
+    }
+  }
+  uint8_t *f = pub->obuf + pub->olen;
+  memcpy(f, frame, frame_len);
+  uint8_t *payload = f + (frame_len - opt_size); /* the mask's phase is 0 at the payload's start */
+  static const char hex[] = "0123456789abcdef";
+  for (int i = 0; i < SEQ_DIGITS; i++) {
+    uint8_t digit = probe ? (uint8_t)'P' : (uint8_t)hex[(seq >> (4 * (SEQ_DIGITS - 1 - i))) & 0xf];
+    payload[i] = digit ^ frame_mask[i & 3];
+  }
+  pub->olen += frame_len;
+}
+
+static void flush_pub(void) {
+  conn_t *c = pub;
+  while (c->state == ST_OPEN && c->ooff < c->olen) {
+    ssize_t w = write(c->fd, c->obuf + c->ooff, c->olen - c->ooff);
+    if (w < 0) {
+      if (errno == EINTR) continue;
+      if (errno == EAGAIN || errno == EWOULDBLOCK) {
+        set_out(c, 1);
+        return;
+      }
+      fail(c, "write: %s", strerror(errno));
+      return;
+    }
+    c->ooff += (size_t)w;
+  }
+  if (c->state == ST_OPEN && c->ooff == c->olen) {
+    c->ooff = c->olen = 0;
+    set_out(c, 0);
+  }
+}
+
+/* Tops up the messages in flight (a closed loop: one goes out as one reaches every subscriber). */
+static void fanout_publish(uint64_t t) {
+  if (pub->state != ST_OPEN) return;
+  int queued = 0;
+  while (fan_sent < fan_done + opt_window) {
+    queue_fanout(fan_sent, 0);
+    fan_sent_at[fan_sent % opt_window] = t;
+    fan_sent++;
+    queued = 1;
+  }
+  if (queued) flush_pub();
 }
 
 /* ---- epoll helpers ---- */
@@ -277,6 +404,21 @@ static void flush_conn(conn_t *c) {
 
 static int sending(void) { return phase == PH_WARMUP || phase == PH_MEASURE; }
 
+/* Reads the message number of a fan-out payload; returns 0 if it is not one. */
+static int parse_seq(const uint8_t *p, uint64_t *seq) {
+  uint64_t v = 0;
+  for (int i = 0; i < SEQ_DIGITS; i++) {
+    uint8_t ch = p[i];
+    uint64_t d;
+    if (ch >= '0' && ch <= '9') d = (uint64_t)(ch - '0');
+    else if (ch >= 'a' && ch <= 'f') d = (uint64_t)(ch - 'a' + 10);
+    else return 0;
+    v = (v << 4) | d;
+  }
+  *seq = v;
+  return 1;
+}
+
 /* ---- reading ---- */
 
 static void record_latency(uint64_t sent, uint64_t t) {
@@ -349,6 +491,97 @@ static uint32_t parse_frames(conn_t *c, uint64_t t) {
   return echoes;
 }
 
+/* Fan-out: parses the messages in a subscriber's rbuf, checks each one and counts it. */
+static void parse_fanout(conn_t *c, uint64_t t) {
+  size_t pos = 0;
+  while (c->state == ST_OPEN) {
+    size_t avail = c->rlen - pos;
+    if (avail < 2) break;
+    const uint8_t *b = c->rbuf + pos;
+    if (b[1] & 0x80) {
+      fail(c, "server frame is masked");
+      return;
+    }
+    size_t hdr = 2;
+    uint64_t len = b[1] & 0x7f;
+    if (len == 126) {
+      if (avail < 4) break;
+      len = ((uint64_t)b[2] << 8) | b[3];
+      hdr = 4;
+    } else if (len == 127) {
+      if (avail < 10) break;
+      len = 0;
+      for (int i = 0; i < 8; i++) len = (len << 8) | b[2 + i];
+      hdr = 10;
+    }
+    if (c->publisher) {
+      fail(c, "the publisher received a frame (first byte 0x%02x)", b[0]);
+      return;
+    }
+    if (b[0] != expected_b0) {
+      uint8_t op = b[0] & 0x0f;
+      if (op == 0x8) {
+        unsigned code = len >= 2 && avail >= hdr + 2 ? ((unsigned)b[hdr] << 8 | b[hdr + 1]) : 1005;
+        fail(c, "server sent a close frame (code %u)", code);
+      } else {
+        fail(c, "unexpected frame: first byte 0x%02x, expected 0x%02x", b[0], expected_b0);
+      }
+      return;
+    }
+    if (len != opt_size) {
+      fail(c, "message has %llu bytes, expected %zu", (unsigned long long)len, opt_size);
+      return;
+    }
+    if (avail < hdr + len) break;
+    const uint8_t *p = b + hdr;
+    if (memcmp(p + SEQ_DIGITS, expected + SEQ_DIGITS, opt_size - SEQ_DIGITS) != 0) {
+      fail(c, "payload differs from what was published");
+      return;
+    }
+    uint64_t seq;
+    if (p[0] == 'P') {
+      for (int i = 1; i < SEQ_DIGITS; i++) {
+        if (p[i] != 'P') {
+          fail(c, "malformed probe");
+          return;
+        }
+      }
+      if (c->next_seq != 0) {
+        fail(c, "a probe after message %llu", (unsigned long long)(c->next_seq - 1));
+        return;
+      }
+      if (!c->probed) {
+        c->probed = 1;
+        probed_count++;
+      }
+    } else if (!parse_seq(p, &seq)) {
+      fail(c, "malformed message number");
+      return;
+    } else if (seq != c->next_seq) {
+      fail(c, "message %llu where %llu was expected (a message missing, repeated or out of order)",
+           (unsigned long long)seq, (unsigned long long)c->next_seq);
+      return;
+    } else if (seq >= fan_sent) {
+      fail(c, "message %llu was never published", (unsigned long long)seq);
+      return;
+    } else {
+      c->next_seq++;
+      if (phase == PH_MEASURE) deliveries++;
+      uint32_t slot = (uint32_t)(seq % opt_window);
+      if (++fan_got[slot] == opt_conns) { /* the last subscriber got it */
+        fan_got[slot] = 0;
+        fan_done++;
+        if (phase == PH_MEASURE) record_latency(fan_sent_at[slot], t);
+      }
+    }
+    pos += hdr + len;
+  }
+  if (pos > 0 && c->state == ST_OPEN) {
+    memmove(c->rbuf, c->rbuf + pos, c->rlen - pos);
+    c->rlen -= pos;
+  }
+}
+
 /* Checks the 101 answer; returns 1 when the upgrade completed. */
 static int parse_handshake(conn_t *c) {
   uint8_t *end = memmem(c->rbuf, c->rlen, "\r\n\r\n", 4);
@@ -413,6 +646,12 @@ static void on_readable(conn_t *c) {
       if (c->rlen > 0) fail(c, "server sent data on an idle connection");
       continue;
     }
+    if (opt_fanout) {
+      parse_fanout(c, t);
+      /* A short read emptied the socket: epoll (level-triggered) tells when more comes, no need to read EAGAIN. */
+      if (c->rlen + (size_t)r < c->rcap) return;
+      continue;
+    }
     uint32_t echoes = parse_frames(c, t);
     if (echoes > 0 && sending()) {
       queue_messages(c, echoes, t);
@@ -433,8 +672,10 @@ static void on_writable(conn_t *c) {
     c->state = ST_HANDSHAKE;
   }
   if (c->state == ST_HANDSHAKE) {
-    while (c->hs_off < request_len) {
-      ssize_t w = write(c->fd, request + c->hs_off, request_len - c->hs_off);
+    const char *req = c->publisher ? pub_request : request;
+    size_t req_len = c->publisher ? pub_request_len : request_len;
+    while (c->hs_off < req_len) {
+      ssize_t w = write(c->fd, req + c->hs_off, req_len - c->hs_off);
       if (w < 0) {
         if (errno == EINTR) continue;
         if (errno == EAGAIN) return;
@@ -446,7 +687,10 @@ static void on_writable(conn_t *c) {
     set_out(c, 0);
     return;
   }
-  if (c->state == ST_OPEN) flush_conn(c);
+  if (c->state == ST_OPEN) {
+    if (c->publisher) flush_pub();
+    else flush_conn(c);
+  }
 }
 
 /* ---- phases ---- */
@@ -455,6 +699,11 @@ static void begin_load(uint64_t t) {
   phase = opt_warmup > 0 ? PH_WARMUP : PH_MEASURE;
   t_start = t;
   t_measure = t + (uint64_t)(opt_warmup * 1e9);
+  cpu_measure = cpu_seconds();
+  if (opt_fanout) {
+    fanout_publish(t);
+    return;
+  }
   for (uint32_t i = 0; i < opt_conns; i++) {
     conn_t *c = &conns[i];
     if (c->state != ST_OPEN) continue;
@@ -478,6 +727,9 @@ static const char *error_json(void) {
 }
 
 static void print_json(void) {
+  double cpu = t_measure_end > t_measure && cpu_measure_end > cpu_measure
+                   ? (cpu_measure_end - cpu_measure) / ((double)(t_measure_end - t_measure) / 1e9)
+                   : 0;
   if (opt_idle) {
     printf("{\"mode\":\"idle\",\"connections\":%u,\"opened\":%u,\"errors\":%llu,\"error\":\"%s\"}\n", opt_conns,
            opened, (unsigned long long)errors, error_json());
@@ -499,19 +751,31 @@ static void print_json(void) {
   if (measured && !got50) p50 = lat_max_us;
   if (measured && !got99) p99 = lat_max_us;
   if (measured && !got999) p999 = lat_max_us;
+  if (opt_fanout) {
+    double dps = secs > 0 ? (double)deliveries / secs : 0;
+    printf("{\"mode\":\"fanout\",\"subscribers\":%u,\"inflight\":%u,\"size\":%zu,\"type\":\"%s\","
+           "\"seconds\":%.3f,\"messages\":%llu,\"msgs_per_s\":%.0f,\"deliveries\":%llu,\"deliveries_per_s\":%.0f,"
+           "\"mb_per_s\":%.2f,\"p50_us\":%llu,\"p99_us\":%llu,\"p999_us\":%llu,\"max_us\":%llu,\"mean_us\":%.1f,"
+           "\"gen_cpu\":%.3f,\"errors\":%llu,\"error\":\"%s\"}\n",
+           opt_conns, opt_window, opt_size, opt_text ? "text" : "binary", secs, (unsigned long long)measured, rate,
+           (unsigned long long)deliveries, dps, dps * (double)opt_size / 1e6, (unsigned long long)p50,
+           (unsigned long long)p99, (unsigned long long)p999, (unsigned long long)lat_max_us,
+           measured ? (double)lat_sum_us / (double)measured : 0.0, cpu, (unsigned long long)errors, error_json());
+    return;
+  }
   printf("{\"mode\":\"load\",\"connections\":%u,\"inflight\":%u,\"size\":%zu,\"type\":\"%s\","
          "\"seconds\":%.3f,\"messages\":%llu,\"msgs_per_s\":%.0f,\"mb_per_s\":%.2f,"
          "\"p50_us\":%llu,\"p99_us\":%llu,\"p999_us\":%llu,\"max_us\":%llu,\"mean_us\":%.1f,"
-         "\"errors\":%llu,\"error\":\"%s\"}\n",
+         "\"gen_cpu\":%.3f,\"errors\":%llu,\"error\":\"%s\"}\n",
          opt_conns, opt_window, opt_size, opt_text ? "text" : "binary", secs, (unsigned long long)measured, rate,
          rate * (double)opt_size / 1e6, (unsigned long long)p50, (unsigned long long)p99,
          (unsigned long long)p999, (unsigned long long)lat_max_us,
-         measured ? (double)lat_sum_us / (double)measured : 0.0, (unsigned long long)errors, error_json());
+         measured ? (double)lat_sum_us / (double)measured : 0.0, cpu, (unsigned long long)errors, error_json());
 }
 
 int main(int argc, char **argv) {
   int opt, have_d = 0;
-  while ((opt = getopt(argc, argv, "h:p:c:i:s:t:w:d:n:T:I")) != -1) {
+  while ((opt = getopt(argc, argv, "h:p:c:i:s:t:w:d:n:T:IF")) != -1) {
     switch (opt) {
       case 'h': opt_host = optarg; break;
       case 'p': opt_port = (int)parse_num(optarg, "port", 1, 65535); break;
@@ -528,12 +792,16 @@ int main(int argc, char **argv) {
       case 'n': opt_count = (uint64_t)parse_num(optarg, "count", 1, 1e15); break;
       case 'T': opt_limit = parse_num(optarg, "time limit", 0.001, 86400); break;
       case 'I': opt_idle = 1; break;
+      case 'F': opt_fanout = 1; break;
       default: usage("unknown option");
     }
   }
   if (optind != argc) usage("unexpected argument");
   if (opt_port < 0) usage("-p PORT is required");
   if (opt_count && have_d) usage("give -d or -n, not both");
+  if (opt_idle && opt_fanout) usage("give -I or -F, not both");
+  if (opt_fanout && opt_size < SEQ_DIGITS) usage("-F needs -s 16 or more (the message number takes 16 bytes)");
+  total_conns = opt_conns + (opt_fanout ? 1 : 0);
   if (opt_limit == 0) opt_limit = opt_count ? 60 : opt_warmup + opt_duration + 30;
   if (opt_idle) opt_limit = opt_duration + 30;
 
@@ -546,8 +814,8 @@ int main(int argc, char **argv) {
   sigaction(SIGINT, &sa, NULL);
 
   struct rlimit rl;
-  if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < opt_conns + 64) {
-    rl.rlim_cur = rl.rlim_max < opt_conns + 64 ? rl.rlim_max : opt_conns + 64;
+  if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < total_conns + 64) {
+    rl.rlim_cur = rl.rlim_max < total_conns + 64 ? rl.rlim_max : total_conns + 64;
     setrlimit(RLIMIT_NOFILE, &rl);
   }
 
@@ -558,19 +826,29 @@ int main(int argc, char **argv) {
 
   build_frames();
   hist = calloc(HIST_MAX_US, sizeof *hist);
-  conns = calloc(opt_conns, sizeof *conns);
+  conns = calloc(total_conns, sizeof *conns);
   ep = epoll_create1(EPOLL_CLOEXEC);
   if (!hist || !conns || ep < 0) {
     perror("loadgen: setup");
     return 1;
   }
-  size_t rcap = opt_idle ? 4096 : 2 * frame_len + 16384;
-  for (uint32_t i = 0; i < opt_conns; i++) {
+  size_t rcap = opt_idle ? 4096 : opt_fanout ? 2 * frame_len + 65536 : 2 * frame_len + 16384;
+  for (uint32_t i = 0; i < total_conns; i++) {
     conns[i].fd = -1;
     conns[i].rcap = rcap;
     conns[i].rbuf = malloc(rcap);
     conns[i].sent_at = calloc(opt_window, sizeof(uint64_t));
     if (!conns[i].rbuf || !conns[i].sent_at) {
+      perror("loadgen: malloc");
+      return 1;
+    }
+  }
+  if (opt_fanout) {
+    pub = &conns[opt_conns];
+    pub->publisher = 1;
+    fan_got = calloc(opt_window, sizeof *fan_got);
+    fan_sent_at = calloc(opt_window, sizeof *fan_sent_at);
+    if (!fan_got || !fan_sent_at) {
       perror("loadgen: malloc");
       return 1;
     }
@@ -588,7 +866,7 @@ int main(int argc, char **argv) {
   struct epoll_event events[256];
   while (phase != PH_DONE) {
     /* Start connections, a bounded number at a time. */
-    while (phase == PH_CONNECT && started < opt_conns && pending_handshakes < MAX_PENDING_HANDSHAKES)
+    while (phase == PH_CONNECT && started < total_conns && pending_handshakes < MAX_PENDING_HANDSHAKES)
       start_connect(&conns[started]);
 
     int n = epoll_wait(ep, events, 256, 5);
@@ -617,6 +895,7 @@ int main(int argc, char **argv) {
     }
 
     uint64_t t = now_ns();
+    if (opt_fanout && sending()) fanout_publish(t);
     if (stop_signal) {
       if (phase == PH_HOLD) phase = PH_DONE;
       else {
@@ -627,15 +906,19 @@ int main(int argc, char **argv) {
     }
     if (t > deadline) {
       fail(NULL, "time limit of %.0f s exceeded (phase %d, %u of %u connections open)", opt_limit, phase, opened,
-           opt_conns);
+           total_conns);
       break;
     }
     if (errors) break; /* already reported: a run with a failed connection or a bad echo is void */
 
     switch (phase) {
       case PH_CONNECT:
-        if (opened == opt_conns) {
-          if (opt_idle) {
+        if (opened == total_conns) {
+          if (opt_fanout) {
+            phase = PH_PROBE;
+            t_probe_start = t;
+            t_probe_last = 0;
+          } else if (opt_idle) {
             phase = PH_HOLD;
             hold_end = t + (uint64_t)(opt_duration * 1e9);
             printf("{\"ready\":true,\"connections\":%u}\n", opened);
@@ -644,32 +927,56 @@ int main(int argc, char **argv) {
             begin_load(t);
           }
         } else if (t - t0 > CONNECT_TIMEOUT_NS) {
-          fail(NULL, "only %u of %u connections opened in %llu s", opened, opt_conns,
+          fail(NULL, "only %u of %u connections opened in %llu s", opened, total_conns,
                (unsigned long long)(CONNECT_TIMEOUT_NS / 1000000000ull));
           goto out;
+        }
+        break;
+      case PH_PROBE:
+        if (probed_count == opt_conns) {
+          begin_load(t);
+        } else if (t - t_probe_start > PROBE_TIMEOUT_NS) {
+          fail(NULL, "only %u of %u subscribers received a probe in %llu s", probed_count, opt_conns,
+               (unsigned long long)(PROBE_TIMEOUT_NS / 1000000000ull));
+          goto out;
+        } else if (t - t_probe_last >= PROBE_INTERVAL_NS) {
+          t_probe_last = t;
+          queue_fanout(0, 1);
+          flush_pub();
         }
         break;
       case PH_WARMUP:
         if (t >= t_measure) {
           memset(hist, 0, HIST_MAX_US * sizeof *hist);
-          hist_overflow = measured = lat_sum_us = lat_max_us = 0;
+          hist_overflow = measured = lat_sum_us = lat_max_us = deliveries = 0;
           t_measure = t;
+          cpu_measure = cpu_seconds();
           phase = PH_MEASURE;
         }
         break;
       case PH_MEASURE:
         if ((opt_count && measured >= opt_count) || (!opt_count && t >= t_measure + (uint64_t)(opt_duration * 1e9))) {
           t_measure_end = t;
+          cpu_measure_end = cpu_seconds();
           t_drain_end = t + DRAIN_TIMEOUT_NS;
           phase = PH_DRAIN;
         }
         break;
       case PH_DRAIN: {
         uint64_t left = 0;
-        for (uint32_t i = 0; i < opt_conns; i++) left += conns[i].inflight;
+        if (opt_fanout) left = fan_sent - fan_done;
+        else
+          for (uint32_t i = 0; i < opt_conns; i++) left += conns[i].inflight;
         if (left == 0) phase = PH_DONE;
         else if (t > t_drain_end) {
-          fail(NULL, "%llu messages never echoed", (unsigned long long)left);
+          if (opt_fanout) {
+            uint64_t behind = 0;
+            for (uint32_t i = 0; i < opt_conns; i++) behind += conns[i].next_seq < fan_sent;
+            fail(NULL, "%llu of %llu messages not received by every subscriber (%llu subscribers behind)",
+                 (unsigned long long)left, (unsigned long long)fan_sent, (unsigned long long)behind);
+          } else {
+            fail(NULL, "%llu messages never echoed", (unsigned long long)left);
+          }
           goto out;
         }
         break;
@@ -684,9 +991,9 @@ out:
 
   /* Say goodbye: a masked close frame (1000), then close. */
   static const uint8_t close_frame[] = {0x88, 0x82, 0, 0, 0, 0, 0x03, 0xe8};
-  for (uint32_t i = 0; i < opt_conns; i++) {
+  for (uint32_t i = 0; i < total_conns; i++) {
     if (conns[i].fd < 0) continue;
-    if (conns[i].state == ST_OPEN && conns[i].pend_off == 0) {
+    if (conns[i].state == ST_OPEN && conns[i].pend_off == 0 && conns[i].ooff == conns[i].olen) {
       ssize_t ignored = write(conns[i].fd, close_frame, sizeof close_frame);
       (void)ignored;
     }

@@ -1,20 +1,24 @@
 /**
- * The echo benchmark, on Node, Deno and Bun in one run, driven by the C load
- * generator in `bench/loadgen.c`. On each runtime, Duplex is compared with
- * that runtime's reference server: `ws` on Node; `Deno.serve` +
+ * The benchmark (echo, memory per idle connection, pub/sub fan-out), on
+ * Node, Deno and Bun in one run, driven by the C load generator in
+ * `bench/loadgen.c`. On each runtime, Duplex is compared with that
+ * runtime's reference server: `ws` on Node; `Deno.serve` +
  * `Deno.upgradeWebSocket` on Deno; `Bun.serve` on Bun (on Deno and Bun, both
  * Duplex's raw and native transports). See `bench/README.md`.
  *
  *   npm run bench
  *   BENCH_REPS=1 BENCH_SECONDS=2 npm run bench   # quick check
  *   BENCH_RUNTIMES=deno,bun npm run bench         # some runtimes only
+ *   BENCH_ONLY=fanout npm run bench               # some parts only
  *
  * For each workload (payload size × text/binary) and each repetition, it
  * starts each server afresh pinned to CPU 0, runs the generator pinned to
  * CPU 1 (warm-up, then measure), and stops the server; then it measures the
- * memory each server needs per idle connection. It prints a markdown report
- * of the medians and of the ratios Duplex / reference, per runtime, and
- * writes it to `bench/results/latest.md`.
+ * memory each server needs per idle connection; then, for each fan-out
+ * workload (messages in flight), one publisher and 1,000 subscribers on
+ * each fan-out server. It prints a markdown report of the medians and of
+ * the ratios Duplex / reference, per runtime, and writes it to
+ * `bench/results/latest.md`.
  *
  * @module
  */
@@ -45,6 +49,40 @@ const WARMUP = envNumber("BENCH_WARMUP", 1, false);
 const CONNECTIONS = envNumber("BENCH_CONNECTIONS", 64, true);
 const INFLIGHT = envNumber("BENCH_INFLIGHT", 16, true);
 const IDLE_CONNECTIONS = envNumber("BENCH_IDLE_CONNECTIONS", 2000, true);
+const FANOUT_SUBSCRIBERS = envNumber("BENCH_FANOUT_SUBSCRIBERS", 1000, true);
+const FANOUT_SIZE = envNumber("BENCH_FANOUT_SIZE", 64, true);
+if (FANOUT_SIZE < 16) throw new RangeError(`Invalid BENCH_FANOUT_SIZE: at least 16 (the message number), got ${FANOUT_SIZE}`);
+const FANOUT_INFLIGHT = envList("BENCH_FANOUT_INFLIGHT", [1, 16]);
+
+/** A comma-separated list of positive integers. */
+function envList(name: string, fallback: number[]): number[] {
+  const raw = process.env[name];
+  if (raw === undefined || raw.trim() === "") return fallback;
+  const values = raw.split(",").map((v) => v.trim()).filter((v) => v !== "").map(Number);
+  if (values.length === 0 || values.some((v) => !Number.isInteger(v) || v <= 0)) {
+    throw new RangeError(`Invalid ${name}: expected positive integers separated by commas, got ${raw}`);
+  }
+  return values;
+}
+
+/** The parts of the benchmark: echo throughput and latency, memory per idle connection, pub/sub fan-out. */
+type Part = "echo" | "memory" | "fanout";
+const PARTS: readonly Part[] = ["echo", "memory", "fanout"];
+
+function selectParts(): Set<Part> {
+  const raw = process.env.BENCH_ONLY;
+  if (raw === undefined || raw.trim() === "") return new Set(PARTS);
+  const wanted = raw.split(",").map((part) => part.trim().toLowerCase()).filter((part) => part !== "");
+  if (wanted.length === 0) throw new RangeError(`Invalid BENCH_ONLY: no part in "${raw}"`);
+  for (const part of wanted) {
+    if (!(PARTS as readonly string[]).includes(part)) {
+      throw new RangeError(`Invalid BENCH_ONLY: unknown part "${part}" (expected echo, memory and/or fanout)`);
+    }
+  }
+  return new Set(wanted as Part[]);
+}
+
+const ONLY = selectParts();
 
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
 const BENCH = `${ROOT}bench/`;
@@ -163,8 +201,55 @@ const ALL_SERVERS: ServerSpec[] = [
 ];
 
 const SERVERS = ALL_SERVERS.filter((s) => SELECTED.includes(s.runtime));
-const serversOf = (runtime: RuntimeSpec): ServerSpec[] => SERVERS.filter((s) => s.runtime === runtime);
-const peerOf = (runtime: RuntimeSpec): ServerSpec => serversOf(runtime).find((s) => s.role === "peer")!;
+const serversOf = (runtime: RuntimeSpec, list: ServerSpec[] = SERVERS): ServerSpec[] => list.filter((s) => s.runtime === runtime);
+const peerOf = (runtime: RuntimeSpec, list: ServerSpec[] = SERVERS): ServerSpec =>
+  serversOf(runtime, list).find((s) => s.role === "peer")!;
+
+/**
+ * The fan-out servers: one publisher connection, subscribers that all
+ * subscribe to one topic; the publisher's messages go to every subscriber.
+ * Duplex publishes with `app.publish()` (its raw path on each runtime, and
+ * the native one on Deno and Bun); the references do what an application
+ * written against them would: a loop over `wss.clients` with `ws`, a loop
+ * over the subscribers' sockets on `Deno.serve` (no topics there), and Bun's
+ * native topics (`server.publish()`).
+ */
+const ALL_FANOUT_SERVERS: ServerSpec[] = [
+  { runtime: runtimeOf("node"), name: "Duplex App", role: "duplex", file: "bench/servers/fanout_duplex.ts" },
+  { runtime: runtimeOf("node"), name: "ws loop", role: "peer", file: "bench/servers/fanout_ws.ts" },
+  {
+    runtime: runtimeOf("deno"),
+    name: "Duplex raw",
+    role: "duplex",
+    file: "bench/servers/fanout_duplex.ts",
+    env: { TRANSPORT: "raw" },
+  },
+  {
+    runtime: runtimeOf("deno"),
+    name: "Duplex native",
+    role: "native",
+    file: "bench/servers/fanout_duplex.ts",
+    env: { TRANSPORT: "native" },
+  },
+  { runtime: runtimeOf("deno"), name: "Deno.serve loop", role: "peer", file: "bench/servers/fanout_deno_serve.ts" },
+  {
+    runtime: runtimeOf("bun"),
+    name: "Duplex raw",
+    role: "duplex",
+    file: "bench/servers/fanout_duplex.ts",
+    env: { TRANSPORT: "raw" },
+  },
+  {
+    runtime: runtimeOf("bun"),
+    name: "Duplex native",
+    role: "native",
+    file: "bench/servers/fanout_duplex.ts",
+    env: { TRANSPORT: "native" },
+  },
+  { runtime: runtimeOf("bun"), name: "Bun.serve publish", role: "peer", file: "bench/servers/fanout_bun_serve.ts" },
+];
+
+const FANOUT_SERVERS = ALL_FANOUT_SERVERS.filter((s) => SELECTED.includes(s.runtime));
 /** Its runtime and name, unique across the run. */
 const serverId = (spec: ServerSpec): string => `${spec.runtime.name}/${spec.name}`;
 
@@ -178,6 +263,14 @@ const WORKLOADS: Workload[] = [];
 for (const [size, sizeLabel] of [[32, "32 B"], [1024, "1 KiB"], [65536, "64 KiB"]] as const) {
   for (const kind of ["text", "binary"] as const) WORKLOADS.push({ label: `${sizeLabel} ${kind}`, size, kind });
 }
+
+/** A fan-out workload: text messages of FANOUT_SIZE bytes, `inflight` of them published and not yet everywhere. */
+interface FanoutWorkload {
+  label: string;
+  inflight: number;
+}
+
+const FANOUT_WORKLOADS: FanoutWorkload[] = FANOUT_INFLIGHT.map((inflight) => ({ label: `${inflight} in flight`, inflight }));
 
 // ---- child processes: every one is tracked and killed on any exit path ----
 
@@ -413,6 +506,42 @@ async function runLoad(server: RunningServer, workload: Workload): Promise<LoadR
   return result;
 }
 
+/** What the generator reports for a fan-out run. */
+interface FanoutResult {
+  subscribers: number;
+  deliveries_per_s: number;
+  msgs_per_s: number;
+  p50_us: number;
+  p99_us: number;
+  max_us: number;
+  /** The generator's CPU use while measuring: user + system seconds per second (1 = one CPU busy). */
+  gen_cpu: number;
+  errors: number;
+  error: string;
+}
+
+async function runFanout(server: RunningServer, workload: FanoutWorkload): Promise<FanoutResult> {
+  const args = [
+    ...["-F", "-h", HOST, "-p", String(server.port), "-c", String(FANOUT_SUBSCRIBERS), "-i", String(workload.inflight)],
+    ...["-s", String(FANOUT_SIZE), "-t", "text", "-w", String(WARMUP), "-d", String(SECONDS)],
+  ];
+  const proc = start([...pin(1), LOADGEN, ...args]);
+  proc.child.stdin!.end();
+  const limitMs = (WARMUP + SECONDS + 60) * 1000;
+  const timer = setTimeout(() => proc.child.kill("SIGKILL"), limitMs);
+  const { code, signal } = await proc.exited;
+  clearTimeout(timer);
+  const result = lastJson<FanoutResult>(proc.stdout.all);
+  if (code !== 0 || result === undefined) {
+    const why = result?.error || proc.stderr() || `no report`;
+    throw new Error(`loadgen -F failed (${signal ?? `exit ${code}`}): ${why}`);
+  }
+  if (server.proc.child.exitCode !== null || server.proc.child.signalCode !== null) {
+    throw new Error(`the server exited during the run: ${server.proc.stderr()}`);
+  }
+  return result;
+}
+
 function readRssKiB(pid: number): number {
   const match = readFileSync(`/proc/${pid}/status`, "utf8").match(/^VmRSS:\s*(\d+)\s*kB/m);
   if (!match) throw new Error(`No VmRSS for pid ${pid}`);
@@ -489,6 +618,15 @@ function fmtLatency(results: LoadResult[]): string {
   return `${fmtInt(median(results.map((r) => r.p50_us)))} / ${fmtInt(median(results.map((r) => r.p99_us)))}`;
 }
 
+/** Microseconds as milliseconds, one decimal. */
+function fmtMs(us: number): string {
+  return Number.isFinite(us) ? dec1.format(us / 1000) : "n/a";
+}
+
+function fmtPercent(fraction: number): string {
+  return Number.isFinite(fraction) ? `${Math.round(fraction * 100)} %` : "n/a";
+}
+
 function fmtMiB(kib: number): string {
   return Number.isFinite(kib) ? `${dec1.format(kib / 1024)} MiB` : "n/a";
 }
@@ -509,9 +647,9 @@ function compileLoadgen(): void {
 }
 
 /** The ratio's column label: "Duplex/ws", "raw/Deno.serve", "native/Bun.serve". */
-function ratioLabel(spec: ServerSpec): string {
-  const peer = peerOf(spec.runtime);
-  const hasNative = serversOf(spec.runtime).some((s) => s.role === "native");
+function ratioLabel(spec: ServerSpec, list: ServerSpec[] = SERVERS): string {
+  const peer = peerOf(spec.runtime, list);
+  const hasNative = serversOf(spec.runtime, list).some((s) => s.role === "native");
   const label = spec.role === "native" ? "native" : hasNative ? "raw" : spec.name;
   return `${label}/${peer.name}`;
 }
@@ -526,22 +664,39 @@ async function main(): Promise<void> {
   }
   compileLoadgen();
 
+  const echoOn = ONLY.has("echo");
+  const memoryOn = ONLY.has("memory");
+  const fanoutOn = ONLY.has("fanout");
   const startedAt = new Date();
   const commit = sh("git", ["rev-parse", "--short", "HEAD"]);
   const dirty = sh("git", ["status", "--porcelain", "--untracked-files=no"]) !== "" ? ", uncommitted changes" : "";
   const versions = new Map(SELECTED.map((r) => [r.name, r.version()]));
-  const describe = (runtime: RuntimeSpec): string =>
-    `${runtime.title}: ${serversOf(runtime).map((s) => s.name).join(", ")} (reference: ${peerOf(runtime).name})`;
+  const describe = (runtime: RuntimeSpec, list: ServerSpec[]): string =>
+    `${runtime.title}: ${serversOf(runtime, list).map((s) => s.name).join(", ")} (reference: ${peerOf(runtime, list).name})`;
+  const parts = [echoOn && "echo", memoryOn && "memory per idle connection", fanoutOn && "fan-out"].filter(Boolean);
   const header = [
-    `# Duplex echo benchmark (${SELECTED.map((r) => r.title).join(", ")})`,
+    `# Duplex benchmark: ${parts.join(", ")} (${SELECTED.map((r) => r.title).join(", ")})`,
     ``,
     `- Date: ${startedAt.toISOString()}`,
     `- Machine: ${nproc} CPUs (nproc), ${cpuModel()}, ${os.type()} ${os.release()}, ${Math.round(os.totalmem() / 2 ** 20)} MiB RAM`,
     `- Duplex ${packageVersion("package.json")}${commit ? ` (git ${commit}${dirty})` : ""}; ` +
     SELECTED.map((r) => versions.get(r.name)).join("; "),
-    `- Servers: ${SELECTED.map(describe).join("; ")}`,
-    `- Load: ${CONNECTIONS} connections × ${INFLIGHT} messages in flight, ${WARMUP} s warm-up then ${SECONDS} s measured, ` +
-    `every echo verified; median of ${REPS} run${REPS === 1 ? "" : "s"} per cell, a fresh server per run, servers interleaved`,
+    ...(echoOn || memoryOn ? [`- Servers: ${SELECTED.map((r) => describe(r, SERVERS)).join("; ")}`] : []),
+    ...(echoOn
+      ? [
+        `- Load: ${CONNECTIONS} connections × ${INFLIGHT} messages in flight, ${WARMUP} s warm-up then ${SECONDS} s measured, ` +
+        `every echo verified`,
+      ]
+      : []),
+    ...(fanoutOn
+      ? [
+        `- Fan-out servers: ${SELECTED.map((r) => describe(r, FANOUT_SERVERS)).join("; ")}`,
+        `- Fan-out load: 1 publisher, ${fmtInt(FANOUT_SUBSCRIBERS)} subscribers, ${FANOUT_SIZE} B text messages, ` +
+        `${FANOUT_INFLIGHT.join(" or ")} in flight (published and not yet received by every subscriber), ` +
+        `${WARMUP} s warm-up then ${SECONDS} s measured, every delivery verified (each subscriber gets every message, in order)`,
+      ]
+      : []),
+    `- Median of ${REPS} run${REPS === 1 ? "" : "s"} per cell, a fresh server per run, servers interleaved`,
     `- Pinning: ${pinNote}`,
     `- Load average at start: ${loadAverage()} (other work on the machine skews the numbers)`,
   ];
@@ -550,9 +705,11 @@ async function main(): Promise<void> {
 
   const load = new Map<string, LoadResult[]>(); // key: `${workload}|${serverId}`
   const memory = new Map<string, MemoryResult[]>(); // key: serverId
+  const fanout = new Map<string, FanoutResult[]>(); // key: `${fan-out workload}|${serverId}`
   const failures: string[] = [];
   const raw: string[] = [];
   const key = (w: Workload, s: ServerSpec): string => `${w.label}|${serverId(s)}`;
+  const fanKey = (w: FanoutWorkload, s: ServerSpec): string => `${w.label}|${serverId(s)}`;
   const push = <T>(map: Map<string, T[]>, k: string, value: T): void => {
     const list = map.get(k) ?? [];
     list.push(value);
@@ -570,36 +727,61 @@ async function main(): Promise<void> {
     console.log(line);
     raw.push(line);
   };
-  const serverTag = (spec: ServerSpec): string => `${spec.runtime.title.padEnd(4)} ${spec.name.padEnd(13)}`;
+  const serverTag = (spec: ServerSpec): string => `${spec.runtime.title.padEnd(4)} ${spec.name.padEnd(17)}`;
 
   for (let rep = 1; rep <= REPS; rep++) {
     const order = rep % 2 === 1 ? SERVERS : [...SERVERS].reverse();
-    for (const workload of WORKLOADS) {
+    if (echoOn) {
+      for (const workload of WORKLOADS) {
+        for (const spec of order) {
+          const tag = `[${rep}/${REPS}] ${workload.label.padEnd(13)} ${serverTag(spec)}`;
+          await attempt(tag, async () => {
+            const server = await startServer(spec);
+            try {
+              const result = await runLoad(server, workload);
+              push(load, key(workload, spec), result);
+              return `${fmtInt(result.msgs_per_s).padStart(9)} msg/s ${
+                result.mb_per_s.toFixed(1).padStart(7)
+              } MB/s  p50 ${fmtInt(result.p50_us).padStart(7)} µs  p99 ${fmtInt(result.p99_us).padStart(7)} µs`;
+            } finally {
+              await stopServer(server);
+            }
+          });
+        }
+      }
+    }
+    if (memoryOn) {
       for (const spec of order) {
-        const tag = `[${rep}/${REPS}] ${workload.label.padEnd(13)} ${serverTag(spec)}`;
+        const tag = `[${rep}/${REPS}] ${`idle × ${IDLE_CONNECTIONS}`.padEnd(13)} ${serverTag(spec)}`;
         await attempt(tag, async () => {
-          const server = await startServer(spec);
-          try {
-            const result = await runLoad(server, workload);
-            push(load, key(workload, spec), result);
-            return `${fmtInt(result.msgs_per_s).padStart(9)} msg/s ${
-              result.mb_per_s.toFixed(1).padStart(7)
-            } MB/s  p50 ${fmtInt(result.p50_us).padStart(7)} µs  p99 ${fmtInt(result.p99_us).padStart(7)} µs`;
-          } finally {
-            await stopServer(server);
-          }
+          const result = await measureMemory(spec);
+          push(memory, serverId(spec), result);
+          return `baseline ${fmtMiB(result.baselineKiB)}, loaded ${fmtMiB(result.loadedKiB)}: ${
+            fmtKiB(result.perConnectionKiB)
+          } per connection`;
         });
       }
     }
-    for (const spec of order) {
-      const tag = `[${rep}/${REPS}] ${`idle × ${IDLE_CONNECTIONS}`.padEnd(13)} ${serverTag(spec)}`;
-      await attempt(tag, async () => {
-        const result = await measureMemory(spec);
-        push(memory, serverId(spec), result);
-        return `baseline ${fmtMiB(result.baselineKiB)}, loaded ${fmtMiB(result.loadedKiB)}: ${
-          fmtKiB(result.perConnectionKiB)
-        } per connection`;
-      });
+    if (fanoutOn) {
+      const fanOrder = rep % 2 === 1 ? FANOUT_SERVERS : [...FANOUT_SERVERS].reverse();
+      for (const workload of FANOUT_WORKLOADS) {
+        for (const spec of fanOrder) {
+          const tag = `[${rep}/${REPS}] ${`fan-out ${workload.inflight}`.padEnd(13)} ${serverTag(spec)}`;
+          await attempt(tag, async () => {
+            const server = await startServer(spec);
+            try {
+              const result = await runFanout(server, workload);
+              push(fanout, fanKey(workload, spec), result);
+              return `${fmtInt(result.deliveries_per_s).padStart(10)} deliveries/s ${
+                fmtInt(result.msgs_per_s).padStart(6)
+              } msg/s  p50 ${fmtMs(result.p50_us).padStart(7)} ms  p99 ${fmtMs(result.p99_us).padStart(7)} ms  ` +
+                `generator CPU ${fmtPercent(result.gen_cpu)}`;
+            } finally {
+              await stopServer(server);
+            }
+          });
+        }
+      }
     }
   }
 
@@ -613,26 +795,30 @@ async function main(): Promise<void> {
     `| Workload | ${compared.map((s) => `${s.runtime.title} ${ratioLabel(s)}`).join(" | ")} |`,
     `|---|${compared.map(() => "--:|").join("")}`,
   ];
-  for (const workload of WORKLOADS) {
-    const cells = compared.map((s) => fmtRatio(rate(workload, s), rate(workload, peerOf(s.runtime))));
-    glance.push(`| ${workload.label} msg/s | ${cells.join(" | ")} |`);
+  if (echoOn) {
+    for (const workload of WORKLOADS) {
+      const cells = compared.map((s) => fmtRatio(rate(workload, s), rate(workload, peerOf(s.runtime))));
+      glance.push(`| ${workload.label} msg/s | ${cells.join(" | ")} |`);
+    }
   }
-  glance.push(
-    `| Memory per idle connection | ${
-      compared.map((s) => fmtRatio(perConnection(s), perConnection(peerOf(s.runtime)))).join(" | ")
-    } |`,
-  );
+  if (memoryOn) {
+    glance.push(
+      `| Memory per idle connection | ${
+        compared.map((s) => fmtRatio(perConnection(s), perConnection(peerOf(s.runtime)))).join(" | ")
+      } |`,
+    );
+  }
 
   // One table per runtime: msg/s of each server, the ratios, the latencies.
   const sections: string[] = [];
-  for (const runtime of SELECTED) {
+  for (const runtime of echoOn ? SELECTED : []) {
     const servers = serversOf(runtime);
     const peer = peerOf(runtime);
     const mine = servers.filter((s) => s.role !== "peer");
     const table = [
       `## ${versions.get(runtime.name)}`,
       ``,
-      `| Workload | ${servers.map((s) => `${s.name} msg/s`).join(" | ")} | ${mine.map(ratioLabel).join(" | ")} | ${
+      `| Workload | ${servers.map((s) => `${s.name} msg/s`).join(" | ")} | ${mine.map((s) => ratioLabel(s)).join(" | ")} | ${
         servers.map((s) => `${s.name} p50 / p99 µs`).join(" | ")
       } |`,
       `|---|${servers.map(() => "--:|").join("")}${mine.map(() => "--:|").join("")}${servers.map(() => "--:|").join("")}`,
@@ -668,16 +854,60 @@ async function main(): Promise<void> {
     );
   }
 
-  const summary = [
-    `## Ratios`,
+  // Fan-out: deliveries/s per server and workload, the ratio over the runtime's reference, latency, generator CPU.
+  const fanResults = (w: FanoutWorkload, s: ServerSpec): FanoutResult[] => fanout.get(fanKey(w, s)) ?? [];
+  const deliveries = (w: FanoutWorkload, s: ServerSpec): number => median(fanResults(w, s).map((r) => r.deliveries_per_s));
+  const fanCompared = FANOUT_SERVERS.filter((s) => s.role !== "peer");
+  const fanoutTable = [
+    `## Fan-out`,
     ``,
-    `Each runtime's Duplex servers over its reference server (${
-      SELECTED.map((r) => `${r.title}: ${peerOf(r).name}`).join(", ")
-    }). msg/s: above 1, Duplex echoed more messages per second (1.25× is 25 % more). Memory: below 1, Duplex needs less per connection.`,
+    `One publisher, ${fmtInt(FANOUT_SUBSCRIBERS)} subscribers of one topic, ${FANOUT_SIZE} B text messages. ` +
+    `A delivery is one message received by one subscriber; "N in flight": the publisher keeps N messages ` +
+    `published and not yet received by every subscriber (1: one message at a time). Latency: from the publish ` +
+    `to the last subscriber's receipt. Ratio: deliveries/s over the runtime's reference (${
+      SELECTED.map((r) => `${r.title}: ${peerOf(r, FANOUT_SERVERS).name}`).join(", ")
+    }), above 1 is better. Generator CPU near 100 % means the generator, not the server, set the pace.`,
     ``,
-    ...glance,
-    ``,
+    `| Workload | ${fanCompared.map((s) => `${s.runtime.title} ${ratioLabel(s, FANOUT_SERVERS)}`).join(" | ")} |`,
+    `|---|${fanCompared.map(() => "--:|").join("")}`,
   ];
+  for (const workload of FANOUT_WORKLOADS) {
+    const cells = fanCompared.map((s) => fmtRatio(deliveries(workload, s), deliveries(workload, peerOf(s.runtime, FANOUT_SERVERS))));
+    fanoutTable.push(`| ${workload.label} deliveries/s | ${cells.join(" | ")} |`);
+  }
+  fanoutTable.push(
+    ``,
+    `| Runtime | Server | Workload | Deliveries/s | Messages/s | Ratio | p50 / p99 ms | Generator CPU |`,
+    `|---|---|---|--:|--:|--:|--:|--:|`,
+  );
+  for (const workload of FANOUT_WORKLOADS) {
+    for (const spec of FANOUT_SERVERS) {
+      const results = fanResults(workload, spec);
+      const peer = peerOf(spec.runtime, FANOUT_SERVERS);
+      const ratio = spec.role === "peer" ? "(reference)" : fmtRatio(deliveries(workload, spec), deliveries(workload, peer));
+      const latency = results.length === 0 ? "n/a" : `${fmtMs(median(results.map((r) => r.p50_us)))} / ${
+        fmtMs(median(results.map((r) => r.p99_us)))
+      }`;
+      fanoutTable.push(
+        `| ${spec.runtime.title} | ${spec.name} | ${workload.label} | ${fmtInt(deliveries(workload, spec))} | ${
+          fmtInt(median(results.map((r) => r.msgs_per_s)))
+        } | ${ratio} | ${latency} | ${fmtPercent(median(results.map((r) => r.gen_cpu)))} |`,
+      );
+    }
+  }
+
+  const summary = echoOn || memoryOn
+    ? [
+      `## Ratios`,
+      ``,
+      `Each runtime's Duplex servers over its reference server (${
+        SELECTED.map((r) => `${r.title}: ${peerOf(r).name}`).join(", ")
+      }). msg/s: above 1, Duplex echoed more messages per second (1.25× is 25 % more). Memory: below 1, Duplex needs less per connection.`,
+      ``,
+      ...glance,
+      ``,
+    ]
+    : [];
 
   const elapsed = (Date.now() - startedAt.getTime()) / 1000;
   const report = [
@@ -685,12 +915,16 @@ async function main(): Promise<void> {
     ``,
     ...summary,
     ...sections,
-    `Ratio above 1: Duplex handled more messages per second than the reference server. Latency is per message, from`,
-    `the generator's send to the echo's arrival, in a closed loop (it mostly measures queueing: in-flight / rate).`,
-    ``,
-    ...memoryTable,
-    ...(failures.length > 0 ? [``, `## Failures`, ``, ...failures.map((f) => `- ${f}`)] : []),
-    ``,
+    ...(echoOn
+      ? [
+        `Ratio above 1: Duplex handled more messages per second than the reference server. Latency is per message, from`,
+        `the generator's send to the echo's arrival, in a closed loop (it mostly measures queueing: in-flight / rate).`,
+        ``,
+      ]
+      : []),
+    ...(memoryOn ? [...memoryTable, ``] : []),
+    ...(fanoutOn ? [...fanoutTable, ``] : []),
+    ...(failures.length > 0 ? [`## Failures`, ``, ...failures.map((f) => `- ${f}`), ``] : []),
     `## Runs`,
     ``,
     "```",
@@ -702,9 +936,10 @@ async function main(): Promise<void> {
   ].join("\n");
 
   console.log("");
-  console.log(summary.join("\n"));
-  console.log(sections.join("\n"));
-  console.log(memoryTable.join("\n"));
+  if (summary.length > 0) console.log(summary.join("\n"));
+  if (sections.length > 0) console.log(sections.join("\n"));
+  if (memoryOn) console.log(memoryTable.join("\n"));
+  if (fanoutOn) console.log(`\n${fanoutTable.join("\n")}`);
   if (failures.length > 0) {
     console.log(`\n${failures.length} failure(s):\n${failures.join("\n")}`);
     process.exitCode = 1;

@@ -10,7 +10,7 @@
 import assert from "node:assert/strict";
 import type { Socket } from "node:net";
 import { after, before, describe, it } from "node:test";
-import type { ListenOptions, Middleware, Server } from "../../mod.ts";
+import type { AppOptions, ListenOptions, Middleware, Server } from "../../mod.ts";
 import {
   allowOrigins,
   App,
@@ -147,6 +147,73 @@ async function openWithUpgrade(
     "websocket open",
   );
   return { client, headers };
+}
+
+/** What the pub/sub test app keeps per connection, from the URL. */
+interface PubSubState {
+  /** `?sub=` (repeatable): the topics the connection subscribes to on open. */
+  topics: string[];
+  /** `?pub=`: the topic its messages are published to, as they came (text or binary). */
+  pub: string | null;
+  /** `?self`: it gets its own publishes too. */
+  self: boolean;
+}
+
+/** An app that subscribes each connection to the topics of its URL and publishes what it sends. */
+function pubsubApp(options: AppOptions = {}): App {
+  const app = new App<PubSubState>(options).use({
+    upgrade(ctx, next) {
+      ctx.state = { topics: ctx.query.getAll("sub"), pub: ctx.query.get("pub"), self: ctx.query.has("self") };
+      return next();
+    },
+    open(ctx) {
+      for (const topic of ctx.state.topics) ctx.subscribe(topic);
+    },
+    message(ctx) {
+      if (ctx.state.pub !== null) ctx.publish(ctx.state.pub, ctx.data, { self: ctx.state.self });
+    },
+  });
+  return app as unknown as App;
+}
+
+/** One server frame, as `scanFrames` reads it. */
+interface ScannedFrame {
+  opcode: number;
+  payload: Buffer;
+}
+
+/**
+ * The complete server frames (unmasked) at the start of `data`, read
+ * header by header: linear, for megabytes of frames. A partial last frame
+ * is left out.
+ */
+function scanFrames(data: Buffer): ScannedFrame[] {
+  const frames: ScannedFrame[] = [];
+  let pos = 0;
+  while (pos + 2 <= data.length) {
+    let length = data[pos + 1]! & 0x7f;
+    let header = 2;
+    if (length === 126) {
+      if (pos + 4 > data.length) break;
+      length = data.readUInt16BE(pos + 2);
+      header = 4;
+    } else if (length === 127) {
+      if (pos + 10 > data.length) break;
+      length = Number(data.readBigUInt64BE(pos + 2));
+      header = 10;
+    }
+    if (pos + header + length > data.length) break;
+    frames.push({ opcode: data[pos]! & 0x0f, payload: data.subarray(pos + header, pos + header + length) });
+    pos += header + length;
+  }
+  return frames;
+}
+
+/** A binary message of `size` bytes that carries its sequence number `n` in its first 4 bytes. */
+function numbered(n: number, size: number): Buffer {
+  const payload = Buffer.alloc(size, n & 0xff);
+  payload.writeUInt32BE(n, 0);
+  return payload;
 }
 
 /** Registers the app suite for `target`. */
@@ -619,6 +686,186 @@ export function runAppSuite(target: AppTarget): void {
         await busy.close();
       }
       assert.equal(busy.connections, 0);
+    });
+  });
+
+  describe(`${target.name}: app pub/sub`, { skip: target.skip }, () => {
+    let app: App | undefined;
+    const server = serverFor(() => (app = pubsubApp()));
+
+    /** Closes `ws` clients and waits for their close. */
+    async function closeAll(clients: Client[]): Promise<void> {
+      for (const client of clients) client.ws.close();
+      await Promise.all(clients.map((client) => within(client.closed)));
+    }
+
+    it("delivers every published message, in order, to every subscriber and to no one else", async () => {
+      const url = server().url;
+      const news = await Client.open(`${url}/?sub=news`);
+      const both = await Client.open(`${url}/?sub=news&sub=sports`);
+      const sports = await Client.open(`${url}/?sub=sports`);
+      const nobody = await Client.open(`${url}/`);
+      const publisher = await Client.open(`${url}/?pub=news`);
+      await until(() => app!.subscribers("news") === 2 && app!.subscribers("sports") === 2, 3000, "the subscriptions");
+      const sent = Array.from({ length: 100 }, (_, i) => `news ${i} ${"é".repeat(i % 7)}`);
+      for (const message of sent) publisher.ws.send(message);
+      publisher.ws.send(Buffer.from([0, 1, 255]));
+      for (const client of [news, both]) {
+        const got = await client.messagesUntil(101, 5000);
+        assert.deepEqual(got.slice(0, 100).map((m) => [m.isBinary, m.data.toString()]), sent.map((m) => [false, m]), "every text, in order");
+        assert.equal(got[100]!.isBinary, true, "binary stays binary");
+        assert.deepEqual([...got[100]!.data], [0, 1, 255]);
+      }
+      await delay(100);
+      assert.equal(news.messages.length, 101, "each message once");
+      assert.equal(both.messages.length, 101, "each message once, though subscribed to two topics");
+      assert.deepEqual(sports.messages, [], "not subscribed to news");
+      assert.deepEqual(nobody.messages, [], "subscribed to nothing");
+      assert.deepEqual(publisher.messages, [], "a publisher not subscribed gets nothing");
+      await closeAll([news, both, sports, nobody, publisher]);
+    });
+
+    it("does not send publishers their own messages unless they ask for them (self)", async () => {
+      const url = server().url;
+      const quiet = await Client.open(`${url}/?sub=room&pub=room`);
+      const loud = await Client.open(`${url}/?sub=room&pub=room&self`);
+      const listener = await Client.open(`${url}/?sub=room`);
+      await until(() => app!.subscribers("room") === 3, 3000, "the subscriptions");
+      quiet.ws.send("from quiet");
+      await listener.messagesUntil(1);
+      loud.ws.send(Buffer.from("from loud"));
+      await listener.messagesUntil(2);
+      await loud.messagesUntil(2);
+      await delay(100);
+      const show = (client: Client) => client.messages.map((m) => `${m.isBinary ? "binary" : "text"}:${m.data.toString()}`);
+      assert.deepEqual(show(quiet), ["binary:from loud"]);
+      assert.deepEqual(show(loud), ["text:from quiet", "binary:from loud"]);
+      assert.deepEqual(show(listener), ["text:from quiet", "binary:from loud"]);
+      await closeAll([quiet, loud, listener]);
+    });
+
+    it("takes closed clients out of their topics, however they close", async () => {
+      const url = server().url;
+      const [clean, dropped, last] = await Promise.all([1, 2, 3].map(() => Client.open(`${url}/?sub=leave&sub=leave2`)));
+      const raw = await rawHandshake(server().port, upgradeRequest({}, get("/?sub=leave")));
+      assert.equal(raw.status, 101);
+      raw.socket.on("error", () => {});
+      await until(() => app!.subscribers("leave") === 4, 3000, "four subscribers");
+      assert.equal(app!.subscribers("leave2"), 3);
+      clean!.ws.close(1000);
+      await within(clean!.closed);
+      await until(() => app!.subscribers("leave") === 3, 3000, "a clean close to leave");
+      dropped!.ws.terminate();
+      await until(() => app!.subscribers("leave") === 2, 3000, "a dropped TCP connection to leave");
+      raw.socket.destroy();
+      await until(() => app!.subscribers("leave") === 1, 3000, "a destroyed raw socket to leave");
+      assert.equal(app!.subscribers("leave2"), 1);
+      assert.equal(app!.publish("leave", "to the last one"), 1);
+      assert.equal((await last!.messagesUntil(1))[0]!.data.toString(), "to the last one");
+      await closeAll([last!]);
+      await until(() => app!.subscribers("leave") === 0 && app!.subscribers("leave2") === 0, 3000, "every topic empty");
+      assert.equal(app!.publish("leave", "anyone?"), 0);
+    });
+
+    /**
+     * A fast `ws` client that publishes to "flood" and gets its own
+     * messages back (paced: one message in flight), beside a raw client
+     * subscribed to "flood" that never reads. Publishes 32 KiB messages
+     * until at least 2 MiB went out and `until(stats)` holds (at most 64
+     * MiB); every message reaches the fast client, in order.
+     */
+    async function flood(options: AppOptions, done: (stats: App["pubsubStats"]) => boolean) {
+      const floodApp = pubsubApp({ maxBufferedBytes: 64 * 1024, ...options });
+      const floodServer = await start(floodApp);
+      const fast = await Client.open(`${floodServer.url}/?sub=flood&pub=flood&self`);
+      const slow = await rawHandshake(floodServer.port, upgradeRequest({}, get("/?sub=flood")));
+      assert.equal(slow.status, 101);
+      slow.socket.on("error", () => {}); // rawHandshake left it paused: it reads nothing more
+      await until(() => floodApp.subscribers("flood") === 2, 3000, "two subscribers");
+      const size = 32 * 1024;
+      const deadline = Date.now() + 30_000;
+      let count = 0;
+      while (count * size < 2 * 1024 * 1024 || !done(floodApp.pubsubStats)) {
+        if (count * size >= 64 * 1024 * 1024 || Date.now() > deadline) break;
+        const payload = numbered(count, size);
+        const back = await fast.roundTrip(payload, 5000);
+        assert.equal(back.isBinary, true);
+        assert.ok(back.data.equals(payload), `message ${count} came back intact`);
+        count++;
+      }
+      assert.equal(fast.messages.length, count, "the fast client got every message, and nothing else");
+      return { floodApp, floodServer, fast, slow, count, size };
+    }
+
+    it("keeps delivering to a fast subscriber while a reader that never reads is dropped, and counts the drops", async () => {
+      const { floodApp, floodServer, fast, slow, count, size } = await flood({}, (stats) => stats.dropped > 0);
+      try {
+        const stats = { ...floodApp.pubsubStats };
+        assert.ok(stats.dropped > 0, `nothing dropped after ${count} messages of ${size} bytes: ${JSON.stringify(stats)}`);
+        assert.equal(stats.published, count);
+        assert.equal(stats.closedSlow, 0);
+        assert.equal(stats.delivered + stats.dropped, 2 * count, "each publish reached or skipped each of the two");
+        const toSlow = stats.delivered - count;
+        // Once it reads, the slow client gets what was written to it, in publish order, and the link still works.
+        const reader = collect(slow.socket, slow.rest);
+        await until(() => scanFrames(reader.data()).length >= toSlow, 3000, `${toSlow} messages on the slow client`);
+        const frames = scanFrames(reader.data());
+        assert.equal(frames.length, toSlow, "exactly what was not dropped");
+        let previous = -1;
+        for (const frame of frames) {
+          assert.equal(frame.opcode, 0x2);
+          assert.equal(frame.payload.length, size);
+          const n = frame.payload.readUInt32BE(0);
+          assert.ok(n > previous && n < count, `message ${n} after ${previous}`);
+          assert.ok(frame.payload.equals(numbered(n, size)), `message ${n} intact`);
+          previous = n;
+        }
+        assert.equal(floodApp.subscribers("flood"), 2, "policy drop keeps the slow client subscribed");
+        slow.socket.destroy();
+        await until(() => floodApp.subscribers("flood") === 1, 3000, "the slow client to leave");
+        await closeAll([fast]);
+        await until(() => floodApp.subscribers("flood") === 0, 3000, "the fast client to leave");
+      } finally {
+        slow.socket.destroy();
+        await floodServer.close();
+      }
+      assert.equal(floodServer.connections, 0);
+    });
+
+    it('closes a reader that never reads with 1013 under slowPolicy "close", and the fast subscriber goes on', async () => {
+      const { floodApp, floodServer, fast, slow, count, size } = await flood(
+        { slowPolicy: "close" },
+        (stats) => stats.closedSlow > 0,
+      );
+      try {
+        const stats = { ...floodApp.pubsubStats };
+        assert.equal(stats.closedSlow, 1, `closed once after ${count} messages of ${size} bytes: ${JSON.stringify(stats)}`);
+        assert.equal(stats.dropped, 0);
+        // The slow client reads: every message written before its close, in order, then the 1013 close frame.
+        const reader = collect(slow.socket, slow.rest);
+        await until(() => scanFrames(reader.data()).some((f) => f.opcode === 0x8), 3000, "the close frame");
+        const frames = scanFrames(reader.data());
+        const close = frames.at(-1)!;
+        assert.equal(close.opcode, 0x8, "the close frame comes last");
+        assert.equal(close.payload.readUInt16BE(0), 1013);
+        assert.equal(close.payload.subarray(2).toString(), "Too slow: output buffer full");
+        const messages = frames.slice(0, -1);
+        assert.ok(messages.length > 0 && messages.length < count);
+        messages.forEach((frame, i) => {
+          assert.equal(frame.opcode, 0x2);
+          assert.ok(frame.payload.equals(numbered(i, size)), `message ${i}: every one up to the close, in order`);
+        });
+        assert.equal(stats.delivered, count + messages.length);
+        slow.socket.destroy();
+        await until(() => floodApp.subscribers("flood") === 1, 3000, "the slow client to leave");
+        const after = numbered(count, size);
+        assert.ok((await fast.roundTrip(after)).data.equals(after), "the fast client goes on");
+        await closeAll([fast]);
+      } finally {
+        slow.socket.destroy();
+        await floodServer.close();
+      }
+      assert.equal(floodServer.connections, 0);
     });
   });
 }
