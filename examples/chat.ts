@@ -8,14 +8,20 @@
 // Clients connect to ws://HOST:PORT/chat/<room>?name=<name> offering the
 // `chat.v1` subprotocol, with the token as `Authorization: Bearer <token>`
 // or `?token=<token>`. A missing or wrong token is refused with 401 before
-// the upgrade; a client that does not offer chat.v1 gets 400.
+// the upgrade; a client that does not offer chat.v1 gets 400, and so does a
+// room name over 1,000 characters.
 //
 //   → { "type": "say", "text": "hello" }
 //   ← { "type": "said", "from": "ada", "text": "hello" }   (to everyone in the room, sender included)
 //
+// A room is a pub/sub topic ("room:<room>"). With REDIS_URL set, the rooms
+// are shared through Redis by every chat process on it (any runtime); this
+// needs the `ioredis` package (a dev dependency here).
+//
 // Environment: PORT (8080), HOST (127.0.0.1), CHAT_TOKEN (secret),
 // HEARTBEAT_INTERVAL_MS (30000), HEARTBEAT_TIMEOUT_MS (10000),
-// TRANSPORT (raw, or native on Deno and Bun).
+// TRANSPORT (raw, or native on Deno and Bun), REDIS_URL (none: rooms stay in
+// this process).
 import process from "node:process";
 import {
   App,
@@ -26,7 +32,7 @@ import {
   fromQuery,
   heartbeat,
   json,
-  type Peer,
+  RedisBackplane,
   Router,
   runtime,
   serve,
@@ -51,6 +57,7 @@ const transport = (process.env.TRANSPORT ?? "raw") as TransportName;
 const token = process.env.CHAT_TOKEN ?? "secret";
 const intervalMs = numberFromEnv("HEARTBEAT_INTERVAL_MS", 30_000);
 const timeoutMs = numberFromEnv("HEARTBEAT_TIMEOUT_MS", 10_000);
+const redisUrl = process.env.REDIS_URL || undefined;
 
 /** What a client may send. */
 type Incoming = { say: { type: "say"; text: string } };
@@ -58,26 +65,15 @@ type Incoming = { say: { type: "say"; text: string } };
 type State = { name: string; room: string };
 
 const MAX_TEXT = 4096;
-const rooms = new Map<string, Set<Peer<State>>>();
-
-function broadcast(room: string, message: unknown): void {
-  const text = JSON.stringify(message);
-  for (const peer of rooms.get(room) ?? []) {
-    if (peer.readyState === 1) peer.send(text);
-  }
-}
+/** Room names longer than this are refused (a topic has at most 1,024 characters). */
+const MAX_ROOM = 1000;
+const topicOf = (room: string) => `room:${room}`;
 
 const chatV1 = [
   {
+    // A connection leaves its topics when it closes.
     open(ctx) {
-      const members = rooms.get(ctx.state.room) ?? new Set();
-      rooms.set(ctx.state.room, members);
-      members.add(ctx.peer);
-    },
-    close(ctx) {
-      const members = rooms.get(ctx.state.room);
-      members?.delete(ctx.peer);
-      if (members?.size === 0) rooms.delete(ctx.state.room);
+      ctx.subscribe(topicOf(ctx.state.room));
     },
   },
   json<Incoming, State>({
@@ -85,12 +81,22 @@ const chatV1 = [
       if (typeof message.text !== "string" || message.text.length > MAX_TEXT) {
         throw new CloseError(CloseCode.PolicyViolation, `text must be a string of at most ${MAX_TEXT} characters`);
       }
-      broadcast(ctx.state.room, { type: "said", from: ctx.state.name, text: message.text });
+      const said = JSON.stringify({ type: "said", from: ctx.state.name, text: message.text });
+      ctx.publish(topicOf(ctx.state.room), said, { self: true });
     },
   }),
 ] satisfies Parameters<App<State>["use"]>;
 
-const app = new App<State>()
+/** With REDIS_URL, a Redis backplane: ioredis is loaded only then. */
+async function redisBackplane(url: string): Promise<RedisBackplane> {
+  const { Redis } = await import("ioredis");
+  return new RedisBackplane({ createClient: () => new Redis(url) });
+}
+
+const app = new App<State>({
+  backplane: redisUrl === undefined ? undefined : await redisBackplane(redisUrl),
+  onBackplaneError: (error) => console.error("redis backplane:", error instanceof Error ? error.message : error),
+})
   .use(heartbeat({ intervalMs, timeoutMs }))
   .use(
     new Router<State>().route(
@@ -99,7 +105,9 @@ const app = new App<State>()
       {
         upgrade(ctx, next) {
           const name = (ctx.query.get("name") ?? "").trim().slice(0, 32);
-          ctx.state = { name: name === "" ? `guest-${ctx.id}` : name, room: ctx.params.room! };
+          const room = ctx.params.room!;
+          if (room.length > MAX_ROOM) return ctx.reject(400, `Room name over ${MAX_ROOM} characters`);
+          ctx.state = { name: name === "" ? `guest-${ctx.id}` : name, room };
           return next();
         },
       },
@@ -113,12 +121,14 @@ const server = await serve(app, { port, hostname, transport, maxMessageBytes: 64
 console.log(`listening on ws://${hostname}:${server.port}`);
 console.log(
   `runtime: ${runtime()}, transport: ${runtime() === "node" ? "raw" : transport}, ` +
-    `heartbeat: ${intervalMs}/${timeoutMs} ms, route: /chat/:room, subprotocol: chat.v1`,
+    `heartbeat: ${intervalMs}/${timeoutMs} ms, route: /chat/:room, subprotocol: chat.v1` +
+    (redisUrl === undefined ? "" : ", rooms shared through Redis"),
 );
 
 for (const signal of ["SIGINT", "SIGTERM"] as const) {
   process.once(signal, async () => {
     await server.close();
+    await app.closeBackplane();
     process.exit(0);
   });
 }

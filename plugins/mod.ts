@@ -50,6 +50,13 @@ export {
   type PubSubOptions,
   type PubSubStats,
 } from "./pubsub.ts";
+export {
+  BackplaneError,
+  RedisBackplane,
+  type RedisBackplaneOptions,
+  type RedisBackplaneStats,
+  type RedisClient,
+} from "./redis.ts";
 export { Branching, Router, type SubprotocolOptions, subprotocols } from "./router.ts";
 export { json, type JsonHandlers, type JsonOptions } from "./codec.ts";
 export {
