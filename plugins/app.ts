@@ -132,7 +132,7 @@ export class App<S = Record<string, unknown>> implements Handler<S> {
    * @param topic The topic.
    * @param data A string (text) or bytes (binary).
    * @param options A local subscriber to skip.
-   * @returns The number of local subscribers it was written to.
+   * @returns The number of local subscribers it was handed to (`send` middleware may still drop it).
    * @throws {UsageError} `ERR_INVALID_TOPIC`, `ERR_INVALID_DATA`.
    */
   publish(topic: string, data: MessageData, options?: PublishOptions<S>): number {

@@ -53,7 +53,7 @@ export interface Peer<S = Record<string, unknown>> extends Context<S> {
    * Publishes to a topic: to every subscriber but this connection (unless
    * `self` is `true`), here and through the app's backplane.
    *
-   * @returns The number of local subscribers it was written to.
+   * @returns The number of local subscribers it was handed to (`send` middleware may still drop it).
    */
   publish(topic: string, data: MessageData, options?: { self?: boolean }): number;
 }

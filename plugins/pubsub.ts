@@ -319,7 +319,8 @@ export class Hub<S = Record<string, unknown>> {
    * Publishes: frames the message once, writes it to every local
    * subscriber (but `except`), then hands it to the backplane.
    *
-   * @returns The number of local subscribers it was written to.
+   * @returns The number of local subscribers it was handed to (a `send`
+   *   middleware may still drop it for one of them).
    */
   publish(topic: string, data: string | ArrayBuffer | ArrayBufferView, options: PublishOptions<S> = {}): number {
     checkTopic(topic);
