@@ -18,9 +18,11 @@
  * only before the first one). It reports deliveries (messages received by
  * subscribers) per second, messages per second, and the fan-out latency of
  * each message: from its send to its arrival at the last subscriber.
+ * With -P the publisher connects to another port than the subscribers (two
+ * server processes sharing a pub/sub backplane, say).
  *
  *   loadgen -p PORT [-h 127.0.0.1] [-c 64] [-i 16] [-s 32] [-t text|binary]
- *           [-w 1] (-d 3 | -n COUNT) [-T 60] [-I | -F]
+ *           [-w 1] (-d 3 | -n COUNT) [-T 60] [-I | -F [-P PORT]]
  *
  *   -h HOST     server address (IPv4 literal)           default 127.0.0.1
  *   -p PORT     server port                             required
@@ -40,6 +42,7 @@
  *               SIGINT arrives, or -d seconds pass; report any frame or close
  *               from the server as an error
  *   -F          fan-out mode (see above)
+ *   -P PORT     -F: the publisher's server port         default: -p
  *
  * Fan-out payloads start with the message's number as 16 hexadecimal
  * digits (a probe has 16 'P's instead); the rest is the same filler as an
@@ -119,11 +122,13 @@ static uint64_t opt_count = 0;
 static double opt_limit = 0;
 static int opt_idle = 0;
 static int opt_fanout = 0;
+static int opt_pub_port = -1; /* -F: the publisher's port (-1: the same as opt_port) */
 
 /* ---- state ---- */
 static conn_t *conns;
 static int ep = -1;
 static struct sockaddr_in server_addr;
+static struct sockaddr_in pub_addr; /* fan-out: the publisher's server (server_addr unless -P) */
 static uint8_t *frame;          /* one masked client frame, sent over and over */
 static size_t frame_len;
 static uint8_t *expected;       /* the payload the echo must carry */
@@ -181,7 +186,7 @@ static void fail(conn_t *c, const char *fmt, ...) {
 
 static void usage(const char *why) {
   fprintf(stderr, "loadgen: %s\nusage: loadgen -p PORT [-h HOST] [-c CONNS] [-i INFLIGHT] [-s BYTES] "
-                  "[-t text|binary] [-w WARMUP_S] (-d SECONDS | -n COUNT) [-T LIMIT_S] [-I]\n", why);
+                  "[-t text|binary] [-w WARMUP_S] (-d SECONDS | -n COUNT) [-T LIMIT_S] [-I | -F [-P PUB_PORT]]\n", why);
   exit(2);
 }
 
@@ -253,7 +258,7 @@ static void build_frames(void) {
   snprintf(fmt, sizeof fmt, "GET %s HTTP/1.1\r\n%s", opt_fanout ? "/fanout?role=sub" : "/bench", head);
   request_len = (size_t)snprintf(request, sizeof request, fmt, opt_host, opt_port);
   snprintf(fmt, sizeof fmt, "GET /fanout?role=pub HTTP/1.1\r\n%s", head);
-  pub_request_len = (size_t)snprintf(pub_request, sizeof pub_request, fmt, opt_host, opt_port);
+  pub_request_len = (size_t)snprintf(pub_request, sizeof pub_request, fmt, opt_host, opt_pub_port);
 }
 
 /* ---- fan-out: the publisher ---- */
@@ -346,7 +351,8 @@ static void start_connect(conn_t *c) {
   }
   int one = 1;
   setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-  if (connect(c->fd, (struct sockaddr *)&server_addr, sizeof server_addr) < 0 && errno != EINPROGRESS) {
+  const struct sockaddr_in *addr = c->publisher ? &pub_addr : &server_addr;
+  if (connect(c->fd, (const struct sockaddr *)addr, sizeof *addr) < 0 && errno != EINPROGRESS) {
     fail(c, "connect: %s", strerror(errno));
     return;
   }
@@ -775,7 +781,7 @@ static void print_json(void) {
 
 int main(int argc, char **argv) {
   int opt, have_d = 0;
-  while ((opt = getopt(argc, argv, "h:p:c:i:s:t:w:d:n:T:IF")) != -1) {
+  while ((opt = getopt(argc, argv, "h:p:c:i:s:t:w:d:n:T:IFP:")) != -1) {
     switch (opt) {
       case 'h': opt_host = optarg; break;
       case 'p': opt_port = (int)parse_num(optarg, "port", 1, 65535); break;
@@ -793,6 +799,7 @@ int main(int argc, char **argv) {
       case 'T': opt_limit = parse_num(optarg, "time limit", 0.001, 86400); break;
       case 'I': opt_idle = 1; break;
       case 'F': opt_fanout = 1; break;
+      case 'P': opt_pub_port = (int)parse_num(optarg, "publisher port", 1, 65535); break;
       default: usage("unknown option");
     }
   }
@@ -800,6 +807,8 @@ int main(int argc, char **argv) {
   if (opt_port < 0) usage("-p PORT is required");
   if (opt_count && have_d) usage("give -d or -n, not both");
   if (opt_idle && opt_fanout) usage("give -I or -F, not both");
+  if (opt_pub_port >= 0 && !opt_fanout) usage("-P needs -F");
+  if (opt_pub_port < 0) opt_pub_port = opt_port;
   if (opt_fanout && opt_size < SEQ_DIGITS) usage("-F needs -s 16 or more (the message number takes 16 bytes)");
   total_conns = opt_conns + (opt_fanout ? 1 : 0);
   if (opt_limit == 0) opt_limit = opt_count ? 60 : opt_warmup + opt_duration + 30;
@@ -823,6 +832,8 @@ int main(int argc, char **argv) {
   server_addr.sin_family = AF_INET;
   server_addr.sin_port = htons((uint16_t)opt_port);
   if (inet_pton(AF_INET, opt_host, &server_addr.sin_addr) != 1) usage("-h must be an IPv4 address");
+  pub_addr = server_addr;
+  pub_addr.sin_port = htons((uint16_t)opt_pub_port);
 
   build_frames();
   hist = calloc(HIST_MAX_US, sizeof *hist);

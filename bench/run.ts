@@ -25,6 +25,7 @@
 
 import { type ChildProcess, spawn, spawnSync } from "node:child_process";
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { type AddressInfo, connect, createServer } from "node:net";
 import os from "node:os";
 import process from "node:process";
 import type { Readable } from "node:stream";
@@ -146,6 +147,13 @@ interface ServerSpec {
   role: Role;
   file: string;
   env?: Record<string, string>;
+  /**
+   * Fan-out through a Redis backplane: two processes of `file` with
+   * `REDIS_URL` on a redis-server of the run's own, the subscribers on one,
+   * the publisher on the other. `inProcess` names the same server's row in
+   * one process, the row it is compared with.
+   */
+  redis?: { inProcess: string };
 }
 
 function selectRuntimes(): RuntimeSpec[] {
@@ -218,6 +226,13 @@ const ALL_FANOUT_SERVERS: ServerSpec[] = [
   { runtime: runtimeOf("node"), name: "Duplex App", role: "duplex", file: "bench/servers/fanout_duplex.ts" },
   { runtime: runtimeOf("node"), name: "ws loop", role: "peer", file: "bench/servers/fanout_ws.ts" },
   {
+    runtime: runtimeOf("node"),
+    name: "Duplex via Redis (2 processes)",
+    role: "duplex",
+    file: "bench/servers/fanout_duplex.ts",
+    redis: { inProcess: "Duplex App" },
+  },
+  {
     runtime: runtimeOf("deno"),
     name: "Duplex raw",
     role: "duplex",
@@ -249,7 +264,13 @@ const ALL_FANOUT_SERVERS: ServerSpec[] = [
   { runtime: runtimeOf("bun"), name: "Bun.serve publish", role: "peer", file: "bench/servers/fanout_bun_serve.ts" },
 ];
 
-const FANOUT_SERVERS = ALL_FANOUT_SERVERS.filter((s) => SELECTED.includes(s.runtime));
+/** Whether `redis-server` runs here: without it, the Redis fan-out row is left out (and the report says so). */
+const REDIS_VERSION = (() => {
+  const out = spawnSync("redis-server", ["--version"], { encoding: "utf8" });
+  return out.error === undefined && out.status === 0 ? out.stdout.match(/v=(\S+)/)?.[1] ?? "?" : undefined;
+})();
+const FANOUT_SERVERS = ALL_FANOUT_SERVERS.filter((s) => SELECTED.includes(s.runtime) && (!s.redis || REDIS_VERSION !== undefined));
+const REDIS_SKIPPED = REDIS_VERSION === undefined && ALL_FANOUT_SERVERS.some((s) => s.redis && SELECTED.includes(s.runtime));
 /** Its runtime and name, unique across the run. */
 const serverId = (spec: ServerSpec): string => `${spec.runtime.name}/${spec.name}`;
 
@@ -520,9 +541,110 @@ interface FanoutResult {
   error: string;
 }
 
-async function runFanout(server: RunningServer, workload: FanoutWorkload): Promise<FanoutResult> {
+/** What a fan-out run connects to: one server, or two processes and their redis-server. */
+interface FanoutTarget {
+  /** The subscribers' port. */
+  port: number;
+  /** The publisher's port. */
+  pubPort: number;
+  /** Every process of the target (servers, redis-server): none may exit during the run. */
+  procs: { what: string; proc: Proc }[];
+  /** Stops every process of the target. */
+  stop(): Promise<void>;
+}
+
+async function startFanout(spec: ServerSpec): Promise<FanoutTarget> {
+  if (!spec.redis) {
+    const server = await startServer(spec);
+    return {
+      port: server.port,
+      pubPort: server.port,
+      procs: [{ what: "the server", proc: server.proc }],
+      stop: () => stopServer(server),
+    };
+  }
+  const redis = await startRedis();
+  const env = { ...spec.env, REDIS_URL: redis.url };
+  const started = await Promise.allSettled(
+    (["A (publisher)", "B (subscribers)"] as const).map((which) =>
+      startServer({ runtime: spec.runtime, name: `${spec.name} ${which}`, role: spec.role, file: spec.file, env })
+    ),
+  );
+  const servers = started.flatMap((s) => s.status === "fulfilled" ? [s.value] : []);
+  const stopAll = async (): Promise<void> => {
+    await Promise.all(servers.map(stopServer));
+    await stop(redis.proc);
+  };
+  const failed = started.find((s) => s.status === "rejected");
+  if (failed) {
+    await stopAll();
+    throw failed.reason;
+  }
+  const [a, b] = servers as [RunningServer, RunningServer];
+  return {
+    port: b.port,
+    pubPort: a.port,
+    procs: [
+      { what: "server A (publisher)", proc: a.proc },
+      { what: "server B (subscribers)", proc: b.proc },
+      { what: "redis-server", proc: redis.proc },
+    ],
+    stop: stopAll,
+  };
+}
+
+/** A TCP port free right now on HOST. */
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once("error", reject);
+    server.listen(0, HOST, () => {
+      const { port } = server.address() as AddressInfo;
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+/** Sends PING; resolves true on +PONG. */
+function redisPing(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = connect(port, HOST);
+    let reply = "";
+    const done = (ok: boolean): void => {
+      socket.destroy();
+      resolve(ok);
+    };
+    socket.setTimeout(500, () => done(false));
+    socket.once("error", () => done(false));
+    socket.setEncoding("utf8");
+    socket.once("connect", () => socket.write("PING\r\n"));
+    socket.on("data", (chunk: string) => {
+      reply += chunk;
+      if (reply.includes("\r\n")) done(reply.startsWith("+PONG"));
+    });
+  });
+}
+
+/** A fresh redis-server on a free port, pinned to CPU 0 with the servers, no persistence; ready once it answers PING. */
+async function startRedis(): Promise<{ proc: Proc; url: string }> {
+  const port = await freePort();
+  const args = ["--port", String(port), "--bind", HOST, "--save", "", "--appendonly", "no"];
+  const proc = start([...pin(0), "redis-server", ...args]);
+  const deadline = Date.now() + 10_000;
+  while (!(await redisPing(port))) {
+    if (proc.child.exitCode !== null || proc.child.signalCode !== null || Date.now() > deadline) {
+      await stop(proc);
+      throw new Error(`redis-server did not answer PING on port ${port}: ${proc.stdout.all.slice(-5).join("\n")}\n${proc.stderr()}`);
+    }
+    await sleep(20);
+  }
+  return { proc, url: `redis://${HOST}:${port}` };
+}
+
+async function runFanout(target: FanoutTarget, workload: FanoutWorkload): Promise<FanoutResult> {
   const args = [
-    ...["-F", "-h", HOST, "-p", String(server.port), "-c", String(FANOUT_SUBSCRIBERS), "-i", String(workload.inflight)],
+    ...["-F", "-h", HOST, "-p", String(target.port), "-P", String(target.pubPort)],
+    ...["-c", String(FANOUT_SUBSCRIBERS), "-i", String(workload.inflight)],
     ...["-s", String(FANOUT_SIZE), "-t", "text", "-w", String(WARMUP), "-d", String(SECONDS)],
   ];
   const proc = start([...pin(1), LOADGEN, ...args]);
@@ -536,8 +658,10 @@ async function runFanout(server: RunningServer, workload: FanoutWorkload): Promi
     const why = result?.error || proc.stderr() || `no report`;
     throw new Error(`loadgen -F failed (${signal ?? `exit ${code}`}): ${why}`);
   }
-  if (server.proc.child.exitCode !== null || server.proc.child.signalCode !== null) {
-    throw new Error(`the server exited during the run: ${server.proc.stderr()}`);
+  for (const { what, proc: p } of target.procs) {
+    if (p.child.exitCode !== null || p.child.signalCode !== null) {
+      throw new Error(`${what} exited during the run: ${p.stderr()}`);
+    }
   }
   return result;
 }
@@ -694,6 +818,14 @@ async function main(): Promise<void> {
         `- Fan-out load: 1 publisher, ${fmtInt(FANOUT_SUBSCRIBERS)} subscribers, ${FANOUT_SIZE} B text messages, ` +
         `${FANOUT_INFLIGHT.join(" or ")} in flight (published and not yet received by every subscriber), ` +
         `${WARMUP} s warm-up then ${SECONDS} s measured, every delivery verified (each subscriber gets every message, in order)`,
+        ...(FANOUT_SERVERS.some((s) => s.redis)
+          ? [
+            `- Fan-out via Redis: redis-server ${REDIS_VERSION} (fresh per run, no persistence) and two Duplex processes ` +
+            `with a Redis backplane (ioredis ${packageVersion("node_modules/ioredis/package.json")}), the publisher on A, ` +
+            `the subscribers on B; redis and both processes pinned to CPU 0`,
+          ]
+          : []),
+        ...(REDIS_SKIPPED ? [`- Fan-out via Redis: skipped, \`redis-server\` not found on PATH`] : []),
       ]
       : []),
     `- Median of ${REPS} run${REPS === 1 ? "" : "s"} per cell, a fresh server per run, servers interleaved`,
@@ -768,16 +900,16 @@ async function main(): Promise<void> {
         for (const spec of fanOrder) {
           const tag = `[${rep}/${REPS}] ${`fan-out ${workload.inflight}`.padEnd(13)} ${serverTag(spec)}`;
           await attempt(tag, async () => {
-            const server = await startServer(spec);
+            const target = await startFanout(spec);
             try {
-              const result = await runFanout(server, workload);
+              const result = await runFanout(target, workload);
               push(fanout, fanKey(workload, spec), result);
               return `${fmtInt(result.deliveries_per_s).padStart(10)} deliveries/s ${
                 fmtInt(result.msgs_per_s).padStart(6)
               } msg/s  p50 ${fmtMs(result.p50_us).padStart(7)} ms  p99 ${fmtMs(result.p99_us).padStart(7)} ms  ` +
                 `generator CPU ${fmtPercent(result.gen_cpu)}`;
             } finally {
-              await stopServer(server);
+              await target.stop();
             }
           });
         }
@@ -875,6 +1007,36 @@ async function main(): Promise<void> {
     const cells = fanCompared.map((s) => fmtRatio(deliveries(workload, s), deliveries(workload, peerOf(s.runtime, FANOUT_SERVERS))));
     fanoutTable.push(`| ${workload.label} deliveries/s | ${cells.join(" | ")} |`);
   }
+  const viaRedis = FANOUT_SERVERS.filter((s) => s.redis);
+  if (viaRedis.length > 0) {
+    fanoutTable.push(
+      ``,
+      `Through Redis: two processes sharing a Redis backplane, the publisher's on A, the subscribers on B, so every ` +
+      `message goes A → redis-server → B (all three on CPU 0). Redis / in-process: its deliveries/s over the same ` +
+      `server's in one process.`,
+      ``,
+      `| Runtime | Workload | In-process deliveries/s | Via Redis deliveries/s | Redis / in-process | Redis / reference | ` +
+      `In-process p50 / p99 ms | Via Redis p50 / p99 ms |`,
+      `|---|---|--:|--:|--:|--:|--:|--:|`,
+    );
+    const latencyOf = (results: FanoutResult[]): string =>
+      results.length === 0 ? "n/a" : `${fmtMs(median(results.map((r) => r.p50_us)))} / ${fmtMs(median(results.map((r) => r.p99_us)))}`;
+    for (const spec of viaRedis) {
+      const inProcess = FANOUT_SERVERS.find((s) => s.runtime === spec.runtime && s.name === spec.redis!.inProcess);
+      const peer = peerOf(spec.runtime, FANOUT_SERVERS);
+      for (const workload of FANOUT_WORKLOADS) {
+        const local = inProcess ? deliveries(workload, inProcess) : NaN;
+        const remote = deliveries(workload, spec);
+        fanoutTable.push(
+          `| ${spec.runtime.title} | ${workload.label} | ${fmtInt(local)} | ${fmtInt(remote)} | ${fmtRatio(remote, local)} | ` +
+            `${fmtRatio(remote, deliveries(workload, peer))} (/${peer.name}) | ${
+              latencyOf(inProcess ? fanResults(workload, inProcess) : [])
+            } | ${latencyOf(fanResults(workload, spec))} |`,
+        );
+      }
+    }
+  }
+  if (REDIS_SKIPPED) fanoutTable.push(``, `Through Redis: skipped, \`redis-server\` not found on PATH.`);
   fanoutTable.push(
     ``,
     `| Runtime | Server | Workload | Deliveries/s | Messages/s | Ratio | p50 / p99 ms | Generator CPU |`,

@@ -15,17 +15,32 @@
  * sockets (`node:net`, `Deno.listen`, `Bun.listen`); `TRANSPORT=native` runs
  * the same app over `Deno.serve` or `Bun.serve`.
  *
+ * With `REDIS_URL` set, the app has a Redis backplane (ioredis, loaded only
+ * then): run two of these on one Redis, subscribers on one and the
+ * publisher on the other, and every message goes through Redis.
+ *
+ *   REDIS_URL=redis://127.0.0.1:6379 PORT=8081 node --import tsx bench/servers/fanout_duplex.ts
+ *
  * @module
  */
 
 import process from "node:process";
-import { App, serve, type TransportName } from "../../mod.ts";
+import { App, RedisBackplane, serve, type TransportName } from "../../mod.ts";
 import { benchPort, ready } from "./_lifecycle.ts";
 
 const transport = (process.env.TRANSPORT ?? "raw") as TransportName;
 const TOPIC = "fanout";
+const redisUrl = process.env.REDIS_URL || undefined;
 
-const app: App<{ subscriber: boolean }> = new App<{ subscriber: boolean }>()
+/** With REDIS_URL, a Redis backplane: ioredis is loaded only then. */
+async function redisBackplane(url: string): Promise<RedisBackplane> {
+  const { Redis } = await import("ioredis");
+  return new RedisBackplane({ createClient: () => new Redis(url) });
+}
+
+const app: App<{ subscriber: boolean }> = new App<{ subscriber: boolean }>({
+  backplane: redisUrl === undefined ? undefined : await redisBackplane(redisUrl),
+})
   .use({
     upgrade(ctx, next) {
       ctx.state = { subscriber: ctx.query.get("role") === "sub" };
@@ -42,4 +57,7 @@ const app: App<{ subscriber: boolean }> = new App<{ subscriber: boolean }>()
 
 const server = await serve(app, { port: benchPort(), hostname: "127.0.0.1", transport });
 
-ready(`duplex-fanout-${transport}`, server.port, () => server.close());
+ready(`duplex-fanout-${transport}${redisUrl === undefined ? "" : "-redis"}`, server.port, async () => {
+  await server.close();
+  await app.closeBackplane();
+});
