@@ -2,13 +2,11 @@
 // can hold one process off Redis, and servers run on Node, Deno or Bun.
 import { type ChildProcess, spawn, spawnSync } from "node:child_process";
 import { connect, createServer, type Server, type Socket } from "node:net";
-import process from "node:process";
-import { fileURLToPath } from "node:url";
 import { delay, within } from "../runtimes/_helpers.ts";
 
-export const root = fileURLToPath(new URL("../../", import.meta.url));
+export { type Running, type RuntimeName, startProcess } from "../runtimes/_helpers.ts";
 
-export type RuntimeName = "node" | "deno" | "bun";
+
 
 /** Whether `redis-server` can be run here. */
 export function hasRedisServer(): boolean {
@@ -147,76 +145,4 @@ export class TcpProxy {
     this.hold();
     return new Promise((resolve) => this.#server.close(() => resolve()));
   }
-}
-
-/** A server script running on one runtime. */
-export interface Running {
-  readonly name: string;
-  readonly child: ChildProcess;
-  readonly port: number;
-  readonly url: string;
-  stderr(): string;
-  /** SIGTERM, then SIGKILL if it has not exited within 10 s; resolves with the exit code or signal. */
-  stop(): Promise<number | string>;
-}
-
-/** The command that runs a TypeScript file on a runtime. */
-export function command(on: RuntimeName, script: string): [string, string[]] {
-  switch (on) {
-    case "node":
-      return [process.execPath, ["--import", "tsx", script]];
-    case "deno":
-      return [`${root}node_modules/.bin/deno`, ["run", "-A", script]];
-    case "bun":
-      return [`${root}node_modules/.bin/bun`, [script]];
-  }
-}
-
-/** Starts `script` on `on` and waits for its `listening on ws://127.0.0.1:<port>` line. */
-export async function startProcess(on: RuntimeName, script: string, env: Record<string, string>, name: string = on): Promise<Running> {
-  const [file, args] = command(on, script);
-  const child = spawn(file, args, { cwd: root, env: { ...process.env, ...env }, stdio: ["ignore", "pipe", "pipe"] });
-  let stdout = "";
-  let stderr = "";
-  child.stdout!.setEncoding("utf8");
-  child.stderr!.setEncoding("utf8");
-  child.stderr!.on("data", (chunk: string) => void (stderr += chunk));
-  const exited = new Promise<number | string>((resolve) => child.once("exit", (code, signal) => resolve(code ?? signal ?? -1)));
-  const line = await within(
-    new Promise<string>((resolve, reject) => {
-      child.stdout!.on("data", (chunk: string) => {
-        stdout += chunk;
-        const end = stdout.indexOf("\n");
-        if (end >= 0) resolve(stdout.slice(0, end));
-      });
-      child.once("error", reject);
-      void exited.then((code) => reject(new Error(`${name}: ${script} exited (${code}) before listening`)));
-    }),
-    30_000,
-    `${name}: ${script}'s first line`,
-  ).catch((error) => {
-    child.kill("SIGKILL");
-    throw new Error(`${(error as Error).message}\nstderr: ${stderr}`);
-  });
-  const port = Number(/^listening on ws:\/\/127\.0\.0\.1:(\d+)$/.exec(line)?.[1] ?? NaN);
-  if (!Number.isInteger(port)) {
-    child.kill("SIGKILL");
-    throw new Error(`${name}: unexpected first line ${JSON.stringify(line)}; stderr: ${stderr}`);
-  }
-  return {
-    name,
-    child,
-    port,
-    url: `ws://127.0.0.1:${port}`,
-    stderr: () => stderr,
-    async stop() {
-      if (child.exitCode === null && child.signalCode === null) child.kill("SIGTERM");
-      try {
-        return await within(exited, 10_000, `${name} to exit on SIGTERM`);
-      } catch {
-        child.kill("SIGKILL");
-        return await exited;
-      }
-    },
-  };
 }

@@ -3,97 +3,32 @@
 // and Bun, on the native one too. Only its documented surface is used: the
 // environment, the first line of stdout, and WebSocket clients.
 import assert from "node:assert/strict";
-import { type ChildProcess, spawn } from "node:child_process";
-import process from "node:process";
-import { fileURLToPath } from "node:url";
 import { after, before, describe, it } from "node:test";
 import { runtime } from "../../mod.ts";
-import { Client, delay, rawHandshake, upgradeRequest, within } from "./_helpers.ts";
+import { Client, delay, rawHandshake, type Running, startProcess, upgradeRequest, within } from "./_helpers.ts";
 
 const on = runtime();
-const root = fileURLToPath(new URL("../../", import.meta.url));
 const TOKEN = `chat-test-${Math.random().toString(36).slice(2)}`;
 const INTERVAL_MS = 150;
 const TIMEOUT_MS = 150;
 
-/** The command that runs `examples/chat.ts` on this runtime. */
-function command(): [string, string[]] {
-  switch (on) {
-    case "deno": {
-      const deno = (globalThis as unknown as { Deno: { execPath(): string } }).Deno;
-      return [deno.execPath(), ["run", "-A", "examples/chat.ts"]];
-    }
-    case "bun":
-      return [process.execPath, ["examples/chat.ts"]];
-    default:
-      return [process.execPath, ["--import", "tsx", "examples/chat.ts"]];
-  }
-}
-
 /** The example, running. */
-interface Chat {
-  child: ChildProcess;
-  /** The first line it printed. */
-  line: string;
-  port: number;
-  url: string;
-  /** Everything it wrote to stderr so far. */
-  stderr: () => string;
-  /** Resolves with the exit code (or the signal) once it exited. */
-  exited: Promise<number | string>;
-}
+type Chat = Running;
 
-async function startChat(transport: "raw" | "native" | undefined): Promise<Chat> {
-  const [file, args] = command();
-  const env: Record<string, string | undefined> = {
-    ...process.env,
+function startChat(transport: "raw" | "native" | undefined): Promise<Chat> {
+  return startProcess(on, "examples/chat.ts", {
     PORT: "0",
     HOST: "127.0.0.1",
     CHAT_TOKEN: TOKEN,
     HEARTBEAT_INTERVAL_MS: String(INTERVAL_MS),
     HEARTBEAT_TIMEOUT_MS: String(TIMEOUT_MS),
     TRANSPORT: transport,
-  };
-  if (transport === undefined) delete env.TRANSPORT;
-  const child = spawn(file, args, { cwd: root, env, stdio: ["ignore", "pipe", "pipe"] });
-  let stdout = "";
-  let stderr = "";
-  child.stdout!.setEncoding("utf8");
-  child.stderr!.setEncoding("utf8");
-  child.stderr!.on("data", (chunk: string) => void (stderr += chunk));
-  const exited = new Promise<number | string>((resolve) => child.once("exit", (code, signal) => resolve(code ?? signal ?? -1)));
-  const line = await within(
-    new Promise<string>((resolve, reject) => {
-      child.stdout!.on("data", (chunk: string) => {
-        stdout += chunk;
-        const end = stdout.indexOf("\n");
-        if (end >= 0) resolve(stdout.slice(0, end));
-      });
-      child.once("error", reject);
-      void exited.then((code) => reject(new Error(`chat.ts exited (${code}) before listening: ${stderr}`)));
-    }),
-    30_000,
-    "chat.ts's first line",
-  ).catch((error) => {
-    child.kill("SIGKILL");
-    throw new Error(`${(error as Error).message}\nstderr: ${stderr}`);
-  });
-  const match = /^listening on ws:\/\/127\.0\.0\.1:(\d+)$/.exec(line);
-  const port = Number(match?.[1] ?? 0);
-  return { child, line, port, url: `ws://127.0.0.1:${port}`, stderr: () => stderr, exited };
+  }, "chat.ts");
 }
 
 /** Stops the example with SIGTERM and waits for it to exit. */
-async function stopChat(chat: Chat | undefined): Promise<number | string | undefined> {
-  if (chat === undefined) return undefined;
-  if (chat.child.exitCode === null && chat.child.signalCode === null) chat.child.kill("SIGTERM");
-  try {
-    return await within(chat.exited, 10_000, "chat.ts to exit on SIGTERM");
-  } catch (error) {
-    chat.child.kill("SIGKILL");
-    await chat.exited;
-    throw error;
-  }
+function stopChat(chat: Chat | undefined): Promise<number | string | undefined> {
+  return chat === undefined ? Promise.resolve(undefined) : chat.stop();
 }
 
 /**
