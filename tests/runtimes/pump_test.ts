@@ -4,40 +4,16 @@ import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { UsageError } from "../../core/errors.ts";
 import type { Context, Handler } from "../../plugins/hooks.ts";
-import { ConnectionSet, Pump, resolveConnectionOptions, type Transport } from "../../runtimes/_pump.ts";
+import { ConnectionSet, Pump, resolveConnectionOptions } from "../../runtimes/_pump.ts";
+import { FakeTransport as RecordingTransport } from "../plugins/_harness.ts";
 import { bytes, cat, closeBody, decodeServerFrames, frame, REQUEST, summary } from "../core/_util.ts";
 import { delay, until } from "./_helpers.ts";
 
-class FakeTransport implements Transport {
-  writes: Uint8Array[][] = [];
-  accepting = true;
-  buffered = 0;
-  paused = false;
-  ended = false;
-  destroyed = false;
-  readonly remoteAddress = "192.0.2.1";
-  write(chunks: Uint8Array[]): boolean {
-    this.writes.push(chunks.map((c) => c.slice()));
-    return this.accepting;
-  }
-  get bufferedAmount(): number {
-    return this.buffered;
-  }
-  pause(): void {
-    this.paused = true;
-  }
-  resume(): void {
-    this.paused = false;
-  }
-  end(): void {
-    this.ended = true;
-  }
-  destroy(): void {
-    this.destroyed = true;
-  }
+/** The pipeline tests' fake socket, plus the server frames after the 101. */
+class FakeTransport extends RecordingTransport {
   /** Everything written after the 101, decoded. */
   frames() {
-    const all = cat(...this.writes.flat());
+    const all = this.output();
     const text = new TextDecoder("latin1").decode(all);
     const headEnd = text.indexOf("\r\n\r\n") + 4;
     return decodeServerFrames(all.subarray(headEnd));
