@@ -532,6 +532,45 @@ const REASONS: Readonly<Record<number, string>> = {
 };
 
 /**
+ * Checks that a status may refuse a handshake: an integer from 400 to 599.
+ *
+ * @param status The HTTP status.
+ * @throws {UsageError} Code `"ERR_INVALID_STATUS"` otherwise.
+ *
+ * @example
+ * ```ts
+ * import { checkErrorStatus } from "@duplex/ws/core";
+ *
+ * checkErrorStatus(401); // fine; checkErrorStatus(302) throws
+ * ```
+ */
+export function checkErrorStatus(status: number): void {
+  if (!Number.isInteger(status) || status < 400 || status > 599) {
+    throw new UsageError(
+      "ERR_INVALID_STATUS",
+      `Invalid status: it must be an integer from 400 to 599, got ${String(status)}`,
+    );
+  }
+}
+
+/**
+ * The standard reason phrase (RFC 9110 §15) of an error status.
+ *
+ * @param status The HTTP status.
+ * @returns The reason phrase, or `undefined` for a status without one.
+ *
+ * @example
+ * ```ts
+ * import { reasonPhrase } from "@duplex/ws/core";
+ *
+ * console.log(reasonPhrase(429)); // "Too Many Requests"
+ * ```
+ */
+export function reasonPhrase(status: number): string | undefined {
+  return REASONS[status];
+}
+
+/**
  * Writes an HTTP error answer that refuses a handshake, then closes the
  * connection: the status with its standard reason phrase (`"Error"` for an
  * unlisted status), `Connection: close`, `Content-Type: text/plain;
@@ -562,12 +601,7 @@ export function buildErrorResponse(
   body: string,
   headers?: Record<string, string> | [string, string][],
 ): Uint8Array {
-  if (!Number.isInteger(status) || status < 400 || status > 599) {
-    throw new UsageError(
-      "ERR_INVALID_STATUS",
-      `Invalid status: it must be an integer from 400 to 599, got ${String(status)}`,
-    );
-  }
+  checkErrorStatus(status);
   const connection = ["close"];
   let contentType = "text/plain; charset=utf-8";
   let extra = "";
@@ -593,7 +627,7 @@ export function buildErrorResponse(
   }
   const payload = new TextEncoder().encode(body);
   const head = encodeLatin1(
-    `HTTP/1.1 ${status} ${REASONS[status] ?? "Error"}\r\n` +
+    `HTTP/1.1 ${status} ${reasonPhrase(status) ?? "Error"}\r\n` +
       `Connection: ${connection.join(", ")}\r\n` +
       `Content-Type: ${contentType}\r\n` +
       `Content-Length: ${payload.length}\r\n` +

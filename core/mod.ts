@@ -33,7 +33,7 @@ export { HandshakeError, ProtocolError, UsageError } from "./errors.ts";
 export { applyMask, encodeFrame, encodeTextFrame, type FrameOptions, Opcode } from "./frame.ts";
 export * from "./handshake.ts";
 export { type ParsedHead, type RequestHead, RequestHeadParser } from "./http_parser.ts";
-export { PreparedMessage } from "./prepared.ts";
+export { messageData, PreparedMessage } from "./prepared.ts";
 export { DEFAULT_LIMITS, type Limits, resolveLimits } from "./options.ts";
 export { type Received, Receiver, type ReceiverOptions } from "./receiver.ts";
 export { ReadyState, type Transition, transition } from "./state.ts";

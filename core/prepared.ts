@@ -11,6 +11,28 @@ import { UsageError } from "./errors.ts";
 import { encodeFrame, encodeTextFrame, Opcode } from "./frame.ts";
 
 /**
+ * A message as it is sent: a string stays a string (text), any other bytes
+ * become a `Uint8Array` over the same memory (binary).
+ *
+ * @param data A string, an `ArrayBuffer` or an `ArrayBufferView`.
+ * @returns The string, or a `Uint8Array` view (not a copy).
+ * @throws {UsageError} `ERR_INVALID_DATA` for anything else.
+ *
+ * @example
+ * ```ts
+ * import { messageData } from "@duplex/ws/core";
+ *
+ * console.log(messageData(new Uint16Array([1])).byteLength); // 2
+ * ```
+ */
+export function messageData(data: string | ArrayBuffer | ArrayBufferView): string | Uint8Array {
+  if (typeof data === "string" || data instanceof Uint8Array) return data;
+  if (ArrayBuffer.isView(data)) return new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+  if (data instanceof ArrayBuffer) return new Uint8Array(data);
+  throw new UsageError("ERR_INVALID_DATA", "Invalid message: expected a string, an ArrayBuffer or an ArrayBufferView");
+}
+
+/**
  * One message, framed at most once for every recipient.
  *
  * @example
@@ -35,10 +57,7 @@ export class PreparedMessage {
    * @throws {UsageError} `ERR_INVALID_DATA` for anything else.
    */
   constructor(data: string | ArrayBuffer | ArrayBufferView) {
-    if (typeof data === "string" || data instanceof Uint8Array) this.data = data;
-    else if (ArrayBuffer.isView(data)) this.data = new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
-    else if (data instanceof ArrayBuffer) this.data = new Uint8Array(data);
-    else throw new UsageError("ERR_INVALID_DATA", "Invalid message: expected a string, an ArrayBuffer or an ArrayBufferView");
+    this.data = messageData(data);
   }
 
   /** Whether it is sent as a text frame. */

@@ -7,7 +7,7 @@
  */
 
 import { closePayload } from "../core/close_code.ts";
-import { UsageError } from "../core/errors.ts";
+import { checkErrorStatus, reasonPhrase } from "../core/handshake.ts";
 
 /**
  * Thrown in the upgrade phase to refuse the handshake with an HTTP status
@@ -42,8 +42,8 @@ export class HttpError extends Error {
    * @throws {UsageError} `ERR_INVALID_STATUS` when the status is not 400–599.
    */
   constructor(status: number, body?: string, headers: Record<string, string> = {}) {
-    checkStatus(status);
-    const text = body ?? statusText(status);
+    checkErrorStatus(status);
+    const text = body ?? reasonPhrase(status) ?? `HTTP ${status}`;
     super(text);
     this.name = "HttpError";
     this.status = status;
@@ -101,38 +101,4 @@ export class CloseError extends Error {
     this.code = code;
     this.reason = reason;
   }
-}
-
-/**
- * Checks that an HTTP status may refuse an upgrade: an integer 400–599.
- *
- * @param status The status to check.
- * @throws {UsageError} `ERR_INVALID_STATUS` otherwise.
- *
- * @example
- * ```ts
- * import { checkStatus } from "@duplex/ws";
- *
- * checkStatus(401); // fine
- * ```
- */
-export function checkStatus(status: number): void {
-  if (!Number.isInteger(status) || status < 400 || status > 599) {
-    throw new UsageError("ERR_INVALID_STATUS", `Invalid status: a refusal needs 400–599, got ${status}`);
-  }
-}
-
-const STATUS_TEXT: Record<number, string> = {
-  400: "Bad Request",
-  401: "Unauthorized",
-  403: "Forbidden",
-  404: "Not Found",
-  409: "Conflict",
-  429: "Too Many Requests",
-  500: "Internal Server Error",
-  503: "Service Unavailable",
-};
-
-function statusText(status: number): string {
-  return STATUS_TEXT[status] ?? `HTTP ${status}`;
 }

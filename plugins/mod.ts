@@ -36,7 +36,7 @@ export {
   SendContext,
   UpgradeContext,
 } from "./context.ts";
-export { checkStatus, CloseError, HttpError } from "./errors.ts";
+export { CloseError, HttpError } from "./errors.ts";
 export { type Clock, type CloseInfo, type ConnectionOptions, type Context, type Handler, systemClock, type UpgradeAnswer } from "./hooks.ts";
 export { type Middleware, type Phase, type PhaseContext, PHASES, type Phases, Pipeline } from "./pipeline.ts";
 export { App, type AppOptions, type ErrorHandler } from "./app.ts";

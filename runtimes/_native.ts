@@ -13,8 +13,8 @@
 import { CloseCode, closePayload } from "../core/close_code.ts";
 import type { MessageData } from "../core/engine.ts";
 import { HandshakeError, ProtocolError, UsageError } from "../core/errors.ts";
-import type { PreparedMessage } from "../core/prepared.ts";
-import { headSize, selectSubprotocol, type UpgradeRequest, validateUpgradeRequest } from "../core/handshake.ts";
+import { messageData, type PreparedMessage } from "../core/prepared.ts";
+import { checkErrorStatus, headSize, selectSubprotocol, type UpgradeRequest, validateUpgradeRequest } from "../core/handshake.ts";
 import { ReadyState } from "../core/state.ts";
 import { type Clock, type CloseInfo, type ConnectionOptions, type Context, type Handler, systemClock, type UpgradeAnswer } from "../plugins/hooks.ts";
 import { callHook, type Connection, type ConnectionSet, isPromise } from "./_pump.ts";
@@ -65,13 +65,6 @@ const POLL_MS = 10;
 const DEFAULT_HIGH_WATER_MARK = 64 * 1024;
 const encoder = new TextEncoder();
 let lastId = 0;
-
-function toBytes(data: MessageData): string | Uint8Array {
-  if (typeof data === "string" || data instanceof Uint8Array) return data;
-  if (data instanceof ArrayBuffer) return new Uint8Array(data);
-  if (ArrayBuffer.isView(data)) return new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
-  throw new UsageError("ERR_INVALID_DATA", "Invalid message: expected a string, an ArrayBuffer or an ArrayBufferView");
-}
 
 /** UTF-8 length of `text`, computed only when the cheap bounds cannot decide against `limit`. */
 function exceeds(data: string | Uint8Array, limit: number): boolean {
@@ -142,8 +135,10 @@ export async function prepareUpgrade<S>(
     return { response: textResponse(503, "Service Unavailable") };
   }
   if (answer instanceof Response) {
-    if (answer.status < 400 || answer.status > 599) {
-      session.failUpgrade(new UsageError("ERR_INVALID_STATUS", `Invalid status: a refusal needs 400–599, got ${answer.status}`));
+    try {
+      checkErrorStatus(answer.status);
+    } catch (error) {
+      session.failUpgrade(error);
       return { response: textResponse(500, "Internal Server Error") };
     }
     session.failUpgrade();
@@ -260,7 +255,7 @@ export class NativeSession<S = Record<string, unknown>> implements Context<S>, C
   /** Sends a message; `false` when the caller should wait for `drained()`. */
   send(data: MessageData): boolean {
     this.#requireOpen("send");
-    const ok = this.#socket!.send(toBytes(data));
+    const ok = this.#socket!.send(messageData(data));
     if (!ok || this.bufferedAmount >= this.#highWaterMark) this.#startDrainWait();
     return !this.#needDrain;
   }
@@ -273,7 +268,7 @@ export class NativeSession<S = Record<string, unknown>> implements Context<S>, C
   /** Sends a ping. */
   ping(data: MessageData = new Uint8Array(0)): void {
     this.#requireOpen("ping");
-    const bytes = toBytes(data);
+    const bytes = messageData(data);
     const payload = typeof bytes === "string" ? encoder.encode(bytes) : bytes;
     if (payload.length > 125) {
       throw new UsageError("ERR_CONTROL_TOO_LONG", `Invalid ping payload: ${payload.length} bytes, at most 125`);

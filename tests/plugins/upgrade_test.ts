@@ -5,7 +5,8 @@ import { describe, it } from "node:test";
 import { UsageError } from "../../core/errors.ts";
 import { App } from "../../plugins/app.ts";
 import type { UpgradeContext } from "../../plugins/context.ts";
-import { checkStatus, HttpError } from "../../plugins/errors.ts";
+import { checkErrorStatus } from "../../core/handshake.ts";
+import { HttpError } from "../../plugins/errors.ts";
 import { acceptKey } from "../../core/handshake.ts";
 import { buildRequest, connect, type Conn, deferred, errorLog, flush } from "./_harness.ts";
 
@@ -318,10 +319,10 @@ describe("App upgrade phase", () => {
     assert.equal((errors.errors[0] as UsageError | undefined)?.code, "ERR_INVALID_HEADER");
   });
 
-  it("HttpError and checkStatus refuse statuses outside 400–599", () => {
+  it("HttpError and checkErrorStatus refuse statuses outside 400–599", () => {
     for (const status of [0, 200, 399, 600, 1e3, Number.NaN, 450.5]) {
       assert.throws(() => new HttpError(status), (e) => e instanceof UsageError && e.code === "ERR_INVALID_STATUS", String(status));
-      assert.throws(() => checkStatus(status), UsageError, String(status));
+      assert.throws(() => checkErrorStatus(status), UsageError, String(status));
     }
     const err = new HttpError(418);
     assert.equal(err.status, 418);
