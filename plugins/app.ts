@@ -10,7 +10,7 @@ import { ProtocolError } from "../core/errors.ts";
 import { PreparedMessage } from "../core/prepared.ts";
 import type { UpgradeRequest } from "../core/handshake.ts";
 import { ReadyState } from "../core/state.ts";
-import type { Next } from "./compose.ts";
+import type { Composed, Next } from "./compose.ts";
 import {
   CloseContext,
   ControlContext,
@@ -25,7 +25,7 @@ import {
 } from "./context.ts";
 import { CloseError, HttpError } from "./errors.ts";
 import type { Clock, CloseInfo, Context, Handler, UpgradeAnswer } from "./hooks.ts";
-import { type Middleware, type Phase, type PhaseContext, Pipeline } from "./pipeline.ts";
+import { type Middleware, Pipeline } from "./pipeline.ts";
 import { Hub, type PublishOptions, type PubSubOptions, type PubSubStats } from "./pubsub.ts";
 
 /**
@@ -213,39 +213,40 @@ export class App<S = Record<string, unknown>> implements Handler<S> {
   /** Adapter entry point: the connection opened. */
   open(conn: Context<S>): void | Promise<void> {
     const peer = this.#peer(conn);
-    if (this.#pipeline.chain("open") === undefined) return;
-    return this.#dispatch("open", new OpenContext(peer));
+    const chain = this.#pipeline.chain("open");
+    if (chain !== undefined) return this.#dispatch(chain, new OpenContext(peer));
   }
 
   /** Adapter entry point: a message arrived. */
   message(conn: Context<S>, data: string | Uint8Array): void | Promise<void> {
-    if (this.#pipeline.chain("message") === undefined) return;
-    return this.#dispatch("message", new MessageContext(this.#peer(conn), data));
+    const chain = this.#pipeline.chain("message");
+    if (chain !== undefined) return this.#dispatch(chain, new MessageContext(this.#peer(conn), data));
   }
 
   /** Adapter entry point: a ping arrived. */
   ping(conn: Context<S>, data: Uint8Array): void | Promise<void> {
-    if (this.#pipeline.chain("ping") === undefined) return;
-    return this.#dispatch("ping", new ControlContext(this.#peer(conn), "ping", data));
+    const chain = this.#pipeline.chain("ping");
+    if (chain !== undefined) return this.#dispatch(chain, new ControlContext(this.#peer(conn), "ping", data));
   }
 
   /** Adapter entry point: a pong arrived. */
   pong(conn: Context<S>, data: Uint8Array): void | Promise<void> {
-    if (this.#pipeline.chain("pong") === undefined) return;
-    return this.#dispatch("pong", new ControlContext(this.#peer(conn), "pong", data));
+    const chain = this.#pipeline.chain("pong");
+    if (chain !== undefined) return this.#dispatch(chain, new ControlContext(this.#peer(conn), "pong", data));
   }
 
   /** Adapter entry point: the output drained. */
   drain(conn: Context<S>): void {
-    if (this.#pipeline.chain("drain") === undefined) return;
-    void this.#dispatch("drain", new DrainContext(this.#peer(conn)));
+    const chain = this.#pipeline.chain("drain");
+    if (chain !== undefined) void this.#dispatch(chain, new DrainContext(this.#peer(conn)));
   }
 
   /** Adapter entry point: the connection closed. */
   close(conn: Context<S>, info: CloseInfo): void | Promise<void> {
     const peer = this.#peer(conn);
     this.#hub.drop(peer);
-    const result = this.#pipeline.chain("close") === undefined ? undefined : this.#dispatch("close", new CloseContext(peer, info));
+    const chain = this.#pipeline.chain("close");
+    const result = chain === undefined ? undefined : this.#dispatch(chain, new CloseContext(peer, info));
     if (result === undefined) {
       this.#peers.delete(conn);
       return;
@@ -262,8 +263,8 @@ export class App<S = Record<string, unknown>> implements Handler<S> {
   error(conn: Context<S>, error: unknown): void {
     const ctx = new ErrorContext(this.#peer(conn), error);
     if (!(error instanceof ProtocolError)) this.#report(error, ctx);
-    if (this.#pipeline.chain("error") === undefined) return;
-    void this.#dispatch("error", ctx);
+    const chain = this.#pipeline.chain("error");
+    if (chain !== undefined) void this.#dispatch(chain, ctx);
   }
 
   // ---- inside ----
@@ -310,10 +311,11 @@ export class App<S = Record<string, unknown>> implements Handler<S> {
     return peer;
   }
 
-  #dispatch<P extends Exclude<Phase, "upgrade">>(phase: P, ctx: PhaseContext<P, S>): void | Promise<void> {
+  /** Runs one event's chain; a throw or a rejection fails this connection only. */
+  #dispatch<C extends EventContext<S>>(chain: Composed<C>, ctx: C): void | Promise<void> {
     let result;
     try {
-      result = this.#pipeline.run(phase, ctx);
+      result = chain(ctx);
     } catch (error) {
       this.#fail(error, ctx);
       return;
