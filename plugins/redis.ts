@@ -562,13 +562,15 @@ class RedisLink implements BackplaneLink {
     this.#onRedis.clear();
     for (const topic of this.#topics) this.#onRedis.add(topic);
     const sub = this.#sub.client;
-    for (let i = 0; i < wanted.length; i += SUBSCRIBE_BATCH) {
-      const batch = wanted.slice(i, i + SUBSCRIBE_BATCH);
-      this.#command(this.#sub, "ERR_BACKPLANE_SUBSCRIBE", () => sub.subscribe(...batch));
-    }
-    for (let i = 0; i < stale.length; i += SUBSCRIBE_BATCH) {
-      const batch = stale.slice(i, i + SUBSCRIBE_BATCH);
-      this.#command(this.#sub, "ERR_BACKPLANE_SUBSCRIBE", () => sub.unsubscribe(...batch));
+    this.#batched(wanted, (batch) => sub.subscribe(...batch));
+    this.#batched(stale, (batch) => sub.unsubscribe(...batch));
+  }
+
+  /** Runs a subscriber command over `channels`, SUBSCRIBE_BATCH at a time. */
+  #batched(channels: string[], run: (batch: string[]) => Promise<unknown>): void {
+    for (let i = 0; i < channels.length; i += SUBSCRIBE_BATCH) {
+      const batch = channels.slice(i, i + SUBSCRIBE_BATCH);
+      this.#command(this.#sub, "ERR_BACKPLANE_SUBSCRIBE", () => run(batch));
     }
   }
 
