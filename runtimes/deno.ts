@@ -27,9 +27,9 @@
  */
 
 import { CloseCode } from "../core/close_code.ts";
-import { ProtocolError, UsageError } from "../core/errors.ts";
+import { UsageError } from "../core/errors.ts";
 import type { ConnectionOptions, Handler } from "../plugins/hooks.ts";
-import { prepareUpgrade } from "./_native.ts";
+import { nativeUpgrade } from "./_deno_native.ts";
 import { coalesce, ConnectionSet, Pump, resolveConnectionOptions, type Transport } from "./_pump.ts";
 import { type ListenOptions, makeServer, serveSetup, type Server, type TlsCertificate } from "./_server.ts";
 
@@ -56,16 +56,6 @@ interface DenoListener extends AsyncIterable<DenoConn> {
   close(): void;
 }
 
-interface DenoWebSocket {
-  binaryType: string;
-  readonly bufferedAmount: number;
-  onopen: ((event: Event) => void) | null;
-  onmessage: ((event: MessageEvent) => void) | null;
-  onclose: ((event: CloseEvent) => void) | null;
-  onerror: ((event: Event) => void) | null;
-  send(data: string | Uint8Array): void;
-  close(code?: number, reason?: string): void;
-}
 
 interface DenoHttpServer {
   readonly addr: DenoAddr;
@@ -79,10 +69,6 @@ interface DenoNamespace {
     options: { port: number; hostname: string; cert?: string; key?: string; onListen?(addr: DenoAddr): void },
     handler: (request: Request, info: DenoServeInfo) => Response | Promise<Response>,
   ): DenoHttpServer;
-  upgradeWebSocket(request: Request, options: { protocol?: string; idleTimeout?: number }): {
-    socket: DenoWebSocket;
-    response: Response;
-  };
 }
 
 function deno(): DenoNamespace {
@@ -378,59 +364,6 @@ export function nativeHandler<S = Record<string, unknown>>(
     close(code = CloseCode.GoingAway, reason = "Server shutting down") {
       return set.shutdown(code, reason);
     },
-  };
-}
-
-function nativeUpgrade<S>(
-  handler: Handler<S>,
-  options: Readonly<ConnectionOptions>,
-  set: ConnectionSet,
-): (request: Request, info?: DenoServeInfo) => Promise<Response> {
-  return async (request, info) => {
-    const decision = await prepareUpgrade(request, info?.remoteAddr.hostname ?? "", handler, options, set);
-    if (decision.response !== undefined) return decision.response;
-    const { session, protocol, headers } = decision;
-    let upgraded;
-    try {
-      // Deno checks `protocol` against the offer split on ", " only, and
-      // refuses "a,b": the header is set on its 101 instead.
-      upgraded = deno().upgradeWebSocket(request, { idleTimeout: 0 });
-      for (const [name, value] of headers) upgraded.response.headers.append(name, value);
-      if (protocol !== "") upgraded.response.headers.set("Sec-WebSocket-Protocol", protocol);
-    } catch (err) {
-      session.failUpgrade(err);
-      return new Response("Internal Server Error", { status: 500 });
-    }
-    const { socket, response } = upgraded;
-    socket.binaryType = "arraybuffer";
-    socket.onopen = () =>
-      session.attach({
-        send(data) {
-          socket.send(data);
-          return true;
-        },
-        close: (code, reason) => socket.close(code, reason),
-        terminate: () => socket.close(),
-        get bufferedAmount() {
-          return socket.bufferedAmount;
-        },
-      }, protocol);
-    socket.onmessage = (event) => {
-      const data = event.data;
-      session.onMessage(typeof data === "string" ? data : new Uint8Array(data as ArrayBuffer));
-    };
-    // Deno reports a connection that ended without a close frame as 1005,
-    // unclean: that is 1006 (RFC 6455 §7.1.5).
-    socket.onclose = (event) =>
-      event.wasClean ? session.onClose(event.code, event.reason, true) : session.onClose(CloseCode.Abnormal, "", false);
-    socket.onerror = (event) => {
-      // A protocol error: Deno drops TCP without a close frame, `onclose` follows.
-      const message = (event as ErrorEvent).message || "WebSocket protocol error";
-      if (/unexpected eof/i.test(message)) return; // the peer dropped TCP: 1006 follows, no fault
-      const code = /utf-?8/i.test(message) ? CloseCode.InvalidPayload : CloseCode.ProtocolError;
-      session.reportError(new ProtocolError("WS_ERR_NATIVE", code, message));
-    };
-    return response;
   };
 }
 

@@ -30,7 +30,8 @@ import { createServer as createTlsServer, type TlsOptions } from "node:tls";
 import type { Duplex } from "node:stream";
 import { CloseCode } from "../core/close_code.ts";
 import type { Handler } from "../plugins/hooks.ts";
-import { type ConnectionOptions, ConnectionSet, Pump, resolveConnectionOptions, type Transport } from "./_pump.ts";
+import { type ConnectionOptions, ConnectionSet, resolveConnectionOptions } from "./_pump.ts";
+import { run } from "./_node.ts";
 import { makeServer, type Server, serveSetup } from "./_server.ts";
 
 export type { Server };
@@ -78,97 +79,6 @@ export interface UpgradeHandler {
   readonly connections: number;
   /** Closes every connection (default code 1001) and resolves once every socket is closed. */
   close(code?: number, reason?: string): Promise<void>;
-}
-
-class NodeTransport implements Transport {
-  readonly #socket: Duplex;
-
-  constructor(socket: Duplex) {
-    this.#socket = socket;
-  }
-
-  write(chunks: Uint8Array[]): boolean {
-    const socket = this.#socket;
-    if (chunks.length === 1) return socket.write(chunks[0]!);
-    socket.cork();
-    let ok = true;
-    for (const chunk of chunks) ok = socket.write(chunk);
-    socket.uncork();
-    return ok;
-  }
-
-  get bufferedAmount(): number {
-    return this.#socket.writableLength;
-  }
-
-  get remoteAddress(): string {
-    return (this.#socket as Socket).remoteAddress ?? "";
-  }
-
-  pause(): void {
-    this.#socket.pause();
-  }
-
-  resume(): void {
-    this.#socket.resume();
-  }
-
-  end(): void {
-    this.#socket.end();
-  }
-
-  destroy(): void {
-    this.#socket.destroy();
-  }
-}
-
-const kPump = Symbol("duplex.pump");
-
-type PumpedSocket = Duplex & { [kPump]: Pump<any> };
-
-// One set of listeners for every socket (the pump hangs off the socket), so a
-// connection costs no closures.
-function onSocketData(this: PumpedSocket, chunk: Uint8Array): void {
-  this[kPump].onData(chunk);
-}
-function onSocketEnd(this: PumpedSocket): void {
-  this[kPump].onEnd();
-}
-function onSocketDrain(this: PumpedSocket): void {
-  this[kPump].onDrain();
-}
-function onSocketError(): void {
-  // 'close' follows; the pump reports 1006 there.
-}
-function onSocketClose(this: PumpedSocket): void {
-  this[kPump].onClosed();
-}
-
-function run<S>(
-  socket: Duplex,
-  handler: Handler<S>,
-  options: ConnectionOptions,
-  set: ConnectionSet,
-  req?: IncomingMessage,
-  head?: Uint8Array,
-): void {
-  const s = socket as Socket;
-  s.setNoDelay?.(true);
-  s.setTimeout?.(0);
-  const pump = new Pump<S>(new NodeTransport(socket), handler, options, set);
-  (socket as PumpedSocket)[kPump] = pump;
-  socket.on("data", onSocketData);
-  socket.on("end", onSocketEnd);
-  socket.on("drain", onSocketDrain);
-  socket.on("error", onSocketError);
-  socket.on("close", onSocketClose);
-  if (req === undefined) pump.start();
-  else {
-    pump.start(
-      { method: req.method ?? "", url: req.url ?? "/", httpVersion: req.httpVersion, headers: req.headers },
-      head,
-    );
-  }
 }
 
 /**

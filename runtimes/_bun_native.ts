@@ -1,0 +1,120 @@
+/**
+ * Bun's native path (`Bun.serve`): the upgrade and the `websocket` handlers
+ * that feed Duplex's native sessions. Shared by `bun.ts` and `hono.ts`.
+ *
+ * @module
+ */
+
+import { CloseCode } from "../core/close_code.ts";
+import { ProtocolError, UsageError } from "../core/errors.ts";
+import type { ConnectionOptions, Handler } from "../plugins/hooks.ts";
+import { type NativeSession, prepareUpgrade } from "./_native.ts";
+import type { ConnectionSet } from "./_pump.ts";
+import type { BunServer, BunWebSocket, BunWebSocketHandler } from "./bun.ts";
+
+interface SessionData {
+  session: NativeSession<any>;
+  protocol: string;
+}
+
+/** Bun reports a protocol failure as 1006 with this reason; the code it sent is the one below. */
+const BUN_FAILURES: Record<string, number> = {
+  "Received too big message": CloseCode.MessageTooBig,
+  "Received invalid UTF-8": CloseCode.InvalidPayload,
+};
+
+function sessionOf(ws: BunWebSocket): NativeSession<any> {
+  return (ws.data as SessionData).session;
+}
+
+/**
+ * The `websocket` object for `Bun.serve`, with Bun's limits set from `options`.
+ *
+ * @example
+ * ```ts ignore
+ * Bun.serve({ fetch, websocket: websocketHandler(options) });
+ * ```
+ */
+export function websocketHandler(options: Readonly<ConnectionOptions>): BunWebSocketHandler {
+  return {
+    maxPayloadLength: Math.min(options.maxMessageBytes ?? 16 * 1024 * 1024, 0xffffffff),
+    backpressureLimit: 0,
+    idleTimeout: 0,
+    sendPings: false,
+    perMessageDeflate: false,
+    open(ws) {
+      ws.binaryType = "uint8array";
+      const { session, protocol } = ws.data as SessionData;
+      session.attach({
+        send: (data) => ws.send(data) !== -1,
+        ping: (data) => void ws.ping(data),
+        close: (code, reason) => ws.close(code, reason),
+        terminate: () => ws.terminate(),
+        get bufferedAmount() {
+          return ws.getBufferedAmount();
+        },
+        pause: () => ws.pause(),
+        resume: () => ws.resume(),
+        drainEvents: true,
+      }, protocol);
+    },
+    message(ws, message) {
+      sessionOf(ws).onMessage(message);
+    },
+    drain(ws) {
+      sessionOf(ws).onDrain();
+    },
+    ping(ws, data) {
+      sessionOf(ws).onPing(data);
+    },
+    pong(ws, data) {
+      sessionOf(ws).onPong(data);
+    },
+    close(ws, code, reason) {
+      const session = sessionOf(ws);
+      if (code === CloseCode.Abnormal && reason.startsWith("Received ")) {
+        // Bun already sent the close frame; report what it sent.
+        const sent = BUN_FAILURES[reason] ?? CloseCode.ProtocolError;
+        session.fail(new ProtocolError("WS_ERR_NATIVE", sent, reason), true);
+      }
+      session.onClose(code, reason, code !== CloseCode.Abnormal);
+    },
+  };
+}
+
+/**
+ * The upgrade of one request on `Bun.serve`: `undefined` once Bun switched
+ * protocols, else the refusal to return. `extraHeaders` go on the 101.
+ *
+ * @example
+ * ```ts ignore
+ * const upgrade = nativeUpgrade(handler, options, set);
+ * const refusal = await upgrade(request, server);
+ * ```
+ */
+export function nativeUpgrade<S>(
+  handler: Handler<S>,
+  options: Readonly<ConnectionOptions>,
+  set: ConnectionSet,
+): (request: Request, server: BunServer) => Promise<Response | undefined> {
+  return async (request, server) => {
+    const decision = await prepareUpgrade(request, server.requestIP?.(request)?.address ?? "", handler, options, set);
+    if (decision.response !== undefined) return decision.response;
+    const { session, headers } = decision;
+    // Bun answers the client's first offer unless told otherwise, and cannot
+    // answer "none" to a client that offered some: that offer is what it sends.
+    const protocol = decision.protocol || (session.request.protocols[0] ?? "");
+    const extra: [string, string][] = protocol === "" ? headers : [...headers, ["Sec-WebSocket-Protocol", protocol]];
+    let upgraded = false;
+    try {
+      upgraded = server.upgrade(request, { data: { session, protocol } satisfies SessionData, headers: extra });
+    } catch (err) {
+      session.failUpgrade(err);
+      return new Response("Internal Server Error", { status: 500 });
+    }
+    if (upgraded) return undefined;
+    session.failUpgrade(new UsageError("ERR_UPGRADE_FAILED", "Bun refused to upgrade the request"));
+    return new Response("Bad Request", { status: 400 });
+  };
+}
+

@@ -1,0 +1,113 @@
+/**
+ * The Node adapter's socket plumbing, shared by `node.ts` and `hono.ts`:
+ * a `node:stream` socket as a pump {@linkcode Transport}.
+ *
+ * @module
+ */
+
+import type { IncomingMessage } from "node:http";
+import type { Socket } from "node:net";
+import type { Duplex } from "node:stream";
+import type { Handler } from "../plugins/hooks.ts";
+import { type ConnectionOptions, type ConnectionSet, Pump, type Transport } from "./_pump.ts";
+
+class NodeTransport implements Transport {
+  readonly #socket: Duplex;
+
+  constructor(socket: Duplex) {
+    this.#socket = socket;
+  }
+
+  write(chunks: Uint8Array[]): boolean {
+    const socket = this.#socket;
+    if (chunks.length === 1) return socket.write(chunks[0]!);
+    socket.cork();
+    let ok = true;
+    for (const chunk of chunks) ok = socket.write(chunk);
+    socket.uncork();
+    return ok;
+  }
+
+  get bufferedAmount(): number {
+    return this.#socket.writableLength;
+  }
+
+  get remoteAddress(): string {
+    return (this.#socket as Socket).remoteAddress ?? "";
+  }
+
+  pause(): void {
+    this.#socket.pause();
+  }
+
+  resume(): void {
+    this.#socket.resume();
+  }
+
+  end(): void {
+    this.#socket.end();
+  }
+
+  destroy(): void {
+    this.#socket.destroy();
+  }
+}
+
+const kPump = Symbol("duplex.pump");
+
+type PumpedSocket = Duplex & { [kPump]: Pump<any> };
+
+// One set of listeners for every socket (the pump hangs off the socket), so a
+// connection costs no closures.
+function onSocketData(this: PumpedSocket, chunk: Uint8Array): void {
+  this[kPump].onData(chunk);
+}
+function onSocketEnd(this: PumpedSocket): void {
+  this[kPump].onEnd();
+}
+function onSocketDrain(this: PumpedSocket): void {
+  this[kPump].onDrain();
+}
+function onSocketError(): void {
+  // 'close' follows; the pump reports 1006 there.
+}
+function onSocketClose(this: PumpedSocket): void {
+  this[kPump].onClosed();
+}
+
+/**
+ * Runs a connection on a socket: the raw handshake (or, with `req`, the
+ * handshake a `node:http` server already parsed) and then the frames.
+ *
+ * @example
+ * ```ts ignore
+ * run(socket, handler, options, set, req, head);
+ * ```
+ */
+export function run<S>(
+  socket: Duplex,
+  handler: Handler<S>,
+  options: ConnectionOptions,
+  set: ConnectionSet,
+  req?: IncomingMessage,
+  head?: Uint8Array,
+): void {
+  const s = socket as Socket;
+  s.setNoDelay?.(true);
+  s.setTimeout?.(0);
+  const pump = new Pump<S>(new NodeTransport(socket), handler, options, set);
+  (socket as PumpedSocket)[kPump] = pump;
+  socket.on("data", onSocketData);
+  socket.on("end", onSocketEnd);
+  socket.on("drain", onSocketDrain);
+  socket.on("error", onSocketError);
+  socket.on("close", onSocketClose);
+  if (req === undefined) pump.start();
+  else {
+    pump.start(
+      { method: req.method ?? "", url: req.url ?? "/", httpVersion: req.httpVersion, headers: req.headers },
+      head,
+    );
+  }
+}
+
