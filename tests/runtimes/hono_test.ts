@@ -1,0 +1,342 @@
+// runtimes/hono.ts over real sockets, on every runtime and every way of
+// serving a Hono app there: @hono/node-server with attach() (Node, and Deno
+// and Bun through their node:http), Deno.serve(app.fetch) on Deno,
+// Bun.serve({ fetch, websocket }) on Bun. Clients: the `ws` client, and raw
+// TCP where the HTTP answer itself is what is checked.
+import assert from "node:assert/strict";
+import { after, before, describe, it } from "node:test";
+import { serve as serveNodeServer } from "@hono/node-server";
+import { type Context, Hono } from "hono";
+import { cors } from "hono/cors";
+import { jwt, sign } from "hono/jwt";
+import { logger } from "hono/logger";
+import { secureHeaders } from "hono/secure-headers";
+import { App, bearerAuth, CloseCode, heartbeat, runtime, subprotocols } from "../../mod.ts";
+import { attach, honoContext, upgradeWebSocket, type WebSocketRoute, websocket, type WSEvents } from "../../runtimes/hono.ts";
+import { Client, delay, rawHandshake, until, upgradeRequest, within } from "./_helpers.ts";
+
+const on = runtime();
+const SECRET = "hono-test-secret";
+
+interface Started {
+  port: number;
+  close(): Promise<void>;
+}
+
+interface HonoTarget {
+  name: string;
+  skip: string | false;
+  start(app: Hono<any>): Promise<Started>;
+}
+
+const targets: HonoTarget[] = [
+  {
+    name: `@hono/node-server + attach() on ${on}`,
+    skip: false,
+    async start(app) {
+      let resolve!: (port: number) => void;
+      const promise = new Promise<number>((done) => (resolve = done));
+      const server = serveNodeServer({ fetch: app.fetch, port: 0, hostname: "127.0.0.1", overrideGlobalObjects: false }, (info) => resolve(info.port));
+      const ws = attach(server as Parameters<typeof attach>[0], app);
+      const port = await within(promise, 5000, "node-server listening");
+      return {
+        port,
+        async close() {
+          await ws.close();
+          (server as { closeAllConnections?(): void }).closeAllConnections?.();
+          await new Promise((done) => server.close(done));
+        },
+      };
+    },
+  },
+  {
+    name: "Deno.serve(app.fetch)",
+    skip: on !== "deno" && "Deno only",
+    start(app) {
+      const deno = (globalThis as any).Deno;
+      let resolve!: (port: number) => void;
+      const promise = new Promise<number>((done) => (resolve = done));
+      const server = deno.serve({ port: 0, hostname: "127.0.0.1", onListen: (addr: { port: number }) => resolve(addr.port) }, app.fetch);
+      return promise.then((port) => ({ port, close: () => server.shutdown() }));
+    },
+  },
+  {
+    name: "Bun.serve({ fetch: app.fetch, websocket })",
+    skip: on !== "bun" && "Bun only",
+    start(app) {
+      const bun = (globalThis as any).Bun;
+      const server = bun.serve({ port: 0, hostname: "127.0.0.1", fetch: app.fetch, websocket });
+      return Promise.resolve({ port: server.port, close: () => server.stop(true) });
+    },
+  },
+];
+
+/** What the events saw, per test. */
+interface Seen {
+  log: string[];
+  errors: unknown[];
+  closes: { code: number; reason: string; wasClean: boolean }[];
+}
+
+function newSeen(): Seen {
+  return { log: [], errors: [], closes: [] };
+}
+
+type Env = { Variables: { jwtPayload: { sub: string } } };
+
+function buildApp(seen: Seen, routes: WebSocketRoute<any, any>[]): Hono<Env> {
+  const app = new Hono<Env>();
+  const logged: string[] = seen.log;
+  app.use(logger((line: string) => void logged.push(`logger ${line}`)));
+  app.use("/cors/*", cors({ origin: "https://app.example" }));
+  app.use("/after/*", async (c, next) => {
+    await next();
+    c.res.headers.set("x-after", "set after the route");
+  });
+  app.use("/secure/*", secureHeaders());
+  app.use("/private/*", jwt({ secret: SECRET, alg: "HS256" }));
+  app.get("/health", (c) => c.text("ok"));
+
+  const echoEvents = (c: Context<Env>): WSEvents => ({
+    onOpen(_event, ws) {
+      ws.send(`open ${new URL(c.req.url).pathname} ${ws.protocol ?? ""}`);
+    },
+    async onMessage(event, ws) {
+      if (event.data === "throw") throw new Error("handler threw on purpose");
+      if (event.data === "slow") await delay(30);
+      if (typeof event.data === "string") ws.send(event.data);
+      else ws.send(event.data as ArrayBuffer);
+    },
+    onClose(event) {
+      seen.closes.push({ code: event.code, reason: event.reason, wasClean: event.wasClean });
+    },
+    onError(event) {
+      seen.errors.push((event as ErrorEvent).error);
+    },
+  });
+  const route = (r: WebSocketRoute<any, any>) => {
+    routes.push(r);
+    return r;
+  };
+  app.get("/ws", route(upgradeWebSocket(echoEvents)));
+  app.get("/cors/ws", route(upgradeWebSocket(echoEvents)));
+  app.get("/after/ws", route(upgradeWebSocket(echoEvents)));
+  app.get("/secure/ws", route(upgradeWebSocket(echoEvents)));
+  app.get(
+    "/private/ws",
+    route(upgradeWebSocket((c: Context<Env>) => ({
+      onOpen: (_event, ws) => void ws.send(`hello ${c.get("jwtPayload").sub}`),
+    }))),
+  );
+  app.get("/preferred", route(upgradeWebSocket(echoEvents, { protocols: ["b.v1", "a.v1"] })));
+  app.get(
+    "/duplex-mw",
+    route(upgradeWebSocket(echoEvents, {
+      use: [
+        bearerAuth((token) => token === "let-me-in"),
+        subprotocols({ "chat.v1": [] }),
+        heartbeat({ intervalMs: 60_000, timeoutMs: 10_000 }),
+      ],
+    })),
+  );
+  const duplexApp = new App().use({
+    open(ctx) {
+      const c = honoContext(ctx);
+      ctx.send(`duplex app at ${c === undefined ? "?" : new URL(c.req.url).pathname}`);
+    },
+    message(ctx) {
+      ctx.send(ctx.data);
+    },
+  });
+  app.get("/app", route(upgradeWebSocket(duplexApp)));
+  const topics = route(upgradeWebSocket(() => ({
+    onOpen(_event, ws) {
+      ws.raw.subscribe("news");
+      ws.send("subscribed");
+    },
+    onMessage(event, ws) {
+      ws.raw.publish("news", String(event.data));
+    },
+  })));
+  app.get("/topics", topics);
+  app.get("/inline", (c) => upgradeWebSocket(c, { onMessage: (event, ws) => void ws.send(`inline ${String(event.data)}`) }));
+  return app;
+}
+
+for (const target of targets) {
+  describe(`Hono: ${target.name}`, { skip: target.skip }, () => {
+    let seen: Seen;
+    let routes: WebSocketRoute<any, any>[];
+    let server: Started;
+    let url: string;
+    const clients: Client[] = [];
+    const open = async (path: string, protocols?: string | string[], headers: Record<string, string> = {}) => {
+      const client = new Client(`${url}${path}`, protocols, { headers });
+      clients.push(client);
+      await within(new Promise((resolve, reject) => {
+        client.ws.once("open", resolve);
+        client.ws.once("error", reject);
+      }), 3000, `open ${path}`);
+      return client;
+    };
+
+    before(async () => {
+      seen = newSeen();
+      routes = [];
+      server = await target.start(buildApp(seen, routes));
+      url = `ws://127.0.0.1:${server.port}`;
+    });
+    after(async () => {
+      for (const client of clients) client.ws.terminate();
+      await Promise.all(routes.map((r) => r.close()));
+      await server.close();
+    });
+
+    it("echoes text and binary through Hono's (event, ws) handlers, ArrayBuffer for binary", async () => {
+      const client = await open("/ws");
+      const [hello] = await client.messagesUntil(1);
+      assert.equal(hello!.data.toString(), "open /ws ");
+      assert.equal((await client.roundTrip("hi")).data.toString(), "hi");
+      const bytes = new Uint8Array([0, 1, 2, 250, 255]);
+      const back = await client.roundTrip(bytes);
+      assert.equal(back.isBinary, true);
+      assert.deepEqual(new Uint8Array(back.data), bytes);
+    });
+
+    it("runs one connection's async handlers in order", async () => {
+      const client = await open("/ws");
+      await client.messagesUntil(1);
+      client.ws.send("slow");
+      client.ws.send("fast");
+      const got = await client.messagesUntil(3);
+      assert.deepEqual(got.slice(1).map((m) => m.data.toString()), ["slow", "fast"]);
+    });
+
+    it("gives onClose the peer's code and reason", async () => {
+      const client = await open("/ws");
+      await client.messagesUntil(1);
+      const before = seen.closes.length;
+      client.ws.close(4000, "bye");
+      await until(() => seen.closes.length > before, 3000, "onClose");
+      assert.deepEqual(seen.closes.at(-1), { code: 4000, reason: "bye", wasClean: true });
+    });
+
+    it("closes with 1011 and calls onError when a handler throws; other connections go on", async () => {
+      const bystander = await open("/ws");
+      const client = await open("/ws");
+      await client.messagesUntil(1);
+      const errors = seen.errors.length;
+      client.ws.send("throw");
+      const closed = await within(client.closed, 3000, "close after throw");
+      assert.equal(closed.code, CloseCode.InternalError);
+      await until(() => seen.errors.length > errors, 3000, "onError");
+      assert.match(String((seen.errors.at(-1) as Error).message), /threw on purpose/);
+      assert.equal((await bystander.roundTrip("still here")).data.toString(), "still here");
+    });
+
+    it("answers a plain request to the route with 426, and serves other routes on the same port", async () => {
+      const plain = await fetch(`http://127.0.0.1:${server.port}/ws`);
+      assert.equal(plain.status, 426);
+      assert.equal(plain.headers.get("upgrade"), "websocket");
+      await plain.body?.cancel();
+      const health = await fetch(`http://127.0.0.1:${server.port}/health`);
+      assert.equal(await health.text(), "ok");
+    });
+
+    it("answers an upgrade to an unknown path with Hono's 404", async () => {
+      const res = await rawHandshake(server.port, upgradeRequest({}, "GET /nowhere HTTP/1.1"));
+      res.socket.destroy();
+      assert.equal(res.status, 404);
+    });
+
+    it("runs Hono's logger for the upgrade", async () => {
+      const client = await open("/ws?logged=1");
+      await client.messagesUntil(1);
+      await until(() => seen.log.some((line) => line.includes("/ws?logged=1")), 3000, "logger line");
+    });
+
+    it("upgrades behind CORS, and CORS headers set before the route reach the 101", async () => {
+      const res = await rawHandshake(server.port, upgradeRequest({ Origin: "https://app.example" }, "GET /cors/ws HTTP/1.1"));
+      res.socket.destroy();
+      assert.equal(res.status, 101);
+      assert.equal(res.headers["access-control-allow-origin"], "https://app.example");
+      const client = await open("/cors/ws", undefined, { Origin: "https://app.example" });
+      await client.messagesUntil(1);
+      assert.equal((await client.roundTrip("through cors")).data.toString(), "through cors");
+    });
+
+    it("upgrades when middleware sets headers after the route, and behind secureHeaders", async () => {
+      for (const path of ["/after/ws", "/secure/ws"]) {
+        const client = await open(path);
+        const [hello] = await client.messagesUntil(1);
+        assert.equal(hello!.data.toString(), `open ${path} `);
+      }
+    });
+
+    it("refuses the upgrade with JWT's 401 when the token is missing, and hands the payload to the events when valid", async () => {
+      const refused = await rawHandshake(server.port, upgradeRequest({}, "GET /private/ws HTTP/1.1"));
+      refused.socket.destroy();
+      assert.equal(refused.status, 401);
+      const token = await sign({ sub: "ada" }, SECRET, "HS256");
+      const client = await open("/private/ws", undefined, { Authorization: `Bearer ${token}` });
+      const [hello] = await client.messagesUntil(1);
+      assert.equal(hello!.data.toString(), "hello ada");
+    });
+
+    it("accepts the client's first subprotocol by default, and the server's preference with `protocols`", async () => {
+      const first = await open("/ws", ["x.v1", "y.v1"]);
+      assert.equal(first.ws.protocol, "x.v1");
+      assert.equal((await first.messagesUntil(1))[0]!.data.toString(), "open /ws x.v1");
+      const preferred = await open("/preferred", ["a.v1", "b.v1"]);
+      assert.equal(preferred.ws.protocol, "b.v1");
+    });
+
+    it("runs Duplex middleware from `use` before the events: 401 and 400 before any 101", async () => {
+      const noToken = await rawHandshake(server.port, upgradeRequest({ "Sec-WebSocket-Protocol": "chat.v1" }, "GET /duplex-mw HTTP/1.1"));
+      noToken.socket.destroy();
+      assert.equal(noToken.status, 401);
+      assert.match(noToken.headers["www-authenticate"] ?? "", /^Bearer/);
+      const noProtocol = await rawHandshake(server.port, upgradeRequest({ Authorization: "Bearer let-me-in" }, "GET /duplex-mw HTTP/1.1"));
+      noProtocol.socket.destroy();
+      assert.equal(noProtocol.status, 400);
+      const client = await open("/duplex-mw", "chat.v1", { Authorization: "Bearer let-me-in" });
+      assert.equal(client.ws.protocol, "chat.v1");
+      assert.equal((await client.messagesUntil(1))[0]!.data.toString(), "open /duplex-mw chat.v1");
+      assert.equal((await client.roundTrip("through the pipeline")).data.toString(), "through the pipeline");
+    });
+
+    it("serves a Duplex App on a route, with the Hono context reachable from it", async () => {
+      const client = await open("/app");
+      assert.equal((await client.messagesUntil(1))[0]!.data.toString(), "duplex app at /app");
+      assert.equal((await client.roundTrip("echo")).data.toString(), "echo");
+    });
+
+    it("gives ws.raw Duplex's pub/sub topics", async () => {
+      const a = await open("/topics");
+      const b = await open("/topics");
+      await a.messagesUntil(1);
+      await b.messagesUntil(1);
+      a.ws.send("breaking");
+      const got = await b.messagesUntil(2);
+      assert.equal(got[1]!.data.toString(), "breaking");
+      await delay(30);
+      assert.equal(a.messages.length, 1, "a publisher does not hear itself");
+    });
+
+    it("supports Hono's inline form", async () => {
+      const client = await open("/inline");
+      assert.equal((await client.roundTrip("x")).data.toString(), "inline x");
+    });
+
+    it("closes a route's connections with 1001 on route.close()", async () => {
+      const client = await open("/app");
+      await client.messagesUntil(1);
+      const appRoute = routes[7]!; // the /app route
+      assert.ok(appRoute.connections >= 1);
+      await within(appRoute.close(), 3000, "route close");
+      const closed = await within(client.closed, 3000, "client close");
+      assert.equal(closed.code, CloseCode.GoingAway);
+      assert.equal(appRoute.connections, 0);
+    });
+  });
+}
