@@ -153,9 +153,9 @@ export interface WSEvents<S = Record<string, unknown>> {
  * Options of {@linkcode upgradeWebSocket}: Duplex's connection options, the
  * Duplex middleware that runs before the events, and the app's pub/sub.
  *
- * With no `protocols` and no middleware choosing one, the route accepts the
- * client's first offered subprotocol, as Hono's helper does; give
- * `protocols` to choose by the server's preference instead.
+ * Subprotocols are chosen by the server's preference among `protocols` (or
+ * by a `subprotocols()` router in `use`); with neither, the answer has none.
+ * Unlike Hono's helper, the client's first offer is never echoed.
  *
  * @typeParam S The type of `ws.raw.state`.
  *
@@ -370,9 +370,7 @@ class Bound<S> implements Handler<S> {
     if (answer instanceof Response) return answer;
     const own = answer?.headers ?? [];
     const headers = [...this.#binding.headers, ...(Array.isArray(own) ? own : Object.entries(own))];
-    let protocol = answer?.protocol;
-    // Hono's convention: with no `protocols` option, the client's first offer.
-    if (protocol === undefined && this.#route.echoFirstOffer) protocol = ctx.request.protocols[0];
+    const protocol = answer?.protocol;
     return protocol === undefined ? { headers } : { headers, protocol };
   }
 
@@ -509,7 +507,6 @@ class Route<S> {
   readonly app: App<S> | undefined;
   readonly options: Readonly<ConnectionOptions>;
   readonly set = new ConnectionSet();
-  readonly echoFirstOffer: boolean;
   readonly #createEvents: ((c: any) => WSEvents<S> | Promise<WSEvents<S>>) | undefined;
 
   constructor(
@@ -518,7 +515,6 @@ class Route<S> {
   ) {
     const { use, app: appOptions, onError, ...connection } = options;
     this.options = resolveConnectionOptions(connection);
-    this.echoFirstOffer = options.protocols === undefined;
     if (typeof source === "function") {
       const app = new App<S>(appOptions);
       for (const middleware of use ?? []) app.use(middleware);
@@ -640,7 +636,9 @@ export function upgradeWebSocket<C extends HonoContext = HonoContext, S = Record
   options?: UpgradeWebSocketOptions<S>,
 ): WebSocketRoute<C, S>;
 /**
- * Hono's inline form: upgrades the request from inside a handler.
+ * Hono's inline form: upgrades the request from inside a handler. Each call
+ * builds its own route, so its connections are not among any route's
+ * `connections` nor closed by its `close()`: prefer the middleware form.
  *
  * @param c The Hono context.
  * @param events The connection's events.
@@ -852,7 +850,9 @@ export function attach(server: UpgradeServer, app: FetchApp): Attached {
       taken = undefined;
     }
     if (socket.destroyed) return;
-    if (taken !== undefined) {
+    // The app's final answer decides: middleware after the route may still
+    // have turned the request down (or failed, a 500).
+    if (taken !== undefined && response.status < 300) {
       taken.binding.headers = headersFor101(response.headers);
       routes.add(taken.route);
       run(socket, taken.bound, taken.route.options, taken.route.set, req, head);
