@@ -363,10 +363,10 @@ class Bound<S> implements Handler<S> {
   upgrade(ctx: Context<S>): UpgradeAnswer | Response | void | Promise<UpgradeAnswer | Response | void> {
     bindings.set(ctx.request, this.#binding);
     const answer = this.#route.handler.upgrade?.(ctx);
-    return isThenable(answer) ? Promise.resolve(answer).then((a) => this.#answer(ctx, a)) : this.#answer(ctx, answer);
+    return isThenable(answer) ? Promise.resolve(answer).then((a) => this.#answer(a)) : this.#answer(answer);
   }
 
-  #answer(ctx: Context<S>, answer: UpgradeAnswer | Response | void): UpgradeAnswer | Response {
+  #answer(answer: UpgradeAnswer | Response | void): UpgradeAnswer | Response {
     if (answer instanceof Response) return answer;
     const own = answer?.headers ?? [];
     const headers = [...this.#binding.headers, ...(Array.isArray(own) ? own : Object.entries(own))];
