@@ -793,6 +793,27 @@ async function writeResponse(socket: Duplex, response: Response): Promise<void> 
 
 function ignore(): void {}
 
+class AppTimeout extends Error {}
+
+/**
+ * Options of {@linkcode attach}.
+ *
+ * @example
+ * ```ts
+ * import type { AttachOptions } from "@duplex/ws/hono";
+ *
+ * const options: AttachOptions = { handshakeTimeoutMs: 5_000 };
+ * ```
+ */
+export interface AttachOptions {
+  /**
+   * How long the Hono app may take to answer an upgrade request (its
+   * middleware and the route), in ms; past it the client gets 503 and the
+   * socket is closed. Default 10,000.
+   */
+  handshakeTimeoutMs?: number;
+}
+
 /**
  * Serves a Hono app's WebSocket routes on a `node:http` server, such as the
  * one `serve()` from `@hono/node-server` returns. Duplex owns the server's
@@ -804,7 +825,9 @@ function ignore(): void {}
  *
  * @param server The HTTP server.
  * @param app The Hono app (anything with `fetch`).
+ * @param options How long the app may take to answer.
  * @returns The listener's handle, with `close()` for shutdown.
+ * @throws {UsageError} `ERR_INVALID_OPTION` on a bad option.
  *
  * @example
  * ```ts
@@ -818,7 +841,9 @@ function ignore(): void {}
  * await ws.close();
  * ```
  */
-export function attach(server: UpgradeServer, app: FetchApp): Attached {
+export function attach(server: UpgradeServer, app: FetchApp, options: AttachOptions = {}): Attached {
+  const timeoutMs = options.handshakeTimeoutMs ?? 10_000;
+  if (!(timeoutMs > 0)) throw new UsageError("ERR_INVALID_OPTION", `handshakeTimeoutMs must be a positive number, got ${timeoutMs}`);
   const routes = new Set<Route<any>>();
   const listener = (req: IncomingMessage, socket: Duplex, head: Buffer): void => {
     void handleUpgrade(req, socket, head);
@@ -842,12 +867,26 @@ export function attach(server: UpgradeServer, app: FetchApp): Attached {
       },
     };
     let response: Response;
+    let timer: ReturnType<typeof setTimeout> | undefined;
     try {
-      response = await app.fetch(request, env);
+      response = await Promise.race([
+        app.fetch(request, env),
+        new Promise<never>((_, reject) => {
+          timer = setTimeout(() => reject(new AppTimeout()), timeoutMs);
+        }),
+      ]);
     } catch (err) {
-      console.error("duplex: the Hono app threw on an upgrade request:", err);
-      response = new Response("Internal Server Error", { status: 500 });
+      if (err instanceof AppTimeout) {
+        response = new Response("Service Unavailable: the app did not answer the upgrade in time", { status: 503 });
+      } else {
+        console.error("duplex: the Hono app threw on an upgrade request:", err);
+        response = new Response("Internal Server Error", { status: 500 });
+      }
+      // A route that takes the socket over after this point finds it answered.
       taken = undefined;
+      env[kTakeover] = () => {};
+    } finally {
+      clearTimeout(timer);
     }
     if (socket.destroyed) return;
     // The app's final answer decides: middleware after the route may still

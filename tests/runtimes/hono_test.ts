@@ -42,7 +42,7 @@ const targets: HonoTarget[] = [
       let resolve!: (port: number) => void;
       const promise = new Promise<number>((done) => (resolve = done));
       const server = serveNodeServer({ fetch: app.fetch, port: 0, hostname: "127.0.0.1", overrideGlobalObjects: false }, (info) => resolve(info.port));
-      const ws = attach(server as Parameters<typeof attach>[0], app);
+      const ws = attach(server as Parameters<typeof attach>[0], app, { handshakeTimeoutMs: 300 });
       const port = await within(promise, 5000, "node-server listening");
       return {
         port,
@@ -133,6 +133,7 @@ function buildApp(seen: Seen, routes: WebSocketRoute<any, any>[]): Hono<Env> {
   app.get("/after/ws", route(upgradeWebSocket(echoEvents)));
   app.get("/secure/ws", route(upgradeWebSocket(echoEvents)));
   app.get("/late/ws", upgradeWebSocket(echoEvents));
+  app.get("/hang/ws", () => new Promise<Response>(() => {}));
   app.get(
     "/private/ws",
     route(upgradeWebSocket((c: Context<Env>) => ({
@@ -291,6 +292,16 @@ for (const target of targets) {
       res.socket.destroy();
       assert.equal(res.status, 403);
       assert.equal(res.body, "turned down after the route");
+    });
+
+    it("answers 503 when the app does not answer an upgrade within handshakeTimeoutMs", {
+      skip: !target.finalAnswerDecides && "the runtime's own HTTP server owns a request that its handler never answers",
+    }, async () => {
+      const started = Date.now();
+      const res = await rawHandshake(server.port, upgradeRequest({}, "GET /hang/ws HTTP/1.1"));
+      res.socket.destroy();
+      assert.equal(res.status, 503);
+      assert.ok(Date.now() - started >= 250, "not before the timeout");
     });
 
     it("refuses the upgrade with JWT's 401 when the token is missing, and hands the payload to the events when valid", async () => {
