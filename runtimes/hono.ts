@@ -252,7 +252,7 @@ export class WSContext<S = Record<string, unknown>> {
     return this.raw.readyState as ReadyState as WSReadyState;
   }
 
-  /** The negotiated subprotocol, or `""`. */
+  /** The negotiated subprotocol, `""` for none (typed `string | null` as Hono's `WSContext`). */
   get protocol(): string | null {
     return this.raw.protocol;
   }
@@ -507,6 +507,8 @@ class Route<S> {
   readonly app: App<S> | undefined;
   readonly options: Readonly<ConnectionOptions>;
   readonly set = new ConnectionSet();
+  /** Whether the route serves Hono's inline form (shared, never shut down). */
+  inline = false;
   readonly #createEvents: ((c: any) => WSEvents<S> | Promise<WSEvents<S>>) | undefined;
 
   constructor(
@@ -547,9 +549,9 @@ class Route<S> {
     }
   }
 
-  async handle(c: HonoContext): Promise<Response> {
+  async handle(c: HonoContext, given?: WSEvents<S>): Promise<Response> {
     if (!hasToken(c.req.header("upgrade"), "websocket")) return upgradeRequired();
-    const events = this.#createEvents === undefined ? undefined : await this.#createEvents(c);
+    const events = given ?? (this.#createEvents === undefined ? undefined : await this.#createEvents(c));
     const binding: Binding<S> = { c, events, url: new URL(c.req.url), headers: headersFor101(c.res.headers) };
     const bound = new Bound(this, binding);
     const env = c.env as Record<PropertyKey, unknown> | undefined;
@@ -636,9 +638,10 @@ export function upgradeWebSocket<C extends HonoContext = HonoContext, S = Record
   options?: UpgradeWebSocketOptions<S>,
 ): WebSocketRoute<C, S>;
 /**
- * Hono's inline form: upgrades the request from inside a handler. Each call
- * builds its own route, so its connections are not among any route's
- * `connections` nor closed by its `close()`: prefer the middleware form.
+ * Hono's inline form: upgrades the request from inside a handler. Calls
+ * share one route per `options` object, and no route object is returned, so
+ * these connections are not counted by `connections` nor closed by any
+ * `close()` (nor by `attach()`'s): prefer the middleware form.
  *
  * @param c The Hono context.
  * @param events The connection's events.
@@ -664,9 +667,8 @@ export function upgradeWebSocket<C extends HonoContext, S>(
   third?: UpgradeWebSocketOptions<S>,
 ): WebSocketRoute<C, S> | Promise<Response> {
   if (isHonoContext(source)) {
-    const events = second as WSEvents<S> | undefined;
     try {
-      return new Route<S>(() => events ?? {}, third ?? {}).handle(source);
+      return inlineRoute<S>(third).handle(source, (second ?? {}) as WSEvents<S>);
     } catch (err) {
       return Promise.reject(err);
     }
@@ -681,6 +683,23 @@ export function upgradeWebSocket<C extends HonoContext, S>(
       enumerable: true,
     },
   }) as unknown as WebSocketRoute<C, S>;
+}
+
+// The inline form's routes: one per options object (and one without), so
+// that a call per request does not build an app per request.
+const inlineRoutes = new WeakMap<object, Route<any>>();
+let defaultInlineRoute: Route<any> | undefined;
+
+function inlineRoute<S>(options: UpgradeWebSocketOptions<S> | undefined): Route<S> {
+  const events = (): WSEvents<S> => ({}); // the events come with each call
+  let route = options === undefined ? defaultInlineRoute : inlineRoutes.get(options);
+  if (route === undefined) {
+    route = new Route<S>(events, options ?? {});
+    route.inline = true;
+    if (options === undefined) defaultInlineRoute = route;
+    else inlineRoutes.set(options, route);
+  }
+  return route;
 }
 
 function isHonoContext(value: unknown): value is HonoContext {
@@ -893,7 +912,10 @@ export function attach(server: UpgradeServer, app: FetchApp, options: AttachOpti
     // have turned the request down (or failed, a 500).
     if (taken !== undefined && response.status < 300) {
       taken.binding.headers = headersFor101(response.headers);
-      routes.add(taken.route);
+      // Only routes with live connections are kept (close() reaches them).
+      for (const route of routes) if (route.set.size === 0) routes.delete(route);
+      // The inline form's routes are shared by every server: never shut down by one.
+      if (!taken.route.inline) routes.add(taken.route);
       run(socket, taken.bound, taken.route.options, taken.route.set, req, head);
       return;
     }
