@@ -21,11 +21,13 @@
  * With -P the publisher connects to another port than the subscribers (two
  * server processes sharing a pub/sub backplane, say).
  *
- *   loadgen -p PORT [-h 127.0.0.1] [-c 64] [-i 16] [-s 32] [-t text|binary]
- *           [-w 1] (-d 3 | -n COUNT) [-T 60] [-I | -F [-P PORT]]
+ *   loadgen -p PORT [-h 127.0.0.1] [-u /bench] [-c 64] [-i 16] [-s 32]
+ *           [-t text|binary] [-w 1] (-d 3 | -n COUNT) [-T 60] [-I | -F [-P PORT]]
  *
  *   -h HOST     server address (IPv4 literal)           default 127.0.0.1
  *   -p PORT     server port                             required
+ *   -u PATH     request target of the upgrade (echo and  default /bench
+ *               idle modes; -F always uses /fanout?role=sub|pub)
  *   -c N        connections (-F: subscribers)           default 64
  *   -i N        messages in flight per connection        default 16
  *               (-F: messages in flight in all)
@@ -111,6 +113,7 @@ typedef struct {
 
 /* ---- configuration ---- */
 static const char *opt_host = "127.0.0.1";
+static const char *opt_path = "/bench";
 static int opt_port = -1;
 static uint32_t opt_conns = 64;
 static uint32_t opt_window = 16;
@@ -185,7 +188,7 @@ static void fail(conn_t *c, const char *fmt, ...) {
 }
 
 static void usage(const char *why) {
-  fprintf(stderr, "loadgen: %s\nusage: loadgen -p PORT [-h HOST] [-c CONNS] [-i INFLIGHT] [-s BYTES] "
+  fprintf(stderr, "loadgen: %s\nusage: loadgen -p PORT [-h HOST] [-u PATH] [-c CONNS] [-i INFLIGHT] [-s BYTES] "
                   "[-t text|binary] [-w WARMUP_S] (-d SECONDS | -n COUNT) [-T LIMIT_S] [-I | -F [-P PUB_PORT]]\n", why);
   exit(2);
 }
@@ -249,16 +252,18 @@ static void build_frames(void) {
   memcpy(frame + p, mask, 4);
   p += 4;
   for (size_t i = 0; i < opt_size; i++) frame[p + i] = expected[i] ^ mask[i & 3];
-  static const char *head = "Host: %s:%d\r\n"
-                            "Upgrade: websocket\r\n"
-                            "Connection: Upgrade\r\n"
-                            "Sec-WebSocket-Key: " WS_KEY "\r\n"
-                            "Sec-WebSocket-Version: 13\r\n\r\n";
-  char fmt[400];
-  snprintf(fmt, sizeof fmt, "GET %s HTTP/1.1\r\n%s", opt_fanout ? "/fanout?role=sub" : "/bench", head);
-  request_len = (size_t)snprintf(request, sizeof request, fmt, opt_host, opt_port);
-  snprintf(fmt, sizeof fmt, "GET /fanout?role=pub HTTP/1.1\r\n%s", head);
-  pub_request_len = (size_t)snprintf(pub_request, sizeof pub_request, fmt, opt_host, opt_pub_port);
+#define UPGRADE_REQUEST "GET %s HTTP/1.1\r\n"                    \
+                        "Host: %s:%d\r\n"                        \
+                        "Upgrade: websocket\r\n"                 \
+                        "Connection: Upgrade\r\n"                \
+                        "Sec-WebSocket-Key: " WS_KEY "\r\n"      \
+                        "Sec-WebSocket-Version: 13\r\n\r\n"
+  /* The target is an argument, never part of the format: a '%' in -u stays a '%'. */
+  request_len = (size_t)snprintf(request, sizeof request, UPGRADE_REQUEST,
+                                 opt_fanout ? "/fanout?role=sub" : opt_path, opt_host, opt_port);
+  pub_request_len = (size_t)snprintf(pub_request, sizeof pub_request, UPGRADE_REQUEST, "/fanout?role=pub", opt_host,
+                                     opt_pub_port);
+#undef UPGRADE_REQUEST
 }
 
 /* ---- fan-out: the publisher ---- */
@@ -780,11 +785,12 @@ static void print_json(void) {
 }
 
 int main(int argc, char **argv) {
-  int opt, have_d = 0;
-  while ((opt = getopt(argc, argv, "h:p:c:i:s:t:w:d:n:T:IFP:")) != -1) {
+  int opt, have_d = 0, have_u = 0;
+  while ((opt = getopt(argc, argv, "h:p:u:c:i:s:t:w:d:n:T:IFP:")) != -1) {
     switch (opt) {
       case 'h': opt_host = optarg; break;
       case 'p': opt_port = (int)parse_num(optarg, "port", 1, 65535); break;
+      case 'u': opt_path = optarg; have_u = 1; break;
       case 'c': opt_conns = (uint32_t)parse_num(optarg, "connections", 1, 100000); break;
       case 'i': opt_window = (uint32_t)parse_num(optarg, "messages in flight", 1, 4096); break;
       case 's': opt_size = (size_t)parse_num(optarg, "payload size", 0, 64 * 1024 * 1024); break;
@@ -808,6 +814,10 @@ int main(int argc, char **argv) {
   if (opt_count && have_d) usage("give -d or -n, not both");
   if (opt_idle && opt_fanout) usage("give -I or -F, not both");
   if (opt_pub_port >= 0 && !opt_fanout) usage("-P needs -F");
+  if (opt_path[0] != '/' || strlen(opt_path) > 200 || strpbrk(opt_path, " \r\n") != NULL) {
+    usage("-u must be a path that starts with / (at most 200 bytes, no spaces or line breaks)");
+  }
+  if (have_u && opt_fanout) usage("-u does not go with -F");
   if (opt_pub_port < 0) opt_pub_port = opt_port;
   if (opt_fanout && opt_size < SEQ_DIGITS) usage("-F needs -s 16 or more (the message number takes 16 bytes)");
   total_conns = opt_conns + (opt_fanout ? 1 : 0);

@@ -1,23 +1,28 @@
 /**
- * The benchmark (echo, memory per idle connection, pub/sub fan-out), on
- * Node, Deno and Bun in one run, driven by the C load generator in
- * `bench/loadgen.c`. On each runtime, Duplex is compared with that
- * runtime's reference server: `ws` on Node; `Deno.serve` +
+ * The benchmark (echo, memory per idle connection, pub/sub fan-out, and
+ * echo through Hono), on Node, Deno and Bun in one run, driven by the C load
+ * generator in `bench/loadgen.c`. On each runtime, Duplex is compared with
+ * that runtime's reference server: `ws` on Node; `Deno.serve` +
  * `Deno.upgradeWebSocket` on Deno; `Bun.serve` on Bun (on Deno and Bun, both
- * Duplex's raw and native transports). See `bench/README.md`.
+ * Duplex's raw and native transports); and, in the `hono` part, Duplex as
+ * Hono's `upgradeWebSocket` (`@duplex/ws/hono`) with Hono's own helper on
+ * the same runtime. See `bench/README.md`.
  *
  *   npm run bench
  *   BENCH_REPS=1 BENCH_SECONDS=2 npm run bench   # quick check
  *   BENCH_RUNTIMES=deno,bun npm run bench         # some runtimes only
  *   BENCH_ONLY=fanout npm run bench               # some parts only
+ *   BENCH_ONLY=hono npm run bench                 # Duplex via Hono against Hono's helpers
  *
  * For each workload (payload size × text/binary) and each repetition, it
  * starts each server afresh pinned to CPU 0, runs the generator pinned to
  * CPU 1 (warm-up, then measure), and stops the server; then it measures the
  * memory each server needs per idle connection; then, for each fan-out
  * workload (messages in flight), one publisher and 1,000 subscribers on
- * each fan-out server. It prints a markdown report of the medians and of
- * the ratios Duplex / reference, per runtime, and writes it to
+ * each fan-out server; then the echo workloads again on the Hono servers
+ * (Duplex via Hono and Hono's helper on each runtime, interleaved the same
+ * way). It prints a markdown report of the medians and of the ratios
+ * Duplex / reference, per runtime, and writes it to
  * `bench/results/latest.md`.
  *
  * @module
@@ -66,9 +71,13 @@ function envList(name: string, fallback: number[]): number[] {
   return values;
 }
 
-/** The parts of the benchmark: echo throughput and latency, memory per idle connection, pub/sub fan-out. */
-type Part = "echo" | "memory" | "fanout";
-const PARTS: readonly Part[] = ["echo", "memory", "fanout"];
+/**
+ * The parts of the benchmark: echo throughput and latency, memory per idle
+ * connection, pub/sub fan-out, and the echo through Hono (Duplex via Hono
+ * against Hono's helper).
+ */
+type Part = "echo" | "memory" | "fanout" | "hono";
+const PARTS: readonly Part[] = ["echo", "memory", "fanout", "hono"];
 
 function selectParts(): Set<Part> {
   const raw = process.env.BENCH_ONLY;
@@ -77,7 +86,7 @@ function selectParts(): Set<Part> {
   if (wanted.length === 0) throw new RangeError(`Invalid BENCH_ONLY: no part in "${raw}"`);
   for (const part of wanted) {
     if (!(PARTS as readonly string[]).includes(part)) {
-      throw new RangeError(`Invalid BENCH_ONLY: unknown part "${part}" (expected echo, memory and/or fanout)`);
+      throw new RangeError(`Invalid BENCH_ONLY: unknown part "${part}" (expected echo, memory, fanout and/or hono)`);
     }
   }
   return new Set(wanted as Part[]);
@@ -147,6 +156,8 @@ interface ServerSpec {
   role: Role;
   file: string;
   env?: Record<string, string>;
+  /** The upgrade request's target, for the generator (`loadgen -u`); its default, `/bench`, when unset. */
+  path?: string;
   /**
    * Fan-out through a Redis backplane: two processes of `file` with
    * `REDIS_URL` on a redis-server of the run's own, the subscribers on one,
@@ -263,6 +274,25 @@ const ALL_FANOUT_SERVERS: ServerSpec[] = [
   },
   { runtime: runtimeOf("bun"), name: "Bun.serve publish", role: "peer", file: "bench/servers/fanout_bun_serve.ts" },
 ];
+
+/**
+ * The Hono servers: the same Hono app (one route, `GET /ws`, an `onMessage`
+ * that echoes) on Duplex's `upgradeWebSocket` from `@duplex/ws/hono` and on
+ * Hono's own helper for the runtime (`@hono/node-server` with `ws` on Node,
+ * `hono/deno`, `hono/bun`), the reference of this part.
+ */
+const ALL_HONO_SERVERS: ServerSpec[] = RUNTIMES.flatMap((runtime): ServerSpec[] => [
+  { runtime, name: "Duplex via Hono", role: "duplex", file: "bench/servers/hono_duplex.ts", path: "/ws" },
+  { runtime, name: "Hono's helper", role: "peer", file: "bench/servers/hono_helper.ts", path: "/ws" },
+]);
+const HONO_SERVERS = ALL_HONO_SERVERS.filter((s) => SELECTED.includes(s.runtime));
+
+/** What Hono's helper is on each runtime, for the report. */
+const HONO_HELPERS: Record<RuntimeName, string> = {
+  node: "`upgradeWebSocket` from `@hono/node-server` with a `ws` `WebSocketServer` (`noServer`, permessage-deflate off)",
+  deno: "`upgradeWebSocket` from `hono/deno` (`Deno.upgradeWebSocket`) on `Deno.serve(app.fetch)`",
+  bun: "`upgradeWebSocket` and `websocket` from `hono/bun` on `Bun.serve`",
+};
 
 /** Whether `redis-server` runs here: without it, the Redis fan-out row is left out (and the report says so). */
 const REDIS_VERSION = (() => {
@@ -505,9 +535,10 @@ function lastJson<T>(lines: string[]): T | undefined {
   return undefined;
 }
 
-async function runLoad(server: RunningServer, workload: Workload): Promise<LoadResult> {
+async function runLoad(server: RunningServer, workload: Workload, path?: string): Promise<LoadResult> {
   const args = [
     ...["-h", HOST, "-p", String(server.port), "-c", String(CONNECTIONS), "-i", String(INFLIGHT)],
+    ...(path === undefined ? [] : ["-u", path]),
     ...["-s", String(workload.size), "-t", workload.kind, "-w", String(WARMUP), "-d", String(SECONDS)],
   ];
   const proc = start([...pin(1), LOADGEN, ...args]);
@@ -791,13 +822,19 @@ async function main(): Promise<void> {
   const echoOn = ONLY.has("echo");
   const memoryOn = ONLY.has("memory");
   const fanoutOn = ONLY.has("fanout");
+  const honoOn = ONLY.has("hono");
   const startedAt = new Date();
   const commit = sh("git", ["rev-parse", "--short", "HEAD"]);
   const dirty = sh("git", ["status", "--porcelain", "--untracked-files=no"]) !== "" ? ", uncommitted changes" : "";
   const versions = new Map(SELECTED.map((r) => [r.name, r.version()]));
   const describe = (runtime: RuntimeSpec, list: ServerSpec[]): string =>
     `${runtime.title}: ${serversOf(runtime, list).map((s) => s.name).join(", ")} (reference: ${peerOf(runtime, list).name})`;
-  const parts = [echoOn && "echo", memoryOn && "memory per idle connection", fanoutOn && "fan-out"].filter(Boolean);
+  const parts = [
+    echoOn && "echo",
+    memoryOn && "memory per idle connection",
+    fanoutOn && "fan-out",
+    honoOn && "echo through Hono",
+  ].filter(Boolean);
   const header = [
     `# Duplex benchmark: ${parts.join(", ")} (${SELECTED.map((r) => r.title).join(", ")})`,
     ``,
@@ -806,7 +843,18 @@ async function main(): Promise<void> {
     `- Duplex ${packageVersion("package.json")}${commit ? ` (git ${commit}${dirty})` : ""}; ` +
     SELECTED.map((r) => versions.get(r.name)).join("; "),
     ...(echoOn || memoryOn ? [`- Servers: ${SELECTED.map((r) => describe(r, SERVERS)).join("; ")}`] : []),
-    ...(echoOn
+    ...(honoOn
+      ? [
+        `- Hono servers: ${SELECTED.map((r) => describe(r, HONO_SERVERS)).join("; ")}; ` +
+        [
+          `hono ${packageVersion("node_modules/hono/package.json")}`,
+          ...(SELECTED.some((r) => r.name === "node")
+            ? [`@hono/node-server ${packageVersion("node_modules/@hono/node-server/package.json")}`]
+            : []),
+        ].join(", "),
+      ]
+      : []),
+    ...(echoOn || honoOn
       ? [
         `- Load: ${CONNECTIONS} connections × ${INFLIGHT} messages in flight, ${WARMUP} s warm-up then ${SECONDS} s measured, ` +
         `every echo verified`,
@@ -836,6 +884,7 @@ async function main(): Promise<void> {
   console.log("");
 
   const load = new Map<string, LoadResult[]>(); // key: `${workload}|${serverId}`
+  const honoLoad = new Map<string, LoadResult[]>(); // key: `${workload}|${serverId}`
   const memory = new Map<string, MemoryResult[]>(); // key: serverId
   const fanout = new Map<string, FanoutResult[]>(); // key: `${fan-out workload}|${serverId}`
   const failures: string[] = [];
@@ -860,6 +909,19 @@ async function main(): Promise<void> {
     raw.push(line);
   };
   const serverTag = (spec: ServerSpec): string => `${spec.runtime.title.padEnd(4)} ${spec.name.padEnd(17)}`;
+  /** One echo run on a fresh server, its result kept in `into`. */
+  const echoRun = (into: Map<string, LoadResult[]>, workload: Workload, spec: ServerSpec) => async (): Promise<string> => {
+    const server = await startServer(spec);
+    try {
+      const result = await runLoad(server, workload, spec.path);
+      push(into, key(workload, spec), result);
+      return `${fmtInt(result.msgs_per_s).padStart(9)} msg/s ${
+        result.mb_per_s.toFixed(1).padStart(7)
+      } MB/s  p50 ${fmtInt(result.p50_us).padStart(7)} µs  p99 ${fmtInt(result.p99_us).padStart(7)} µs`;
+    } finally {
+      await stopServer(server);
+    }
+  };
 
   for (let rep = 1; rep <= REPS; rep++) {
     const order = rep % 2 === 1 ? SERVERS : [...SERVERS].reverse();
@@ -867,18 +929,7 @@ async function main(): Promise<void> {
       for (const workload of WORKLOADS) {
         for (const spec of order) {
           const tag = `[${rep}/${REPS}] ${workload.label.padEnd(13)} ${serverTag(spec)}`;
-          await attempt(tag, async () => {
-            const server = await startServer(spec);
-            try {
-              const result = await runLoad(server, workload);
-              push(load, key(workload, spec), result);
-              return `${fmtInt(result.msgs_per_s).padStart(9)} msg/s ${
-                result.mb_per_s.toFixed(1).padStart(7)
-              } MB/s  p50 ${fmtInt(result.p50_us).padStart(7)} µs  p99 ${fmtInt(result.p99_us).padStart(7)} µs`;
-            } finally {
-              await stopServer(server);
-            }
-          });
+          await attempt(tag, echoRun(load, workload, spec));
         }
       }
     }
@@ -912,6 +963,15 @@ async function main(): Promise<void> {
               await target.stop();
             }
           });
+        }
+      }
+    }
+    if (honoOn) {
+      const honoOrder = rep % 2 === 1 ? HONO_SERVERS : [...HONO_SERVERS].reverse();
+      for (const workload of WORKLOADS) {
+        for (const spec of honoOrder) {
+          const tag = `[${rep}/${REPS}] ${workload.label.padEnd(13)} ${serverTag(spec)}`;
+          await attempt(tag, echoRun(honoLoad, workload, spec));
         }
       }
     }
@@ -1058,6 +1118,55 @@ async function main(): Promise<void> {
     }
   }
 
+  // Hono: Duplex via Hono over Hono's helper, per runtime: msg/s, the ratio, the latencies.
+  const honoRate = (w: Workload, s: ServerSpec): number => median((honoLoad.get(key(w, s)) ?? []).map((r) => r.msgs_per_s));
+  const honoTable = [
+    `## Hono: Duplex via Hono against Hono's helper`,
+    ``,
+    `The same Hono app (one route, \`GET /ws\`, an \`onMessage\` that sends every message back) on Duplex's ` +
+    `\`upgradeWebSocket\` from \`@duplex/ws/hono\` and on Hono's own helper for the runtime, the reference here; ` +
+    `the echo part's workloads and load. Ratio: Duplex via Hono's msg/s over Hono's helper's, above 1 is better.`,
+    ``,
+    `| Workload | ${SELECTED.map((r) => `${r.title} via Hono/helper`).join(" | ")} |`,
+    `|---|${SELECTED.map(() => "--:|").join("")}`,
+  ];
+  for (const workload of WORKLOADS) {
+    const cells = SELECTED.map((r) => {
+      const peer = peerOf(r, HONO_SERVERS);
+      const mine = serversOf(r, HONO_SERVERS).find((s) => s.role !== "peer")!;
+      return fmtRatio(honoRate(workload, mine), honoRate(workload, peer));
+    });
+    honoTable.push(`| ${workload.label} msg/s | ${cells.join(" | ")} |`);
+  }
+  for (const runtime of SELECTED) {
+    const servers = serversOf(runtime, HONO_SERVERS);
+    const peer = peerOf(runtime, HONO_SERVERS);
+    const mine = servers.filter((s) => s.role !== "peer");
+    honoTable.push(
+      ``,
+      `### ${runtime.title}`,
+      ``,
+      `Duplex via Hono: ${
+        runtime.name === "node"
+          ? "`attach(server, app)` on `@hono/node-server`'s `serve()`"
+          : runtime.name === "deno"
+          ? "`Deno.serve(app.fetch)` (Duplex's native path on Deno)"
+          : "`Bun.serve({ fetch: app.fetch, websocket })` (Duplex's native path on Bun)"
+      }. Hono's helper: ${HONO_HELPERS[runtime.name]}.`,
+      ``,
+      `| Workload | ${servers.map((s) => `${s.name} msg/s`).join(" | ")} | ${
+        mine.map((s) => `${s.name}/${peer.name}`).join(" | ")
+      } | ${servers.map((s) => `${s.name} p50 / p99 µs`).join(" | ")} |`,
+      `|---|${servers.map(() => "--:|").join("")}${mine.map(() => "--:|").join("")}${servers.map(() => "--:|").join("")}`,
+    );
+    for (const workload of WORKLOADS) {
+      const rates = servers.map((s) => fmtInt(honoRate(workload, s)));
+      const ratios = mine.map((s) => fmtRatio(honoRate(workload, s), honoRate(workload, peer)));
+      const latencies = servers.map((s) => fmtLatency(honoLoad.get(key(workload, s)) ?? []));
+      honoTable.push(`| ${workload.label} | ${[...rates, ...ratios, ...latencies].join(" | ")} |`);
+    }
+  }
+
   const summary = echoOn || memoryOn
     ? [
       `## Ratios`,
@@ -1086,6 +1195,7 @@ async function main(): Promise<void> {
       : []),
     ...(memoryOn ? [...memoryTable, ``] : []),
     ...(fanoutOn ? [...fanoutTable, ``] : []),
+    ...(honoOn ? [...honoTable, ``] : []),
     ...(failures.length > 0 ? [`## Failures`, ``, ...failures.map((f) => `- ${f}`), ``] : []),
     `## Runs`,
     ``,
@@ -1102,6 +1212,7 @@ async function main(): Promise<void> {
   if (sections.length > 0) console.log(sections.join("\n"));
   if (memoryOn) console.log(memoryTable.join("\n"));
   if (fanoutOn) console.log(`\n${fanoutTable.join("\n")}`);
+  if (honoOn) console.log(`\n${honoTable.join("\n")}`);
   if (failures.length > 0) {
     console.log(`\n${failures.length} failure(s):\n${failures.join("\n")}`);
     process.exitCode = 1;
