@@ -18,10 +18,11 @@
  * @module
  */
 
-import type { AddressInfo } from "node:net";
+import type { Server as HttpServer } from "node:http";
 import { Hono } from "hono";
 import { runtime } from "../../mod.ts";
 import { attach, upgradeWebSocket, websocket } from "../../runtimes/hono.ts";
+import { bunServe, denoServe, HOSTNAME, type Listening, nodeListening } from "./_hono.ts";
 import { benchPort, ready } from "./_lifecycle.ts";
 
 const app = new Hono();
@@ -34,54 +35,21 @@ app.get(
   })),
 );
 
-// The parts of Deno.serve and Bun.serve used here (typed here: neither
-// runtime's types are loaded when the other, or tsc, checks this file).
-interface DenoServe {
-  serve(
-    options: { port: number; hostname: string; onListen(addr: { port: number }): void },
-    handler: (request: Request) => Response | Promise<Response>,
-  ): { readonly addr: { port: number }; shutdown(): Promise<void> };
-}
-interface BunServe {
-  serve(options: { port: number; hostname: string; fetch: unknown; websocket: unknown }): {
-    readonly port: number;
-    stop(closeActiveConnections?: boolean): Promise<void> | void;
-  };
-}
 
-const HOSTNAME = "127.0.0.1";
-
-async function start(): Promise<{ port: number; stop(): Promise<void> }> {
+async function start(): Promise<Listening> {
   const port = benchPort();
   switch (runtime()) {
     case "deno": {
-      const { Deno } = globalThis as unknown as { Deno: DenoServe };
-      const server = Deno.serve({ port, hostname: HOSTNAME, onListen() {} }, app.fetch);
-      return { port: server.addr.port, stop: () => server.shutdown() };
+      return denoServe(port, app.fetch);
     }
     case "bun": {
-      const { Bun } = globalThis as unknown as { Bun: BunServe };
-      const server = Bun.serve({ port, hostname: HOSTNAME, fetch: app.fetch, websocket });
-      return { port: server.port, stop: async () => void await server.stop(true) };
+      return bunServe(port, app.fetch, websocket);
     }
     case "node": {
       const { serve } = await import("@hono/node-server");
       const server = serve({ fetch: app.fetch, port, hostname: HOSTNAME });
       const attached = attach(server, app);
-      await new Promise<void>((resolve, reject) => {
-        server.once("listening", resolve);
-        server.once("error", reject);
-      });
-      return {
-        port: (server.address() as AddressInfo).port,
-        async stop() {
-          await attached.close();
-          await new Promise<void>((resolve) => {
-            server.close(() => resolve());
-            if ("closeAllConnections" in server) server.closeAllConnections();
-          });
-        },
-      };
+      return nodeListening(server as HttpServer, () => attached.close());
     }
   }
 }

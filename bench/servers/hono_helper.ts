@@ -26,10 +26,11 @@
  * @module
  */
 
-import type { AddressInfo } from "node:net";
+import type { Server as HttpServer } from "node:http";
 import { Hono } from "hono";
 import type { WSEvents } from "hono/ws";
 import { runtime } from "../../mod.ts";
+import { bunServe, denoServe, HOSTNAME, type Listening, nodeListening } from "./_hono.ts";
 import { benchPort, ready } from "./_lifecycle.ts";
 
 /** The route's events: every message back as it came. */
@@ -41,24 +42,8 @@ function echo(): WSEvents {
   };
 }
 
-// The parts of Deno.serve and Bun.serve used here (typed here: neither
-// runtime's types are loaded when the other, or tsc, checks this file).
-interface DenoServe {
-  serve(
-    options: { port: number; hostname: string; onListen(addr: { port: number }): void },
-    handler: (request: Request) => Response | Promise<Response>,
-  ): { readonly addr: { port: number }; shutdown(): Promise<void> };
-}
-interface BunServe {
-  serve(options: { port: number; hostname: string; fetch: unknown; websocket: unknown }): {
-    readonly port: number;
-    stop(closeActiveConnections?: boolean): Promise<void> | void;
-  };
-}
 
-const HOSTNAME = "127.0.0.1";
-
-async function start(): Promise<{ port: number; stop(): Promise<void> }> {
+async function start(): Promise<Listening> {
   const port = benchPort();
   const app = new Hono();
   switch (runtime()) {
@@ -66,16 +51,12 @@ async function start(): Promise<{ port: number; stop(): Promise<void> }> {
       // Imported on its runtime only, like hono/bun and @hono/node-server below.
       const { upgradeWebSocket } = await import("hono/deno");
       app.get("/ws", upgradeWebSocket(echo));
-      const { Deno } = globalThis as unknown as { Deno: DenoServe };
-      const server = Deno.serve({ port, hostname: HOSTNAME, onListen() {} }, app.fetch);
-      return { port: server.addr.port, stop: () => server.shutdown() };
+      return denoServe(port, app.fetch);
     }
     case "bun": {
       const { upgradeWebSocket, websocket } = await import("hono/bun");
       app.get("/ws", upgradeWebSocket(echo));
-      const { Bun } = globalThis as unknown as { Bun: BunServe };
-      const server = Bun.serve({ port, hostname: HOSTNAME, fetch: app.fetch, websocket });
-      return { port: server.port, stop: async () => void await server.stop(true) };
+      return bunServe(port, app.fetch, websocket);
     }
     case "node": {
       const [{ serve, upgradeWebSocket }, { WebSocketServer }] = await Promise.all([
@@ -85,20 +66,8 @@ async function start(): Promise<{ port: number; stop(): Promise<void> }> {
       app.get("/ws", upgradeWebSocket(echo));
       const wss = new WebSocketServer({ noServer: true, perMessageDeflate: false });
       const server = serve({ fetch: app.fetch, port, hostname: HOSTNAME, websocket: { server: wss } });
-      await new Promise<void>((resolve, reject) => {
-        server.once("listening", resolve);
-        server.once("error", reject);
-      });
-      return {
-        port: (server.address() as AddressInfo).port,
-        async stop() {
-          for (const client of wss.clients) client.terminate();
-          await new Promise<void>((resolve) => {
-            server.close(() => resolve()); // closes wss too
-            if ("closeAllConnections" in server) server.closeAllConnections();
-          });
-        },
-      };
+      // Closing the server closes wss too.
+      return nodeListening(server as HttpServer, () => wss.clients.forEach((client) => client.terminate()));
     }
   }
 }
