@@ -6,6 +6,16 @@
  * @module
  */
 
+/** Whether this machine stores the low byte of a word first. */
+const LITTLE_ENDIAN = new Uint8Array(new Uint32Array([1]).buffer)[0] === 1;
+
+/**
+ * From this many bytes on, the bulk is XORed a 32-bit word at a time through
+ * a `Uint32Array` view (4× fewer operations); below it, the view costs more
+ * than it saves.
+ */
+const WORDS_FROM = 64;
+
 /**
  * XORs `data` in place with the masking key `key`, starting at key position
  * `offset` (masking and unmasking are the same operation).
@@ -26,11 +36,25 @@
 export function xorKey(data: Uint8Array, key: number, offset = 0): void {
   const shift = (offset & 3) * 8;
   // Rotate the key so that its byte for data[0] comes first.
-  const k = shift === 0 ? key : ((key << shift) | (key >>> (32 - shift))) >>> 0;
-  const m0 = k >>> 24, m1 = (k >>> 16) & 0xff, m2 = (k >>> 8) & 0xff, m3 = k & 0xff;
+  let k = shift === 0 ? key : ((key << shift) | (key >>> (32 - shift))) >>> 0;
   const n = data.length;
-  const whole = n & ~3;
   let i = 0;
+  if (n >= WORDS_FROM) {
+    // Byte by byte up to a 4-byte boundary, then a word at a time.
+    const head = (4 - (data.byteOffset & 3)) & 3;
+    for (; i < head; i++) {
+      data[i] = data[i]! ^ (k >>> 24);
+      k = ((k << 8) | (k >>> 24)) >>> 0;
+    }
+    const words = (n - i) >>> 2;
+    const view = new Uint32Array(data.buffer, data.byteOffset + i, words);
+    // The key's bytes as the machine reads a word of them from memory.
+    const w = LITTLE_ENDIAN ? ((k & 0xff) << 24) | ((k & 0xff00) << 8) | ((k >>> 8) & 0xff00) | (k >>> 24) : k | 0;
+    for (let j = 0; j < words; j++) view[j] = view[j]! ^ w;
+    i += words * 4;
+  }
+  const m0 = k >>> 24, m1 = (k >>> 16) & 0xff, m2 = (k >>> 8) & 0xff, m3 = k & 0xff;
+  const whole = i + ((n - i) & ~3);
   for (; i < whole; i += 4) {
     data[i] = data[i]! ^ m0;
     data[i + 1] = data[i + 1]! ^ m1;

@@ -231,6 +231,24 @@ describe("encoder", () => {
     }
   });
 
+  it("masks word-sized runs like the byte-by-byte definition, at every alignment, offset and tail", () => {
+    const key = new Uint8Array([0x9c, 0x01, 0x7e, 0xe3]);
+    const backing = new Uint8Array(400);
+    for (const length of [63, 64, 65, 66, 67, 100, 257, 300]) {
+      for (let start = 0; start < 4; start++) {
+        for (let offset = 0; offset < 5; offset++) {
+          backing.forEach((_, i) => (backing[i] = (i * 29 + 7) & 0xff));
+          const data = backing.subarray(start, start + length);
+          const expected = data.map((b, i) => b ^ key[(offset + i) & 3]!);
+          const around = [backing[start - 1], backing[start + length]];
+          applyMask(data, key, offset);
+          assert.deepEqual(data, expected, `length ${length}, byteOffset ${start}, key offset ${offset}`);
+          assert.deepEqual([backing[start - 1], backing[start + length]], around, "bytes outside untouched");
+        }
+      }
+    }
+  });
+
   it("sets FIN and RSV1 as asked", () => {
     const [frame0] = encodeFrame(0x1, new Uint8Array([0x61]), { fin: false, rsv1: true });
     assert.equal(frame0![0], 0x41);
