@@ -147,7 +147,12 @@ const RUNTIMES: RuntimeSpec[] = [
 ];
 
 /** Duplex's server on the raw transport, Duplex's on the runtime's own server, or the reference. */
-type Role = "duplex" | "native" | "peer";
+/**
+ * Duplex's server on the raw transport, Duplex's on the runtime's own
+ * server, the reference, or a second reference (Duplex is compared with it
+ * too: `ws` with its native addons).
+ */
+type Role = "duplex" | "native" | "peer" | "ref";
 
 interface ServerSpec {
   runtime: RuntimeSpec;
@@ -186,7 +191,14 @@ const runtimeOf = (name: RuntimeName): RuntimeSpec => RUNTIMES.find((r) => r.nam
 const ALL_SERVERS: ServerSpec[] = [
   { runtime: runtimeOf("node"), name: "Duplex", role: "duplex", file: "bench/servers/duplex.ts" },
   { runtime: runtimeOf("node"), name: "Duplex App", role: "duplex", file: "bench/servers/duplex.ts", env: { PIPELINE: "app" } },
-  { runtime: runtimeOf("node"), name: "ws", role: "peer", file: "bench/servers/ws_node.ts" },
+  {
+    runtime: runtimeOf("node"),
+    name: "ws",
+    role: "peer",
+    file: "bench/servers/ws_node.ts",
+    env: { WS_NO_BUFFER_UTIL: "1", WS_NO_UTF_8_VALIDATE: "1" },
+  },
+  { runtime: runtimeOf("node"), name: "ws + addons", role: "ref", file: "bench/servers/ws_node.ts" },
   {
     runtime: runtimeOf("deno"),
     name: "Duplex raw",
@@ -223,6 +235,12 @@ const SERVERS = ALL_SERVERS.filter((s) => SELECTED.includes(s.runtime));
 const serversOf = (runtime: RuntimeSpec, list: ServerSpec[] = SERVERS): ServerSpec[] => list.filter((s) => s.runtime === runtime);
 const peerOf = (runtime: RuntimeSpec, list: ServerSpec[] = SERVERS): ServerSpec =>
   serversOf(runtime, list).find((s) => s.role === "peer")!;
+/** The reference, then any second reference, of a runtime. */
+const refsOf = (runtime: RuntimeSpec, list: ServerSpec[] = SERVERS): ServerSpec[] => [
+  peerOf(runtime, list),
+  ...serversOf(runtime, list).filter((s) => s.role === "ref"),
+];
+const isReference = (s: ServerSpec): boolean => s.role === "peer" || s.role === "ref";
 
 /**
  * The fan-out servers: one publisher connection, subscribers that all
@@ -802,8 +820,7 @@ function compileLoadgen(): void {
 }
 
 /** The ratio's column label: "Duplex/ws", "raw/Deno.serve", "native/Bun.serve". */
-function ratioLabel(spec: ServerSpec, list: ServerSpec[] = SERVERS): string {
-  const peer = peerOf(spec.runtime, list);
+function ratioLabel(spec: ServerSpec, list: ServerSpec[] = SERVERS, peer: ServerSpec = peerOf(spec.runtime, list)): string {
   const hasNative = serversOf(spec.runtime, list).some((s) => s.role === "native");
   const label = spec.role === "native" ? "native" : hasNative ? "raw" : spec.name;
   return `${label}/${peer.name}`;
@@ -980,24 +997,23 @@ async function main(): Promise<void> {
   const rate = (w: Workload, s: ServerSpec): number => median((load.get(key(w, s)) ?? []).map((r) => r.msgs_per_s));
   const perConnection = (s: ServerSpec): number =>
     median((memory.get(serverId(s)) ?? []).map((m) => m.perConnectionKiB));
-  const compared = SERVERS.filter((s) => s.role !== "peer");
+  // Each Duplex server against each reference of its runtime.
+  const pairs = SERVERS.filter((s) => !isReference(s)).flatMap((s) => refsOf(s.runtime).map((ref) => [s, ref] as const));
 
   // One table of ratios, every runtime side by side.
   const glance = [
-    `| Workload | ${compared.map((s) => `${s.runtime.title} ${ratioLabel(s)}`).join(" | ")} |`,
-    `|---|${compared.map(() => "--:|").join("")}`,
+    `| Workload | ${pairs.map(([s, ref]) => `${s.runtime.title} ${ratioLabel(s, SERVERS, ref)}`).join(" | ")} |`,
+    `|---|${pairs.map(() => "--:|").join("")}`,
   ];
   if (echoOn) {
     for (const workload of WORKLOADS) {
-      const cells = compared.map((s) => fmtRatio(rate(workload, s), rate(workload, peerOf(s.runtime))));
+      const cells = pairs.map(([s, ref]) => fmtRatio(rate(workload, s), rate(workload, ref)));
       glance.push(`| ${workload.label} msg/s | ${cells.join(" | ")} |`);
     }
   }
   if (memoryOn) {
     glance.push(
-      `| Memory per idle connection | ${
-        compared.map((s) => fmtRatio(perConnection(s), perConnection(peerOf(s.runtime)))).join(" | ")
-      } |`,
+      `| Memory per idle connection | ${pairs.map(([s, ref]) => fmtRatio(perConnection(s), perConnection(ref))).join(" | ")} |`,
     );
   }
 
@@ -1005,19 +1021,18 @@ async function main(): Promise<void> {
   const sections: string[] = [];
   for (const runtime of echoOn ? SELECTED : []) {
     const servers = serversOf(runtime);
-    const peer = peerOf(runtime);
-    const mine = servers.filter((s) => s.role !== "peer");
+    const mine = pairs.filter(([s]) => s.runtime === runtime);
     const table = [
       `## ${versions.get(runtime.name)}`,
       ``,
-      `| Workload | ${servers.map((s) => `${s.name} msg/s`).join(" | ")} | ${mine.map((s) => ratioLabel(s)).join(" | ")} | ${
-        servers.map((s) => `${s.name} p50 / p99 µs`).join(" | ")
-      } |`,
+      `| Workload | ${servers.map((s) => `${s.name} msg/s`).join(" | ")} | ${
+        mine.map(([s, ref]) => ratioLabel(s, SERVERS, ref)).join(" | ")
+      } | ${servers.map((s) => `${s.name} p50 / p99 µs`).join(" | ")} |`,
       `|---|${servers.map(() => "--:|").join("")}${mine.map(() => "--:|").join("")}${servers.map(() => "--:|").join("")}`,
     ];
     for (const workload of WORKLOADS) {
       const rates = servers.map((s) => fmtInt(rate(workload, s)));
-      const ratios = mine.map((s) => fmtRatio(rate(workload, s), rate(workload, peer)));
+      const ratios = mine.map(([s, ref]) => fmtRatio(rate(workload, s), rate(workload, ref)));
       const latencies = servers.map((s) => fmtLatency(load.get(key(workload, s)) ?? []));
       table.push(`| ${workload.label} | ${[...rates, ...ratios, ...latencies].join(" | ")} |`);
     }
@@ -1037,8 +1052,9 @@ async function main(): Promise<void> {
   for (const spec of SERVERS) {
     const list = memory.get(serverId(spec)) ?? [];
     const per = perConnection(spec);
-    const ratio = spec.role === "peer" ? "(reference)" : `${fmtRatio(per, perConnection(peerOf(spec.runtime)))} ` +
-      `(${ratioLabel(spec)})`;
+    const ratio = isReference(spec)
+      ? "(reference)"
+      : refsOf(spec.runtime).map((ref) => `${fmtRatio(per, perConnection(ref))} (${ratioLabel(spec, SERVERS, ref)})`).join(", ");
     memoryTable.push(
       `| ${spec.runtime.title} | ${spec.name} | ${fmtMiB(median(list.map((m) => m.baselineKiB)))} | ${
         fmtMiB(median(list.map((m) => m.loadedKiB)))

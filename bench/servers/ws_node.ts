@@ -1,16 +1,36 @@
 /**
  * `ws` echo server on Node for the benchmark, the reference Duplex is
  * compared with: every message goes back as it came (text as text, binary
- * as binary), permessage-deflate off.
+ * as binary), permessage-deflate off. With its optional native addons
+ * (`bufferutil` for masking, `utf-8-validate`) by default, as `ws` loads
+ * them when installed; without them when `WS_NO_BUFFER_UTIL=1` and
+ * `WS_NO_UTF_8_VALIDATE=1` are set (`ws`'s own switches). It exits with an
+ * error when the addons are asked for and cannot load, so that a row named
+ * "ws + addons" never runs without them.
  *
  *   PORT=8080 node --import tsx bench/servers/ws_node.ts
+ *   PORT=8080 WS_NO_BUFFER_UTIL=1 WS_NO_UTF_8_VALIDATE=1 node --import tsx bench/servers/ws_node.ts
  *
  * @module
  */
 
+import { createRequire } from "node:module";
 import type { AddressInfo } from "node:net";
+import process from "node:process";
 import { WebSocketServer } from "ws";
 import { benchPort, ready } from "./_lifecycle.ts";
+
+const addons = !process.env.WS_NO_BUFFER_UTIL && !process.env.WS_NO_UTF_8_VALIDATE;
+if (addons) {
+  const require = createRequire(import.meta.url);
+  try {
+    require("bufferutil");
+    require("utf-8-validate");
+  } catch (err) {
+    console.error("ws_node.ts: bufferutil / utf-8-validate cannot load:", err);
+    process.exit(1);
+  }
+}
 
 const wss = new WebSocketServer({ port: benchPort(), host: "127.0.0.1", perMessageDeflate: false });
 
@@ -28,7 +48,7 @@ await new Promise<void>((resolve, reject) => {
   wss.once("error", reject);
 });
 
-ready("ws", (wss.address() as AddressInfo).port, () =>
+ready(addons ? "ws+addons" : "ws", (wss.address() as AddressInfo).port, () =>
   new Promise<void>((resolve) => {
     for (const client of wss.clients) client.terminate();
     wss.close(() => resolve());
