@@ -85,6 +85,9 @@ export type MessageData = string | ArrayBuffer | ArrayBufferView;
 
 const encoder = new TextEncoder();
 const EMPTY = new Uint8Array(0);
+/** The event and output lists of every engine while they are empty; never written to. */
+const NO_EVENTS: EngineEvent[] = [];
+const NO_OUTPUT: Uint8Array[] = [];
 
 function toBytes(data: ArrayBuffer | ArrayBufferView | string, what: string): Uint8Array {
   if (typeof data === "string") return encoder.encode(data);
@@ -131,9 +134,11 @@ export class Engine {
   readonly #receiver: Receiver;
   #eof = false;
 
-  #events: EngineEvent[] = [];
+  // Both lists are the shared empty ones while empty, so that an idle
+  // connection holds no array of its own.
+  #events: EngineEvent[] = NO_EVENTS;
   #eventIndex = 0;
-  #output: Uint8Array[] = [];
+  #output: Uint8Array[] = NO_OUTPUT;
   #outputBytes = 0;
 
   /**
@@ -458,14 +463,15 @@ export class Engine {
    */
   takeOutput(): Uint8Array[] {
     const out = this.#output;
-    if (out.length === 0) return out;
-    this.#output = [];
+    if (out.length === 0) return [];
+    this.#output = NO_OUTPUT;
     this.#outputBytes = 0;
     return out;
   }
 
   #write(chunk: Uint8Array): void {
-    this.#output.push(chunk);
+    if (this.#output === NO_OUTPUT) this.#output = [chunk];
+    else this.#output.push(chunk);
     this.#outputBytes += chunk.length;
   }
 
@@ -474,13 +480,14 @@ export class Engine {
   }
 
   #emit(event: EngineEvent): void {
-    this.#events.push(event);
+    if (this.#events === NO_EVENTS) this.#events = [event];
+    else this.#events.push(event);
   }
 
   #shiftEvent(): EngineEvent | undefined {
     const event = this.#events[this.#eventIndex++];
     if (this.#eventIndex >= this.#events.length) {
-      this.#events = [];
+      this.#events = NO_EVENTS;
       this.#eventIndex = 0;
     }
     return event;

@@ -7,6 +7,7 @@
  * @module
  */
 
+import { blockHeaders, fieldValue, RawRequestHead } from "./_fields.ts";
 import { sha1 } from "./_sha1.ts";
 import { HandshakeError, UsageError } from "./errors.ts";
 
@@ -287,7 +288,11 @@ export interface UpgradeRequest {
   url: string;
   /** HTTP version, 1.1 or later, such as `"1.1"`. */
   httpVersion: string;
-  /** Header fields; the given `Headers`, or a `Headers` made from a record. */
+  /**
+   * Header fields; the given `Headers`, or a `Headers` made from a record or
+   * from raw bytes. A request validated from raw bytes or a record keeps
+   * its fields in a compact form and builds this `Headers` on first access.
+   */
   headers: Headers;
   /** `Sec-WebSocket-Key`, trimmed. */
   key: string;
@@ -340,7 +345,18 @@ export interface UpgradeRequest {
  * ```
  */
 export function validateUpgradeRequest(head: HeadLike): UpgradeRequest {
-  const headers = toHeaders(head.headers);
+  // Raw fields are looked up where they are; a record is checked by making
+  // a `Headers` of it, and kept rather than that `Headers`.
+  const block = RawRequestHead.fieldsOf(head);
+  let headers: Pick<Headers, "get">;
+  let fields: FieldSource;
+  if (block !== undefined) {
+    headers = new BlockFields(block);
+    fields = block;
+  } else {
+    headers = toHeaders(head.headers);
+    fields = head.headers;
+  }
 
   const upgrade = headers.get("upgrade");
   if (upgrade === null) {
@@ -400,16 +416,83 @@ export function validateUpgradeRequest(head: HeadLike): UpgradeRequest {
   }
   const protocols = headers.get("sec-websocket-protocol");
   const extensions = headers.get("sec-websocket-extensions");
-  return {
-    method: head.method,
-    url: head.url,
-    httpVersion: head.httpVersion,
-    headers,
+  return new ValidRequest(
+    head,
+    fields,
     key,
-    version: 13,
-    protocols: protocols === null ? [] : parseProtocols(protocols),
-    extensions: extensions === null ? [] : parseExtensions(extensions),
-  };
+    protocols === null ? [] : parseProtocols(protocols),
+    extensions === null ? [] : parseExtensions(extensions),
+  );
+}
+
+/** Raw fields with the one method of `Headers` that the checks use. */
+class BlockFields {
+  readonly #block: string;
+  constructor(block: string) {
+    this.#block = block;
+  }
+  get(name: string): string | null {
+    return fieldValue(this.#block, name);
+  }
+}
+
+/** Where a {@linkcode ValidRequest} builds its `headers` from: raw fields, a record, or the `Headers` itself. */
+type FieldSource = string | Record<string, string | string[] | undefined> | Headers;
+
+/** How {@linkcode ValidRequest} defines its lazy `headers`. */
+let lazyHeaders: PropertyDescriptor;
+
+/**
+ * The {@linkcode UpgradeRequest} that {@linkcode validateUpgradeRequest}
+ * returns. It lives as long as its connection, so it keeps the header
+ * fields as they came (a raw block or a record) and builds `headers` on
+ * first access. `headers` is an own, enumerable, assignable accessor, so
+ * that the object still spreads, serializes and assigns like a plain one.
+ */
+class ValidRequest implements UpgradeRequest {
+  declare method: string;
+  declare url: string;
+  declare httpVersion: string;
+  declare headers: Headers;
+  declare key: string;
+  declare version: 13;
+  declare protocols: string[];
+  declare extensions: ExtensionOffer[];
+  #fields: FieldSource;
+
+  constructor(
+    head: HeadLike,
+    fields: FieldSource,
+    key: string,
+    protocols: string[],
+    extensions: ExtensionOffer[],
+  ) {
+    this.#fields = fields;
+    this.method = head.method;
+    this.url = head.url;
+    this.httpVersion = head.httpVersion;
+    Object.defineProperty(this, "headers", lazyHeaders);
+    this.key = key;
+    this.version = 13;
+    this.protocols = protocols;
+    this.extensions = extensions;
+  }
+
+  static {
+    lazyHeaders = {
+      get(this: ValidRequest): Headers {
+        const fields = this.#fields;
+        if (fields instanceof Headers) return fields;
+        // A record was checked by toHeaders() already: building it again cannot throw.
+        return this.#fields = typeof fields === "string" ? blockHeaders(fields) : toHeaders(fields);
+      },
+      set(this: ValidRequest, headers: Headers): void {
+        this.#fields = headers;
+      },
+      enumerable: true,
+      configurable: true,
+    };
+  }
 }
 
 /**

@@ -8,6 +8,7 @@
  * @module
  */
 
+import { RawRequestHead } from "./_fields.ts";
 import { HandshakeError, UsageError } from "./errors.ts";
 import { DEFAULT_LIMITS } from "./options.ts";
 
@@ -33,6 +34,8 @@ export interface RequestHead {
   /**
    * Header fields. Repeated fields are combined as `Headers` does (joined
    * with `", "`). Values are decoded as latin1: each byte is one character.
+   * A head from {@linkcode RequestHeadParser} builds this `Headers` on first
+   * access, from the fields it keeps as one string until then.
    */
   headers: Headers;
 }
@@ -64,6 +67,7 @@ export interface ParsedHead {
 /** The most header fields a request may carry. */
 const MAX_HEADER_COUNT = 100;
 
+const EMPTY = new Uint8Array(0);
 const CR = 0x0d;
 const LF = 0x0a;
 const SP = 0x20;
@@ -101,8 +105,8 @@ for (let c = 0x41; c <= 0x5a; c++) TCHAR[c] = TCHAR[c + 0x20] = 1;
  */
 export class RequestHeadParser {
   #maxHeaderBytes: number;
-  /** Bytes of the current line received so far when it spans chunks. */
-  #line: Uint8Array = new Uint8Array(256);
+  /** Bytes of the current line received so far when it spans chunks; allocated for the first such line. */
+  #line: Uint8Array = EMPTY;
   #lineLength = 0;
   /** Bytes of the header block in completed lines. */
   #blockBytes = 0;
@@ -111,7 +115,8 @@ export class RequestHeadParser {
   #method = "";
   #url = "";
   #httpVersion = "";
-  #headers: Headers = new Headers();
+  /** The header fields, each as a `name:value\n` line. */
+  #fields: string[] = [];
   #headerCount = 0;
   #finished = false;
 
@@ -217,12 +222,7 @@ export class RequestHeadParser {
 
       if (empty) {
         return {
-          head: {
-            method: this.#method,
-            url: this.#url,
-            httpVersion: this.#httpVersion,
-            headers: this.#headers,
-          },
+          head: new RawRequestHead(this.#method, this.#url, this.#httpVersion, this.#fields.join("")),
           rest: chunk.slice(pos),
         };
       }
@@ -238,7 +238,7 @@ export class RequestHeadParser {
   #append(chunk: Uint8Array, start: number, end: number): void {
     const needed = this.#lineLength + end - start;
     if (needed > this.#line.length) {
-      const grown = new Uint8Array(Math.max(needed, this.#line.length * 2));
+      const grown = new Uint8Array(Math.max(needed, this.#line.length * 2, 256));
       grown.set(this.#line.subarray(0, this.#lineLength));
       this.#line = grown;
     }
@@ -251,7 +251,8 @@ export class RequestHeadParser {
     let i = 0;
     while (i < line.length && TCHAR[line[i]!] === 1) i++;
     if (i === 0 || line[i] !== SP) throw malformed("invalid method in request line");
-    const method = latin1(line, 0, i);
+    // The usual method and version are shared strings, not copies per request.
+    const method = i === 3 && line[0] === 0x47 && line[1] === 0x45 && line[2] === 0x54 ? "GET" : latin1(line, 0, i);
 
     const targetStart = ++i;
     while (i < line.length && line[i]! > SP && line[i]! < 0x7f) i++;
@@ -265,7 +266,7 @@ export class RequestHeadParser {
 
     this.#method = method;
     this.#url = url;
-    this.#httpVersion = version.slice(5);
+    this.#httpVersion = version === "HTTP/1.1" ? "1.1" : version.slice(5);
   }
 
   /** Parses `field-name ":" OWS field-value OWS`. */
@@ -296,7 +297,9 @@ export class RequestHeadParser {
         throw malformed("control character in header field value");
       }
     }
-    this.#headers.append(name, latin1(line, start, end));
+    // Names are tokens and values hold no CR, LF or NUL: one line per field
+    // can be split again without ambiguity.
+    this.#fields.push(`${name}:${latin1(line, start, end)}\n`);
   }
 }
 

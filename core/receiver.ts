@@ -53,6 +53,9 @@ export interface ReceiverOptions extends Partial<Pick<Limits, "maxMessageBytes" 
   allowRsv1?: boolean;
 }
 
+/** The chunk list of every receiver with nothing buffered; never written to. */
+const NO_CHUNKS: Uint8Array[] = [];
+
 const HEADER = 0, LENGTH16 = 1, LENGTH64 = 2, MASK = 3, PAYLOAD = 4;
 
 /**
@@ -101,7 +104,8 @@ function fail(code: string, closeCode: number, message: string): never {
  * ```
  */
 export class Receiver {
-  #chunks: Uint8Array[] = [];
+  /** Unread chunks; the shared empty list while none are buffered, so that an idle receiver holds no array. */
+  #chunks: Uint8Array[] = NO_CHUNKS;
   #offset = 0; // bytes of chunks[0] already read
   #buffered = 0;
   #state = HEADER;
@@ -154,7 +158,8 @@ export class Receiver {
    */
   push(chunk: Uint8Array): void {
     if (chunk.length === 0) return;
-    this.#chunks.push(chunk);
+    if (this.#buffered === 0) this.#chunks = [chunk];
+    else this.#chunks.push(chunk);
     this.#buffered += chunk.length;
   }
 
@@ -380,6 +385,7 @@ export class Receiver {
       this.#chunks.shift();
     }
     this.#offset = offset;
+    if (this.#buffered === 0) this.#chunks = NO_CHUNKS;
   }
 
   /** Takes `n` bytes off the front as a view, copying only when they span chunks. */

@@ -282,10 +282,10 @@ export class ConnectionSet {
  * ```
  */
 export class Pump<S = Record<string, unknown>> implements Context<S>, Connection {
-  /** Unique id of the connection within the process. */
-  readonly id: string = String(++lastId);
-  /** The application's data for this connection. */
-  state: S = {} as S;
+  // The id as a number and the state object on first use: an idle
+  // connection then holds neither a string nor an empty object.
+  readonly #id: number = ++lastId;
+  #state: S | undefined;
 
   readonly #engine: Engine;
   readonly #transport: Transport;
@@ -305,7 +305,7 @@ export class Pump<S = Record<string, unknown>> implements Context<S>, Connection
   #aborted = false; // the connection ended without a handshake: destroy, no FIN
   #ended = false; // the transport was ended or destroyed by us
   #closed = false; // the transport is closed
-  #drainWaiters: (() => void)[] = [];
+  #drainWaiters: (() => void)[] | undefined; // allocated by the first drained() that waits
   #handshakeTimer: unknown;
   #closeTimer: unknown;
   #lingerTimer: unknown;
@@ -330,6 +330,20 @@ export class Pump<S = Record<string, unknown>> implements Context<S>, Connection
   }
 
   // ---- Context ----
+
+  /** Unique id of the connection within the process. */
+  get id(): string {
+    return String(this.#id);
+  }
+
+  /** The application's data for this connection; `{}` until set. */
+  get state(): S {
+    return this.#state ??= {} as S;
+  }
+
+  set state(value: S) {
+    this.#state = value;
+  }
 
   /** The opening handshake. */
   get request(): UpgradeRequest {
@@ -419,7 +433,7 @@ export class Pump<S = Record<string, unknown>> implements Context<S>, Connection
   drained(): Promise<void> {
     if (!this.#needDrain && this.#engine.outputBytes === 0) return Promise.resolve();
     if (this.#closed) return Promise.resolve();
-    return new Promise((resolve) => this.#drainWaiters.push(resolve));
+    return new Promise((resolve) => (this.#drainWaiters ??= []).push(resolve));
   }
 
   // ---- transport → pump ----
@@ -676,8 +690,8 @@ export class Pump<S = Record<string, unknown>> implements Context<S>, Connection
 
   #resolveDrain(): void {
     const waiters = this.#drainWaiters;
-    if (waiters.length === 0) return;
-    this.#drainWaiters = [];
+    if (waiters === undefined) return;
+    this.#drainWaiters = undefined;
     for (const resolve of waiters) resolve();
   }
 

@@ -83,6 +83,24 @@ describe("App upgrade phase", () => {
     });
   });
 
+  it("reads repeated and mixed-case headers after the handshake as before (built on first access)", async () => {
+    const seen: (string | null)[] = [];
+    const app = new App().use({
+      upgrade(ctx, next) {
+        seen.push(ctx.headers.get("x-tag"), String(ctx.request.headers === ctx.headers));
+        return next();
+      },
+      open(ctx, next) {
+        seen.push(ctx.request.headers.get("X-TAG"), ctx.request.headers.get("x-missing"));
+        return next();
+      },
+    });
+    const conn = await connect(app, { request: { headers: [["X-Tag", "one"], ["x-tag", "two"]] } });
+    await flush();
+    assert.equal(conn.status, 101);
+    assert.deepEqual(seen, ["one, two", "true", "one, two", null]);
+  });
+
   it("answers a valid 101 when no middleware handles the upgrade", async () => {
     const conn = await connect(new App());
     const answer = conn.answer;
