@@ -54,7 +54,7 @@ const SECONDS = envNumber("BENCH_SECONDS", 3, false);
 const WARMUP = envNumber("BENCH_WARMUP", 1, false);
 const CONNECTIONS = envNumber("BENCH_CONNECTIONS", 64, true);
 const INFLIGHT = envNumber("BENCH_INFLIGHT", 16, true);
-const IDLE_CONNECTIONS = envNumber("BENCH_IDLE_CONNECTIONS", 2000, true);
+const IDLE_CONNECTIONS = envNumber("BENCH_IDLE_CONNECTIONS", 10000, true);
 const FANOUT_SUBSCRIBERS = envNumber("BENCH_FANOUT_SUBSCRIBERS", 1000, true);
 const FANOUT_SIZE = envNumber("BENCH_FANOUT_SIZE", 64, true);
 if (FANOUT_SIZE < 16) throw new RangeError(`Invalid BENCH_FANOUT_SIZE: at least 16 (the message number), got ${FANOUT_SIZE}`);
