@@ -123,7 +123,9 @@ const RUNTIMES: RuntimeSpec[] = [
     binary: process.execPath,
     command: (file, exposeGc) => [process.execPath, ...(exposeGc ? ["--expose-gc"] : []), "--import", "tsx", file],
     version: () =>
-      `Node ${process.version}; ws ${packageVersion("node_modules/ws/package.json")} (no bufferutil / utf-8-validate)`,
+      `Node ${process.version}; ws ${packageVersion("node_modules/ws/package.json")} (without, and "+ addons" with, ` +
+        `bufferutil ${packageVersion("node_modules/bufferutil/package.json")} / ` +
+        `utf-8-validate ${packageVersion("node_modules/utf-8-validate/package.json")})`,
   },
   {
     name: "deno",
