@@ -234,7 +234,7 @@ describe("encoder", () => {
   it("masks word-sized runs like the byte-by-byte definition, at every alignment, offset and tail", () => {
     const key = new Uint8Array([0x9c, 0x01, 0x7e, 0xe3]);
     const backing = new Uint8Array(400);
-    for (const length of [63, 64, 65, 66, 67, 100, 257, 300]) {
+    for (const length of [63, 64, 65, 100, 255, 256, 257, 258, 259, 300, 390]) {
       for (let start = 0; start < 4; start++) {
         for (let offset = 0; offset < 5; offset++) {
           backing.forEach((_, i) => (backing[i] = (i * 29 + 7) & 0xff));
