@@ -353,15 +353,15 @@ export function honoContext(ctx: { readonly request: UpgradeRequest }): HonoCont
 /** The route's handler for one request: records the binding, adds Hono's headers. */
 class Bound<S> implements Handler<S> {
   readonly #route: Route<S>;
-  readonly #binding: Binding<S>;
+  readonly binding: Binding<S>;
 
   constructor(route: Route<S>, binding: Binding<S>) {
     this.#route = route;
-    this.#binding = binding;
+    this.binding = binding;
   }
 
   upgrade(ctx: Context<S>): UpgradeAnswer | Response | void | Promise<UpgradeAnswer | Response | void> {
-    bindings.set(ctx.request, this.#binding);
+    bindings.set(ctx.request, this.binding);
     const answer = this.#route.handler.upgrade?.(ctx);
     return isThenable(answer) ? Promise.resolve(answer).then((a) => this.#answer(a)) : this.#answer(answer);
   }
@@ -369,7 +369,7 @@ class Bound<S> implements Handler<S> {
   #answer(answer: UpgradeAnswer | Response | void): UpgradeAnswer | Response {
     if (answer instanceof Response) return answer;
     const own = answer?.headers ?? [];
-    const headers = [...this.#binding.headers, ...(Array.isArray(own) ? own : Object.entries(own))];
+    const headers = [...this.binding.headers, ...(Array.isArray(own) ? own : Object.entries(own))];
     const protocol = answer?.protocol;
     return protocol === undefined ? { headers } : { headers, protocol };
   }
@@ -397,11 +397,15 @@ class Bound<S> implements Handler<S> {
   }
 }
 
-function wsOf<S>(ctx: EventContext<S>): { binding: Binding<S>; ws: WSContext<S> } | undefined {
+/** A binding with its events and its connection's `WSContext`, made on first use. */
+type Live<S> = Binding<S> & { readonly events: WSEvents<S>; readonly ws: WSContext<S> };
+
+/** The binding of an events route's connection (no allocation after the first event). */
+function liveOf<S>(ctx: EventContext<S>): Live<S> | undefined {
   const binding = bindings.get(ctx.request) as Binding<S> | undefined;
   if (binding?.events === undefined) return undefined;
   binding.ws ??= new WSContext(ctx.peer, binding.url);
-  return { binding, ws: binding.ws };
+  return binding as Live<S>;
 }
 
 function received<S>(data: string | Uint8Array, ws: WSContext<S>): WSMessageReceive {
@@ -422,23 +426,23 @@ function settle(result: unknown): void | Promise<void> {
 function eventsBridge<S>(): Middleware<S> {
   return {
     open(ctx) {
-      const bound = wsOf(ctx);
-      return settle(bound?.binding.events?.onOpen?.(new Event("open"), bound.ws));
+      const live = liveOf(ctx);
+      return settle(live?.events.onOpen?.(new Event("open"), live.ws));
     },
     message(ctx) {
-      const bound = wsOf(ctx);
-      const onMessage = bound?.binding.events?.onMessage;
-      if (bound === undefined || onMessage === undefined) return;
-      return settle(onMessage(new MessageEvent("message", { data: received(ctx.data, bound.ws) }), bound.ws));
+      const live = liveOf(ctx);
+      if (live?.events.onMessage === undefined) return;
+      return settle(live.events.onMessage(new MessageEvent("message", { data: received(ctx.data, live.ws) }), live.ws));
     },
     close(ctx) {
-      const bound = wsOf(ctx);
+      const live = liveOf(ctx);
+      if (live?.events.onClose === undefined) return;
       const event = new CloseEventImpl("close", { code: ctx.code, reason: ctx.reason, wasClean: ctx.wasClean });
-      return settle(bound?.binding.events?.onClose?.(event, bound.ws));
+      return settle(live.events.onClose(event, live.ws));
     },
     error(ctx) {
-      const bound = wsOf(ctx);
-      return settle(bound?.binding.events?.onError?.(errorEvent(ctx.error), bound.ws));
+      const live = liveOf(ctx);
+      return settle(live?.events.onError?.(errorEvent(ctx.error), live.ws));
     },
   };
 }
@@ -450,7 +454,6 @@ const kTakeover = Symbol.for("duplex.hono.takeover");
 interface Takeover {
   readonly route: Route<any>;
   readonly bound: Bound<any>;
-  readonly binding: Binding<any>;
 }
 
 /** Hop-by-hop and handshake fields that never go from Hono's response onto a 101. */
@@ -523,11 +526,10 @@ class Route<S> {
       app.use(eventsBridge<S>());
       const report = onError ?? ((error: unknown) => console.error("duplex: WebSocket route:", error));
       app.onError((error, ctx) => {
-        const bound = wsOf(ctx);
-        const onErrorEvent = bound?.binding.events?.onError;
-        if (bound === undefined || onErrorEvent === undefined) return report(error);
+        const live = liveOf(ctx);
+        if (live?.events.onError === undefined) return report(error);
         try {
-          const result = onErrorEvent(errorEvent(error), bound.ws);
+          const result = live.events.onError(errorEvent(error), live.ws);
           if (isThenable(result)) Promise.resolve(result).catch(report);
         } catch (secondary) {
           report(secondary);
@@ -552,15 +554,18 @@ class Route<S> {
   async handle(c: HonoContext, given?: WSEvents<S>): Promise<Response> {
     if (!hasToken(c.req.header("upgrade"), "websocket")) return upgradeRequired();
     const events = given ?? (this.#createEvents === undefined ? undefined : await this.#createEvents(c));
-    const binding: Binding<S> = { c, events, url: new URL(c.req.url), headers: headersFor101(c.res.headers) };
+    const binding: Binding<S> = { c, events, url: new URL(c.req.url), headers: [] };
     const bound = new Bound(this, binding);
     const env = c.env as Record<PropertyKey, unknown> | undefined;
 
     const takeover = env?.[kTakeover];
     if (typeof takeover === "function") {
-      (takeover as (t: Takeover) => void)({ route: this, bound, binding });
+      // attach() adds the headers of the app's final answer.
+      (takeover as (t: Takeover) => void)({ route: this, bound });
       return new Response(null);
     }
+    // Bun and Deno upgrade here: the headers middleware set so far.
+    binding.headers = headersFor101(c.res.headers);
     const bunServer = bunServerOf(env);
     if (bunServer !== undefined) {
       const refusal = await bunUpgrade(bound, this.options, this.set)(c.req.raw, bunServer);
@@ -911,7 +916,7 @@ export function attach(server: UpgradeServer, app: FetchApp, options: AttachOpti
     // The app's final answer decides: middleware after the route may still
     // have turned the request down (or failed, a 500).
     if (taken !== undefined && response.status < 300) {
-      taken.binding.headers = headersFor101(response.headers);
+      taken.bound.binding.headers = headersFor101(response.headers);
       // Only routes with live connections are kept (close() reaches them).
       for (const route of routes) if (route.set.size === 0) routes.delete(route);
       // The inline form's routes are shared by every server: never shut down by one.
