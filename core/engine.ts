@@ -8,6 +8,7 @@
  */
 
 import { CloseCode, closePayload } from "./close_code.ts";
+import type { DeflateParams } from "./deflate.ts";
 import { HandshakeError, ProtocolError, UsageError } from "./errors.ts";
 import { encodeFrame, encodeTextFrame, Opcode } from "./frame.ts";
 import type { PreparedMessage } from "./prepared.ts";
@@ -34,6 +35,10 @@ import { ReadyState, type Transition, transition } from "./state.ts";
  *   the HTTP error in `error` (the connection is over);
  * - `open`: the 101 was queued, messages may flow;
  * - `message`: a whole message, a `string` for text, a `Uint8Array` for binary;
+ * - `compressed`: a whole message with RSV1 set, when permessage-deflate was
+ *   accepted: its payload, still compressed, for the adapter to inflate, then
+ *   to check (a text message must be valid UTF-8) and report, or to refuse
+ *   with {@linkcode Engine.fail};
  * - `ping` / `pong`: control frames (a ping is answered by the engine);
  * - `error`: the peer broke the protocol; a `close` event follows;
  * - `close`: the connection is closed, with the code, the reason and whether
@@ -53,6 +58,7 @@ export type EngineEvent =
   | { type: "rejected"; error: HandshakeError }
   | { type: "open"; protocol: string; extensions: string }
   | { type: "message"; data: string | Uint8Array }
+  | { type: "compressed"; data: Uint8Array; binary: boolean }
   | { type: "ping"; data: Uint8Array }
   | { type: "pong"; data: Uint8Array }
   | { type: "error"; error: ProtocolError }
@@ -82,6 +88,23 @@ export type EngineOptions = Partial<Limits>;
  * ```
  */
 export type MessageData = string | ArrayBuffer | ArrayBufferView;
+
+/**
+ * How {@linkcode Engine.accept} answers: the subprotocol, the negotiated
+ * extensions and extra headers of the 101, and the permessage-deflate
+ * parameters when the extensions include it.
+ *
+ * @example
+ * ```ts
+ * import type { EngineAcceptOptions } from "@duplex/ws/core";
+ *
+ * const options: EngineAcceptOptions = { protocol: "chat.v1", headers: { "x-server": "duplex" } };
+ * ```
+ */
+export interface EngineAcceptOptions extends Omit<AcceptOptions, "key"> {
+  /** permessage-deflate was accepted with these parameters: RSV1 marks compressed messages. */
+  deflate?: DeflateParams;
+}
 
 const encoder = new TextEncoder();
 const EMPTY = new Uint8Array(0);
@@ -131,6 +154,7 @@ export class Engine {
   #request: UpgradeRequest | undefined;
   #protocol = "";
   #extensions = "";
+  #deflate: DeflateParams | undefined;
   readonly #receiver: Receiver;
   #eof = false;
 
@@ -176,6 +200,11 @@ export class Engine {
   /** The negotiated `Sec-WebSocket-Extensions` value, or `""`. */
   get extensions(): string {
     return this.#extensions;
+  }
+
+  /** The permessage-deflate parameters agreed on in {@linkcode Engine.accept}, or `undefined`. */
+  get deflate(): DeflateParams | undefined {
+    return this.#deflate;
   }
 
   /** Bytes queued by the engine and not yet taken by {@linkcode Engine.takeOutput}. */
@@ -269,11 +298,12 @@ export class Engine {
    * answer, moves to `Open` and reports `open`.
    *
    * @param options The subprotocol (one the client offered), the negotiated
-   *   extensions and extra response headers.
+   *   extensions (with `deflate` when they include permessage-deflate: RSV1
+   *   is then accepted on data messages) and extra response headers.
    * @throws {UsageError} When no request is waiting for an answer, the
    *   protocol was not offered, or a header is invalid.
    */
-  accept(options: Omit<AcceptOptions, "key"> = {}): void {
+  accept(options: EngineAcceptOptions = {}): void {
     const request = this.#pending("accept");
     const protocol = options.protocol ?? "";
     if (protocol !== "" && !request.protocols.includes(protocol)) {
@@ -282,6 +312,10 @@ export class Engine {
     this.#write(buildAcceptResponse({ ...options, key: request.key, protocol: protocol || undefined }));
     this.#protocol = protocol;
     this.#extensions = options.extensions ?? "";
+    if (options.deflate !== undefined) {
+      this.#deflate = options.deflate;
+      this.#receiver.allowRsv1();
+    }
     this.#move("accept");
     this.#emit({ type: "open", protocol, extensions: this.#extensions });
   }
@@ -337,6 +371,7 @@ export class Engine {
     }
     switch (item.type) {
       case "message":
+      case "compressed":
         return item;
       case "ping":
         if (this.#state === ReadyState.Open) this.#queue(encodeFrame(Opcode.Pong, item.data));
@@ -354,7 +389,8 @@ export class Engine {
   }
 
   #fail(error: ProtocolError): void {
-    this.#queue(encodeFrame(Opcode.Close, closePayload(error.closeCode, "")));
+    // Our close frame may already be out (closing): never a second one.
+    if (this.#state === ReadyState.Open) this.#queue(encodeFrame(Opcode.Close, closePayload(error.closeCode, "")));
     this.#move("fail");
     this.#emit({ type: "error", error });
     this.#emit({ type: "close", code: error.closeCode, reason: error.message, wasClean: false });
@@ -372,6 +408,37 @@ export class Engine {
     this.#requireOpen("send");
     if (typeof data === "string") this.#queue(encodeTextFrame(data));
     else this.#queue(encodeFrame(Opcode.Binary, toBytes(data, "message")));
+  }
+
+  /**
+   * Queues a message compressed by the adapter (permessage-deflate): one
+   * final frame with RSV1 set.
+   *
+   * @param payload The compressed payload, without the trailing `00 00 ff ff`.
+   * @param binary Whether the message is binary (else text).
+   * @throws {UsageError} When the connection is not open, or permessage-deflate
+   *   was not negotiated (`ERR_NOT_NEGOTIATED`).
+   */
+  sendCompressed(payload: Uint8Array, binary: boolean): void {
+    this.#requireOpen("send");
+    if (this.#deflate === undefined) {
+      throw new UsageError("ERR_NOT_NEGOTIATED", "Cannot send a compressed message: permessage-deflate was not negotiated");
+    }
+    this.#queue(encodeFrame(binary ? Opcode.Binary : Opcode.Text, payload, { rsv1: true }));
+  }
+
+  /**
+   * Fails the connection for a fault of the peer that the adapter found
+   * (a compressed message that does not inflate, is too big once inflated,
+   * or is not UTF-8): queues a close frame with the error's code and reports
+   * `error`, then `close`. Does nothing unless the connection is open or
+   * closing.
+   *
+   * @param error The peer's fault, with its close code.
+   */
+  fail(error: ProtocolError): void {
+    if (this.#state !== ReadyState.Open && this.#state !== ReadyState.Closing) return;
+    this.#fail(error);
   }
 
   /**

@@ -61,6 +61,12 @@ export interface ExtensionOffer {
   name: string;
   /** Parameters by name as sent: the unquoted value, or `true` for a parameter without a value. */
   params: Record<string, string | true>;
+  /**
+   * Names of parameters given more than once in this offer (`params` keeps
+   * the first); absent when none was. The header is still well formed: each
+   * extension decides, and permessage-deflate declines such an offer.
+   */
+  repeated?: string[];
 }
 
 /**
@@ -70,12 +76,13 @@ export interface ExtensionOffer {
  * quoted string (which, once unquoted, must be a token). Spaces and tabs are
  * allowed around `,`, `;` and `=`. A value of only whitespace yields no offers.
  * Offers keep their order, which is the client's preference; the same
- * extension may be offered more than once, with different parameters.
+ * extension may be offered more than once, with different parameters. A
+ * parameter repeated within an offer is listed in its `repeated`.
  *
  * @param header The header value; repeated headers joined with `", "`.
  * @returns The offers in the order sent.
  * @throws {HandshakeError} Status 400, code `"WS_ERR_INVALID_EXTENSIONS"`,
- * when the value does not follow the grammar or an offer repeats a parameter.
+ * when the value does not follow the grammar.
  *
  * @example
  * ```ts
@@ -111,6 +118,7 @@ export function parseExtensions(header: string): ExtensionOffer[] {
     const name = readToken();
     if (name === "") throw fail(`expected an extension name at offset ${i}`);
     const params: Record<string, string | true> = {};
+    let repeated: string[] | undefined;
     skipSpace();
     while (header[i] === ";") {
       i++;
@@ -131,7 +139,10 @@ export function parseExtensions(header: string): ExtensionOffer[] {
         }
         skipSpace();
       }
-      if (Object.hasOwn(params, key)) throw fail(`duplicate parameter ${key} in ${name}`);
+      if (Object.hasOwn(params, key)) {
+        (repeated ??= []).push(key);
+        continue;
+      }
       // defineProperty, so that a parameter named "__proto__" stays an own property.
       Object.defineProperty(params, key, {
         value,
@@ -140,7 +151,7 @@ export function parseExtensions(header: string): ExtensionOffer[] {
         configurable: true,
       });
     }
-    offers.push({ name, params });
+    offers.push(repeated === undefined ? { name, params } : { name, params, repeated });
     if (i === n) return offers;
     if (header[i] !== ",") throw fail(`unexpected character at offset ${i}`);
     i++;

@@ -28,7 +28,15 @@ export {
   isApplicationCloseCode,
   isValidWireCloseCode,
 } from "./close_code.ts";
-export { Engine, type EngineEvent, type EngineOptions, type MessageData } from "./engine.ts";
+export {
+  checkDeflateNegotiation,
+  type DeflateAgreement,
+  type DeflateNegotiation,
+  type DeflateParams,
+  negotiateDeflate,
+  PERMESSAGE_DEFLATE,
+} from "./deflate.ts";
+export { Engine, type EngineAcceptOptions, type EngineEvent, type EngineOptions, type MessageData } from "./engine.ts";
 export { HandshakeError, ProtocolError, UsageError } from "./errors.ts";
 export { applyMask, encodeFrame, encodeTextFrame, type FrameOptions, Opcode } from "./frame.ts";
 export * from "./handshake.ts";

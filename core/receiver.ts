@@ -32,6 +32,7 @@ import { DEFAULT_LIMITS, type Limits } from "./options.ts";
  */
 export type Received =
   | { type: "message"; data: string | Uint8Array }
+  | { type: "compressed"; data: Uint8Array; binary: boolean }
   | { type: "ping"; data: Uint8Array }
   | { type: "pong"; data: Uint8Array }
   | { type: "close"; code: number; reason: string };
@@ -111,7 +112,8 @@ export class Receiver {
   #state = HEADER;
 
   readonly #server: boolean;
-  readonly #allowRsv1: boolean;
+  #allowRsv1: boolean;
+  #compressed = false; // the message in progress has RSV1 on its first frame
   readonly #maxMessageBytes: number;
   readonly #maxFrameBytes: number;
   readonly #maxFragments: number;
@@ -144,6 +146,15 @@ export class Receiver {
     this.#maxMessageBytes = options.maxMessageBytes ?? DEFAULT_LIMITS.maxMessageBytes;
     this.#maxFrameBytes = options.maxFrameBytes ?? DEFAULT_LIMITS.maxFrameBytes;
     this.#maxFragments = options.maxFragments ?? DEFAULT_LIMITS.maxFragments;
+  }
+
+  /**
+   * Accepts RSV1 on the first frame of data messages from now on: an
+   * extension that uses it (permessage-deflate) was negotiated. Such a
+   * message comes out as `compressed`, its payload joined but not decoded.
+   */
+  allowRsv1(): void {
+    this.#allowRsv1 = true;
   }
 
   /** Bytes pushed and not yet decoded. */
@@ -228,6 +239,7 @@ export class Receiver {
       if (this.#messageOpcode === 0) fail("WS_ERR_UNEXPECTED_CONTINUATION", CloseCode.ProtocolError, "Invalid frame: continuation with no message to continue");
     } else if (opcode === Opcode.Text || opcode === Opcode.Binary) {
       if (this.#messageOpcode !== 0) fail("WS_ERR_EXPECTED_CONTINUATION", CloseCode.ProtocolError, "Invalid frame: new data frame inside a fragmented message");
+      this.#compressed = (b0 & 0x40) !== 0;
     } else {
       fail("WS_ERR_INVALID_OPCODE", CloseCode.ProtocolError, `Invalid frame: reserved opcode ${opcode}`);
     }
@@ -289,7 +301,8 @@ export class Receiver {
   }
 
   #readData(): Received | null {
-    const text = this.#messageOpcode === Opcode.Text;
+    // A compressed message is joined as bytes; its text is checked once inflated.
+    const text = this.#messageOpcode === Opcode.Text && !this.#compressed;
     // Whole unfragmented text frame at hand: one decode, no streaming state.
     if (text && this.#fin && !this.#textStarted && this.#remaining === this.#length && this.#buffered >= this.#length) {
       const bytes = this.#length === 0 ? new Uint8Array(0) : this.#consume(this.#length);
@@ -341,6 +354,11 @@ export class Receiver {
       }
     } else {
       data = concat(this.#binaryParts ?? [], this.#messageBytes);
+      if (this.#compressed) {
+        const binary = this.#messageOpcode === Opcode.Binary;
+        this.#resetMessage();
+        return { type: "compressed", data, binary };
+      }
     }
     this.#resetMessage();
     return { type: "message", data };
@@ -352,6 +370,7 @@ export class Receiver {
 
   #resetMessage(): void {
     this.#messageOpcode = 0;
+    this.#compressed = false;
     this.#messageBytes = 0;
     this.#fragments = 0;
     this.#binaryParts = undefined;

@@ -203,9 +203,6 @@ describe("parseExtensions", () => {
       'foo; a="1 2"',
       'foo; a="1"x',
       'foo; a="x\\',
-      "foo; a=1; a=2",
-      "foo; a; a",
-      'foo; a="1"; a',
       'fo"o',
       "foo; a=@",
       "é",
@@ -217,6 +214,14 @@ describe("parseExtensions", () => {
 
   it("allows the same parameter in different offers", () => {
     assert.equal(parseExtensions("a; x=1, a; x=2").length, 2);
+  });
+
+  it("lists a parameter repeated within an offer, keeping the first value (each extension decides)", () => {
+    assert.deepEqual(parseExtensions("foo; a=1; a=2, bar"), [
+      { name: "foo", params: { a: "1" }, repeated: ["a"] },
+      { name: "bar", params: {} },
+    ]);
+    assert.deepEqual(parseExtensions('foo; a; b; a="1"; a')[0], { name: "foo", params: { a: true, b: true }, repeated: ["a", "a"] });
   });
 });
 

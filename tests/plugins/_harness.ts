@@ -273,6 +273,8 @@ function simplify(r: Received): Frame {
       return { type: "pong", data: Array.from(r.data) };
     case "close":
       return { type: "close", code: r.code, reason: r.reason };
+    case "compressed":
+      throw new Error("a compressed frame: this harness's client does not negotiate permessage-deflate");
   }
 }
 
