@@ -24,7 +24,8 @@ import {
   UpgradeContext,
 } from "./context.ts";
 import { CloseError, HttpError } from "./errors.ts";
-import type { Clock, CloseInfo, Context, Handler, UpgradeAnswer } from "./hooks.ts";
+import type { DeflateParams } from "../core/deflate.ts";
+import type { Clock, CloseInfo, Context, Handler, SendOptions, UpgradeAnswer } from "./hooks.ts";
 import { type Middleware, Pipeline } from "./pipeline.ts";
 import { Hub, type PublishOptions, type PubSubOptions, type PubSubStats } from "./pubsub.ts";
 
@@ -274,11 +275,11 @@ export class App<S = Record<string, unknown>> implements Handler<S> {
    * prepared message, by pub/sub. A prepared message keeps its shared frame
    * unless a middleware replaced `data`.
    */
-  readonly #sendThrough = (peer: AppPeer<S>, data: MessageData | PreparedMessage): boolean => {
+  readonly #sendThrough = (peer: AppPeer<S>, data: MessageData | PreparedMessage, options?: SendOptions): boolean => {
     const chain = this.#pipeline.chain("send");
     const prepared = data instanceof PreparedMessage ? data : undefined;
-    if (chain === undefined) return prepared ? peer.conn.sendPrepared(prepared) : peer.conn.send(data as MessageData);
-    const ctx = new SendContext(peer, prepared ? prepared.data : data as MessageData);
+    if (chain === undefined) return prepared ? peer.conn.sendPrepared(prepared) : peer.conn.send(data as MessageData, options);
+    const ctx = new SendContext(peer, prepared ? prepared.data : data as MessageData, options);
     let failure: { error: unknown } | undefined;
     let result;
     try {
@@ -286,7 +287,9 @@ export class App<S = Record<string, unknown>> implements Handler<S> {
       // (tsx) would otherwise pay a defineProperty on every send.
       result = chain(ctx, () => {
         try {
-          ctx.sent = prepared !== undefined && ctx.data === prepared.data ? peer.conn.sendPrepared(prepared) : peer.conn.send(ctx.data);
+          ctx.sent = prepared !== undefined && ctx.data === prepared.data && ctx.options === undefined
+            ? peer.conn.sendPrepared(prepared)
+            : peer.conn.send(ctx.data, ctx.options);
         } catch (error) {
           failure = { error }; // the caller's misuse (sending after close): the caller hears of it
           throw error;
@@ -363,11 +366,15 @@ export class App<S = Record<string, unknown>> implements Handler<S> {
 /** The peer an app builds around an adapter's context. */
 class AppPeer<S> implements Peer<S> {
   readonly conn: Context<S>;
-  readonly #send: (peer: AppPeer<S>, data: MessageData | PreparedMessage) => boolean;
+  readonly #send: (peer: AppPeer<S>, data: MessageData | PreparedMessage, options?: SendOptions) => boolean;
   readonly #hub: Hub<S>;
   params: Readonly<Record<string, string>> = EMPTY_PARAMS;
 
-  constructor(conn: Context<S>, send: (peer: AppPeer<S>, data: MessageData | PreparedMessage) => boolean, hub: Hub<S>) {
+  constructor(
+    conn: Context<S>,
+    send: (peer: AppPeer<S>, data: MessageData | PreparedMessage, options?: SendOptions) => boolean,
+    hub: Hub<S>,
+  ) {
     this.conn = conn;
     this.#send = send;
     this.#hub = hub;
@@ -404,6 +411,9 @@ class AppPeer<S> implements Peer<S> {
   get extensions(): string {
     return this.conn.extensions;
   }
+  get deflate(): DeflateParams | undefined {
+    return this.conn.deflate;
+  }
   get readyState(): ReadyState {
     return this.conn.readyState;
   }
@@ -422,8 +432,8 @@ class AppPeer<S> implements Peer<S> {
   set state(value: S) {
     this.conn.state = value;
   }
-  send(data: MessageData): boolean {
-    return this.#send(this, data);
+  send(data: MessageData, options?: SendOptions): boolean {
+    return this.#send(this, data, options);
   }
   ping(data?: MessageData): void {
     this.conn.ping(data);

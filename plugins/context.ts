@@ -10,7 +10,8 @@ import type { MessageData } from "../core/engine.ts";
 import type { PreparedMessage } from "../core/prepared.ts";
 import type { UpgradeRequest } from "../core/handshake.ts";
 import type { ReadyState } from "../core/state.ts";
-import type { Clock, CloseInfo, Context } from "./hooks.ts";
+import type { DeflateParams } from "../core/deflate.ts";
+import type { Clock, CloseInfo, Context, SendOptions } from "./hooks.ts";
 import { HttpError } from "./errors.ts";
 
 /**
@@ -110,6 +111,10 @@ export abstract class PeerEvent<S = Record<string, unknown>> implements Peer<S> 
   get extensions(): string {
     return this.peer.extensions;
   }
+  /** The permessage-deflate parameters agreed on, or `undefined`. */
+  get deflate(): DeflateParams | undefined {
+    return this.peer.deflate;
+  }
   /** 0 connecting, 1 open, 2 closing, 3 closed. */
   get readyState(): ReadyState {
     return this.peer.readyState;
@@ -142,8 +147,8 @@ export abstract class PeerEvent<S = Record<string, unknown>> implements Peer<S> 
    *
    * @returns `false` when the caller should wait for `drained()`.
    */
-  send(data: MessageData): boolean {
-    return this.peer.send(data);
+  send(data: MessageData, options?: SendOptions): boolean {
+    return this.peer.send(data, options);
   }
   /** Sends a message framed once for many recipients, through the app's `send` middleware. */
   sendPrepared(message: PreparedMessage): boolean {
@@ -374,6 +379,8 @@ export class SendContext<S = Record<string, unknown>> extends PeerEvent<S> {
   readonly type = "send" as const;
   /** The message to send: a string as text, bytes as binary. */
   data: MessageData;
+  /** The options given to `send()` (`{ compress: false }`), if any; middleware may replace them. */
+  options: SendOptions | undefined;
   /** What the socket's `send` answered, once the message went out; `undefined` while it has not. */
   sent: boolean | undefined;
 
@@ -382,10 +389,12 @@ export class SendContext<S = Record<string, unknown>> extends PeerEvent<S> {
    *
    * @param peer The connection.
    * @param data The message.
+   * @param options The options given to `send()`.
    */
-  constructor(peer: Peer<S>, data: MessageData) {
+  constructor(peer: Peer<S>, data: MessageData, options?: SendOptions) {
     super(peer);
     this.data = data;
+    this.options = options;
   }
 }
 

@@ -7,6 +7,7 @@
  * @module
  */
 
+import type { DeflateNegotiation, DeflateParams } from "../core/deflate.ts";
 import type { EngineOptions, MessageData } from "../core/engine.ts";
 import type { PreparedMessage } from "../core/prepared.ts";
 import type { UpgradeRequest } from "../core/handshake.ts";
@@ -122,6 +123,12 @@ export interface Context<S = Record<string, unknown>> {
   readonly protocol: string;
   /** The negotiated `Sec-WebSocket-Extensions` value, or `""`. */
   readonly extensions: string;
+  /**
+   * The permessage-deflate parameters agreed on, or `undefined` when the
+   * connection is not compressed (not enabled, not offered, or a native path
+   * that does not tell).
+   */
+  readonly deflate: DeflateParams | undefined;
   /** 0 connecting, 1 open, 2 closing, 3 closed. */
   readonly readyState: ReadyState;
   /** Bytes queued for the peer and not yet handed to the operating system. */
@@ -141,9 +148,12 @@ export interface Context<S = Record<string, unknown>> {
    *
    * @returns `false` when the output is at or above the high-water mark:
    *   wait for {@linkcode Context.drained} before sending more.
+   * @param data The message.
+   * @param options `{ compress: false }` sends this message uncompressed
+   *   even when permessage-deflate is on.
    * @throws {UsageError} When the connection is not open.
    */
-  send(data: MessageData): boolean;
+  send(data: MessageData, options?: SendOptions): boolean;
   /**
    * Sends a message framed once for many recipients (fan-out): raw paths
    * write the shared frame bytes, native paths hand `message.data` to the
@@ -219,6 +229,14 @@ export interface Handler<S = Record<string, unknown>> {
  */
 export interface ConnectionOptions extends EngineOptions {
   /**
+   * permessage-deflate (RFC 7692): `true` to accept a client's offer with
+   * the defaults, or options to tune it. Default `false` (off), as in `ws`
+   * and Bun: compression costs CPU and memory per connection. On the native
+   * paths, Bun compresses with its own (`true` or options turn it on);
+   * Deno's server does not compress.
+   */
+  perMessageDeflate?: boolean | PerMessageDeflateOptions;
+  /**
    * Subprotocols the server speaks, in order of preference. The first one
    * the client offered is chosen; none when there is no match. Default: none.
    */
@@ -233,4 +251,56 @@ export interface ConnectionOptions extends EngineOptions {
    * output drains. Default 64 KiB.
    */
   highWaterMark?: number;
+}
+
+/**
+ * Per-message options of {@linkcode Context.send}.
+ *
+ * @example
+ * ```ts
+ * import type { Context, SendOptions } from "@duplex/ws";
+ *
+ * const raw: SendOptions = { compress: false };
+ * function sendJpeg(ctx: Context, jpeg: Uint8Array): void {
+ *   ctx.send(jpeg, raw); // already compressed: deflate would only cost CPU
+ * }
+ * ```
+ */
+export interface SendOptions {
+  /**
+   * `false` sends the message uncompressed even when permessage-deflate was
+   * negotiated. Default `true`: compressed when negotiated and at least
+   * `threshold` bytes long.
+   */
+  compress?: boolean;
+}
+
+/**
+ * How permessage-deflate (RFC 7692) is negotiated and run. The negotiation
+ * options are {@linkcode DeflateNegotiation}'s; the rest tunes zlib.
+ *
+ * @example Less memory per connection
+ * ```ts
+ * import type { PerMessageDeflateOptions } from "@duplex/ws";
+ *
+ * const deflate: PerMessageDeflateOptions = {
+ *   serverNoContextTakeover: true, // no compressor kept between messages
+ *   clientNoContextTakeover: true, // no decompressor kept either
+ *   threshold: 256,
+ * };
+ * ```
+ */
+export interface PerMessageDeflateOptions extends DeflateNegotiation {
+  /** Messages shorter than this many bytes are sent uncompressed. Default 1,024. */
+  threshold?: number;
+  /** zlib compression level, 0–9, or -1 for zlib's default (6). Default -1. */
+  level?: number;
+  /** zlib memory level, 1–9: higher is faster and takes more memory. Default 8. */
+  memLevel?: number;
+  /**
+   * At most this many zlib jobs run at once; the others wait in a queue, so
+   * that thousands of connections cannot exhaust memory. Default: one queue
+   * of 10 shared by every server in the process.
+   */
+  concurrency?: number;
 }

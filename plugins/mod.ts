@@ -37,7 +37,17 @@ export {
   UpgradeContext,
 } from "./context.ts";
 export { CloseError, HttpError } from "./errors.ts";
-export { type Clock, type CloseInfo, type ConnectionOptions, type Context, type Handler, systemClock, type UpgradeAnswer } from "./hooks.ts";
+export {
+  type Clock,
+  type CloseInfo,
+  type ConnectionOptions,
+  type Context,
+  type Handler,
+  type PerMessageDeflateOptions,
+  type SendOptions,
+  systemClock,
+  type UpgradeAnswer,
+} from "./hooks.ts";
 export { type Middleware, type Phase, type PhaseContext, PHASES, type Phases, Pipeline } from "./pipeline.ts";
 export { App, type AppOptions, type ErrorHandler } from "./app.ts";
 export {

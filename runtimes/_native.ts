@@ -16,7 +16,16 @@ import { HandshakeError, ProtocolError, UsageError } from "../core/errors.ts";
 import { messageData, type PreparedMessage } from "../core/prepared.ts";
 import { checkErrorStatus, headSize, selectSubprotocol, type UpgradeRequest, validateUpgradeRequest } from "../core/handshake.ts";
 import { ReadyState } from "../core/state.ts";
-import { type Clock, type CloseInfo, type ConnectionOptions, type Context, type Handler, systemClock, type UpgradeAnswer } from "../plugins/hooks.ts";
+import {
+  type Clock,
+  type CloseInfo,
+  type ConnectionOptions,
+  type Context,
+  type Handler,
+  type SendOptions,
+  systemClock,
+  type UpgradeAnswer,
+} from "../plugins/hooks.ts";
 import { callHook, type Connection, type ConnectionSet, isPromise } from "./_pump.ts";
 
 /**
@@ -237,6 +246,11 @@ export class NativeSession<S = Record<string, unknown>> implements Context<S>, C
     return "";
   }
 
+  /** Native paths do not compress: `undefined`. */
+  get deflate(): undefined {
+    return undefined;
+  }
+
   /** Payload bytes received so far, plus one per message, ping and pong. */
   get bytesReceived(): number {
     return this.#received;
@@ -252,8 +266,8 @@ export class NativeSession<S = Record<string, unknown>> implements Context<S>, C
     return this.#socket?.bufferedAmount ?? 0;
   }
 
-  /** Sends a message; `false` when the caller should wait for `drained()`. */
-  send(data: MessageData): boolean {
+  /** Sends a message; `false` when the caller should wait for `drained()`. Nothing is compressed here. */
+  send(data: MessageData, _options?: SendOptions): boolean {
     this.#requireOpen("send");
     const ok = this.#socket!.send(messageData(data));
     if (!ok || this.bufferedAmount >= this.#highWaterMark) this.#startDrainWait();

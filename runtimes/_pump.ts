@@ -9,12 +9,24 @@
  */
 
 import { Engine, type EngineEvent, type MessageData } from "../core/engine.ts";
-import type { PreparedMessage } from "../core/prepared.ts";
-import { UsageError } from "../core/errors.ts";
+import { messageData, type PreparedMessage } from "../core/prepared.ts";
+import { ProtocolError, UsageError } from "../core/errors.ts";
+import { CloseCode, closePayload } from "../core/close_code.ts";
+import type { DeflateParams } from "../core/deflate.ts";
+import { type Compression, type DeflateConfig, deflateConfig } from "./_deflate.ts";
 import { resolveLimits } from "../core/options.ts";
 import { type HeadLike, selectSubprotocol, type UpgradeRequest } from "../core/handshake.ts";
 import { ReadyState } from "../core/state.ts";
-import { type Clock, type CloseInfo, type ConnectionOptions, type Context, type Handler, systemClock, type UpgradeAnswer } from "../plugins/hooks.ts";
+import {
+  type Clock,
+  type CloseInfo,
+  type ConnectionOptions,
+  type Context,
+  type Handler,
+  type SendOptions,
+  systemClock,
+  type UpgradeAnswer,
+} from "../plugins/hooks.ts";
 
 export type { ConnectionOptions };
 
@@ -133,7 +145,17 @@ export function resolveConnectionOptions(options: ConnectionOptions): Readonly<C
   if (typeof clock !== "object" || clock === null || ["now", "setTimeout", "clearTimeout"].some((k) => typeof (clock as unknown as Record<string, unknown>)[k] !== "function")) {
     throw new UsageError("ERR_INVALID_OPTION", "Invalid option: clock must have now, setTimeout and clearTimeout");
   }
-  return Object.freeze({ ...options, ...limits, clock, protocols: Object.freeze([...protocols]) });
+  const resolved = Object.freeze({ ...options, ...limits, clock, protocols: Object.freeze([...protocols]) });
+  deflateConfig(resolved); // checks perMessageDeflate now, not at the first connection
+  return resolved;
+}
+
+const encoder = new TextEncoder();
+const strictDecoder = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
+
+/** Throws what `Engine.close` would for a bad code or reason. */
+function closePayloadCheck(code: number | undefined, reason: string | undefined): void {
+  closePayload(code ?? CloseCode.Normal, reason ?? "");
 }
 
 /**
@@ -295,6 +317,9 @@ export class Pump<S = Record<string, unknown>> implements Context<S>, Connection
   readonly #highWaterMark: number;
   readonly #set: ConnectionSet;
   readonly #clock: Clock;
+  readonly #deflateConfig: DeflateConfig | undefined;
+  #z: Compression | undefined; // permessage-deflate, once negotiated
+  #closeAfter: [code: number | undefined, reason: string | undefined] | undefined; // close() waiting for queued sends
   #received = 0;
 
   #busy = false; // a hook's promise is pending: events wait
@@ -326,6 +351,7 @@ export class Pump<S = Record<string, unknown>> implements Context<S>, Connection
     this.#highWaterMark = options.highWaterMark ?? DEFAULT_HIGH_WATER_MARK;
     this.#set = set;
     this.#clock = options.clock ?? systemClock;
+    this.#deflateConfig = deflateConfig(options);
     set.add(this);
   }
 
@@ -365,6 +391,11 @@ export class Pump<S = Record<string, unknown>> implements Context<S>, Connection
     return this.#engine.extensions;
   }
 
+  /** The permessage-deflate parameters agreed on, or `undefined`. */
+  get deflate(): DeflateParams | undefined {
+    return this.#engine.deflate;
+  }
+
   /** Bytes read from the socket so far. */
   get bytesReceived(): number {
     return this.#received;
@@ -382,19 +413,60 @@ export class Pump<S = Record<string, unknown>> implements Context<S>, Connection
 
   /** Bytes queued and not yet handed to the operating system. */
   get bufferedAmount(): number {
-    return this.#engine.outputBytes + (this.#closed ? 0 : this.#transport.bufferedAmount);
+    const queued = this.#z === undefined ? 0 : this.#z.pendingBytes;
+    return queued + this.#engine.outputBytes + (this.#closed ? 0 : this.#transport.bufferedAmount);
   }
 
   /** Sends a message; `false` when the caller should wait for `drained()`. */
-  send(data: MessageData): boolean {
+  send(data: MessageData, options?: SendOptions): boolean {
+    if (this.#z !== undefined) return this.#sendDeflate(this.#z, messageData(data), options?.compress !== false, undefined);
     this.#engine.send(data);
     return this.#sent();
   }
 
   /** Sends a message framed once for many recipients. */
   sendPrepared(message: PreparedMessage): boolean {
+    if (this.#z !== undefined) return this.#sendDeflate(this.#z, message.data, true, message);
     this.#engine.sendPrepared(message);
     return this.#sent();
+  }
+
+  /**
+   * Sends on a compressed connection: at once when nothing waits for zlib
+   * and the message stays uncompressed; else behind what waits, in order.
+   */
+  #sendDeflate(z: Compression, data: string | Uint8Array, compress: boolean, prepared: PreparedMessage | undefined): boolean {
+    const state = this.#engine.state;
+    if (state !== ReadyState.Open || this.#closeAfter !== undefined) {
+      if (state === ReadyState.Connecting) throw new UsageError("ERR_NOT_OPEN", "Cannot send: the connection is not open yet");
+      throw new UsageError("ERR_SEND_AFTER_CLOSE", "Cannot send: the connection is closing or closed");
+    }
+    // A string's length is a lower bound of its UTF-8 size: good enough for a threshold.
+    const squeeze = compress && data.length >= z.threshold;
+    if (!squeeze && z.pending === 0) {
+      if (prepared !== undefined) this.#engine.sendPrepared(prepared);
+      else this.#engine.send(data);
+      return this.#sent();
+    }
+    const engine = this.#engine;
+    if (squeeze) {
+      const binary = typeof data !== "string";
+      const bytes = binary ? data : encoder.encode(data);
+      z.enqueue(bytes.length, async () => {
+        const payload = await z.deflate(bytes);
+        if (engine.state !== ReadyState.Open) return; // dropped with the connection
+        engine.sendCompressed(payload, binary);
+        this.#sent();
+      });
+    } else {
+      z.enqueue(typeof data === "string" ? data.length : data.length, () => {
+        if (engine.state !== ReadyState.Open) return;
+        if (prepared !== undefined) engine.sendPrepared(prepared);
+        else engine.send(data);
+        this.#sent();
+      });
+    }
+    return !this.#needDrain && this.bufferedAmount < this.#highWaterMark;
   }
 
   #sent(): boolean {
@@ -415,10 +487,28 @@ export class Pump<S = Record<string, unknown>> implements Context<S>, Connection
     this.#scheduleFlush();
   }
 
-  /** Starts the close handshake. */
+  /** Starts the close handshake (after the messages still waiting for zlib). */
   close(code?: number, reason?: string): void {
+    if (this.#z !== undefined && this.#z.pending > 0 && this.#engine.state === ReadyState.Open) {
+      closePayloadCheck(code, reason); // a bad code or reason throws now, as without compression
+      this.#closeAfter ??= [code, reason];
+      return;
+    }
     this.#engine.close(code, reason);
     this.#kick();
+  }
+
+  /** The queue of messages waiting for zlib emptied. */
+  #deflateIdle(): void {
+    const after = this.#closeAfter;
+    if (after !== undefined) {
+      this.#closeAfter = undefined;
+      this.#engine.close(after[0], after[1]);
+      this.#kick();
+      return;
+    }
+    this.#flush();
+    if (!this.#needDrain && this.#engine.outputBytes === 0) this.#resolveDrain();
   }
 
   /** Drops the connection without a close handshake. */
@@ -431,7 +521,7 @@ export class Pump<S = Record<string, unknown>> implements Context<S>, Connection
 
   /** Resolves when the output has drained below the high-water mark. */
   drained(): Promise<void> {
-    if (!this.#needDrain && this.#engine.outputBytes === 0) return Promise.resolve();
+    if (!this.#needDrain && this.#engine.outputBytes === 0 && (this.#z === undefined || this.#z.pending === 0)) return Promise.resolve();
     if (this.#closed) return Promise.resolve();
     return new Promise((resolve) => (this.#drainWaiters ??= []).push(resolve));
   }
@@ -493,6 +583,7 @@ export class Pump<S = Record<string, unknown>> implements Context<S>, Connection
   onClosed(): void {
     if (this.#closed) return;
     this.#closed = true;
+    this.#z?.close(); // frees zlib's memory now, not at garbage collection
     this.#ended = true;
     if (this.#engine.state !== ReadyState.Closed) this.#engine.receive(null);
     this.#run();
@@ -572,6 +663,8 @@ export class Pump<S = Record<string, unknown>> implements Context<S>, Connection
         return this.#call(() => handler.open?.(this));
       case "message":
         return this.#call(() => handler.message?.(this, event.data));
+      case "compressed":
+        return this.#inflate(event.data, event.binary);
       case "ping":
         return this.#call(() => handler.ping?.(this, event.data));
       case "pong":
@@ -584,6 +677,38 @@ export class Pump<S = Record<string, unknown>> implements Context<S>, Connection
         return this.#call(() => handler.close?.(this, info));
       }
     }
+  }
+
+  /**
+   * Inflates a compressed message, checks it (size while inflating, UTF-8
+   * for text), then runs the `message` hook; a fault fails the connection
+   * with its close code (1009, 1007).
+   */
+  #inflate(data: Uint8Array, binary: boolean): Promise<void> {
+    const z = this.#z!;
+    return z.inflate(data, this.#engine.limits.maxMessageBytes).then(
+      (bytes) => {
+        let message: string | Uint8Array = bytes;
+        if (!binary) {
+          try {
+            message = strictDecoder.decode(bytes);
+          } catch {
+            return this.#peerFault(new ProtocolError("WS_ERR_INVALID_UTF8", CloseCode.InvalidPayload, "Invalid UTF-8 in a text message"));
+          }
+        }
+        return this.#call(() => this.#handler.message?.(this, message));
+      },
+      (error) => {
+        if (error instanceof ProtocolError) return this.#peerFault(error);
+        if (!(error instanceof UsageError)) this.#hookFailed(error); // not the codec closed with the socket
+      },
+    );
+  }
+
+  /** The peer broke the protocol in a way the adapter found: the engine fails the connection. */
+  #peerFault(error: ProtocolError): void {
+    this.#closeAfter = undefined;
+    this.#engine.fail(error);
   }
 
   /** Calls a hook; a throw or a rejection closes the connection with 1011. */
@@ -627,7 +752,19 @@ export class Pump<S = Record<string, unknown>> implements Context<S>, Connection
     try {
       if (answer instanceof Response) return this.#refuse(answer);
       const protocol = answer?.protocol ?? selectSubprotocol(this.request.protocols, this.#protocols) ?? "";
-      this.#engine.accept({ protocol, headers: answer?.headers });
+      const agreement = this.#deflateConfig?.negotiate(this.request.extensions);
+      if (agreement === undefined) {
+        this.#engine.accept({ protocol, headers: answer?.headers });
+      } else {
+        this.#engine.accept({ protocol, headers: answer?.headers, extensions: agreement.response, deflate: agreement.params });
+        const z = this.#deflateConfig!.open(agreement.params, (error) => {
+          // zlib failed to compress (out of memory): this connection only.
+          this.#safely(() => this.#handler.error?.(this, error));
+          this.terminate();
+        });
+        z.onIdle(() => this.#deflateIdle());
+        this.#z = z;
+      }
     } catch (err) {
       this.#upgradeFailed(err);
     }

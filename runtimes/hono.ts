@@ -261,14 +261,14 @@ export class WSContext<S = Record<string, unknown>> {
    * Sends a message: a `string` as text, bytes as binary.
    *
    * @param data The message.
-   * @param _options Hono's send options (`compress` is not used by this version).
+   * @param options Hono's send options: `{ compress: false }` sends it uncompressed when permessage-deflate is on.
    * @returns `false` when the output is above the high-water mark (the message is queued).
    * @throws {UsageError} `ERR_NOT_OPEN` when the connection is not open.
    */
-  send(data: string | ArrayBuffer | ArrayBufferView, _options?: { compress?: boolean }): boolean {
-    if (typeof data === "string" || data instanceof Uint8Array) return this.raw.send(data);
-    if (data instanceof ArrayBuffer) return this.raw.send(new Uint8Array(data));
-    return this.raw.send(new Uint8Array(data.buffer, data.byteOffset, data.byteLength));
+  send(data: string | ArrayBuffer | ArrayBufferView, options?: { compress?: boolean }): boolean {
+    if (typeof data === "string" || data instanceof Uint8Array) return this.raw.send(data, options);
+    if (data instanceof ArrayBuffer) return this.raw.send(new Uint8Array(data), options);
+    return this.raw.send(new Uint8Array(data.buffer, data.byteOffset, data.byteLength), options);
   }
 
   /**

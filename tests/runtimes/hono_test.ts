@@ -14,6 +14,7 @@ import { secureHeaders } from "hono/secure-headers";
 import { App, bearerAuth, CloseCode, heartbeat, runtime, subprotocols } from "../../mod.ts";
 import { attach, honoContext, upgradeWebSocket, type WebSocketRoute, websocket, type WSEvents } from "../../runtimes/hono.ts";
 import { Client, delay, rawHandshake, until, upgradeRequest, within } from "./_helpers.ts";
+import WebSocket from "ws";
 
 const on = runtime();
 const SECRET = "hono-test-secret";
@@ -370,6 +371,46 @@ for (const target of targets) {
       const closed = await within(client.closed, 3000, "client close");
       assert.equal(closed.code, CloseCode.GoingAway);
       assert.equal(appRoute.connections, 0);
+    });
+  });
+}
+
+// permessage-deflate on a Hono route: Duplex compresses where it frames the
+// bytes (attach() on @hono/node-server); on Deno.serve and Bun.serve the
+// runtime frames them, and the offer is declined.
+for (const target of targets) {
+  describe(`Hono with permessage-deflate: ${target.name}`, { skip: target.skip }, () => {
+    it(target.finalAnswerDecides ? "negotiates it and echoes compressed messages" : "declines it (native path)", async () => {
+      const agreed: unknown[] = [];
+      const app = new Hono();
+      const route = upgradeWebSocket(() => ({
+        onOpen: (_e, ws) => void agreed.push(ws.raw?.deflate),
+        onMessage: (e, ws) => void ws.send(String(e.data), { compress: String(e.data) !== "plain" }),
+      }), { perMessageDeflate: { threshold: 0 } });
+      app.get("/ws", route);
+      const server = await target.start(app);
+      try {
+        const ws = new WebSocket(`ws://127.0.0.1:${server.port}/ws`, { perMessageDeflate: { threshold: 0 } } as never);
+        const got: string[] = [];
+        ws.on("message", (data: Buffer) => void got.push(data.toString()));
+        await within(new Promise((resolve, reject) => (ws.once("open", resolve), ws.once("error", reject))), 5000, "open");
+        const big = "compress me ".repeat(10_000);
+        for (const m of ["hello", big, "plain"]) ws.send(m);
+        await until(() => got.length === 3, 5000, "three echoes");
+        assert.deepEqual(got, ["hello", big, "plain"]);
+        if (target.finalAnswerDecides) {
+          assert.match(ws.extensions, /^permessage-deflate/);
+          assert.deepEqual(agreed, [{ serverNoContextTakeover: false, clientNoContextTakeover: false, serverMaxWindowBits: 15, clientMaxWindowBits: 15 }]);
+        } else {
+          assert.equal(ws.extensions, "");
+          assert.deepEqual(agreed, [undefined]);
+        }
+        ws.close(1000);
+        await within(new Promise((resolve) => ws.once("close", resolve)), 5000, "close");
+      } finally {
+        await route.close();
+        await server.close();
+      }
     });
   });
 }
