@@ -3,8 +3,17 @@
 // delays) and records what the server sends, frame by frame, together with
 // when the server closed TCP, so that a test can check "close 1002, then FIN,
 // nothing after the close frame". Every wait is bounded.
+//
+// It also speaks permessage-deflate (RFC 7692) when asked to (`deflate` in
+// {@linkcode ConnectOptions}): it validates the server's response strictly,
+// as a client must, inflates the server's compressed messages with exactly
+// the negotiated window and context rules (so a server that breaks them fails
+// to inflate), and compresses its own messages on demand. zlib runs as
+// streams (`DeflateRaw`/`InflateRaw` with `Z_SYNC_FLUSH`): the sync calls
+// cannot keep a context on Deno, whose `deflateRawSync` ignores `dictionary`.
 import { createHash, randomBytes } from "node:crypto";
 import { connect as netConnect, type Socket } from "node:net";
+import { constants as zlibConstants, createDeflateRaw, createInflateRaw, deflateRawSync, type DeflateRaw, type InflateRaw } from "node:zlib";
 
 /** Frame opcodes. */
 export const Op = {
@@ -155,9 +164,13 @@ export interface HttpResponse {
   body: string;
 }
 
-/** What the server sent, the way Autobahn records it. */
+/**
+ * What the server sent, the way Autobahn records it. On a connection where
+ * permessage-deflate was negotiated, messages also say whether they arrived
+ * compressed (RSV1) and their payload size on the wire (`data` is inflated).
+ */
 export type Received =
-  | { type: "message"; binary: boolean; data: Uint8Array }
+  | { type: "message"; binary: boolean; data: Uint8Array; compressed?: boolean; wireBytes?: number }
   | { type: "ping"; data: Uint8Array }
   | { type: "pong"; data: Uint8Array };
 
@@ -187,6 +200,28 @@ export interface ConnectOptions {
   answerFin?: boolean;
   /** Bound on connecting and reading the response. Default {@linkcode WAIT_MS}. */
   timeoutMs?: number;
+  /** Offer permessage-deflate (sent as `Sec-WebSocket-Extensions` unless `headers` sets that field). */
+  deflate?: DeflateOptions;
+}
+
+/** How to offer and use permessage-deflate (RFC 7692). */
+export interface DeflateOptions {
+  /**
+   * The raw `Sec-WebSocket-Extensions` value to send, e.g.
+   * `"permessage-deflate; client_no_context_takeover; client_max_window_bits"`
+   * (Autobahn's default offer). Several offers are separated by commas.
+   */
+  offer: string;
+  /**
+   * Compress our messages without context takeover even when the response
+   * allows it. Default `false`: like Autobahn's client, we keep the context
+   * unless the response has `client_no_context_takeover` (Autobahn offers
+   * `client_no_context_takeover` as "I accept it", and still uses context
+   * takeover when the server does not ask for it).
+   */
+  noContextTakeover?: boolean;
+  /** zlib level for our messages. Default zlib's (6). */
+  level?: number;
 }
 
 /** How to write bytes. */
@@ -220,6 +255,15 @@ export class WsClient {
   sentCloseAt: number | undefined;
   /** When this client echoed the server's close frame, if it did (the server closed first). */
   echoedCloseAt: number | undefined;
+  /** The `Sec-WebSocket-Extensions` value this client sent, if any. */
+  readonly offer: string | undefined;
+  /** What permessage-deflate the 101 response negotiated, or `undefined` (declined, not offered, or invalid). */
+  deflate: DeflateParams | undefined;
+  /**
+   * Why the response's `Sec-WebSocket-Extensions` is invalid for our offer
+   * (the client then fails the connection: an `invalid` event, no frame is read).
+   */
+  negotiationError: string | undefined;
 
   readonly #echoClose: boolean;
   #head: Uint8Array[] = []; // bytes before the end of the HTTP response
@@ -234,11 +278,22 @@ export class WsClient {
   #finished = false; // fin or closed seen
   #connected = false;
   #writes = new Set<() => void>(); // resolvers of writes in flight
+  // permessage-deflate
+  readonly #deflateOptions: DeflateOptions | undefined;
+  #deflater: DeflateRaw | undefined; // kept across messages while we use context takeover
+  #inflater: InflateRaw | undefined; // idem for the server's messages
+  #deflateChain: Promise<unknown> = Promise.resolve(); // our compressions, in order
+  #inflateChain: Promise<void> = Promise.resolve(); // the server's messages, inflated in order
+  #inflating = 0;
+  #inflated = new Map<Frame, { data: Uint8Array; wireBytes: number }>(); // by the message's last frame
+  #inMessage: { compressed: boolean; parts: Uint8Array[] } | undefined; // a server message being received
 
-  private constructor(socket: Socket, key: string, echoClose: boolean, answerFin: boolean) {
+  private constructor(socket: Socket, key: string, echoClose: boolean, answerFin: boolean, options: ConnectOptions = {}) {
     this.socket = socket;
     this.key = key;
     this.#echoClose = echoClose;
+    this.#deflateOptions = options.deflate;
+    this.offer = offeredExtensions(options);
     socket.on("connect", () => {
       this.#connected = true;
       for (const waiter of [...this.#waiters]) waiter();
@@ -267,7 +322,7 @@ export class WsClient {
     const timeoutMs = options.timeoutMs ?? WAIT_MS;
     const key = options.key ?? randomBytes(16).toString("base64");
     const socket = netConnect({ host: hostname.replace(/^\[|\]$/g, ""), port: Number(port), allowHalfOpen: true });
-    const client = new WsClient(socket, key, options.echoClose ?? true, options.answerFin ?? true);
+    const client = new WsClient(socket, key, options.echoClose ?? true, options.answerFin ?? true, options);
     try {
       await client.#open(url, options, timeoutMs);
     } catch (err) {
@@ -368,6 +423,17 @@ export class WsClient {
     const response = this.#pending!;
     response.body = new TextDecoder().decode(concat(this.#body));
     this.response = response;
+    if (response.status === 101) {
+      const result = checkDeflateResponse(this.offer, response.headers["sec-websocket-extensions"]);
+      if (typeof result === "string") {
+        this.negotiationError = result;
+        this.#fail(`Sec-WebSocket-Extensions: ${result}`);
+      } else this.deflate = result;
+    }
+    this.#notify();
+  }
+
+  #notify(): void {
     for (const waiter of [...this.#waiters]) waiter();
   }
 
@@ -427,7 +493,7 @@ export class WsClient {
         for (let i = 0; i < payload.length; i++) payload[i] = payload[i]! ^ key[i & 3]!;
       }
       const frame: Frame = { fin: (b0 & 0x80) !== 0, rsv: (b0 >> 4) & 7, opcode: b0 & 0x0f, masked, payload };
-      const problem = checkServerFrame(frame);
+      const problem = checkServerFrame(frame, this.deflate !== undefined) ?? this.#trackMessage(frame);
       this.#push({ kind: "frame", at: performance.now(), frame });
       if (problem !== undefined) {
         this.#fail(problem);
@@ -439,6 +505,52 @@ export class WsClient {
         void this.send(encodeFrame({ opcode: Op.Close, payload: frame.payload.subarray(0, 2) }));
       }
     }
+  }
+
+  /**
+   * With permessage-deflate: checks the order of data frames and, at the
+   * last frame of a compressed message, queues its inflation.
+   */
+  #trackMessage(frame: Frame): string | undefined {
+    if (this.deflate === undefined || frame.opcode >= 8) return undefined;
+    if (frame.opcode !== Op.Continuation) {
+      if (this.#inMessage !== undefined) return "the server started a message inside a fragmented message";
+      this.#inMessage = { compressed: (frame.rsv & 4) !== 0, parts: [] };
+    } else if (this.#inMessage === undefined) return "the server sent a continuation frame outside a fragmented message";
+    const message = this.#inMessage;
+    message.parts.push(frame.payload);
+    if (!frame.fin) return undefined;
+    this.#inMessage = undefined;
+    if (message.compressed) {
+      const payload = concat(message.parts);
+      this.#inflating++;
+      this.#inflateChain = this.#inflateChain.then(async () => {
+        try {
+          if (!this.#broken) this.#inflated.set(frame, { data: await this.#inflate(payload), wireBytes: payload.length });
+        } catch (err) {
+          this.#fail(`cannot inflate the server's message (${payload.length} bytes): ${(err as Error).message}`);
+        } finally {
+          this.#inflating--;
+          this.#notify();
+        }
+      });
+    }
+    return undefined;
+  }
+
+  /** Inflates one message of the server with the negotiated window and context rules. */
+  #inflate(payload: Uint8Array): Promise<Uint8Array> {
+    const { serverMaxWindowBits = 15, serverNoContextTakeover } = this.deflate!;
+    if (this.#inflater === undefined || serverNoContextTakeover) {
+      this.#inflater?.close();
+      // zlib checks a distance against the window only when it reaches before
+      // its current output chunk: with a window under 32 KiB, output chunks of
+      // a quarter window make it fail a server that uses a larger window than
+      // agreed (to within a quarter window; smaller chunks cost too much time on Node).
+      const chunkSize = serverMaxWindowBits < 15 ? Math.max(64, 2 ** serverMaxWindowBits / 4) : undefined;
+      this.#inflater = createInflateRaw({ windowBits: serverMaxWindowBits, chunkSize });
+    }
+    return runZlib(this.#inflater, concat([payload, DEFLATE_TRAILER]));
   }
 
   // ---- sending ----
@@ -491,6 +603,47 @@ export class WsClient {
     return this.sendFrame({ opcode: Op.Close, payload: code === undefined ? EMPTY : closePayload(code, reason) });
   }
 
+  /**
+   * Compresses one message as the negotiated permessage-deflate says (our
+   * window, our context unless `client_no_context_takeover`), ending with a
+   * sync flush whose `00 00 ff ff` is removed (RFC 7692 §7.2.1). The context
+   * moves on, so send what this returns, in order.
+   */
+  compress(data: string | Uint8Array): Promise<Uint8Array> {
+    const negotiated = this.deflate;
+    if (negotiated === undefined) return Promise.reject(new Error("permessage-deflate was not negotiated"));
+    const { clientMaxWindowBits = 15 } = negotiated;
+    const fresh = negotiated.clientNoContextTakeover || this.#deflateOptions?.noContextTakeover === true;
+    const bytes = toBytes(data);
+    const run = this.#deflateChain.then(async () => {
+      const options = { windowBits: clientMaxWindowBits, level: this.#deflateOptions?.level };
+      const stream = fresh ? createDeflateRaw(options) : (this.#deflater ??= createDeflateRaw(options));
+      try {
+        return stripTrailer(await runZlib(stream, bytes));
+      } finally {
+        if (fresh) stream.close();
+      }
+    });
+    this.#deflateChain = run.catch(() => {});
+    return run;
+  }
+
+  /**
+   * Sends one compressed message: RSV1 on its first frame only, the
+   * compressed payload cut into frames of `fragmentSize` bytes when given
+   * (Autobahn's auto-fragmentation applies to the compressed bytes). All
+   * frames go in one write unless `chop`/`frameWise`. Returns the compressed size.
+   */
+  async sendCompressed(
+    data: string | Uint8Array,
+    options: SendOptions & { binary?: boolean; fragmentSize?: number; frameWise?: boolean } = {},
+  ): Promise<number> {
+    const payload = await this.compress(data);
+    const opcode = options.binary ? Op.Binary : Op.Text;
+    await this.sendFrames(fragment(opcode, payload, options.fragmentSize, 4), options);
+    return payload.length;
+  }
+
   // ---- waiting and checking ----
 
   /** Resolves when `check()` is true; rejects after `timeoutMs` with what was seen so far. */
@@ -525,8 +678,11 @@ export class WsClient {
 
   /** Waits until `n` Autobahn-style items (messages, pings, pongs) have arrived. */
   waitForReceived(n: number, timeoutMs = WAIT_MS): Promise<Received[]> {
-    return this.waitFor(() => this.received().length >= n || this.#closeIndex() >= 0, `${n} message(s)/pong(s)`, timeoutMs)
-      .then(() => this.received());
+    return this.waitFor(
+      () => this.received().length >= n || (this.#closeIndex() >= 0 && this.#inflating === 0),
+      `${n} message(s)/pong(s)`,
+      timeoutMs,
+    ).then(() => this.received());
   }
 
   /** Waits `ms` and asserts that nothing at all arrived meanwhile (Autobahn's "timeout" step). */
@@ -542,11 +698,16 @@ export class WsClient {
     return this.events.findIndex((e) => e.kind === "frame" && e.frame.opcode === Op.Close);
   }
 
-  /** Messages, pings and pongs received before the close frame, fragments joined. */
+  /**
+   * Messages, pings and pongs received before the close frame, fragments
+   * joined. With permessage-deflate, compressed messages are inflated, and
+   * the list stops before a message that is still being inflated.
+   */
   received(): Received[] {
     const out: Received[] = [];
     let parts: Uint8Array[] = [];
     let opcode = -1;
+    let rsv1 = false;
     for (const event of this.events) {
       if (event.kind !== "frame") continue;
       const { frame } = event;
@@ -557,11 +718,21 @@ export class WsClient {
       }
       if (frame.opcode !== Op.Continuation) {
         opcode = frame.opcode;
+        rsv1 = (frame.rsv & 4) !== 0;
         parts = [];
       }
       parts.push(frame.payload);
       if (frame.fin) {
-        out.push({ type: "message", binary: opcode === Op.Binary, data: concat(parts) });
+        const binary = opcode === Op.Binary;
+        if (this.deflate === undefined) out.push({ type: "message", binary, data: concat(parts) });
+        else if (!rsv1) {
+          const data = concat(parts);
+          out.push({ type: "message", binary, data, compressed: false, wireBytes: data.length });
+        } else {
+          const inflated = this.#inflated.get(frame);
+          if (inflated === undefined) return out; // still inflating (or failed to)
+          out.push({ type: "message", binary, data: inflated.data, compressed: true, wireBytes: inflated.wireBytes });
+        }
         parts = [];
       }
     }
@@ -602,6 +773,7 @@ export class WsClient {
     const earlier = this.events.slice(0, index).filter((e) => e.kind !== "frame");
     if (earlier.length > 0) throw new Error(`Unexpected events before the close frame: ${describeEvents(earlier)}`);
     await this.waitFor(() => this.events.some((e) => e.kind === "closed"), "the socket to close", timeoutMs);
+    await this.#inflateChain; // a message that fails to inflate is an invalid event too
     const bad = this.events.filter((e) => e.kind === "error" || e.kind === "invalid" || (e.kind === "closed" && e.hadError));
     if (bad.length > 0) throw new Error(`Unclean TCP close: ${describeEvents(bad)}`);
     return { code, reason, closeAt: closeEvent.at, finAt: first.at };
@@ -619,9 +791,12 @@ export class WsClient {
     }
   }
 
-  /** Drops the connection (cleanup after a failed test). */
+  /** Drops the connection (cleanup after a failed test), and frees zlib. */
   destroy(): void {
     this.socket.destroy();
+    this.#deflater?.close();
+    this.#inflater?.close();
+    this.#deflater = this.#inflater = undefined;
   }
 
   /** A short description of everything seen, for failure messages. */
@@ -640,6 +815,7 @@ function buildRequest(url: string, key: string, options: ConnectOptions): string
     ["Sec-WebSocket-Key", key],
     ["Sec-WebSocket-Version", "13"],
   ];
+  if (options.deflate) defaults.push(["Sec-WebSocket-Extensions", options.deflate.offer]);
   const lines = new Map<string, [string, string]>();
   for (const [name, value] of defaults) lines.set(name.toLowerCase(), [name, value]);
   for (const [name, value] of Object.entries(options.headers ?? {})) {
@@ -651,9 +827,15 @@ function buildRequest(url: string, key: string, options: ConnectOptions): string
   return request + "\r\n";
 }
 
-function checkServerFrame(frame: Frame): string | undefined {
+function checkServerFrame(frame: Frame, deflate: boolean): string | undefined {
   if (frame.masked) return "the server sent a masked frame";
-  if (frame.rsv !== 0) return `the server set RSV bits ${frame.rsv}`;
+  if (frame.rsv !== 0) {
+    if (!deflate || (frame.rsv & 3) !== 0) {
+      return `the server set RSV bits ${frame.rsv}${deflate ? "" : (frame.rsv & 4) !== 0 ? " (RSV1 without permessage-deflate)" : ""}`;
+    }
+    if (frame.opcode === Op.Continuation) return "the server set RSV1 on a continuation frame";
+    if (frame.opcode >= 8) return "the server set RSV1 on a control frame";
+  }
   if (![0, 1, 2, 8, 9, 10].includes(frame.opcode)) return `the server sent reserved opcode ${frame.opcode}`;
   if (frame.opcode >= 8 && (!frame.fin || frame.payload.length > 125)) return "the server sent an invalid control frame";
   return undefined;
@@ -681,4 +863,268 @@ function describeEvents(events: readonly WireEvent[]): string {
         return e.kind;
     }
   }).join(", ");
+}
+
+// ---- permessage-deflate (RFC 7692) ----
+
+/** The 4 octets a sync flush ends with, removed by the sender and put back by the receiver (RFC 7692 §7.2). */
+export const DEFLATE_TRAILER: Uint8Array = new Uint8Array([0x00, 0x00, 0xff, 0xff]);
+
+/** What a 101 response negotiated for permessage-deflate. */
+export interface DeflateParams {
+  serverNoContextTakeover: boolean;
+  clientNoContextTakeover: boolean;
+  serverMaxWindowBits: number | undefined;
+  clientMaxWindowBits: number | undefined;
+  /** The offer the response accepts: 0-based among our permessage-deflate offers, the first it fits. */
+  offerIndex: number;
+  /** The response's `Sec-WebSocket-Extensions` value, as sent. */
+  response: string;
+}
+
+/** One element of a `Sec-WebSocket-Extensions` value; a parameter without value is `true`. */
+export interface ExtensionElement {
+  name: string;
+  params: [string, string | true][];
+}
+
+/** A permessage-deflate offer's parameters (`clientMaxWindowBits: true` when it has no value). */
+export interface DeflateOffer {
+  serverNoContextTakeover: boolean;
+  clientNoContextTakeover: boolean;
+  serverMaxWindowBits: number | undefined;
+  clientMaxWindowBits: number | true | undefined;
+}
+
+const TOKEN_CHAR = /[!#$%&'*+\-.^_`|~0-9A-Za-z]/;
+const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
+/** 8..15 in decimal without leading zeros (RFC 7692 §7.1.2). */
+const WINDOW_BITS = /^(?:[89]|1[0-5])$/;
+const DEFLATE_PARAMS = ["server_no_context_takeover", "client_no_context_takeover", "server_max_window_bits", "client_max_window_bits"];
+
+/**
+ * Parses a `Sec-WebSocket-Extensions` value (RFC 6455 §9.1: `1#extension`,
+ * `extension = token *( ";" param )`, `param = token [ "=" (token | quoted-string) ]`,
+ * a quoted value being a token once unquoted). Throws on any syntax error.
+ */
+export function parseExtensions(header: string): ExtensionElement[] {
+  const out: ExtensionElement[] = [];
+  const n = header.length;
+  let i = 0;
+  const ows = () => {
+    while (i < n && (header[i] === " " || header[i] === "\t")) i++;
+  };
+  const token = (what: string): string => {
+    const start = i;
+    while (i < n && TOKEN_CHAR.test(header[i]!)) i++;
+    if (i === start) throw new Error(`expected ${what} at offset ${start} of ${JSON.stringify(header)}`);
+    return header.slice(start, i);
+  };
+  for (;;) {
+    ows();
+    const element: ExtensionElement = { name: token("an extension name"), params: [] };
+    ows();
+    while (header[i] === ";") {
+      i++;
+      ows();
+      const name = token("a parameter name");
+      ows();
+      let value: string | true = true;
+      if (header[i] === "=") {
+        i++;
+        ows();
+        if (header[i] === '"') {
+          i++;
+          let unquoted = "";
+          while (i < n && header[i] !== '"') {
+            if (header[i] === "\\") i++;
+            if (i < n) unquoted += header[i++];
+          }
+          if (header[i] !== '"') throw new Error(`unterminated quoted value in ${JSON.stringify(header)}`);
+          i++;
+          if (!TOKEN.test(unquoted)) throw new Error(`quoted value ${JSON.stringify(unquoted)} is not a token`);
+          value = unquoted;
+        } else value = token("a parameter value");
+        ows();
+      }
+      element.params.push([name, value]);
+    }
+    out.push(element);
+    if (i === n) return out;
+    if (header[i] !== ",") throw new Error(`unexpected ${JSON.stringify(header[i])} at offset ${i} of ${JSON.stringify(header)}`);
+    i++;
+  }
+}
+
+/**
+ * A permessage-deflate offer's parameters, or why a server must decline it
+ * (RFC 7692 §5.1, §7.1: unknown or repeated parameter, or an invalid value).
+ */
+export function parseDeflateOffer(params: readonly [string, string | true][]): DeflateOffer | string {
+  const offer: DeflateOffer = {
+    serverNoContextTakeover: false,
+    clientNoContextTakeover: false,
+    serverMaxWindowBits: undefined,
+    clientMaxWindowBits: undefined,
+  };
+  const seen = new Set<string>();
+  for (const [name, value] of params) {
+    const key = name.toLowerCase();
+    if (!DEFLATE_PARAMS.includes(key)) return `unknown parameter ${name}`;
+    if (seen.has(key)) return `parameter ${name} repeated`;
+    seen.add(key);
+    if (key.endsWith("_no_context_takeover")) {
+      if (value !== true) return `${name} has a value`;
+      if (key === "server_no_context_takeover") offer.serverNoContextTakeover = true;
+      else offer.clientNoContextTakeover = true;
+    } else if (value === true) {
+      if (key === "server_max_window_bits") return `${name} without a value`;
+      offer.clientMaxWindowBits = true;
+    } else {
+      if (!WINDOW_BITS.test(value)) return `${name}=${value} is not 8..15 without leading zeros`;
+      if (key === "server_max_window_bits") offer.serverMaxWindowBits = Number(value);
+      else offer.clientMaxWindowBits = Number(value);
+    }
+  }
+  return offer;
+}
+
+/** Why `response` cannot accept `offer`, or `undefined` when it can (RFC 7692 §7.1). */
+function mismatch(offer: DeflateOffer, response: DeflateOffer): string | undefined {
+  if (offer.serverNoContextTakeover && !response.serverNoContextTakeover) return "server_no_context_takeover was requested";
+  if (offer.serverMaxWindowBits !== undefined) {
+    if (response.serverMaxWindowBits === undefined) return `server_max_window_bits=${offer.serverMaxWindowBits} was requested`;
+    if (response.serverMaxWindowBits > offer.serverMaxWindowBits) {
+      return `server_max_window_bits=${response.serverMaxWindowBits} is above the ${offer.serverMaxWindowBits} offered`;
+    }
+  }
+  if (response.clientMaxWindowBits !== undefined) {
+    if (offer.clientMaxWindowBits === undefined) return "client_max_window_bits was not offered";
+    if (offer.clientMaxWindowBits !== true && (response.clientMaxWindowBits as number) > offer.clientMaxWindowBits) {
+      return `client_max_window_bits=${response.clientMaxWindowBits} is above the ${offer.clientMaxWindowBits} offered`;
+    }
+  }
+  return undefined;
+}
+
+/**
+ * Checks a 101's `Sec-WebSocket-Extensions` as a strict client does, against
+ * what was offered: well-formed; only extensions that were offered (and none
+ * but permessage-deflate, the only one this client implements); permessage-
+ * deflate at most once, with known parameters, none repeated, window bits
+ * 8..15 without leading zeros, `client_max_window_bits` with a value and only
+ * if offered; and it must accept one of our offers (the server's
+ * `server_max_window_bits` at most what was offered, `server_no_context_takeover`
+ * when requested). Returns the negotiated parameters, `undefined` when the
+ * response has no extension, or the reason it is invalid.
+ */
+export function checkDeflateResponse(offer: string | undefined, response: string | undefined): DeflateParams | undefined | string {
+  if (response === undefined) return undefined;
+  if (offer === undefined) return `the server answered ${JSON.stringify(response)} to a request without extensions`;
+  let elements: ExtensionElement[];
+  try {
+    elements = parseExtensions(response);
+  } catch (err) {
+    return `invalid syntax: ${(err as Error).message}`;
+  }
+  let offers: ExtensionElement[];
+  try {
+    offers = parseExtensions(offer);
+  } catch {
+    offers = []; // a deliberately malformed offer: nothing was offered
+  }
+  const offeredNames = new Set(offers.map((o) => o.name.toLowerCase()));
+  const deflates = elements.filter((e) => e.name.toLowerCase() === "permessage-deflate");
+  for (const e of elements) {
+    if (!offeredNames.has(e.name.toLowerCase())) return `${JSON.stringify(response)} accepts ${e.name}, which was not offered`;
+    if (e.name.toLowerCase() !== "permessage-deflate") return `${JSON.stringify(response)} accepts ${e.name}, which this client does not implement`;
+  }
+  if (deflates.length !== 1) return `${JSON.stringify(response)} names permessage-deflate ${deflates.length} times`;
+  const accepted = parseDeflateOffer(deflates[0]!.params);
+  if (typeof accepted === "string") return `${JSON.stringify(response)}: ${accepted}`;
+  if (accepted.clientMaxWindowBits === true) return `${JSON.stringify(response)}: client_max_window_bits without a value`;
+  const reasons: string[] = [];
+  let index = -1;
+  offers.filter((o) => o.name.toLowerCase() === "permessage-deflate").forEach((o, i) => {
+    if (index >= 0) return;
+    const parsed = parseDeflateOffer(o.params);
+    const why = typeof parsed === "string" ? `the offer is invalid (${parsed})` : mismatch(parsed, accepted);
+    if (why === undefined) index = i;
+    else reasons.push(`offer ${i + 1}: ${why}`);
+  });
+  if (index < 0) return `${JSON.stringify(response)} accepts none of our offers (${reasons.join("; ")})`;
+  return {
+    serverNoContextTakeover: accepted.serverNoContextTakeover,
+    clientNoContextTakeover: accepted.clientNoContextTakeover,
+    serverMaxWindowBits: accepted.serverMaxWindowBits,
+    clientMaxWindowBits: accepted.clientMaxWindowBits as number | undefined,
+    offerIndex: index,
+    response,
+  };
+}
+
+/** The `Sec-WebSocket-Extensions` value a request built from `options` carries. */
+function offeredExtensions(options: ConnectOptions): string | undefined {
+  if (options.rawRequest !== undefined) return options.deflate?.offer;
+  for (const [name, value] of Object.entries(options.headers ?? {})) {
+    if (name.toLowerCase() === "sec-websocket-extensions") return value ?? undefined;
+  }
+  return options.deflate?.offer;
+}
+
+/** Feeds `input` to a zlib stream and resolves with what a `Z_SYNC_FLUSH` then gives out. */
+function runZlib(stream: DeflateRaw | InflateRaw, input: Uint8Array): Promise<Uint8Array> {
+  return new Promise((resolve, reject) => {
+    const chunks: Uint8Array[] = [];
+    const onData = (chunk: Uint8Array) => chunks.push(chunk);
+    const onError = (err: Error) => {
+      stream.off("data", onData);
+      reject(err);
+    };
+    stream.on("data", onData);
+    stream.once("error", onError);
+    stream.write(input);
+    stream.flush(zlibConstants.Z_SYNC_FLUSH, () => {
+      stream.off("data", onData);
+      // Deno's node:zlib calls back before it emits the error: the stream is already errored.
+      if (stream.errored) return reject(stream.errored);
+      stream.off("error", onError);
+      resolve(concat(chunks));
+    });
+  });
+}
+
+function stripTrailer(data: Uint8Array): Uint8Array {
+  const n = data.length;
+  if (n < 4 || data[n - 4] !== 0 || data[n - 3] !== 0 || data[n - 2] !== 0xff || data[n - 1] !== 0xff) {
+    throw new Error("a sync flush did not end with 00 00 ff ff");
+  }
+  return data.subarray(0, n - 4);
+}
+
+/**
+ * Compresses one message on its own (no context, sync): raw DEFLATE with a
+ * sync flush, `00 00 ff ff` removed. For crafting frames by hand.
+ */
+export function deflateRaw(data: string | Uint8Array, windowBits = 15): Uint8Array {
+  const out = deflateRawSync(toBytes(data), { windowBits, finishFlush: zlibConstants.Z_SYNC_FLUSH });
+  return stripTrailer(new Uint8Array(out.buffer, out.byteOffset, out.byteLength));
+}
+
+/**
+ * A message payload as frames of `size` bytes (one frame when `size` is
+ * undefined or 0); `rsv` (e.g. 4 for RSV1) goes on the first frame only.
+ */
+export function fragment(opcode: number, payload: Uint8Array, size?: number, rsv = 0): FrameSpec[] {
+  const step = size === undefined || size <= 0 ? Math.max(payload.length, 1) : size;
+  const specs: FrameSpec[] = [];
+  for (let i = 0; i === 0 || i < payload.length; i += step) {
+    specs.push({
+      opcode: i === 0 ? opcode : Op.Continuation,
+      payload: payload.subarray(i, i + step),
+      fin: i + step >= payload.length,
+      rsv: i === 0 ? rsv : 0,
+    });
+  }
+  return specs;
 }

@@ -8,6 +8,7 @@ import { after, before, describe, it } from "node:test";
 import { type Handler, type ListenOptions, runtime, type Server, serve } from "../../mod.ts";
 import { serve as serveNode } from "../../runtimes/node.ts";
 import { runConformance } from "./_autobahn.ts";
+import { runDeflateConformance } from "./_autobahn_deflate.ts";
 import { delay } from "./_wsclient.ts";
 
 const echo: Handler = {
@@ -23,28 +24,44 @@ const targets: [string, Start][] = [[`node:net on ${on}`, serveNode]];
 if (on === "deno") targets.push(["Deno.listen", (h, o) => serve(h, { ...o, transport: "raw" })]);
 if (on === "bun") targets.push(["Bun.listen", (h, o) => serve(h, { ...o, transport: "raw" })]);
 
+/** The limit the compression cases are written against (13.+.14–16). */
+const DEFLATE_MAX_MESSAGE_BYTES = 1024 * 1024;
+
+const suites: [string, ListenOptions, (getUrl: () => string) => void][] = [
+  ["echo server", {}, (getUrl) => runConformance(getUrl)],
+  // permessage-deflate (sections 12, 13 and Duplex's cases) with every
+  // message compressed; deflate_reference_test.ts runs them against ws.
+  [
+    "echo server with permessage-deflate",
+    { maxMessageBytes: DEFLATE_MAX_MESSAGE_BYTES, perMessageDeflate: { threshold: 0 } },
+    (getUrl) => runDeflateConformance(getUrl, { maxMessageBytes: DEFLATE_MAX_MESSAGE_BYTES, compressThreshold: 0 }),
+  ],
+];
+
 for (const [name, start] of targets) {
-  describe(`conformance: ${name} echo server`, () => {
-    let server: Server | undefined;
+  for (const [suite, options, run] of suites) {
+    describe(`conformance: ${name} ${suite}`, () => {
+      let server: Server | undefined;
 
-    before(async () => {
-      server = await start(echo, { port: 0, hostname: "127.0.0.1" });
-    });
+      before(async () => {
+        server = await start(echo, { ...options, port: 0, hostname: "127.0.0.1" });
+      });
 
-    after(async () => {
-      await server?.close();
-      assert.equal(server?.connections, 0);
-    });
+      after(async () => {
+        await server?.close();
+        assert.equal(server?.connections, 0);
+      });
 
-    runConformance(() => {
-      assert.ok(server, "the server is not running");
-      return server.url;
-    });
+      run(() => {
+        assert.ok(server, "the server is not running");
+        return server.url;
+      });
 
-    it("has closed every connection by itself once the cases are done", async () => {
-      const deadline = Date.now() + 2000;
-      while (server!.connections > 0 && Date.now() < deadline) await delay(10);
-      assert.equal(server!.connections, 0, "connections still open after every case closed");
+      it("has closed every connection by itself once the cases are done", async () => {
+        const deadline = Date.now() + 2000;
+        while (server!.connections > 0 && Date.now() < deadline) await delay(10);
+        assert.equal(server!.connections, 0, "connections still open after every case closed");
+      });
     });
-  });
+  }
 }
