@@ -6,13 +6,17 @@
  * `Deno.upgradeWebSocket` on Deno; `Bun.serve` on Bun (on Deno and Bun, both
  * Duplex's raw and native transports); and, in the `hono` part, Duplex as
  * Hono's `upgradeWebSocket` (`@duplex/ws/hono`) with Hono's own helper on
- * the same runtime. See `bench/README.md`.
+ * the same runtime; and, in the `deflate` part, permessage-deflate on Node:
+ * a JSON chat echo through `ws` clients (`bench/deflate_load.ts`), Duplex
+ * and `ws` with and without compression, messages/s and bytes on the wire.
+ * See `bench/README.md`.
  *
  *   npm run bench
  *   BENCH_REPS=1 BENCH_SECONDS=2 npm run bench   # quick check
  *   BENCH_RUNTIMES=deno,bun npm run bench         # some runtimes only
  *   BENCH_ONLY=fanout npm run bench               # some parts only
  *   BENCH_ONLY=hono npm run bench                 # Duplex via Hono against Hono's helpers
+ *   BENCH_ONLY=deflate npm run bench              # permessage-deflate: JSON chat, Duplex and ws, on Node
  *
  * For each workload (payload size × text/binary) and each repetition, it
  * starts each server afresh pinned to CPU 0, runs the generator pinned to
@@ -21,7 +25,9 @@
  * workload (messages in flight), one publisher and 1,000 subscribers on
  * each fan-out server; then the echo workloads again on the Hono servers
  * (Duplex via Hono and Hono's helper on each runtime, interleaved the same
- * way). It prints a markdown report of the medians and of the ratios
+ * way); then the chat workload on the deflate servers (Duplex and `ws`,
+ * compression off, on for every message, on with the default threshold).
+ * It prints a markdown report of the medians and of the ratios
  * Duplex / reference, per runtime, and writes it to
  * `bench/results/latest.md`.
  *
@@ -59,6 +65,8 @@ const FANOUT_SUBSCRIBERS = envNumber("BENCH_FANOUT_SUBSCRIBERS", 1000, true);
 const FANOUT_SIZE = envNumber("BENCH_FANOUT_SIZE", 64, true);
 if (FANOUT_SIZE < 16) throw new RangeError(`Invalid BENCH_FANOUT_SIZE: at least 16 (the message number), got ${FANOUT_SIZE}`);
 const FANOUT_INFLIGHT = envList("BENCH_FANOUT_INFLIGHT", [1, 16]);
+const DEFLATE_CONNECTIONS = envNumber("BENCH_DEFLATE_CONNECTIONS", 50, true);
+const DEFLATE_INFLIGHT = envNumber("BENCH_DEFLATE_INFLIGHT", 8, true);
 
 /** A comma-separated list of positive integers. */
 function envList(name: string, fallback: number[]): number[] {
@@ -73,11 +81,12 @@ function envList(name: string, fallback: number[]): number[] {
 
 /**
  * The parts of the benchmark: echo throughput and latency, memory per idle
- * connection, pub/sub fan-out, and the echo through Hono (Duplex via Hono
- * against Hono's helper).
+ * connection, pub/sub fan-out, the echo through Hono (Duplex via Hono
+ * against Hono's helper), and permessage-deflate (a JSON chat echo, with
+ * and without compression, on Node).
  */
-type Part = "echo" | "memory" | "fanout" | "hono";
-const PARTS: readonly Part[] = ["echo", "memory", "fanout", "hono"];
+type Part = "echo" | "memory" | "fanout" | "hono" | "deflate";
+const PARTS: readonly Part[] = ["echo", "memory", "fanout", "hono", "deflate"];
 
 function selectParts(): Set<Part> {
   const raw = process.env.BENCH_ONLY;
@@ -86,7 +95,7 @@ function selectParts(): Set<Part> {
   if (wanted.length === 0) throw new RangeError(`Invalid BENCH_ONLY: no part in "${raw}"`);
   for (const part of wanted) {
     if (!(PARTS as readonly string[]).includes(part)) {
-      throw new RangeError(`Invalid BENCH_ONLY: unknown part "${part}" (expected echo, memory, fanout and/or hono)`);
+      throw new RangeError(`Invalid BENCH_ONLY: unknown part "${part}" (expected echo, memory, fanout, hono and/or deflate)`);
     }
   }
   return new Set(wanted as Part[]);
@@ -313,6 +322,54 @@ const HONO_HELPERS: Record<RuntimeName, string> = {
   deno: "`upgradeWebSocket` from `hono/deno` (`Deno.upgradeWebSocket`) on `Deno.serve(app.fetch)`",
   bun: "`upgradeWebSocket` and `websocket` from `hono/bun` on `Bun.serve`",
 };
+
+/**
+ * The `deflate` part's compression settings, each run on Duplex and `ws`
+ * (`DEFLATE_THRESHOLD` for `servers/duplex.ts` and `servers/ws_node.ts`):
+ * off; on with threshold 0 (every message compressed); on with the
+ * servers' defaults (`perMessageDeflate: true`: Duplex sends the chat
+ * messages, all under its 1 KiB threshold, uncompressed; `ws` applies its
+ * threshold only without context takeover, so it compresses them all). The
+ * clients offer it, and compress everything they send (threshold 0), in
+ * both "on" modes.
+ */
+interface DeflateMode {
+  label: string;
+  /** `DEFLATE_THRESHOLD`; unset: off. */
+  threshold?: string;
+}
+
+const DEFLATE_MODES: DeflateMode[] = [
+  { label: "off" },
+  { label: "threshold 0", threshold: "0" },
+  { label: "defaults", threshold: "default" },
+];
+
+/** A server of the `deflate` part: Duplex (raw, bare hooks) or `ws` (without its addons), in one mode. */
+interface DeflateRow {
+  spec: ServerSpec;
+  mode: DeflateMode;
+}
+
+const DEFLATE_ROWS: DeflateRow[] = DEFLATE_MODES.flatMap((mode): DeflateRow[] => {
+  const env: Record<string, string> = mode.threshold === undefined ? {} : { DEFLATE_THRESHOLD: mode.threshold };
+  return [
+    {
+      mode,
+      spec: { runtime: runtimeOf("node"), name: `Duplex, ${mode.label}`, role: "duplex", file: "bench/servers/duplex.ts", env },
+    },
+    {
+      mode,
+      spec: {
+        runtime: runtimeOf("node"),
+        name: `ws, ${mode.label}`,
+        role: "peer",
+        file: "bench/servers/ws_node.ts",
+        env: { ...env, WS_NO_BUFFER_UTIL: "1", WS_NO_UTF_8_VALIDATE: "1" },
+      },
+    },
+  ];
+});
 
 /** Whether `redis-server` runs here: without it, the Redis fan-out row is left out (and the report says so). */
 const REDIS_VERSION = (() => {
@@ -768,6 +825,70 @@ async function measureMemory(spec: ServerSpec): Promise<MemoryResult> {
   }
 }
 
+/** What `deflate_load.ts` reports for a chat run, and the server's RSS at its end. */
+interface DeflateResult {
+  msgs_per_s: number;
+  /** Mean JSON message size, bytes. */
+  payload_bytes: number;
+  /** Wire bytes per message, client → server (frames, masks, compressed payload). */
+  up_bytes: number;
+  /** Wire bytes per message, server → client. */
+  down_bytes: number;
+  p50_us: number;
+  p99_us: number;
+  /** The client process's CPU use while measuring (1 = one CPU busy). */
+  gen_cpu: number;
+  /** The server's CPU use while measuring (every thread: zlib runs on libuv's pool). */
+  server_cpu: number;
+  /** Server CPU time per echoed message, µs. */
+  server_us_per_msg: number;
+  /** The `Sec-WebSocket-Extensions` the server agreed to. */
+  extensions: string;
+  errors: number;
+  error: string;
+  /** Server VmRSS with every connection open, right after the measured seconds. */
+  rssKiB: number;
+}
+
+/**
+ * One chat run: `deflate_load.ts` (`ws` clients, one Node process pinned to
+ * CPU 1) against a fresh server; the client holds its connections after its
+ * report until its stdin ends, so that the server's RSS is read with them open.
+ */
+async function runDeflate(row: DeflateRow): Promise<DeflateResult> {
+  const server = await startServer(row.spec);
+  try {
+    const args = [
+      ...["-h", HOST, "-p", String(server.port), "-c", String(DEFLATE_CONNECTIONS), "-i", String(DEFLATE_INFLIGHT)],
+      ...["-w", String(WARMUP), "-d", String(SECONDS), "--hold", "--server-pid", String(server.pid)],
+      ...(row.mode.threshold === undefined ? [] : ["--deflate"]),
+    ];
+    const client = start([...pin(1), ...runtimeOf("node").command("bench/deflate_load.ts", false), ...args]);
+    try {
+      const limitMs = (WARMUP + SECONDS + 45) * 1000;
+      await client.stdout.waitFor(/^\{/, limitMs, "the chat client's report").catch((err) => {
+        throw new Error(`deflate_load failed: ${(err as Error).message}: ${client.stderr()}`);
+      });
+      const result = lastJson<DeflateResult>(client.stdout.all)!;
+      if (result.errors > 0 || result.error) throw new Error(`deflate_load failed: ${result.error}`);
+      if (server.proc.child.exitCode !== null || server.proc.child.signalCode !== null) {
+        throw new Error(`the server exited during the run: ${server.proc.stderr()}`);
+      }
+      result.rssKiB = readRssKiB(server.pid);
+      client.child.stdin!.end(); // the client closes its connections and exits
+      const timer = setTimeout(() => client.child.kill("SIGKILL"), 10_000);
+      const { code, signal } = await client.exited;
+      clearTimeout(timer);
+      if (code !== 0) throw new Error(`deflate_load failed (${signal ?? `exit ${code}`}): ${client.stderr()}`);
+      return result;
+    } finally {
+      await stop(client);
+    }
+  } finally {
+    await stopServer(server);
+  }
+}
+
 // ---- numbers ----
 
 function median(values: number[]): number {
@@ -806,6 +927,11 @@ function fmtMiB(kib: number): string {
   return Number.isFinite(kib) ? `${dec1.format(kib / 1024)} MiB` : "n/a";
 }
 
+/** Bytes (or µs) per message, one decimal. */
+function fmtBytes(bytes: number): string {
+  return Number.isFinite(bytes) ? dec1.format(bytes) : "n/a";
+}
+
 function fmtKiB(kib: number): string {
   return Number.isFinite(kib) ? `${dec1.format(kib)} KiB` : "n/a";
 }
@@ -842,6 +968,8 @@ async function main(): Promise<void> {
   const memoryOn = ONLY.has("memory");
   const fanoutOn = ONLY.has("fanout");
   const honoOn = ONLY.has("hono");
+  const deflateWanted = ONLY.has("deflate");
+  const deflateOn = deflateWanted && SELECTED.some((r) => r.name === "node");
   const startedAt = new Date();
   const commit = sh("git", ["rev-parse", "--short", "HEAD"]);
   const dirty = sh("git", ["status", "--porcelain", "--untracked-files=no"]) !== "" ? ", uncommitted changes" : "";
@@ -853,6 +981,7 @@ async function main(): Promise<void> {
     memoryOn && "memory per idle connection",
     fanoutOn && "fan-out",
     honoOn && "echo through Hono",
+    deflateOn && "permessage-deflate",
   ].filter(Boolean);
   const header = [
     `# Duplex benchmark: ${parts.join(", ")} (${SELECTED.map((r) => r.title).join(", ")})`,
@@ -895,6 +1024,17 @@ async function main(): Promise<void> {
         ...(REDIS_SKIPPED ? [`- Fan-out via Redis: skipped, \`redis-server\` not found on PATH`] : []),
       ]
       : []),
+    ...(deflateOn
+      ? [
+        `- Deflate servers (Node): Duplex (raw, bare hooks) and ws (without bufferutil / utf-8-validate), each with ` +
+        `permessage-deflate ${DEFLATE_MODES.map((m) => m.label).join(", ")}`,
+        `- Deflate load: JSON chat messages (40–200 character texts), ${DEFLATE_CONNECTIONS} ws clients × ` +
+        `${DEFLATE_INFLIGHT} messages in flight, echoed; the clients (ws ${packageVersion("node_modules/ws/package.json")}, ` +
+        `with bufferutil / utf-8-validate, one Node process pinned to CPU 1) offer permessage-deflate and compress every message ` +
+        `when it is on; ${WARMUP} s warm-up then ${SECONDS} s measured, every echo verified`,
+      ]
+      : []),
+    ...(deflateWanted && !deflateOn ? [`- Deflate: skipped, it runs on Node only (add node to BENCH_RUNTIMES)`] : []),
     `- Median of ${REPS} run${REPS === 1 ? "" : "s"} per cell, a fresh server per run, servers interleaved`,
     `- Pinning: ${pinNote}`,
     `- Load average at start: ${loadAverage()} (other work on the machine skews the numbers)`,
@@ -906,6 +1046,7 @@ async function main(): Promise<void> {
   const honoLoad = new Map<string, LoadResult[]>(); // key: `${workload}|${serverId}`
   const memory = new Map<string, MemoryResult[]>(); // key: serverId
   const fanout = new Map<string, FanoutResult[]>(); // key: `${fan-out workload}|${serverId}`
+  const deflate = new Map<string, DeflateResult[]>(); // key: serverId
   const failures: string[] = [];
   const raw: string[] = [];
   const key = (w: Workload, s: ServerSpec): string => `${w.label}|${serverId(s)}`;
@@ -992,6 +1133,20 @@ async function main(): Promise<void> {
           const tag = `[${rep}/${REPS}] ${workload.label.padEnd(13)} ${serverTag(spec)}`;
           await attempt(tag, echoRun(honoLoad, workload, spec));
         }
+      }
+    }
+    if (deflateOn) {
+      const deflateOrder = rep % 2 === 1 ? DEFLATE_ROWS : [...DEFLATE_ROWS].reverse();
+      for (const row of deflateOrder) {
+        const tag = `[${rep}/${REPS}] ${"chat".padEnd(13)} ${row.spec.runtime.title.padEnd(4)} ${row.spec.name.padEnd(20)}`;
+        await attempt(tag, async () => {
+          const result = await runDeflate(row);
+          push(deflate, serverId(row.spec), result);
+          return `${fmtInt(result.msgs_per_s).padStart(7)} msg/s  server ${fmtBytes(result.server_us_per_msg).padStart(5)} µs/msg ` +
+            `(CPU ${fmtPercent(result.server_cpu)})  wire ${fmtBytes(result.up_bytes)} ↑ ${fmtBytes(result.down_bytes)} ↓ B/msg ` +
+            `(JSON ${fmtBytes(result.payload_bytes)} B)  p50 ${fmtMs(result.p50_us)} ms  p99 ${fmtMs(result.p99_us)} ms  ` +
+            `RSS ${fmtMiB(result.rssKiB)}  client CPU ${fmtPercent(result.gen_cpu)}  [${result.extensions || "no extension"}]`;
+        });
       }
     }
   }
@@ -1185,6 +1340,81 @@ async function main(): Promise<void> {
     }
   }
 
+  // Deflate: per mode, Duplex against ws; then every row.
+  const deflateResults = (row: DeflateRow): DeflateResult[] => deflate.get(serverId(row.spec)) ?? [];
+  const deflateMedian = (row: DeflateRow | undefined, field: (r: DeflateResult) => number): number =>
+    row === undefined ? NaN : median(deflateResults(row).map(field));
+  const deflateRow = (role: Role, mode: DeflateMode): DeflateRow | undefined =>
+    DEFLATE_ROWS.find((r) => r.spec.role === role && r.mode === mode);
+  const rateOf = (r: DeflateResult): number => r.msgs_per_s;
+  const costOf = (r: DeflateResult): number => r.server_us_per_msg;
+  const wireOf = (r: DeflateResult): number => r.up_bytes + r.down_bytes;
+  const wireCell = (row: DeflateRow | undefined): string =>
+    `${fmtBytes(deflateMedian(row, (r) => r.up_bytes))} / ${fmtBytes(deflateMedian(row, (r) => r.down_bytes))}`;
+  const offMode = DEFLATE_MODES[0]!;
+  /** A row's median over the same server's with compression off. */
+  const overOff = (row: DeflateRow | undefined, field: (r: DeflateResult) => number): string =>
+    row === undefined || row.mode === offMode
+      ? "(baseline)"
+      : fmtRatio(deflateMedian(row, field), deflateMedian(deflateRow(row.spec.role, offMode), field));
+  const deflateTable = [
+    `## permessage-deflate: JSON chat echo (Node)`,
+    ``,
+    `${DEFLATE_CONNECTIONS} \`ws\` clients in one Node process (\`bench/deflate_load.ts\`, pinned to CPU 1) each keep ` +
+    `${DEFLATE_INFLIGHT} JSON chat messages in flight (\`{"type":"say","room":"lobby","from":"user-17","text":"…","ts":…}\`, ` +
+    `texts of 40–200 characters from a seeded word list, about 200 B per message); the server (pinned to CPU 0) ` +
+    `echoes each to its sender. With compression on, the clients compress every message they send (threshold 0, ` +
+    `as browsers do). "threshold 0": \`perMessageDeflate: { threshold: 0 }\`, the server compresses every echo. ` +
+    `"defaults": \`perMessageDeflate: true\`; Duplex then sends messages under 1 KiB (every echo here) ` +
+    `uncompressed, while \`ws\` applies its 1 KiB threshold only without context takeover, so it compresses them all.`,
+    ``,
+    `msg/s: echoes per second; when the client's CPU is near 100 % (see the second table) the client set the pace, ` +
+    `and **server CPU µs/msg** (the server's CPU time, every thread, over the messages echoed) is the fairer ` +
+    `comparison. Duplex/ws: msg/s over ws's in the same mode (above 1 is better), CPU per message over ws's (below ` +
+    `1 is better). Wire B/msg: bytes read from and written to the clients' TCP sockets per message (frames, masks and ` +
+    `payload), client → server ↑ / server → client ↓; wire with/without: ↑ + ↓ over the same server's with ` +
+    `compression off.`,
+    ``,
+    `| Compression | Duplex msg/s | ws msg/s | Duplex/ws msg/s | Duplex CPU µs/msg | ws CPU µs/msg | ` +
+    `Duplex/ws CPU per msg | Duplex wire B/msg ↑ / ↓ | ws wire B/msg ↑ / ↓ | Duplex wire with/without | ws wire with/without |`,
+    `|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|`,
+  ];
+  for (const mode of DEFLATE_MODES) {
+    const mine = deflateRow("duplex", mode);
+    const ws = deflateRow("peer", mode);
+    deflateTable.push(
+      `| ${mode.label} | ${fmtInt(deflateMedian(mine, rateOf))} | ${fmtInt(deflateMedian(ws, rateOf))} | ${
+        fmtRatio(deflateMedian(mine, rateOf), deflateMedian(ws, rateOf))
+      } | ${fmtBytes(deflateMedian(mine, costOf))} | ${fmtBytes(deflateMedian(ws, costOf))} | ${
+        fmtRatio(deflateMedian(mine, costOf), deflateMedian(ws, costOf))
+      } | ${wireCell(mine)} | ${wireCell(ws)} | ${overOff(mine, wireOf)} | ${overOff(ws, wireOf)} |`,
+    );
+  }
+  deflateTable.push(
+    ``,
+    `Every row: "with/without" is over the same server's with compression off. Server RSS: with the ` +
+    `${DEFLATE_CONNECTIONS} connections open, right after the measured seconds. Server and client CPU: their CPU time ` +
+    `(user + system) per second while measuring; near 100 %, that process set the pace.`,
+    ``,
+    `| Server | Compression | msg/s | msg/s with/without | Server CPU µs/msg | CPU/msg with/without | JSON B/msg | ` +
+    `Wire B/msg ↑ / ↓ | Server RSS | p50 / p99 ms | Server CPU | Client CPU | Agreed |`,
+    `|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|`,
+  );
+  for (const row of DEFLATE_ROWS) {
+    const results = deflateResults(row);
+    deflateTable.push(
+      `| ${row.spec.role === "peer" ? "ws" : "Duplex"} | ${row.mode.label} | ${fmtInt(deflateMedian(row, rateOf))} | ${
+        overOff(row, rateOf)
+      } | ${fmtBytes(deflateMedian(row, costOf))} | ${overOff(row, costOf)} | ${
+        fmtBytes(deflateMedian(row, (r) => r.payload_bytes))
+      } | ${wireCell(row)} | ${fmtMiB(deflateMedian(row, (r) => r.rssKiB))} | ${fmtMs(deflateMedian(row, (r) => r.p50_us))} / ${
+        fmtMs(deflateMedian(row, (r) => r.p99_us))
+      } | ${fmtPercent(deflateMedian(row, (r) => r.server_cpu))} | ${fmtPercent(deflateMedian(row, (r) => r.gen_cpu))} | ${
+        results.length === 0 ? "n/a" : `\`${results[0]!.extensions || "none"}\``
+      } |`,
+    );
+  }
+
   const summary = echoOn || memoryOn
     ? [
       `## Ratios`,
@@ -1214,6 +1444,7 @@ async function main(): Promise<void> {
     ...(memoryOn ? [...memoryTable, ``] : []),
     ...(fanoutOn ? [...fanoutTable, ``] : []),
     ...(honoOn ? [...honoTable, ``] : []),
+    ...(deflateOn ? [...deflateTable, ``] : []),
     ...(failures.length > 0 ? [`## Failures`, ``, ...failures.map((f) => `- ${f}`), ``] : []),
     `## Runs`,
     ``,
@@ -1231,6 +1462,7 @@ async function main(): Promise<void> {
   if (memoryOn) console.log(memoryTable.join("\n"));
   if (fanoutOn) console.log(`\n${fanoutTable.join("\n")}`);
   if (honoOn) console.log(`\n${honoTable.join("\n")}`);
+  if (deflateOn) console.log(`\n${deflateTable.join("\n")}`);
   if (failures.length > 0) {
     console.log(`\n${failures.length} failure(s):\n${failures.join("\n")}`);
     process.exitCode = 1;

@@ -22,6 +22,29 @@ export function benchPort(): number {
 }
 
 /**
+ * permessage-deflate from `DEFLATE_THRESHOLD`, in the shape both Duplex's
+ * `serve()` and `ws`'s `WebSocketServer` take: unset or empty, off
+ * (`false`); `default`, on with the server's defaults (`true`: threshold
+ * 1024 in both, though `ws` applies it only without context takeover); a
+ * number, on with that threshold in bytes (`0` compresses every message).
+ */
+export function benchPerMessageDeflate(): boolean | { threshold: number } {
+  const raw = process.env.DEFLATE_THRESHOLD;
+  if (raw === undefined || raw === "") return false;
+  if (raw === "default") return true;
+  const threshold = Number(raw);
+  if (!Number.isInteger(threshold) || threshold < 0) {
+    throw new RangeError(`Invalid DEFLATE_THRESHOLD: expected "default" or an integer >= 0, got ${raw}`);
+  }
+  return { threshold };
+}
+
+/** A suffix for the ready line's name: `-deflate`, `-deflate0`, or nothing when off. */
+export function deflateTag(option: boolean | { threshold: number }): string {
+  return option === false ? "" : option === true ? "-deflate" : `-deflate${option.threshold}`;
+}
+
+/**
  * Prints `ready <name> port=<port> pid=<pid>` and installs the exit paths:
  * SIGTERM and SIGINT run `close` (for at most 2 s) and exit 0; with
  * `BENCH_WATCH_STDIN=1`, the end of stdin does the same. SIGUSR2 runs a full

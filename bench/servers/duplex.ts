@@ -13,12 +13,16 @@
  * a router, a logger-style middleware on every event and the echo as
  * message middleware, to measure what the pipeline costs per message.
  *
+ * `DEFLATE_THRESHOLD` turns permessage-deflate on (the `deflate` part, on
+ * Node): `0` compresses every message, `default` is `perMessageDeflate:
+ * true` (threshold 1024); unset, off.
+ *
  * @module
  */
 
 import process from "node:process";
 import { App, type Handler, heartbeat, Router, serve, type TransportName } from "../../mod.ts";
-import { benchPort, ready } from "./_lifecycle.ts";
+import { benchPerMessageDeflate, benchPort, deflateTag, ready } from "./_lifecycle.ts";
 
 const transport = (process.env.TRANSPORT ?? "raw") as TransportName;
 
@@ -46,6 +50,18 @@ const handler: Handler = pipeline === "app" ? app() : {
   },
 };
 
-const server = await serve(handler, { port: benchPort(), hostname: "127.0.0.1", transport });
+const perMessageDeflate = benchPerMessageDeflate();
 
-ready(`duplex-${transport}${pipeline === "app" ? "-app" : ""}`, server.port, () => server.close());
+// Off: the option left out, as in the other parts.
+const server = await serve(handler, {
+  port: benchPort(),
+  hostname: "127.0.0.1",
+  transport,
+  ...(perMessageDeflate === false ? {} : { perMessageDeflate }),
+});
+
+ready(
+  `duplex-${transport}${pipeline === "app" ? "-app" : ""}${deflateTag(perMessageDeflate)}`,
+  server.port,
+  () => server.close(),
+);

@@ -1,12 +1,18 @@
 /**
  * `ws` echo server on Node for the benchmark, the reference Duplex is
  * compared with: every message goes back as it came (text as text, binary
- * as binary), permessage-deflate off. With its optional native addons
- * (`bufferutil` for masking, `utf-8-validate`) by default, as `ws` loads
- * them when installed; without them when `WS_NO_BUFFER_UTIL=1` and
- * `WS_NO_UTF_8_VALIDATE=1` are set (`ws`'s own switches). It exits with an
+ * as binary), permessage-deflate off unless `DEFLATE_THRESHOLD` is set.
+ * With its optional native addons (`bufferutil` for masking,
+ * `utf-8-validate`) by default, as `ws` loads them when installed; without
+ * them when `WS_NO_BUFFER_UTIL=1` and `WS_NO_UTF_8_VALIDATE=1` are set
+ * (`ws`'s own switches). It exits with an
  * error when the addons are asked for and cannot load, so that a row named
  * "ws + addons" never runs without them.
+ *
+ * `DEFLATE_THRESHOLD` turns permessage-deflate on (the `deflate` part): `0`
+ * compresses every message, `default` is `perMessageDeflate: true` (`ws`'s
+ * defaults: threshold 1024, which `ws` applies only without context
+ * takeover); unset, off.
  *
  *   PORT=8080 node --import tsx bench/servers/ws_node.ts
  *   PORT=8080 WS_NO_BUFFER_UTIL=1 WS_NO_UTF_8_VALIDATE=1 node --import tsx bench/servers/ws_node.ts
@@ -18,7 +24,7 @@ import { createRequire } from "node:module";
 import type { AddressInfo } from "node:net";
 import process from "node:process";
 import { WebSocketServer } from "ws";
-import { benchPort, ready } from "./_lifecycle.ts";
+import { benchPerMessageDeflate, benchPort, deflateTag, ready } from "./_lifecycle.ts";
 
 const addons = !process.env.WS_NO_BUFFER_UTIL && !process.env.WS_NO_UTF_8_VALIDATE;
 if (addons) {
@@ -32,7 +38,9 @@ if (addons) {
   }
 }
 
-const wss = new WebSocketServer({ port: benchPort(), host: "127.0.0.1", perMessageDeflate: false });
+const perMessageDeflate = benchPerMessageDeflate();
+
+const wss = new WebSocketServer({ port: benchPort(), host: "127.0.0.1", perMessageDeflate });
 
 wss.on("connection", (ws) => {
   ws.on("error", () => {
@@ -48,7 +56,7 @@ await new Promise<void>((resolve, reject) => {
   wss.once("error", reject);
 });
 
-ready(addons ? "ws+addons" : "ws", (wss.address() as AddressInfo).port, () =>
+ready(`${addons ? "ws+addons" : "ws"}${deflateTag(perMessageDeflate)}`, (wss.address() as AddressInfo).port, () =>
   new Promise<void>((resolve) => {
     for (const client of wss.clients) client.terminate();
     wss.close(() => resolve());
