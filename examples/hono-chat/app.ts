@@ -129,6 +129,9 @@ export function createChatApp(options: ChatOptions = {}): Chat {
     },
   }), {
     maxMessageBytes: 64 * 1024,
+    // Browsers always offer it; the room's history on join shrinks several
+    // times. Where Duplex frames (Node); Deno.serve and Bun.serve decline it.
+    perMessageDeflate: { threshold: 256 },
     use: [
       heartbeat<Member>({ intervalMs: options.heartbeatIntervalMs, timeoutMs: options.heartbeatTimeoutMs }),
       subprotocols<Member>({ [PROTOCOL]: [] }),

@@ -10,7 +10,7 @@ import { after, before, describe, it } from "node:test";
 import WebSocket from "ws";
 import { type Context, type DeflateParams, type Handler, type ListenOptions, runtime, type Server, serve, UsageError } from "../../mod.ts";
 import { serve as serveNode } from "../../runtimes/node.ts";
-import { delay, within } from "./_helpers.ts";
+import { delay, startProcess, within } from "./_helpers.ts";
 
 type Start = (handler: Handler, options: ListenOptions) => Promise<Server>;
 const on = runtime();
@@ -313,6 +313,33 @@ describe("permessage-deflate: options", () => {
         (e: unknown) => e instanceof UsageError && e.code === "ERR_INVALID_OPTION",
         JSON.stringify(perMessageDeflate),
       );
+    }
+  });
+});
+
+describe("permessage-deflate: examples/echo.ts", () => {
+  it(`compresses every message when the client offers it, and PERMESSAGE_DEFLATE=0 turns it off (${on})`, async () => {
+    for (const [env, compressed] of [[{}, true], [{ PERMESSAGE_DEFLATE: "0" }, false]] as const) {
+      const running = await startProcess(on, "examples/echo.ts", { PORT: "0", HOST: "127.0.0.1", ...env });
+      const proxy = new Proxy(running.port);
+      try {
+        const o = await open(await proxy.listen(), { threshold: 0 });
+        assert.equal(o.ws.extensions === "" ? "" : "permessage-deflate", compressed ? "permessage-deflate" : "");
+        const message = "echo me ".repeat(500);
+        const mark = proxy.toClient;
+        o.ws.send(message);
+        await received(o, 1);
+        assert.equal(o.messages[0], message);
+        const wire = proxy.toClient - mark;
+        assert.ok(compressed ? wire < 100 : wire >= message.length, `${wire} bytes on the wire`);
+        o.ws.close(1000);
+        await o.closed;
+      } finally {
+        await proxy.close();
+        // Its exit on SIGTERM is chat_test.ts's and the browser test's concern: a
+        // child of `deno test` dies by the signal before its handler runs.
+        await running.stop();
+      }
     }
   });
 });
