@@ -459,7 +459,7 @@ export class Pump<S = Record<string, unknown>> implements Context<S>, Connection
         this.#sent();
       });
     } else {
-      z.enqueue(typeof data === "string" ? data.length : data.length, () => {
+      z.enqueue(data.length, () => {
         if (engine.state !== ReadyState.Open) return;
         if (prepared !== undefined) engine.sendPrepared(prepared);
         else engine.send(data);

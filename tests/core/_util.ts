@@ -1,5 +1,5 @@
 // Helpers shared by the core tests: frame builders and split feeders.
-import { Engine, type EngineEvent, type EngineOptions } from "../../core/engine.ts";
+import { Engine, type EngineAcceptOptions, type EngineEvent, type EngineOptions } from "../../core/engine.ts";
 import { Receiver, type Received } from "../../core/receiver.ts";
 
 const encoder = new TextEncoder();
@@ -77,8 +77,17 @@ export function* splits(input: Uint8Array, maxEveryOffset = 4096): Generator<Uin
 export const REQUEST = "GET /chat HTTP/1.1\r\nHost: example.com\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
   "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
 
-/** An open engine, accepted from a pre-parsed head. */
+/** An open engine, accepted from a pre-parsed head; the 101 is taken from its output. */
 export function openEngine(options: EngineOptions = {}): Engine {
+  return acceptedEngine(options).engine;
+}
+
+/** An engine accepted from a pre-parsed head (with `headers` added) with `accept` options, and its 101 answer. */
+export function acceptedEngine(
+  options: EngineOptions = {},
+  accept: EngineAcceptOptions = {},
+  headers: Record<string, string> = {},
+): { engine: Engine; response: string } {
   const engine = new Engine(options);
   engine.receiveHead({
     method: "GET",
@@ -90,14 +99,15 @@ export function openEngine(options: EngineOptions = {}): Engine {
       connection: "Upgrade",
       "sec-websocket-key": "dGhlIHNhbXBsZSBub25jZQ==",
       "sec-websocket-version": "13",
+      ...headers,
     },
   });
   const upgrade = engine.nextEvent();
   if (upgrade?.type !== "upgrade") throw new Error("expected upgrade");
-  engine.accept();
+  engine.accept(accept);
   if (engine.nextEvent()?.type !== "open") throw new Error("expected open");
-  engine.takeOutput(); // the 101
-  return engine;
+  const response = new TextDecoder().decode(cat(...engine.takeOutput()));
+  return { engine, response };
 }
 
 export interface Run {

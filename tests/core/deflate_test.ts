@@ -6,10 +6,10 @@ import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { deflateRawSync } from "node:zlib";
 import { type DeflateParams, negotiateDeflate } from "../../core/deflate.ts";
-import { Engine, type EngineEvent } from "../../core/engine.ts";
+import type { Engine, EngineEvent } from "../../core/engine.ts";
 import { ProtocolError, UsageError } from "../../core/errors.ts";
 import { parseExtensions } from "../../core/handshake.ts";
-import { bytes, cat, closeBody, decodeServerFrames, frame, splits } from "./_util.ts";
+import { acceptedEngine, bytes, cat, closeBody, decodeServerFrames, frame, splits } from "./_util.ts";
 
 function negotiate(header: string, options = {}): { response: string; params: DeflateParams } | undefined {
   return negotiateDeflate(parseExtensions(header), options);
@@ -138,26 +138,13 @@ describe("permessage-deflate negotiation", () => {
 
 /** An engine that accepted permessage-deflate (or not), with its first events drained. */
 function engineWith(deflate: DeflateParams | undefined): Engine {
-  const engine = new Engine({ maxMessageBytes: 1 << 20 });
-  engine.receiveHead({
-    method: "GET",
-    url: "/",
-    httpVersion: "1.1",
-    headers: {
-      host: "localhost",
-      upgrade: "websocket",
-      connection: "Upgrade",
-      "sec-websocket-key": "dGhlIHNhbXBsZSBub25jZQ==",
-      "sec-websocket-version": "13",
-      "sec-websocket-extensions": "permessage-deflate; client_max_window_bits",
-    },
-  });
-  assert.equal(engine.nextEvent()?.type, "upgrade");
-  engine.accept(deflate === undefined ? {} : { extensions: "permessage-deflate", deflate });
-  assert.equal(engine.nextEvent()?.type, "open");
-  const head = new TextDecoder().decode(cat(...engine.takeOutput()));
-  if (deflate !== undefined) assert.match(head, /\r\nSec-WebSocket-Extensions: permessage-deflate\r\n/);
-  else assert.doesNotMatch(head, /Sec-WebSocket-Extensions/);
+  const { engine, response } = acceptedEngine(
+    { maxMessageBytes: 1 << 20 },
+    deflate === undefined ? {} : { extensions: "permessage-deflate", deflate },
+    { "sec-websocket-extensions": "permessage-deflate; client_max_window_bits" },
+  );
+  if (deflate !== undefined) assert.match(response, /\r\nSec-WebSocket-Extensions: permessage-deflate\r\n/);
+  else assert.doesNotMatch(response, /Sec-WebSocket-Extensions/);
   return engine;
 }
 

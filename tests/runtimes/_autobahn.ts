@@ -883,7 +883,19 @@ export function conformanceCases(): ConformanceSection[] {
  * @param options Which cases to skip on this server.
  */
 export function runConformance(getUrl: () => string, options: ConformanceOptions = {}): void {
-  for (const section of conformanceCases()) {
+  runSections(conformanceCases(), getUrl, options);
+}
+
+/**
+ * Registers sections of cases as `describe`/`it` against the server at
+ * `getUrl()`; each case's client connections are destroyed at its end.
+ *
+ * @param sections The cases, by section.
+ * @param getUrl Returns the server's `ws://host:port` URL (called when a case runs).
+ * @param options Which cases to skip on this server.
+ */
+export function runSections(sections: ConformanceSection[], getUrl: () => string, options: ConformanceOptions = {}): void {
+  for (const section of sections) {
     describe(section.name, () => {
       for (const c of section.cases) {
         const skip = options.skip?.(c.id);

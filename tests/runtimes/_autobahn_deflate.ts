@@ -30,9 +30,8 @@
 //   declines: the cases check the decline, then run the same exchange
 //   uncompressed. 13.3+ and 13.5+ run them again with 9 bits, accepted.
 import assert from "node:assert/strict";
-import { describe, it } from "node:test";
 import { constants as zlibConstants, deflateRawSync } from "node:zlib";
-import type { ConformanceCase, ConformanceOptions, ConformanceSection, Connect } from "./_autobahn.ts";
+import { type ConformanceCase, type ConformanceOptions, type ConformanceSection, type Connect, runSections } from "./_autobahn.ts";
 import {
   type ConnectOptions,
   concat,
@@ -46,7 +45,7 @@ import {
   type Received,
   sha1,
   toBytes,
-  WsClient,
+  type WsClient,
 } from "./_wsclient.ts";
 
 /** What {@linkcode runDeflateConformance} and {@linkcode deflateConformanceCases} accept. */
@@ -721,26 +720,8 @@ export function deflateConformanceCases(options: Pick<DeflateConformanceOptions,
  * `options.maxMessageBytes` (default 1 MiB).
  */
 export function runDeflateConformance(getUrl: () => string, options: DeflateConformanceOptions = {}): void {
-  for (const section of deflateConformanceCases(options)) {
-    const cases = section.cases.filter((c) => options.only?.(c.id) ?? true);
-    if (cases.length === 0) continue;
-    describe(section.name, () => {
-      for (const c of cases) {
-        const skip = options.skip?.(c.id);
-        it(`${c.id} ${c.title}`, { timeout: c.timeoutMs ?? 10_000, skip: skip ?? false }, async () => {
-          const clients: WsClient[] = [];
-          const connect: Connect = async (connectOptions) => {
-            const client = await WsClient.connect(getUrl(), connectOptions);
-            clients.push(client);
-            return client;
-          };
-          try {
-            await c.run(connect);
-          } finally {
-            for (const client of clients) client.destroy();
-          }
-        });
-      }
-    });
-  }
+  const sections = deflateConformanceCases(options)
+    .map((section) => ({ ...section, cases: section.cases.filter((c) => options.only?.(c.id) ?? true) }))
+    .filter((section) => section.cases.length > 0);
+  runSections(sections, getUrl, options);
 }
