@@ -21,6 +21,7 @@ import {
   OpenContext,
   type Peer,
   SendContext,
+  ShutdownContext,
   UpgradeContext,
 } from "./context.ts";
 import { CloseError, HttpError } from "./errors.ts";
@@ -241,6 +242,20 @@ export class App<S = Record<string, unknown>> implements Handler<S> {
     const chain = this.#pipeline.chain("drain");
     if (chain !== undefined) void this.#dispatch(chain, new DrainContext(this.#peer(conn)));
   }
+
+  /**
+   * Adapter entry point: the server is shutting down; the close frame
+   * follows. `undefined` while no middleware handles `shutdown`, so that
+   * the close frame does not wait for a hook in progress.
+   */
+  get shutdown(): ((conn: Context<S>) => void | Promise<void>) | undefined {
+    return this.#pipeline.chain("shutdown") === undefined ? undefined : this.#shutdown;
+  }
+
+  readonly #shutdown = (conn: Context<S>): void | Promise<void> => {
+    const chain = this.#pipeline.chain("shutdown");
+    if (chain !== undefined) return this.#dispatch(chain, new ShutdownContext(this.#peer(conn)));
+  };
 
   /** Adapter entry point: the connection closed. */
   close(conn: Context<S>, info: CloseInfo): void | Promise<void> {

@@ -448,6 +448,26 @@ export class DrainContext<S = Record<string, unknown>> extends PeerEvent<S> {
 }
 
 /**
+ * The server is shutting down (`server.close()`): runs once per open
+ * connection before its close frame (1001 by default). What it sends is
+ * delivered before that frame; the close waits for an async chain, up to
+ * the server's `shutdownTimeoutMs`.
+ *
+ * @typeParam S The type of `state`.
+ *
+ * @example Tell clients where to go
+ * ```ts
+ * import { App } from "@duplex/ws";
+ *
+ * new App().use({ shutdown: (ctx) => void ctx.send(JSON.stringify({ type: "restarting", retryInMs: 2000 })) });
+ * ```
+ */
+export class ShutdownContext<S = Record<string, unknown>> extends PeerEvent<S> {
+  /** Which event this is. */
+  readonly type = "shutdown" as const;
+}
+
+/**
  * The connection closed; runs once per opened connection. `code`, `reason`
  * and `wasClean` are always set: 1006 and `wasClean: false` when there was
  * no close handshake (a dead peer, `terminate()`).
@@ -539,6 +559,7 @@ export type EventContext<S = Record<string, unknown>> =
   | SendContext<S>
   | ControlContext<S>
   | DrainContext<S>
+  | ShutdownContext<S>
   | CloseContext<S>
   | ErrorContext<S>;
 

@@ -210,6 +210,13 @@ export interface Handler<S = Record<string, unknown>> {
   pong?(ctx: Context<S>, data: Uint8Array): void | Promise<void>;
   /** Output that was above the high-water mark has drained. */
   drain?(ctx: Context<S>): void;
+  /**
+   * The server is shutting down (`server.close()`): runs once per open
+   * connection before its close frame, one at a time with the other hooks.
+   * Messages it sends are delivered before the close frame; an async hook is
+   * awaited, up to `shutdownTimeoutMs`.
+   */
+  shutdown?(ctx: Context<S>): void | Promise<void>;
   /** The connection is closed; called once per opened connection. */
   close?(ctx: Context<S>, info: CloseInfo): void | Promise<void>;
   /** A protocol fault by the peer, or a hook that threw. */
@@ -251,6 +258,76 @@ export interface ConnectionOptions extends EngineOptions {
    * output drains. Default 64 KiB.
    */
   highWaterMark?: number;
+  /**
+   * Most output bytes one connection may hold (what `bufferedAmount`
+   * counts). While it is over this, a `send()` is refused per
+   * `bufferPolicy`: a peer that stops reading cannot exhaust memory.
+   * Default 16 MiB.
+   */
+  maxBufferedBytes?: number;
+  /**
+   * What a send over `maxBufferedBytes` does: `"close"` (the default)
+   * drops it and closes the connection with 1013 (try again later), so the
+   * peer knows it lost messages; `"drop"` drops it, returns `false`, and the
+   * connection stays open.
+   */
+  bufferPolicy?: "close" | "drop";
+  /**
+   * After this many ms without a byte from the peer, a ping is sent at half
+   * of it and the connection is closed with 1001 at the end: a vanished
+   * peer cannot hold a connection. A live client answers the ping, so a
+   * quiet one stays. `0` turns it off. Default 120,000 (as Bun and Deno).
+   */
+  idleTimeoutMs?: number;
+  /**
+   * Most open connections of this server (handshakes that passed the
+   * checks included); further upgrades get `503` with `Retry-After`.
+   * Default 100,000.
+   */
+  maxConnections?: number;
+  /**
+   * Most open connections from one remote address; further upgrades from
+   * it get `429` with `Retry-After`. Default: no limit (behind a proxy every
+   * peer has the proxy's address).
+   */
+  maxConnectionsPerAddress?: number;
+  /** Seconds sent in `Retry-After` with a 503 or 429 refusal. Default 5. */
+  retryAfterSeconds?: number;
+  /**
+   * Most messages a connection may send per interval (a token bucket:
+   * bursts up to `messages`, refilled over `intervalMs`). Default: no limit.
+   */
+  rateLimit?: RateLimitOptions;
+  /**
+   * How long `server.close()` waits for `shutdown` hooks and close
+   * handshakes before it destroys the connections left. Default 10,000.
+   */
+  shutdownTimeoutMs?: number;
+}
+
+/**
+ * A per-connection message rate limit: see
+ * {@linkcode ConnectionOptions.rateLimit}.
+ *
+ * @example 20 messages a second, bursts of 20; the excess is dropped
+ * ```ts
+ * import type { RateLimitOptions } from "@duplex/ws";
+ *
+ * const rateLimit: RateLimitOptions = { messages: 20, intervalMs: 1000, action: "drop" };
+ * ```
+ */
+export interface RateLimitOptions {
+  /** Messages allowed per interval, and the largest burst. */
+  messages: number;
+  /** The interval in ms. Default 1,000. */
+  intervalMs?: number;
+  /**
+   * A message over the limit: `"close"` (the default) closes with 1008
+   * (policy violation) and reports a `ProtocolError` `WS_ERR_RATE_LIMIT` to
+   * `error`; `"drop"` discards it before the `message` hook (and before
+   * inflating it), and the connection stays open.
+   */
+  action?: "close" | "drop";
 }
 
 /**

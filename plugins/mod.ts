@@ -34,6 +34,7 @@ export {
   type Peer,
   PeerEvent,
   SendContext,
+  ShutdownContext,
   UpgradeContext,
 } from "./context.ts";
 export { CloseError, HttpError } from "./errors.ts";
@@ -44,6 +45,7 @@ export {
   type Context,
   type Handler,
   type PerMessageDeflateOptions,
+  type RateLimitOptions,
   type SendOptions,
   systemClock,
   type UpgradeAnswer,

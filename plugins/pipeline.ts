@@ -18,6 +18,7 @@ import type {
   MessageContext,
   OpenContext,
   SendContext,
+  ShutdownContext,
   UpgradeContext,
 } from "./context.ts";
 
@@ -54,6 +55,8 @@ export interface Phases<S = Record<string, unknown>> {
   pong?: Handle<ControlContext<S>>;
   /** The output drained below the high-water mark. */
   drain?: Handle<DrainContext<S>>;
+  /** The server is shutting down: runs before the connection's close frame. */
+  shutdown?: Handle<ShutdownContext<S>>;
   /** The connection closed. */
   close?: Handle<CloseContext<S>>;
   /** The peer broke the protocol. */
@@ -89,7 +92,7 @@ export type Middleware<S = Record<string, unknown>> = Phases<S> | Handle<EventCo
  * console.log(PHASES[0]); // "upgrade"
  * ```
  */
-export const PHASES = ["upgrade", "open", "message", "send", "ping", "pong", "drain", "close", "error"] as const;
+export const PHASES = ["upgrade", "open", "message", "send", "ping", "pong", "drain", "shutdown", "close", "error"] as const;
 
 /**
  * One event's name.

@@ -91,6 +91,10 @@ export abstract class Branching<S = Record<string, unknown>> implements Phases<S
   drain(ctx: PhaseContext<"drain", S>, next: Next): void | Promise<void> {
     return this.#follow("drain", ctx, next);
   }
+  /** Runs the branch's `shutdown` chain. */
+  shutdown(ctx: PhaseContext<"shutdown", S>, next: Next): void | Promise<void> {
+    return this.#follow("shutdown", ctx, next);
+  }
   /** Runs the branch's `close` chain. */
   close(ctx: PhaseContext<"close", S>, next: Next): void | Promise<void> {
     return this.#follow("close", ctx, next);

@@ -27,6 +27,7 @@ import {
   type UpgradeAnswer,
 } from "../plugins/hooks.ts";
 import { callHook, type Connection, type ConnectionSet, isPromise } from "./_pump.ts";
+import { LIMIT_DEFAULTS, RateLimiter, rateLimitError } from "./_limits.ts";
 
 /**
  * A runtime's server-side WebSocket, as a {@linkcode NativeSession} drives it.
@@ -84,8 +85,10 @@ function exceeds(data: string | Uint8Array, limit: number): boolean {
 }
 
 
-function textResponse(status: number, body: string, headers: Record<string, string> = {}): Response {
-  return new Response(body, { status, headers: { "Content-Type": "text/plain; charset=utf-8", ...headers } });
+function textResponse(status: number, body: string, headers: Record<string, string> | [string, string][] = {}): Response {
+  const all = new Headers(headers);
+  all.set("Content-Type", "text/plain; charset=utf-8");
+  return new Response(body, { status, headers: all });
 }
 
 /**
@@ -117,7 +120,6 @@ export async function prepareUpgrade<S>(
   options: Readonly<ConnectionOptions>,
   set: ConnectionSet,
 ): Promise<UpgradeDecision<S>> {
-  if (set.closing) return { response: textResponse(503, "Service Unavailable", { Connection: "close" }) };
   let upgrade: UpgradeRequest;
   try {
     const url = new URL(request.url);
@@ -131,6 +133,11 @@ export async function prepareUpgrade<S>(
     throw err;
   }
   const session = new NativeSession<S>(upgrade, remoteAddress, handler, options, set);
+  const refusal = set.admit(session, remoteAddress);
+  if (refusal !== undefined) {
+    session.failUpgrade();
+    return { response: textResponse(refusal.status, refusal.body, refusal.headers) };
+  }
   let answer: UpgradeAnswer | Response | void;
   try {
     const result = handler.upgrade?.(session);
@@ -192,6 +199,13 @@ export class NativeSession<S = Record<string, unknown>> implements Context<S>, C
   readonly #maxMessageBytes: number;
   readonly #closeTimeoutMs: number;
   readonly #highWaterMark: number;
+  readonly #maxBuffered: number;
+  readonly #dropOverCap: boolean;
+  readonly #idleTimeoutMs: number;
+  readonly #rate: RateLimiter | undefined;
+  #idleTimer: unknown;
+  #lastRead = 0;
+  #pingedAt = -Infinity; // when the idle timer last pinged
   #socket: NativeSocket | undefined;
   #protocol = "";
   #state: ReadyState = ReadyState.Connecting;
@@ -231,6 +245,10 @@ export class NativeSession<S = Record<string, unknown>> implements Context<S>, C
     this.#closeTimeoutMs = options.closeTimeoutMs ?? 5000;
     this.#highWaterMark = options.highWaterMark ?? DEFAULT_HIGH_WATER_MARK;
     this.clock = options.clock ?? systemClock;
+    this.#maxBuffered = options.maxBufferedBytes ?? LIMIT_DEFAULTS.maxBufferedBytes;
+    this.#dropOverCap = (options.bufferPolicy ?? LIMIT_DEFAULTS.bufferPolicy) === "drop";
+    this.#idleTimeoutMs = options.idleTimeoutMs ?? LIMIT_DEFAULTS.idleTimeoutMs;
+    this.#rate = options.rateLimit === undefined ? undefined : new RateLimiter(options.rateLimit, this.clock);
     set.add(this);
   }
 
@@ -269,6 +287,13 @@ export class NativeSession<S = Record<string, unknown>> implements Context<S>, C
   /** Sends a message; `false` when the caller should wait for `drained()`. Nothing is compressed here. */
   send(data: MessageData, _options?: SendOptions): boolean {
     this.#requireOpen("send");
+    if (this.bufferedAmount > this.#maxBuffered) {
+      if (!this.#dropOverCap) {
+        this.#safely(() => this.#handler.error?.(this, new ProtocolError("WS_ERR_BUFFER_FULL", CloseCode.TryAgainLater, `Output buffer full: over ${this.#maxBuffered} bytes, the peer does not read`)));
+        this.close(CloseCode.TryAgainLater, "Output buffer full");
+      }
+      return false;
+    }
     const ok = this.#socket!.send(messageData(data));
     if (!ok || this.bufferedAmount >= this.#highWaterMark) this.#startDrainWait();
     return !this.#needDrain;
@@ -303,6 +328,7 @@ export class NativeSession<S = Record<string, unknown>> implements Context<S>, C
     }
     if (this.#state !== ReadyState.Open) return;
     this.#state = ReadyState.Closing;
+    this.clock.clearTimeout(this.#idleTimer);
     this.#socket!.close(code, reason);
     this.#closeTimer = this.clock.setTimeout(() => this.terminate(), this.#closeTimeoutMs);
   }
@@ -321,9 +347,25 @@ export class NativeSession<S = Record<string, unknown>> implements Context<S>, C
     return new Promise((resolve) => this.#drainWaiters.push(resolve));
   }
 
-  /** Server shutdown: close with `code`, or refuse a handshake in progress. */
+  /**
+   * Server shutdown: run the `shutdown` hook (after the hooks queued before
+   * it), then close with `code`; refuse a handshake in progress.
+   */
   shutdown(code: number, reason: string): void {
-    this.close(code, reason);
+    if (this.#state !== ReadyState.Open || this.#handler.shutdown === undefined) {
+      this.close(code, reason);
+      return;
+    }
+    this.#enqueue(() => this.#handler.shutdown!(this));
+    this.#enqueue(() => {
+      if (this.#state === ReadyState.Open) this.close(code, reason);
+    });
+  }
+
+  /** Drops the connection now, whatever the state (the server's shutdown deadline). */
+  destroy(): void {
+    if (this.#state === ReadyState.Connecting) this.failUpgrade();
+    else this.terminate();
   }
 
   // ---- adapter → session ----
@@ -349,6 +391,11 @@ export class NativeSession<S = Record<string, unknown>> implements Context<S>, C
       return;
     }
     this.#state = ReadyState.Open;
+    // A runtime that cannot ping (Deno) runs its own idle timeout, set by the adapter.
+    if (this.#idleTimeoutMs > 0 && socket.ping !== undefined) {
+      this.#lastRead = this.clock.now();
+      this.#idleTimer = this.clock.setTimeout(this.#idleCheck, this.#idleTimeoutMs / 2);
+    }
     this.#enqueue(() => this.#handler.open?.(this));
   }
 
@@ -356,6 +403,11 @@ export class NativeSession<S = Record<string, unknown>> implements Context<S>, C
   onMessage(data: string | Uint8Array): void {
     if (this.#state === ReadyState.Closed || this.#failure !== undefined) return;
     this.#received += data.length + 1;
+    if (this.#idleTimer !== undefined) this.#lastRead = this.clock.now();
+    if (this.#rate !== undefined && !this.#rate.take()) {
+      if (this.#rate.action === "close") this.fail(rateLimitError());
+      return;
+    }
     if (exceeds(data, this.#maxMessageBytes)) {
       this.fail(new ProtocolError(
         "WS_ERR_MESSAGE_TOO_BIG",
@@ -370,6 +422,7 @@ export class NativeSession<S = Record<string, unknown>> implements Context<S>, C
   /** A ping arrived (the runtime answered it). */
   onPing(data: Uint8Array): void {
     this.#received += data.length + 1;
+    if (this.#idleTimer !== undefined) this.#lastRead = this.clock.now();
     if (this.#state !== ReadyState.Open) return;
     this.#enqueue(() => this.#handler.ping?.(this, data));
   }
@@ -377,6 +430,7 @@ export class NativeSession<S = Record<string, unknown>> implements Context<S>, C
   /** A pong arrived. */
   onPong(data: Uint8Array): void {
     this.#received += data.length + 1;
+    if (this.#idleTimer !== undefined) this.#lastRead = this.clock.now();
     if (this.#state === ReadyState.Closed) return;
     this.#enqueue(() => this.#handler.pong?.(this, data));
   }
@@ -392,6 +446,7 @@ export class NativeSession<S = Record<string, unknown>> implements Context<S>, C
     this.#safely(() => this.#handler.error?.(this, error));
     if (sent || this.#state !== ReadyState.Open) return;
     this.#state = ReadyState.Closing;
+    this.clock.clearTimeout(this.#idleTimer);
     this.#socket?.close(error.closeCode, "");
     this.#closeTimer = this.clock.setTimeout(() => this.terminate(), this.#closeTimeoutMs);
   }
@@ -421,6 +476,8 @@ export class NativeSession<S = Record<string, unknown>> implements Context<S>, C
     this.#state = ReadyState.Closed;
     this.clock.clearTimeout(this.#closeTimer);
     this.clock.clearTimeout(this.#pollTimer);
+    this.clock.clearTimeout(this.#idleTimer);
+    this.#idleTimer = undefined;
     this.#needDrain = false;
     this.#resolveDrain();
     this.#set.delete(this);
@@ -430,6 +487,30 @@ export class NativeSession<S = Record<string, unknown>> implements Context<S>, C
   }
 
   // ---- internals ----
+
+  /** The idle timer, as the raw pump's: a ping at half the timeout, a close with 1001 at the end. */
+  readonly #idleCheck = (): void => {
+    this.#idleTimer = undefined;
+    if (this.#state !== ReadyState.Open) return;
+    const timeout = this.#idleTimeoutMs;
+    const now = this.clock.now();
+    const silent = this.#busy ? 0 : now - this.#lastRead;
+    if (this.#busy) this.#lastRead = now;
+    if (silent >= timeout) {
+      this.close(CloseCode.GoingAway, "Idle timeout");
+      return;
+    }
+    if (silent < timeout / 2) {
+      this.#idleTimer = this.clock.setTimeout(this.#idleCheck, timeout / 2 - silent);
+      return;
+    }
+    if (this.#pingedAt <= this.#lastRead) {
+      // The first check of this silence: one ping for a live peer to answer.
+      this.#pingedAt = this.clock.now();
+      this.#socket!.ping!(new Uint8Array(0));
+    }
+    this.#idleTimer = this.clock.setTimeout(this.#idleCheck, timeout - silent);
+  };
 
   #requireOpen(what: string): void {
     if (this.#state === ReadyState.Open) return;

@@ -15,6 +15,7 @@ import { CloseCode, closePayload } from "../core/close_code.ts";
 import type { DeflateParams } from "../core/deflate.ts";
 import { type Compression, type DeflateConfig, deflateConfig } from "./_deflate.ts";
 import { resolveLimits } from "../core/options.ts";
+import { addressKey, checkLimitOptions, LIMIT_DEFAULTS, RateLimiter, rateLimitError } from "./_limits.ts";
 import { type HeadLike, selectSubprotocol, type UpgradeRequest } from "../core/handshake.ts";
 import { ReadyState } from "../core/state.ts";
 import {
@@ -141,6 +142,7 @@ export function resolveConnectionOptions(options: ConnectionOptions): Readonly<C
   if (!Array.isArray(protocols) || protocols.some((p) => typeof p !== "string" || p === "")) {
     throw new UsageError("ERR_INVALID_OPTION", "Invalid option: protocols must be a list of non-empty strings");
   }
+  checkLimitOptions(options);
   const clock = options.clock ?? systemClock;
   if (typeof clock !== "object" || clock === null || ["now", "setTimeout", "clearTimeout"].some((k) => typeof (clock as unknown as Record<string, unknown>)[k] !== "function")) {
     throw new UsageError("ERR_INVALID_OPTION", "Invalid option: clock must have now, setTimeout and clearTimeout");
@@ -209,30 +211,78 @@ export function callHook(hook: () => void | Promise<void>, failed: (err: unknown
  * ```ts
  * import type { Connection } from "./_pump.ts";
  *
- * const connection: Connection = { shutdown: (code, reason) => console.log(code, reason) };
+ * const connection: Connection = {
+ *   shutdown: (code, reason) => console.log(code, reason),
+ *   destroy: () => console.log("destroyed"),
+ * };
  * ```
  */
 export interface Connection {
-  /** Closes with `code` (or drops a handshake in progress); the set hears of it once the socket closed. */
+  /**
+   * Runs the `shutdown` hook, then closes with `code` (or drops a handshake
+   * in progress); the set hears of it once the socket closed.
+   */
   shutdown(code: number, reason: string): void;
+  /** Drops the socket now, whatever the state. */
+  destroy(): void;
 }
 
 /**
- * The live connections of one server, and their shutdown.
+ * An upgrade the server turns down before the app sees it: 503 when full or
+ * shutting down, 429 when the peer's address has too many connections.
+ *
+ * @example
+ * ```ts
+ * import type { Refusal } from "./_pump.ts";
+ *
+ * const refusal: Refusal = { status: 503, body: "Service Unavailable: too many connections", headers: [["Retry-After", "5"]] };
+ * ```
+ */
+export interface Refusal {
+  /** 503 or 429. */
+  status: number;
+  /** A short text body. */
+  body: string;
+  /** `Retry-After`. */
+  headers: [string, string][];
+}
+
+/**
+ * The live connections of one server: admission (`maxConnections`,
+ * `maxConnectionsPerAddress`) and shutdown.
  *
  * @example
  * ```ts
  * import { ConnectionSet } from "./_pump.ts";
  *
- * const set = new ConnectionSet();
+ * const set = new ConnectionSet({ maxConnections: 1000 });
  * // Every Pump created with `set` adds itself, and removes itself once its socket closed.
  * await set.shutdown(1001, "Server shutting down"); // resolves at once when empty
  * ```
  */
 export class ConnectionSet {
   readonly #pumps = new Set<Connection>();
+  readonly #admitted = new Map<Connection, string>();
+  readonly #perAddress = new Map<string, number>();
+  readonly #maxConnections: number;
+  readonly #maxPerAddress: number;
+  readonly #retryAfter: string;
+  readonly #shutdownTimeoutMs: number;
+  readonly #clock: Clock;
   #waiters: (() => void)[] = [];
   #closing = false;
+
+  /**
+   * @param options The server's connection options (already checked): the
+   *   admission limits, `shutdownTimeoutMs` and the clock.
+   */
+  constructor(options: Readonly<ConnectionOptions> = {}) {
+    this.#maxConnections = options.maxConnections ?? LIMIT_DEFAULTS.maxConnections;
+    this.#maxPerAddress = options.maxConnectionsPerAddress ?? LIMIT_DEFAULTS.maxConnectionsPerAddress;
+    this.#retryAfter = String(options.retryAfterSeconds ?? LIMIT_DEFAULTS.retryAfterSeconds);
+    this.#shutdownTimeoutMs = options.shutdownTimeoutMs ?? LIMIT_DEFAULTS.shutdownTimeoutMs;
+    this.#clock = options.clock ?? systemClock;
+  }
 
   /** Whether `shutdown()` was called: new connections should be refused. */
   get closing(): boolean {
@@ -250,6 +300,11 @@ export class ConnectionSet {
     return this.#pumps.size;
   }
 
+  /** Number of connections admitted: open, closing, or past the checks and in the `upgrade` hook. */
+  get admitted(): number {
+    return this.#admitted.size;
+  }
+
   /** Iterates over the live connections. */
   [Symbol.iterator](): IterableIterator<Connection> {
     return this.#pumps.values();
@@ -260,9 +315,38 @@ export class ConnectionSet {
     this.#pumps.add(pump);
   }
 
+  /**
+   * Counts a valid upgrade request against the limits, before the app's
+   * `upgrade` hook runs. It stays counted until {@linkcode delete}.
+   *
+   * @returns `undefined` when admitted, else the refusal to answer with.
+   */
+  admit(pump: Connection, remoteAddress: string): Refusal | undefined {
+    const retry: [string, string][] = [["Retry-After", this.#retryAfter]];
+    if (this.#closing) return { status: 503, body: "Service Unavailable: shutting down", headers: retry };
+    if (this.#admitted.size >= this.#maxConnections) {
+      return { status: 503, body: "Service Unavailable: too many connections", headers: retry };
+    }
+    const key = addressKey(remoteAddress);
+    const count = this.#perAddress.get(key) ?? 0;
+    if (count >= this.#maxPerAddress) {
+      return { status: 429, body: "Too Many Requests: too many connections from this address", headers: retry };
+    }
+    this.#perAddress.set(key, count + 1);
+    this.#admitted.set(pump, key);
+    return undefined;
+  }
+
   /** Removes a closed connection. */
   delete(pump: Connection): void {
-    this.#pumps.delete(pump);
+    const key = this.#admitted.get(pump);
+    if (key !== undefined) {
+      this.#admitted.delete(pump);
+      const count = this.#perAddress.get(key)! - 1;
+      if (count === 0) this.#perAddress.delete(key);
+      else this.#perAddress.set(key, count);
+    }
+    if (!this.#pumps.delete(pump)) return;
     if (this.#pumps.size === 0) {
       const waiters = this.#waiters;
       this.#waiters = [];
@@ -271,13 +355,22 @@ export class ConnectionSet {
   }
 
   /**
-   * Closes every connection with `code` and waits until their sockets are
-   * closed. Connections that do not answer are destroyed when their close
-   * timeout expires; handshakes in progress are dropped.
+   * Stops admitting, runs every open connection's `shutdown` hook and closes
+   * it with `code`, and resolves once every socket is closed. Handshakes in
+   * progress are dropped. Whatever is left after `shutdownTimeoutMs`
+   * (hooks that never return, peers that never answer) is destroyed.
    */
   shutdown(code: number, reason: string): Promise<void> {
-    this.#closing = true;
-    for (const pump of [...this.#pumps]) pump.shutdown(code, reason);
+    if (!this.#closing) {
+      this.#closing = true;
+      for (const pump of [...this.#pumps]) pump.shutdown(code, reason);
+      if (this.#pumps.size > 0) {
+        const timer = this.#clock.setTimeout(() => {
+          for (const pump of [...this.#pumps]) pump.destroy();
+        }, this.#shutdownTimeoutMs);
+        void this.whenEmpty().then(() => this.#clock.clearTimeout(timer));
+      }
+    }
     return this.whenEmpty();
   }
 }
@@ -318,6 +411,11 @@ export class Pump<S = Record<string, unknown>> implements Context<S>, Connection
   readonly #set: ConnectionSet;
   readonly #clock: Clock;
   readonly #deflateConfig: DeflateConfig | undefined;
+  readonly #maxBuffered: number;
+  readonly #capAlways: boolean; // check the cap on every send, not only under backpressure
+  readonly #dropOverCap: boolean;
+  readonly #idleTimeoutMs: number;
+  readonly #rate: RateLimiter | undefined;
   #z: Compression | undefined; // permessage-deflate, once negotiated
   #closeAfter: [code: number | undefined, reason: string | undefined] | undefined; // close() waiting for queued sends
   #received = 0;
@@ -335,6 +433,10 @@ export class Pump<S = Record<string, unknown>> implements Context<S>, Connection
   #closeTimer: unknown;
   #lingerTimer: unknown;
   #drainRecheck: unknown;
+  #idleTimer: unknown;
+  #lastRead = 0; // clock.now() of the last read, when the idle timeout is on
+  #pingedAt = -Infinity; // when the idle timer last pinged
+  #shutdownClose: [code: number, reason: string] | undefined; // close() waiting for the shutdown hook
 
   /**
    * @param transport The socket.
@@ -352,6 +454,14 @@ export class Pump<S = Record<string, unknown>> implements Context<S>, Connection
     this.#set = set;
     this.#clock = options.clock ?? systemClock;
     this.#deflateConfig = deflateConfig(options);
+    this.#maxBuffered = options.maxBufferedBytes ?? LIMIT_DEFAULTS.maxBufferedBytes;
+    // Without backpressure the output stays under twice the high-water mark
+    // (the engine's batch plus the socket's buffer): checking the cap only
+    // under backpressure is then exact, and costs nothing on the fast path.
+    this.#capAlways = this.#maxBuffered < 2 * this.#highWaterMark || this.#deflateConfig !== undefined;
+    this.#dropOverCap = (options.bufferPolicy ?? LIMIT_DEFAULTS.bufferPolicy) === "drop";
+    this.#idleTimeoutMs = options.idleTimeoutMs ?? LIMIT_DEFAULTS.idleTimeoutMs;
+    this.#rate = options.rateLimit === undefined ? undefined : new RateLimiter(options.rateLimit, this.#clock);
     set.add(this);
   }
 
@@ -419,6 +529,7 @@ export class Pump<S = Record<string, unknown>> implements Context<S>, Connection
 
   /** Sends a message; `false` when the caller should wait for `drained()`. */
   send(data: MessageData, options?: SendOptions): boolean {
+    if ((this.#needDrain || this.#capAlways) && this.#overCap()) return false;
     if (this.#z !== undefined) return this.#sendDeflate(this.#z, messageData(data), options?.compress !== false, undefined);
     this.#engine.send(data);
     return this.#sent();
@@ -426,6 +537,7 @@ export class Pump<S = Record<string, unknown>> implements Context<S>, Connection
 
   /** Sends a message framed once for many recipients. */
   sendPrepared(message: PreparedMessage): boolean {
+    if ((this.#needDrain || this.#capAlways) && this.#overCap()) return false;
     if (this.#z !== undefined) return this.#sendDeflate(this.#z, message.data, true, message);
     this.#engine.sendPrepared(message);
     return this.#sent();
@@ -467,6 +579,20 @@ export class Pump<S = Record<string, unknown>> implements Context<S>, Connection
       });
     }
     return !this.#needDrain && this.bufferedAmount < this.#highWaterMark;
+  }
+
+  /**
+   * Whether the output is over `maxBufferedBytes` while open: the send is
+   * then refused, and with `bufferPolicy: "close"` the connection closes
+   * with 1013.
+   */
+  #overCap(): boolean {
+    if (this.bufferedAmount <= this.#maxBuffered || this.#engine.state !== ReadyState.Open || this.#closeAfter !== undefined) return false;
+    if (!this.#dropOverCap) {
+      this.#safely(() => this.#handler.error?.(this, new ProtocolError("WS_ERR_BUFFER_FULL", CloseCode.TryAgainLater, `Output buffer full: over ${this.#maxBuffered} bytes, the peer does not read`)));
+      this.close(CloseCode.TryAgainLater, "Output buffer full");
+    }
+    return true;
   }
 
   #sent(): boolean {
@@ -544,6 +670,7 @@ export class Pump<S = Record<string, unknown>> implements Context<S>, Connection
   /** The socket read bytes. */
   onData(chunk: Uint8Array): void {
     this.#received += chunk.length;
+    if (this.#idleTimer !== undefined) this.#lastRead = this.#clock.now();
     this.#engine.receive(chunk);
     if (this.#busy) {
       // A hook is still running: keep the bytes, stop reading more.
@@ -592,15 +719,56 @@ export class Pump<S = Record<string, unknown>> implements Context<S>, Connection
     this.#set.delete(this);
   }
 
-  /** Server shutdown: close with `code`, or drop a handshake in progress. */
+  /**
+   * Server shutdown: run the `shutdown` hook (after the hook in progress, if
+   * any), then close with `code`; drop a handshake in progress.
+   */
   shutdown(code: number, reason: string): void {
-    if (this.#engine.state === ReadyState.Connecting) {
+    const state = this.#engine.state;
+    if (state === ReadyState.Connecting) {
       this.#aborted = true;
       this.#engine.abort();
       this.#kick();
       return;
     }
-    this.close(code, reason);
+    if (state !== ReadyState.Open) return;
+    if (this.#handler.shutdown === undefined) {
+      this.close(code, reason);
+      return;
+    }
+    this.#shutdownClose = [code, reason];
+    if (!this.#busy) this.#runShutdownHook();
+  }
+
+  /** Drops the socket now, whatever the state (the server's shutdown deadline). */
+  destroy(): void {
+    if (this.#closed) return;
+    if (this.#engine.state !== ReadyState.Closed) {
+      this.terminate();
+      return;
+    }
+    this.#transport.destroy(); // lingering for the peer's FIN
+  }
+
+  /** Runs the `shutdown` hook as a hook of its own, then the close it was waiting for. */
+  #runShutdownHook(): void {
+    const pending = this.#call(() => this.#handler.shutdown!(this));
+    const close = () => {
+      const [code, reason] = this.#shutdownClose!;
+      this.#shutdownClose = undefined;
+      if (this.#engine.state === ReadyState.Open) this.close(code, reason);
+    };
+    if (pending === undefined) {
+      close();
+      return;
+    }
+    this.#busy = true;
+    pending.then(() => {
+      this.#busy = false;
+      close();
+      this.#run();
+      this.#updateReading();
+    });
   }
 
   // ---- the loop ----
@@ -615,6 +783,7 @@ export class Pump<S = Record<string, unknown>> implements Context<S>, Connection
           this.#busy = true;
           pending.then(() => {
             this.#busy = false;
+            if (this.#shutdownClose !== undefined) this.#runShutdownHook();
             this.#run();
             this.#updateReading();
           });
@@ -660,10 +829,16 @@ export class Pump<S = Record<string, unknown>> implements Context<S>, Connection
       case "open":
         this.#clock.clearTimeout(this.#handshakeTimer);
         this.#handshakeTimer = undefined;
+        if (this.#idleTimeoutMs > 0) {
+          this.#lastRead = this.#clock.now();
+          this.#idleTimer = this.#clock.setTimeout(this.#idleCheck, this.#idleTimeoutMs / 2);
+        }
         return this.#call(() => handler.open?.(this));
       case "message":
+        if (this.#rate !== undefined && !this.#rate.take()) return this.#overRate();
         return this.#call(() => handler.message?.(this, event.data));
       case "compressed":
+        if (this.#rate !== undefined && !this.#rate.take()) return this.#overRate();
         return this.#inflate(event.data, event.binary);
       case "ping":
         return this.#call(() => handler.ping?.(this, event.data));
@@ -705,6 +880,39 @@ export class Pump<S = Record<string, unknown>> implements Context<S>, Connection
     );
   }
 
+  /** A message over the rate limit: dropped, or the connection fails with 1008. */
+  #overRate(): undefined {
+    if (this.#rate!.action === "close") this.#peerFault(rateLimitError());
+    return undefined;
+  }
+
+  /**
+   * The idle timer: a ping after half the timeout without a byte from the
+   * peer, a close with 1001 after all of it. A pending hook pauses reading,
+   * so it does not count as the peer's silence.
+   */
+  readonly #idleCheck = (): void => {
+    this.#idleTimer = undefined;
+    if (this.#engine.state !== ReadyState.Open) return;
+    const timeout = this.#idleTimeoutMs;
+    const silent = this.#busy ? 0 : this.#clock.now() - this.#lastRead;
+    if (this.#busy) this.#lastRead = this.#clock.now();
+    if (silent >= timeout) {
+      this.close(CloseCode.GoingAway, "Idle timeout");
+      return;
+    }
+    if (silent < timeout / 2) {
+      this.#idleTimer = this.#clock.setTimeout(this.#idleCheck, timeout / 2 - silent);
+      return;
+    }
+    if (this.#pingedAt <= this.#lastRead) {
+      // The first check of this silence: one ping for a live peer to answer.
+      this.#pingedAt = this.#clock.now();
+      this.ping();
+    }
+    this.#idleTimer = this.#clock.setTimeout(this.#idleCheck, timeout - silent);
+  };
+
   /** The peer broke the protocol in a way the adapter found: the engine fails the connection. */
   #peerFault(error: ProtocolError): void {
     this.#closeAfter = undefined;
@@ -734,6 +942,11 @@ export class Pump<S = Record<string, unknown>> implements Context<S>, Connection
   }
 
   #upgrade(): Promise<void> | undefined {
+    const refusal = this.#set.admit(this, this.remoteAddress);
+    if (refusal !== undefined) {
+      this.#engine.reject(refusal.status, refusal.body, refusal.headers);
+      return undefined;
+    }
     let answer;
     try {
       answer = this.#handler.upgrade?.(this);
@@ -859,6 +1072,10 @@ export class Pump<S = Record<string, unknown>> implements Context<S>, Connection
         this.#kick();
       }, this.#engine.limits.closeTimeoutMs);
     }
+    if (state !== ReadyState.Open && this.#idleTimer !== undefined) {
+      this.#clock.clearTimeout(this.#idleTimer);
+      this.#idleTimer = undefined;
+    }
     if (state !== ReadyState.Closed || this.#ended) return;
     this.#ended = true;
     this.#clock.clearTimeout(this.#handshakeTimer);
@@ -885,5 +1102,7 @@ export class Pump<S = Record<string, unknown>> implements Context<S>, Connection
     clock.clearTimeout(this.#closeTimer);
     clock.clearTimeout(this.#lingerTimer);
     clock.clearTimeout(this.#drainRecheck);
+    clock.clearTimeout(this.#idleTimer);
+    this.#idleTimer = undefined;
   }
 }

@@ -101,7 +101,8 @@ export function serveSetup<T>(options: ConnectionOptions & { port?: number; host
   set: ConnectionSet;
 } {
   const { port, hostname, tls, ...rest } = options;
-  return { ...listenAddress(port, hostname), tls, connection: resolveConnectionOptions(rest), set: new ConnectionSet() };
+  const connection = resolveConnectionOptions(rest);
+  return { ...listenAddress(port, hostname), tls, connection, set: new ConnectionSet(connection) };
 }
 
 /** `ws://host:port`, with brackets around an IPv6 address. */

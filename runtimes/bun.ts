@@ -419,7 +419,7 @@ export function nativeHandler<S = Record<string, unknown>>(
   options: ConnectionOptions = {},
 ): NativeHandler {
   const resolved = resolveConnectionOptions(options);
-  const set = new ConnectionSet();
+  const set = new ConnectionSet(resolved);
   return {
     upgrade: nativeUpgrade(handler, resolved, set),
     websocket: websocketHandler(resolved),

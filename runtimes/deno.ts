@@ -354,8 +354,9 @@ export function nativeHandler<S = Record<string, unknown>>(
   handler: Handler<S>,
   options: ConnectionOptions = {},
 ): NativeHandler {
-  const set = new ConnectionSet();
-  const upgrade = nativeUpgrade(handler, resolveConnectionOptions(options), set);
+  const resolved = resolveConnectionOptions(options);
+  const set = new ConnectionSet(resolved);
+  const upgrade = nativeUpgrade(handler, resolved, set);
   return {
     upgrade,
     get connections() {

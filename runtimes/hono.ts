@@ -389,6 +389,11 @@ class Bound<S> implements Handler<S> {
   drain(ctx: Context<S>): void {
     this.#route.handler.drain?.(ctx);
   }
+  get shutdown(): ((ctx: Context<S>) => void | Promise<void>) | undefined {
+    const handler = this.#route.handler;
+    const hook = handler.shutdown;
+    return hook === undefined ? undefined : (ctx) => hook.call(handler, ctx);
+  }
   close(ctx: Context<S>, info: CloseInfo): void | Promise<void> {
     return this.#route.handler.close?.(ctx, info);
   }
@@ -509,7 +514,7 @@ class Route<S> {
   readonly handler: Handler<S>;
   readonly app: App<S> | undefined;
   readonly options: Readonly<ConnectionOptions>;
-  readonly set = new ConnectionSet();
+  readonly set: ConnectionSet;
   /** Whether the route serves Hono's inline form (shared, never shut down). */
   inline = false;
   readonly #createEvents: ((c: any) => WSEvents<S> | Promise<WSEvents<S>>) | undefined;
@@ -520,6 +525,7 @@ class Route<S> {
   ) {
     const { use, app: appOptions, onError, ...connection } = options;
     this.options = resolveConnectionOptions(connection);
+    this.set = new ConnectionSet(this.options);
     if (typeof source === "function") {
       const app = new App<S>(appOptions);
       for (const middleware of use ?? []) app.use(middleware);

@@ -103,7 +103,7 @@ export function upgradeHandler<S = Record<string, unknown>>(
   options: ConnectionOptions = {},
 ): UpgradeHandler {
   const resolved = resolveConnectionOptions(options);
-  const set = new ConnectionSet();
+  const set = new ConnectionSet(resolved);
   return {
     handleUpgrade(req, socket, head) {
       run(socket, handler, resolved, set, req, head);

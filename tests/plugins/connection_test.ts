@@ -169,6 +169,8 @@ describe("App connection phase", () => {
     conn.transport.accepting = true;
     conn.pump.onDrain();
     await flush();
+    void conn.set.shutdown(1001, "Server shutting down");
+    await flush();
     conn.feed(frame(0x3, "reserved opcode"));
     await flush();
     assert.deepEqual(types, [
@@ -181,6 +183,7 @@ describe("App connection phase", () => {
       "message",
       "send",
       "drain",
+      "shutdown",
       "error",
       "close",
     ]);
