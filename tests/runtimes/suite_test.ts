@@ -8,6 +8,7 @@ import type { Handler, ListenOptions, Server } from "../../mod.ts";
 import { runtime, serve } from "../../mod.ts";
 import { attach, serve as serveNode } from "../../runtimes/node.ts";
 import { type AppTarget, runAppSuite } from "./_app_suite.ts";
+import { runLimitsSuite } from "./_limits_suite.ts";
 import { runSuite } from "./_suite.ts";
 
 const on = runtime();
@@ -98,4 +99,5 @@ targets.push({
 for (const target of targets) {
   runSuite(target);
   runAppSuite(target);
+  runLimitsSuite(target);
 }
