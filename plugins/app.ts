@@ -10,7 +10,7 @@ import { ProtocolError } from "../core/errors.ts";
 import { PreparedMessage } from "../core/prepared.ts";
 import type { UpgradeRequest } from "../core/handshake.ts";
 import { ReadyState } from "../core/state.ts";
-import type { Composed, Next } from "./compose.ts";
+import { type Composed, isThenable, type Next } from "./compose.ts";
 import {
   CloseContext,
   ControlContext,
@@ -353,10 +353,13 @@ export class App<S = Record<string, unknown>> implements Handler<S> {
   }
 
   #report(error: unknown, ctx: EventContext<S>): void {
+    const failed = (secondary: unknown) => console.error("duplex: onError threw:", secondary, "while handling:", error);
     try {
-      this.#onError(error, ctx);
+      // Typed `void`, but an async handler compiles too: its rejection is logged, never left unhandled.
+      const result: unknown = this.#onError(error, ctx);
+      if (isThenable(result)) result.then(undefined, failed);
     } catch (secondary) {
-      console.error("duplex: onError threw:", secondary, "while handling:", error);
+      failed(secondary);
     }
   }
 

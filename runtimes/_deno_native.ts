@@ -106,7 +106,10 @@ export function nativeUpgrade<S>(
     socket.onerror = (event) => {
       // A protocol error: Deno drops TCP without a close frame, `onclose` follows.
       const message = (event as ErrorEvent).message || "WebSocket protocol error";
-      if (/unexpected eof/i.test(message)) return; // the peer dropped TCP: 1006 follows, no fault
+      // The peer dropped TCP (an EOF, a reset, a write into a reset
+      // connection: "Connection reset by peer (os error 104)", "Broken pipe
+      // (os error 32)"): 1006 follows, and it is no protocol fault.
+      if (/unexpected eof|\(os error \d+\)/i.test(message)) return;
       const code = /utf-?8/i.test(message) ? CloseCode.InvalidPayload : CloseCode.ProtocolError;
       session.reportError(new ProtocolError("WS_ERR_NATIVE", code, message));
     };
