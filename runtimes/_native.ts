@@ -26,7 +26,7 @@ import {
   systemClock,
   type UpgradeAnswer,
 } from "../plugins/hooks.ts";
-import { callHook, type Connection, type ConnectionSet, isPromise } from "./_pump.ts";
+import { callHook, type Connection, type ConnectionSet, isPromise, logHookFailure } from "./_pump.ts";
 import { LIMIT_DEFAULTS, RateLimiter, rateLimitError } from "./_limits.ts";
 
 /**
@@ -329,8 +329,10 @@ export class NativeSession<S = Record<string, unknown>> implements Context<S>, C
     if (this.#state !== ReadyState.Open) return;
     this.#state = ReadyState.Closing;
     this.clock.clearTimeout(this.#idleTimer);
-    this.#socket!.close(code, reason);
+    // The timer first: a runtime may report the close inside close() (Bun),
+    // and onClose() then clears it.
     this.#closeTimer = this.clock.setTimeout(() => this.terminate(), this.#closeTimeoutMs);
+    this.#socket!.close(code, reason);
   }
 
   /** Drops the connection without a close handshake. */
@@ -447,8 +449,8 @@ export class NativeSession<S = Record<string, unknown>> implements Context<S>, C
     if (sent || this.#state !== ReadyState.Open) return;
     this.#state = ReadyState.Closing;
     this.clock.clearTimeout(this.#idleTimer);
-    this.#socket?.close(error.closeCode, "");
     this.#closeTimer = this.clock.setTimeout(() => this.terminate(), this.#closeTimeoutMs);
+    this.#socket?.close(error.closeCode, "");
   }
 
   /** The runtime reported a fault it handled itself: only the `error` hook hears of it. */
@@ -584,11 +586,12 @@ export class NativeSession<S = Record<string, unknown>> implements Context<S>, C
     if (this.#state === ReadyState.Open) this.close(CloseCode.InternalError);
   }
 
-  #safely(fn: () => void): void {
+  #safely(fn: () => unknown): void {
     try {
-      fn();
+      const result = fn();
+      if (isPromise(result)) result.then(undefined, logHookFailure);
     } catch (err) {
-      console.error("duplex: a hook threw while handling another error:", err);
+      logHookFailure(err);
     }
   }
 }

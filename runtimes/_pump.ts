@@ -175,6 +175,23 @@ export function isPromise(value: unknown): value is Promise<unknown> {
 }
 
 /**
+ * Logs the failure of a hook that had nowhere else to report it (the `error`
+ * or `drain` hook itself threw or rejected).
+ *
+ * @param err What the hook threw or rejected with.
+ *
+ * @example
+ * ```ts
+ * import { logHookFailure } from "./_pump.ts";
+ *
+ * logHookFailure(new Error("boom")); // console.error, never a throw
+ * ```
+ */
+export function logHookFailure(err: unknown): void {
+  console.error("duplex: a hook threw while handling another error:", err);
+}
+
+/**
  * Calls a hook for the raw pump and the native session alike: a throw or a
  * rejection goes to `failed`, never further.
  *
@@ -933,11 +950,12 @@ export class Pump<S = Record<string, unknown>> implements Context<S>, Connection
   }
 
   /** Runs a hook whose failure has nowhere else to go. */
-  #safely(fn: () => void): void {
+  #safely(fn: () => unknown): void {
     try {
-      fn();
+      const result = fn();
+      if (isPromise(result)) result.then(undefined, logHookFailure);
     } catch (err) {
-      console.error("duplex: a hook threw while handling another error:", err);
+      logHookFailure(err);
     }
   }
 

@@ -15,8 +15,7 @@
 // Every path, native ones included, must behave the same here: none of the
 // README's "Known differences of the native paths" changes what a fault does.
 // The only branches are on where the request head is read (Duplex, or the
-// runtime's HTTP server: `httpServerHandshakeTimeout`) and on a known bug of
-// the native session (`closeTimerBug`, a `todo` test).
+// runtime's HTTP server: `httpServerHandshakeTimeout`).
 import assert from "node:assert/strict";
 import type { Socket } from "node:net";
 import process from "node:process";
@@ -32,6 +31,9 @@ const LARGE = 8 * 1024 * 1024;
 
 /** The close timeout of every server here: its timers are told apart from the others by this delay. */
 const CLOSE_TIMEOUT_MS = 4321;
+// Servers here run without the idle timeout: a live connection holds its idle
+// timer (tests/runtimes/_limits_suite.ts covers it), and "no timer left"
+// must mean no leak while bystanders stay open.
 
 /** The runtime's timers, counting those scheduled and not yet fired nor cleared. */
 export class CountingClock implements Clock {
@@ -190,17 +192,8 @@ export function runFaults(target: AppTarget): void {
   // The runtime's own HTTP server reads the request head (node:http, Deno.serve,
   // Bun.serve): a half-sent head never reaches Duplex.
   const httpServerReadsHead = differs("httpServerHandshakeTimeout");
-  // A bug in _native.ts, shown by the `todo` test "a close by the server
-  // leaves no timer…" below: where the runtime reports a server-initiated
-  // close at once (Bun.serve calls its close handler inside ws.close()),
-  // NativeSession.close() and fail() start the close timer after the close
-  // was reported, so it outlives the connection (and fires, a no-op, after
-  // closeTimeoutMs). The other tests count every timer but those.
-  const closeTimerBug = differs("closeReportedAtOnce")
-    ? "NativeSession starts its close timer after calling socket.close(), which Bun.serve reports at once: the timer outlives the connection"
-    : undefined;
-  /** Timers left, but the close timers of `closeTimerBug`. */
-  const timersLeft = (clock: CountingClock) => clock.pending - (closeTimerBug ? clock.pendingFor(CLOSE_TIMEOUT_MS) : 0);
+  /** Timers the server's clock still holds. */
+  const timersLeft = (clock: CountingClock) => clock.pending;
 
   /**
    * Starts a server on a counting clock, runs `body`, then shuts the server
@@ -212,7 +205,7 @@ export function runFaults(target: AppTarget): void {
     body: (server: Server, clock: CountingClock) => Promise<void>,
   ): Promise<void> {
     const clock = new CountingClock();
-    const server = await target.start(handler, { port: 0, hostname: "127.0.0.1", clock, closeTimeoutMs: CLOSE_TIMEOUT_MS });
+    const server = await target.start(handler, { port: 0, hostname: "127.0.0.1", clock, closeTimeoutMs: CLOSE_TIMEOUT_MS, idleTimeoutMs: 0 });
     let failed = true;
     try {
       await body(server, clock);
@@ -319,12 +312,12 @@ export function runFaults(target: AppTarget): void {
   });
 
   describe(`${target.name}: faults: timers`, { skip: target.skip }, () => {
-    it("a close by the server leaves no timer once the close is reported, nor does server.close()", { todo: closeTimerBug }, async () => {
+    it("a close by the server leaves no timer once the close is reported, nor does server.close()", async () => {
       const seen = new Seen();
       const clock = new CountingClock();
       const server = await target.start(recordingEcho(seen, {
         message: (ctx, data) => (data === "close" ? ctx.close(4000, "bye") : void ctx.send(data)),
-      }), { port: 0, hostname: "127.0.0.1", clock, closeTimeoutMs: CLOSE_TIMEOUT_MS });
+      }), { port: 0, hostname: "127.0.0.1", clock, closeTimeoutMs: CLOSE_TIMEOUT_MS, idleTimeoutMs: 0 });
       try {
         const victim = await Client.open(`${server.url}/victim`);
         const other = await Client.open(`${server.url}/other`);
@@ -442,12 +435,8 @@ export function runFaults(target: AppTarget): void {
       });
 
       // The error hook is typed `void`, but an `async error()` compiles: its
-      // rejection must be handled too. _pump.ts and _native.ts call the hook
-      // through `#safely`, which catches a throw and drops the returned promise.
-      const errorHookTodo = how === "rejects"
-        ? "an error hook that returns a rejected promise is an unhandled rejection: #safely in _pump.ts and _native.ts drops the promise"
-        : undefined;
-      it(`error hook that ${how} while reporting a failed message hook: logged, 1011 still sent, no crash`, { todo: errorHookTodo }, async () => {
+      // rejection must be handled too (logged, as a throw).
+      it(`error hook that ${how} while reporting a failed message hook: logged, 1011 still sent, no crash`, async () => {
         const seen = new Seen();
         const secondary = new Error(`error hook ${how} on ${target.name}`);
         const handler = recordingEcho(seen, {
