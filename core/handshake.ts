@@ -323,12 +323,21 @@ export interface UpgradeRequest {
  * 1. no `Upgrade` header: 426 `WS_ERR_UPGRADE_REQUIRED` (a plain HTTP request);
  * 2. method not `GET`: 400 `WS_ERR_INVALID_METHOD`;
  * 3. HTTP version below 1.1: 400 `WS_ERR_INVALID_HTTP_VERSION`;
- * 4. missing or empty `Host`: 400 `WS_ERR_MISSING_HOST`;
- * 5. `Upgrade` without `websocket`: 400 `WS_ERR_INVALID_UPGRADE`;
- * 6. `Connection` without `upgrade`: 400 `WS_ERR_INVALID_CONNECTION`;
- * 7. `Sec-WebSocket-Version` not `13`: 426 `WS_ERR_INVALID_VERSION`;
- * 8. `Sec-WebSocket-Key` not the base64 of 16 bytes: 400 `WS_ERR_INVALID_KEY`;
- * 9. malformed `Sec-WebSocket-Protocol` or `Sec-WebSocket-Extensions`: 400.
+ * 4. a body, announced by `Transfer-Encoding` (any value) or by a
+ *    `Content-Length` that is not one field of value 0 (`0`, `00`): 400
+ *    `WS_ERR_MALFORMED_REQUEST` (the bytes after the head are read as
+ *    WebSocket frames, never as a body);
+ * 5. a request target that is neither a path (`/chat?room=1`) nor an
+ *    `http:` or `https:` URL without user info: 400
+ *    `WS_ERR_MALFORMED_REQUEST`;
+ * 6. missing or empty `Host`: 400 `WS_ERR_MISSING_HOST`;
+ * 7. `Host` repeated, not `host[:port]`, or not the host of a URL target: 400
+ *    `WS_ERR_INVALID_HOST`;
+ * 8. `Upgrade` without `websocket`: 400 `WS_ERR_INVALID_UPGRADE`;
+ * 9. `Connection` without `upgrade`: 400 `WS_ERR_INVALID_CONNECTION`;
+ * 10. `Sec-WebSocket-Version` not `13`: 426 `WS_ERR_INVALID_VERSION`;
+ * 11. `Sec-WebSocket-Key` not the base64 of 16 bytes: 400 `WS_ERR_INVALID_KEY`;
+ * 12. malformed `Sec-WebSocket-Protocol` or `Sec-WebSocket-Extensions`: 400.
  *
  * @param head The request head.
  * @returns The checked request.
@@ -392,8 +401,45 @@ export function validateUpgradeRequest(head: HeadLike): UpgradeRequest {
       "Invalid HTTP version: a WebSocket handshake needs HTTP/1.1 or later",
     );
   }
-  if (trimSpace(headers.get("host") ?? "") === "") {
+  // No body: what follows the head is frames, so a body that an
+  // intermediary forwards would be read as frames (request smuggling).
+  if (headers.get("transfer-encoding") !== null) {
+    throw new HandshakeError(
+      "WS_ERR_MALFORMED_REQUEST",
+      400,
+      "Malformed request: a WebSocket handshake has no body, and this one has Transfer-Encoding",
+    );
+  }
+  const contentLength = headers.get("content-length");
+  if (contentLength !== null && !isZeroLength(contentLength)) {
+    throw new HandshakeError(
+      "WS_ERR_MALFORMED_REQUEST",
+      400,
+      "Malformed request: a WebSocket handshake has no body, and this one has a Content-Length other than 0",
+    );
+  }
+  const authority = targetAuthority(head.url);
+  if (authority === undefined) {
+    throw new HandshakeError(
+      "WS_ERR_MALFORMED_REQUEST",
+      400,
+      "Malformed request: the request target must be a path or an http(s) URL",
+    );
+  }
+  const host = trimSpace(headers.get("host") ?? "");
+  if (host === "") {
     throw new HandshakeError("WS_ERR_MISSING_HOST", 400, "Missing Host header");
+  }
+  // A repeated Host arrives joined with ", ", which is not a host.
+  if (!isHost(host)) {
+    throw new HandshakeError("WS_ERR_INVALID_HOST", 400, "Invalid Host header: it must be one host[:port]");
+  }
+  if (authority !== "" && authority.toLowerCase() !== host.toLowerCase()) {
+    throw new HandshakeError(
+      "WS_ERR_INVALID_HOST",
+      400,
+      "Invalid Host header: it differs from the host of the request target",
+    );
   }
   if (!hasListToken(upgrade, "websocket")) {
     throw new HandshakeError(
@@ -787,6 +833,63 @@ function trimSpace(value: string): string {
 /** Whether the comma-separated `list` has an element equal to `token`, ignoring case. */
 function hasListToken(list: string, token: string): boolean {
   return list.split(",").some((element) => trimSpace(element).toLowerCase() === token);
+}
+
+/** Whether a `Content-Length` value is one `1*DIGIT` of value 0; `"0, 0"` (a repeated field) is not. */
+function isZeroLength(value: string): boolean {
+  const digits = trimSpace(value);
+  if (digits === "") return false;
+  for (let i = 0; i < digits.length; i++) if (digits[i] !== "0") return false;
+  return true;
+}
+
+/**
+ * The authority of a request target in absolute form (`http://host:port/path`,
+ * RFC 9112 §3.2.2), `""` for origin form (`/path?query`), or `undefined` for
+ * any other target: another scheme, user info, no host, `*` or authority form.
+ */
+function targetAuthority(target: string): string | undefined {
+  if (target.startsWith("/")) return "";
+  const scheme = target.slice(0, 8).toLowerCase();
+  const start = scheme.startsWith("http://") ? 7 : scheme === "https://" ? 8 : -1;
+  if (start === -1) return undefined;
+  let end = start;
+  while (end < target.length && target[end] !== "/" && target[end] !== "?" && target[end] !== "#") end++;
+  const authority = target.slice(start, end);
+  return authority === "" || authority.includes("@") ? undefined : authority;
+}
+
+/** Characters of a reg-name or an IP literal (RFC 3986 §3.2.2) besides letters and digits. */
+const HOST_CHARS = "-._~%!$&'()*+,;=";
+
+function isHostChar(c: number): boolean {
+  return (c >= 0x30 && c <= 0x39) || (c >= 0x41 && c <= 0x5a) || (c >= 0x61 && c <= 0x7a) ||
+    (c < 0x7f && HOST_CHARS.includes(String.fromCharCode(c)));
+}
+
+/**
+ * Whether `value` is `uri-host [":" port]` (RFC 9110 §7.2): a name or IPv4
+ * address, or an IP literal in brackets, then optionally a colon and digits.
+ */
+function isHost(value: string): boolean {
+  let i = 0;
+  if (value[0] === "[") {
+    const close = value.indexOf("]");
+    if (close < 2) return false;
+    for (i = 1; i < close; i++) {
+      if (value[i] !== ":" && !isHostChar(value.charCodeAt(i))) return false;
+    }
+    i = close + 1;
+  } else {
+    while (i < value.length && isHostChar(value.charCodeAt(i))) i++;
+    if (i === 0) return false;
+  }
+  if (i === value.length) return true;
+  if (value[i] !== ":") return false;
+  for (i++; i < value.length; i++) {
+    if (value[i]! < "0" || value[i]! > "9") return false;
+  }
+  return true;
 }
 
 function isHttp11OrLater(version: string): boolean {

@@ -2,8 +2,9 @@
  * An incremental parser for the head of an HTTP/1.1 request (request line and
  * header fields, RFC 9112), fed raw bytes as they arrive. It is used where a
  * runtime hands over a raw socket before any HTTP parsing, and it is strict:
- * obsolete line folding, bare CR, whitespace before the colon and control
- * characters are refused, and the header block is capped in size and count.
+ * obsolete line folding, bare CR, bare LF, whitespace before the colon and
+ * control characters are refused, and the header block is capped in size and
+ * count.
  *
  * @module
  */
@@ -84,10 +85,13 @@ for (let c = 0x41; c <= 0x5a; c++) TCHAR[c] = TCHAR[c + 0x20] = 1;
  * size, down to one byte at a time, in time linear in the input: each byte is
  * looked at a bounded number of times however the input is split.
  *
- * Line endings may be CRLF or a bare LF (RFC 9112 §2.2); empty lines before
- * the request line are ignored. The header block counts from the request line
- * through the terminating blank line, and a request is refused as soon as it
- * passes `maxHeaderBytes`, before its end arrives.
+ * Every line from the request line through the blank line that ends the head
+ * must end with CRLF: a bare LF is refused, as `node:http` refuses it, so that
+ * no intermediary can see other header fields than the parser does. Empty
+ * lines before the request line (CRLF or a bare LF) are ignored (RFC 9112
+ * §2.2). The header block counts from the request line through the
+ * terminating blank line, and a request is refused as soon as it passes
+ * `maxHeaderBytes`, before its end arrives.
  *
  * A parser serves one request: once `push()` has returned a head or thrown,
  * it is finished.
@@ -194,8 +198,8 @@ export class RequestHeadParser {
       }
 
       const contentLength = this.#lineLength + lf - pos;
-      const empty = contentLength === 0 ||
-        (contentLength === 1 && (this.#lineLength === 1 ? this.#line[0] : chunk[pos]) === CR);
+      const crlf = contentLength > 0 && (lf > pos ? chunk[lf - 1] : this.#line[this.#lineLength - 1]) === CR;
+      const empty = contentLength === 0 || (contentLength === 1 && crlf);
       if (empty && this.#method === "") {
         // Empty lines before the request line are skipped (RFC 9112 §2.2),
         // but not without bound.
@@ -209,6 +213,9 @@ export class RequestHeadParser {
       }
       this.#blockBytes += contentLength + 1;
       if (this.#blockBytes > max) throw tooLarge();
+      // A bare LF is refused (RFC 9112 §2.2 allows either): an intermediary
+      // that splits lines only at CRLF would see other fields than we do.
+      if (!crlf) throw malformed("line ending is a bare LF, not CRLF");
 
       let line: Uint8Array;
       if (this.#lineLength === 0) {

@@ -368,6 +368,68 @@ describe("validateUpgradeRequest", () => {
     rejects(() => validateUpgradeRequest(request({ Host: "" })), 400, "WS_ERR_MISSING_HOST");
   });
 
+  it("refuses a body, a repeated or invalid Content-Length, and Transfer-Encoding", () => {
+    for (const length of ["1", "00 1", "-0", "+0", "0x0", "", "0, 0", "0,0", "1e3"]) {
+      rejects(
+        () => validateUpgradeRequest(request({ "Content-Length": length })),
+        400,
+        "WS_ERR_MALFORMED_REQUEST",
+      );
+    }
+    for (const coding of ["chunked", "identity", "", "gzip, chunked"]) {
+      rejects(
+        () => validateUpgradeRequest(request({ "Transfer-Encoding": coding })),
+        400,
+        "WS_ERR_MALFORMED_REQUEST",
+      );
+    }
+    for (const length of ["0", "000", " 0 "]) {
+      validateUpgradeRequest(request({ "Content-Length": length }));
+    }
+  });
+
+  it("refuses a request target that is neither a path nor an http(s) URL", () => {
+    const bad = ["", "*", "chat", "example.com:80", "ws://server.example.com/", "http://", "http:///chat",
+      "http://user@server.example.com/", "ftp://server.example.com/"];
+    for (const url of bad) {
+      rejects(() => validateUpgradeRequest(request({}, { url })), 400, "WS_ERR_MALFORMED_REQUEST");
+    }
+  });
+
+  it("accepts a URL target for the Host, in any case, and refuses one for another host", () => {
+    for (const url of ["http://server.example.com/chat", "HTTPS://Server.Example.COM", "http://server.example.com?x=1"]) {
+      assert.equal(validateUpgradeRequest(request({}, { url })).url, url);
+    }
+    for (const url of ["http://evil.example/chat", "http://server.example.com:80/chat", "https://server.example.com.evil/"]) {
+      rejects(() => validateUpgradeRequest(request({}, { url })), 400, "WS_ERR_INVALID_HOST");
+    }
+  });
+
+  it("refuses a Host that is not one host[:port]", () => {
+    const bad = ["a b", "a, b", "a,b c", "a/b", "a@b", "a?b", "a#b", "a\\b", ":80", "a:80x", "a:b", "[::1", "[]",
+      "[::1]x", "a\u00e9", "<a>"];
+    for (const host of bad) {
+      rejects(() => validateUpgradeRequest(request({ Host: host })), 400, "WS_ERR_INVALID_HOST");
+    }
+    const good = ["localhost", "localhost:", "127.0.0.1:8080", "[::1]:8080", "[fe80::1%25eth0]", "xn--mller-kva.de",
+      "example.com.", "my_host-1.example:443", "a,b"];
+    for (const host of good) validateUpgradeRequest(request({ Host: host }));
+  });
+
+  it("refuses a Host repeated in a node:http record or in raw bytes", () => {
+    const parsed = new RequestHeadParser().push(encoder.encode(
+      "GET / HTTP/1.1\r\nHost: a\r\nHost: a\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
+        "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+    ));
+    rejects(() => validateUpgradeRequest(parsed!.head), 400, "WS_ERR_INVALID_HOST");
+    const record = { ...valid(), Host: undefined, host: ["a", "a"] };
+    rejects(
+      () => validateUpgradeRequest({ method: "GET", url: "/", httpVersion: "1.1", headers: record }),
+      400,
+      "WS_ERR_INVALID_HOST",
+    );
+  });
+
   it("refuses an Upgrade without websocket", () => {
     for (const upgrade of ["", "h2c", "websockets", "web socket", "websocket/13x, h2c"]) {
       rejects(
@@ -451,6 +513,7 @@ describe("validateUpgradeRequest", () => {
   it("checks in the documented order", () => {
     // Each step fails along with every later one; the earliest must answer.
     const all = {
+      "Transfer-Encoding": "chunked",
       Host: null,
       Upgrade: "h2c",
       Connection: "close",
@@ -468,18 +531,34 @@ describe("validateUpgradeRequest", () => {
       400,
       "WS_ERR_INVALID_HTTP_VERSION",
     );
-    rejects(() => validateUpgradeRequest(request(all)), 400, "WS_ERR_MISSING_HOST");
     rejects(
-      () => validateUpgradeRequest(request({ ...all, Host: "h" })),
+      () => validateUpgradeRequest(request(all, { url: "*" })),
+      400,
+      "WS_ERR_MALFORMED_REQUEST",
+    );
+    const noBody = { ...all, "Transfer-Encoding": null };
+    rejects(
+      () => validateUpgradeRequest(request(noBody, { url: "*" })),
+      400,
+      "WS_ERR_MALFORMED_REQUEST",
+    );
+    rejects(() => validateUpgradeRequest(request(noBody)), 400, "WS_ERR_MISSING_HOST");
+    rejects(
+      () => validateUpgradeRequest(request({ ...noBody, Host: "a b" })),
+      400,
+      "WS_ERR_INVALID_HOST",
+    );
+    rejects(
+      () => validateUpgradeRequest(request({ ...noBody, Host: "h" })),
       400,
       "WS_ERR_INVALID_UPGRADE",
     );
     rejects(
-      () => validateUpgradeRequest(request({ ...all, Host: "h", Upgrade: "websocket" })),
+      () => validateUpgradeRequest(request({ ...noBody, Host: "h", Upgrade: "websocket" })),
       400,
       "WS_ERR_INVALID_CONNECTION",
     );
-    const upToVersion = { ...all, Host: "h", Upgrade: "websocket", Connection: "upgrade" };
+    const upToVersion = { ...noBody, Host: "h", Upgrade: "websocket", Connection: "upgrade" };
     rejects(() => validateUpgradeRequest(request(upToVersion)), 426, "WS_ERR_INVALID_VERSION");
     rejects(
       () => validateUpgradeRequest(request({ ...upToVersion, "Sec-WebSocket-Version": "13" })),

@@ -134,11 +134,17 @@ describe("RequestHeadParser", () => {
     assert.deepEqual([...parsed!.rest], [0x78, 0x79]);
   });
 
-  it("accepts bare LF line endings and mixed endings", () => {
-    assert.deepEqual(
-      parseEverySplit(encoder.encode("GET / HTTP/1.1\nHost: a\nX: b\r\n\nrest")),
-      ok("GET", "/", "1.1", [["host", "a"], ["x", "b"]], [...encoder.encode("rest")]),
-    );
+  it("refuses bare LF line endings, alone or mixed with CRLF, as node:http does", () => {
+    for (
+      const text of [
+        "GET / HTTP/1.1\nHost: a\n\n",
+        "GET / HTTP/1.1\nHost: a\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost: a\nX: b\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost: a\r\n\nrest",
+      ]
+    ) {
+      assert.deepEqual(parseEverySplit(encoder.encode(text)), MALFORMED, JSON.stringify(text));
+    }
   });
 
   it("ignores empty lines before the request line", () => {
@@ -251,10 +257,10 @@ describe("RequestHeadParser", () => {
       assert.ok(typeof outcome === "object" && "head" in outcome);
     });
 
-    it("counts a bare LF ending as one byte", () => {
-      const lf = encoder.encode("GET / HTTP/1.1\nHost: a\n\n");
-      assert.ok(typeof parseEverySplit(lf, lf.length) === "object");
-      assert.deepEqual(parseEverySplit(lf, lf.length - 1), TOO_LARGE);
+    it("answers 431 rather than 400 for a line that passes the limit, however it ends", () => {
+      const lf = encoder.encode("GET / HTTP/1.1\r\nX-Pad: abcdefghij\n\r\n");
+      assert.deepEqual(parseEverySplit(lf, lf.length), MALFORMED);
+      assert.deepEqual(parseEverySplit(lf, 20), TOO_LARGE);
     });
 
     it("refuses as soon as the limit is passed, without waiting for the end", () => {
