@@ -244,10 +244,13 @@ export class UpgradeContext<S = Record<string, unknown>> extends PeerEvent<S> {
   get url(): URL {
     if (this.#url === undefined) {
       const target = this.request.url;
+      const path = target.startsWith("/") ? target : `/${target}`;
       try {
-        this.#url = new URL(target, `http://${this.request.headers.get("host") ?? "localhost"}`);
+        // An origin-form target is joined, not resolved: resolving
+        // `//evil.example/admin` against the Host would make its path `/admin`.
+        this.#url = target.startsWith("/") ? new URL(`http://${this.request.headers.get("host") ?? "localhost"}${target}`) : new URL(target);
       } catch {
-        this.#url = new URL(target.startsWith("/") ? target : `/${target}`, "http://localhost");
+        this.#url = new URL(`http://localhost${path}`);
       }
     }
     return this.#url;

@@ -387,4 +387,19 @@ describe("App upgrade phase", () => {
     assert.equal(conn.status, 101);
     assert.equal(url, "http://localhost/x?y=1");
   });
+
+  it("keeps a target that starts with // as a path: no host taken from it, no 500", async () => {
+    const seen: [string, string][] = [];
+    const app = new App().use({
+      upgrade(ctx: UpgradeContext, next) {
+        seen.push([ctx.url.host, ctx.path]);
+        return next();
+      },
+    });
+    const evil = await connect(app, { request: buildRequest({ path: "//evil.example/admin?x=1", host: "ws.example.org" }) });
+    assert.equal(evil.status, 101);
+    const empty = await connect(app, { request: buildRequest({ path: "//", host: "ws.example.org" }) });
+    assert.equal(empty.status, 101);
+    assert.deepEqual(seen, [["ws.example.org", "//evil.example/admin"], ["ws.example.org", "//"]]);
+  });
 });
