@@ -50,6 +50,35 @@ export function runLimitsSuite(target: AppTarget): void {
   const differs = (name: AppDifference) => target.differences?.[name] !== undefined;
 
   describe(`${target.name}: limits`, { skip: target.skip }, () => {
+    it("drops a client that trickles its request head one byte at a time (slowloris) at handshakeTimeoutMs", async () => {
+      const why = target.differences?.httpServerHandshakeTimeout;
+      const server = await start(echo, { handshakeTimeoutMs: 300 });
+      const socket = await connectFrom(server.port, "127.0.0.1");
+      try {
+        let dropped = false;
+        socket.on("close", () => (dropped = true));
+        socket.on("error", () => {});
+        const request = upgradeRequest({ "X-Padding": "p".repeat(200) });
+        let sent = 0;
+        // A byte every 10 ms: the head would take over 3 s to arrive.
+        while (!dropped && sent < request.length && sent < 150) {
+          socket.write(request[sent++]!);
+          await delay(10);
+        }
+        if (why !== undefined) {
+          // The runtime's HTTP server reads the head, with its own (longer) timeouts.
+          assert.equal(dropped, false, why);
+        } else {
+          assert.equal(dropped, true, `still open after ${sent} bytes`);
+          assert.ok(sent < request.length, "dropped before the head was complete");
+          assert.equal(server.connections, 0);
+        }
+      } finally {
+        socket.destroy();
+        await server.close();
+      }
+    });
+
     it("answers 503 with Retry-After once maxConnections are open, and admits again when one closed", async () => {
       const server = await start(echo, { maxConnections: 2, retryAfterSeconds: 7 });
       try {
