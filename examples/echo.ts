@@ -24,7 +24,13 @@ const server = await serve({
   },
 }, { port, hostname, transport, perMessageDeflate });
 
-// Before the first line: a supervisor may stop it as soon as it is listening.
+// Graceful shutdown on SIGTERM (what a supervisor, systemd or Kubernetes
+// sends) and SIGINT (Ctrl-C): server.close() stops accepting, drops
+// handshakes in progress, delivers every message already queued, sends 1001
+// to every connection and waits for their close handshakes, destroying what
+// is left after shutdownTimeoutMs (10 s); then the process exits 0. A second
+// signal meanwhile ends the process at once (the default action).
+// Registered before the first line: a supervisor may stop it as soon as it is listening.
 for (const signal of ["SIGINT", "SIGTERM"] as const) {
   process.once(signal, async () => {
     await server.close();
