@@ -429,7 +429,20 @@ function engineItems(events: EngineEvent[]): (Item | { type: "error"; closeCode:
 // ---------------------------------------------------------------------------
 // Handshake
 
-const CRLF = fc.constantFrom("\r\n", "\n");
+// Lines end in CRLF: a bare LF is refused (400), as node:http does, since a
+// proxy that splits lines only at CRLF would read other fields.
+const CRLF = fc.constant("\r\n");
+const HANDSHAKE_FIELDS = new Set([
+  "host",
+  "upgrade",
+  "connection",
+  "sec-websocket-key",
+  "sec-websocket-version",
+  "sec-websocket-protocol",
+  "sec-websocket-extensions",
+  "content-length",
+  "transfer-encoding",
+]);
 const OWS = fc.constantFrom("", " ", "\t", " \t ");
 
 /** A valid upgrade request, varied in every way RFC 6455 and RFC 9112 allow, with bytes behind it. */
@@ -449,7 +462,12 @@ const requestArb: fc.Arbitrary<Uint8Array> = fc.record({
     fc.constantFrom("permessage-deflate", "permessage-deflate; client_max_window_bits", 'x-foo; a=1; b="2", y', "a;b;b"),
     { nil: undefined },
   ),
-  extra: fc.array(fc.tuple(tokenArb, fc.stringMatching(/^[ -~\x80-\xff]{0,20}$/)), { maxLength: 4 }),
+  // Extra fields, but none the handshake reads: a second Host or a body
+  // announcement would make the request invalid (tests/core/smuggling_test.ts).
+  extra: fc.array(
+    fc.tuple(tokenArb.filter((n) => !HANDSHAKE_FIELDS.has(n.toLowerCase())), fc.stringMatching(/^[ -~\x80-\xff]{0,20}$/)),
+    { maxLength: 4 },
+  ),
   ows: fc.array(OWS, { minLength: 10, maxLength: 10 }),
   order: fc.array(fc.nat(), { minLength: 12, maxLength: 12 }),
   tail: fc.uint8Array({ maxLength: 24 }),
