@@ -110,16 +110,51 @@ export interface ServeOptions extends ListenOptions {}
 
 /** Queued bytes at or above which `write` asks the pump to wait. */
 const WRITE_HIGH_WATER_MARK = 16 * 1024;
+/** Bytes read and held while the pump does not read, before the socket itself is paused. */
+const HOLD_BYTES = 64 * 1024;
 
 class BunTransport implements Transport {
   readonly #socket: BunSocket;
+  readonly #pump: () => Pump<unknown>;
   #queue: Uint8Array[] = [];
   #queued = 0;
   #endPending = false;
   #closed = false;
+  // Reading. A paused Bun socket does not read the peer's FIN either, so a
+  // peer that closed while we waited for `drain` would hold its connection
+  // for good: the socket keeps reading while the pump does not, holding up
+  // to HOLD_BYTES, and only then is paused for real.
+  #pumpPaused = false;
+  #socketPaused = false;
+  #held: Uint8Array[] = [];
+  #heldBytes = 0;
+  #delivering = false;
 
-  constructor(socket: BunSocket) {
+  constructor(socket: BunSocket, pump: () => Pump<unknown>) {
     this.#socket = socket;
+    this.#pump = pump;
+  }
+
+  /** Bun read `chunk`: to the pump, or held while the pump does not read. */
+  received(chunk: Uint8Array): void {
+    if (!this.#pumpPaused && this.#held.length === 0) {
+      this.#pump().onData(chunk);
+      return;
+    }
+    this.#held.push(chunk.slice()); // a copy: Bun may reuse its read buffer
+    this.#heldBytes += chunk.length;
+    if (this.#heldBytes >= HOLD_BYTES && !this.#socketPaused && !this.#closed) {
+      this.#socketPaused = true;
+      this.#socket.pause();
+    }
+  }
+
+  /** The peer's FIN, or the socket's close: what was held goes first. */
+  deliverHeld(): void {
+    const held = this.#held;
+    this.#held = [];
+    this.#heldBytes = 0;
+    for (const chunk of held) this.#pump().onData(chunk);
   }
 
   get remoteAddress(): string {
@@ -171,11 +206,26 @@ class BunTransport implements Transport {
   }
 
   pause(): void {
-    if (!this.#closed) this.#socket.pause();
+    this.#pumpPaused = true;
   }
 
   resume(): void {
-    if (!this.#closed) this.#socket.resume();
+    this.#pumpPaused = false;
+    if (this.#socketPaused && !this.#closed) {
+      this.#socketPaused = false;
+      this.#socket.resume();
+    }
+    if (this.#held.length === 0 || this.#delivering) return;
+    // Not from inside the pump's own call: hand the held bytes over next.
+    this.#delivering = true;
+    queueMicrotask(() => {
+      this.#delivering = false;
+      while (this.#held.length > 0 && !this.#pumpPaused) {
+        const chunk = this.#held.shift()!;
+        this.#heldBytes -= chunk.length;
+        this.#pump().onData(chunk);
+      }
+    });
   }
 
   end(): void {
@@ -236,23 +286,25 @@ export function serve<S = Record<string, unknown>>(handler: Handler<S>, options:
         binaryType: "uint8array",
         open(socket) {
           socket.setNoDelay?.(true);
-          const transport = new BunTransport(socket);
-          const pump = new Pump(transport, handler, connection, set);
+          const transport: BunTransport = new BunTransport(socket, (): Pump<unknown> => pump);
+          const pump: Pump<S> = new Pump(transport, handler, connection, set);
           socket.data = { transport, pump };
           pump.start();
         },
         data(socket, data) {
-          socket.data.pump.onData(data);
+          socket.data.transport.received(data);
         },
         drain(socket) {
           if (socket.data.transport.flush()) socket.data.pump.onDrain();
         },
         end(socket) {
+          socket.data.transport.deliverHeld();
           socket.data.pump.onEnd();
         },
         close(socket) {
           // `close` can come without `open` (a failed TLS handshake).
           if (socket.data === undefined) return;
+          socket.data.transport.deliverHeld();
           socket.data.transport.closed();
           socket.data.pump.onClosed();
         },

@@ -215,6 +215,31 @@ export function runLimitsSuite(target: AppTarget): void {
       }
     });
 
+    it("releases connections whose peers vanished with messages in flight while the server waited for drain", async () => {
+      let opened = 0;
+      let closed = 0;
+      const server = await start({
+        open: () => void opened++,
+        message: (ctx, data) => void ctx.send(data),
+        close: () => void closed++,
+      }, { idleTimeoutMs: 0 });
+      try {
+        const payload = new Uint8Array(64 * 1024).fill(1);
+        for (let round = 0; round < 20; round++) {
+          const client = await WsClient.connect(server.url);
+          const sends = [];
+          for (let i = 0; i < 24; i++) sends.push(client.sendFrame({ opcode: Op.Binary, payload }));
+          await delay(round % 4 * 5); // some echoes read, some in flight
+          client.socket.destroy();
+          await Promise.allSettled(sends);
+        }
+        await until(() => server.connections === 0, 9000, `every connection released (${server.connections} left)`);
+        assert.equal(closed, opened);
+      } finally {
+        await server.close();
+      }
+    });
+
     it("on close(): runs the shutdown hook, delivers every queued message, then 1001", async () => {
       const burst = 2000;
       const server = await start({
