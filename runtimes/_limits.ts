@@ -156,3 +156,116 @@ export class RateLimiter {
 export function rateLimitError(): ProtocolError {
   return new ProtocolError("WS_ERR_RATE_LIMIT", CloseCode.PolicyViolation, "Rate limit exceeded");
 }
+
+/**
+ * The fault a connection over `maxBufferedBytes` fails with (policy `"close"`).
+ *
+ * @param maxBufferedBytes The limit, for the message.
+ * @returns A `ProtocolError` with close code 1013.
+ *
+ * @example
+ * ```ts
+ * import { bufferFullError } from "./_limits.ts";
+ *
+ * console.log(bufferFullError(1024).code); // "WS_ERR_BUFFER_FULL"
+ * ```
+ */
+export function bufferFullError(maxBufferedBytes: number): ProtocolError {
+  return new ProtocolError("WS_ERR_BUFFER_FULL", CloseCode.TryAgainLater, `Output buffer full: over ${maxBufferedBytes} bytes, the peer does not read`);
+}
+
+/**
+ * What an {@linkcode IdleTimer} needs of its connection.
+ *
+ * @example
+ * ```ts
+ * import type { IdleHost } from "./_limits.ts";
+ *
+ * const host: IdleHost = { open: () => true, busy: () => false, ping: () => {}, close: () => {} };
+ * ```
+ */
+export interface IdleHost {
+  /** Whether the connection is still open (the timer stops otherwise). */
+  open(): boolean;
+  /** Whether a hook holds the events: reading is paused by the app, not by the peer. */
+  busy(): boolean;
+  /** Sends a ping. */
+  ping(): void;
+  /** Closes with 1001 `Idle timeout`. */
+  close(): void;
+}
+
+/**
+ * The idle timeout of one open connection, the same on raw and native paths:
+ * a ping after half the timeout without a byte from the peer, `close()` after
+ * all of it. `touch()` on every read costs one `clock.now()`; the timer fires
+ * at most twice per timeout.
+ *
+ * @example
+ * ```ts
+ * import { systemClock } from "@duplex/ws";
+ * import { IdleTimer } from "./_limits.ts";
+ *
+ * const idle = new IdleTimer(systemClock, 120_000, { open: () => true, busy: () => false, ping: () => {}, close: () => {} });
+ * idle.touch(); // on every read
+ * idle.stop(); // once the connection leaves the open state
+ * ```
+ */
+export class IdleTimer {
+  readonly #clock: Clock;
+  readonly #timeoutMs: number;
+  readonly #host: IdleHost;
+  #timer: unknown;
+  #lastRead: number;
+  #pingedAt = -Infinity;
+
+  /**
+   * Starts the timer.
+   *
+   * @param clock Where the time comes from.
+   * @param timeoutMs The idle timeout, above 0.
+   * @param host The connection.
+   */
+  constructor(clock: Clock, timeoutMs: number, host: IdleHost) {
+    this.#clock = clock;
+    this.#timeoutMs = timeoutMs;
+    this.#host = host;
+    this.#lastRead = clock.now();
+    this.#timer = clock.setTimeout(this.#check, timeoutMs / 2);
+  }
+
+  /** Something arrived from the peer. */
+  touch(): void {
+    this.#lastRead = this.#clock.now();
+  }
+
+  /** Stops the timer for good. */
+  stop(): void {
+    this.#clock.clearTimeout(this.#timer);
+    this.#timer = undefined;
+  }
+
+  readonly #check = (): void => {
+    this.#timer = undefined;
+    const host = this.#host;
+    if (!host.open()) return;
+    const timeout = this.#timeoutMs;
+    const now = this.#clock.now();
+    if (host.busy()) this.#lastRead = now;
+    const silent = now - this.#lastRead;
+    if (silent >= timeout) {
+      host.close();
+      return;
+    }
+    if (silent < timeout / 2) {
+      this.#timer = this.#clock.setTimeout(this.#check, timeout / 2 - silent);
+      return;
+    }
+    if (this.#pingedAt <= this.#lastRead) {
+      // The first check of this silence: one ping for a live peer to answer.
+      this.#pingedAt = now;
+      host.ping();
+    }
+    this.#timer = this.#clock.setTimeout(this.#check, timeout - silent);
+  };
+}

@@ -27,7 +27,7 @@ import {
   type UpgradeAnswer,
 } from "../plugins/hooks.ts";
 import { callHook, type Connection, type ConnectionSet, isPromise, logHookFailure } from "./_pump.ts";
-import { LIMIT_DEFAULTS, RateLimiter, rateLimitError } from "./_limits.ts";
+import { bufferFullError, IdleTimer, LIMIT_DEFAULTS, RateLimiter, rateLimitError } from "./_limits.ts";
 
 /**
  * A runtime's server-side WebSocket, as a {@linkcode NativeSession} drives it.
@@ -203,9 +203,7 @@ export class NativeSession<S = Record<string, unknown>> implements Context<S>, C
   readonly #dropOverCap: boolean;
   readonly #idleTimeoutMs: number;
   readonly #rate: RateLimiter | undefined;
-  #idleTimer: unknown;
-  #lastRead = 0;
-  #pingedAt = -Infinity; // when the idle timer last pinged
+  #idle: IdleTimer | undefined; // while open, with the idle timeout on
   #socket: NativeSocket | undefined;
   #protocol = "";
   #state: ReadyState = ReadyState.Connecting;
@@ -289,7 +287,7 @@ export class NativeSession<S = Record<string, unknown>> implements Context<S>, C
     this.#requireOpen("send");
     if (this.bufferedAmount > this.#maxBuffered) {
       if (!this.#dropOverCap) {
-        this.#safely(() => this.#handler.error?.(this, new ProtocolError("WS_ERR_BUFFER_FULL", CloseCode.TryAgainLater, `Output buffer full: over ${this.#maxBuffered} bytes, the peer does not read`)));
+        this.#safely(() => this.#handler.error?.(this, bufferFullError(this.#maxBuffered)));
         this.close(CloseCode.TryAgainLater, "Output buffer full");
       }
       return false;
@@ -328,7 +326,7 @@ export class NativeSession<S = Record<string, unknown>> implements Context<S>, C
     }
     if (this.#state !== ReadyState.Open) return;
     this.#state = ReadyState.Closing;
-    this.clock.clearTimeout(this.#idleTimer);
+    this.#idle?.stop();
     // The timer first: a runtime may report the close inside close() (Bun),
     // and onClose() then clears it.
     this.#closeTimer = this.clock.setTimeout(() => this.terminate(), this.#closeTimeoutMs);
@@ -395,8 +393,12 @@ export class NativeSession<S = Record<string, unknown>> implements Context<S>, C
     this.#state = ReadyState.Open;
     // A runtime that cannot ping (Deno) runs its own idle timeout, set by the adapter.
     if (this.#idleTimeoutMs > 0 && socket.ping !== undefined) {
-      this.#lastRead = this.clock.now();
-      this.#idleTimer = this.clock.setTimeout(this.#idleCheck, this.#idleTimeoutMs / 2);
+      this.#idle = new IdleTimer(this.clock, this.#idleTimeoutMs, {
+        open: () => this.#state === ReadyState.Open,
+        busy: () => this.#busy,
+        ping: () => socket.ping!(new Uint8Array(0)),
+        close: () => this.close(CloseCode.GoingAway, "Idle timeout"),
+      });
     }
     this.#enqueue(() => this.#handler.open?.(this));
   }
@@ -405,7 +407,7 @@ export class NativeSession<S = Record<string, unknown>> implements Context<S>, C
   onMessage(data: string | Uint8Array): void {
     if (this.#state === ReadyState.Closed || this.#failure !== undefined) return;
     this.#received += data.length + 1;
-    if (this.#idleTimer !== undefined) this.#lastRead = this.clock.now();
+    this.#idle?.touch();
     if (this.#rate !== undefined && !this.#rate.take()) {
       if (this.#rate.action === "close") this.fail(rateLimitError());
       return;
@@ -424,7 +426,7 @@ export class NativeSession<S = Record<string, unknown>> implements Context<S>, C
   /** A ping arrived (the runtime answered it). */
   onPing(data: Uint8Array): void {
     this.#received += data.length + 1;
-    if (this.#idleTimer !== undefined) this.#lastRead = this.clock.now();
+    this.#idle?.touch();
     if (this.#state !== ReadyState.Open) return;
     this.#enqueue(() => this.#handler.ping?.(this, data));
   }
@@ -432,7 +434,7 @@ export class NativeSession<S = Record<string, unknown>> implements Context<S>, C
   /** A pong arrived. */
   onPong(data: Uint8Array): void {
     this.#received += data.length + 1;
-    if (this.#idleTimer !== undefined) this.#lastRead = this.clock.now();
+    this.#idle?.touch();
     if (this.#state === ReadyState.Closed) return;
     this.#enqueue(() => this.#handler.pong?.(this, data));
   }
@@ -448,7 +450,7 @@ export class NativeSession<S = Record<string, unknown>> implements Context<S>, C
     this.#safely(() => this.#handler.error?.(this, error));
     if (sent || this.#state !== ReadyState.Open) return;
     this.#state = ReadyState.Closing;
-    this.clock.clearTimeout(this.#idleTimer);
+    this.#idle?.stop();
     this.#closeTimer = this.clock.setTimeout(() => this.terminate(), this.#closeTimeoutMs);
     this.#socket?.close(error.closeCode, "");
   }
@@ -478,8 +480,7 @@ export class NativeSession<S = Record<string, unknown>> implements Context<S>, C
     this.#state = ReadyState.Closed;
     this.clock.clearTimeout(this.#closeTimer);
     this.clock.clearTimeout(this.#pollTimer);
-    this.clock.clearTimeout(this.#idleTimer);
-    this.#idleTimer = undefined;
+    this.#idle?.stop();
     this.#needDrain = false;
     this.#resolveDrain();
     this.#set.delete(this);
@@ -490,29 +491,6 @@ export class NativeSession<S = Record<string, unknown>> implements Context<S>, C
 
   // ---- internals ----
 
-  /** The idle timer, as the raw pump's: a ping at half the timeout, a close with 1001 at the end. */
-  readonly #idleCheck = (): void => {
-    this.#idleTimer = undefined;
-    if (this.#state !== ReadyState.Open) return;
-    const timeout = this.#idleTimeoutMs;
-    const now = this.clock.now();
-    const silent = this.#busy ? 0 : now - this.#lastRead;
-    if (this.#busy) this.#lastRead = now;
-    if (silent >= timeout) {
-      this.close(CloseCode.GoingAway, "Idle timeout");
-      return;
-    }
-    if (silent < timeout / 2) {
-      this.#idleTimer = this.clock.setTimeout(this.#idleCheck, timeout / 2 - silent);
-      return;
-    }
-    if (this.#pingedAt <= this.#lastRead) {
-      // The first check of this silence: one ping for a live peer to answer.
-      this.#pingedAt = this.clock.now();
-      this.#socket!.ping!(new Uint8Array(0));
-    }
-    this.#idleTimer = this.clock.setTimeout(this.#idleCheck, timeout - silent);
-  };
 
   #requireOpen(what: string): void {
     if (this.#state === ReadyState.Open) return;

@@ -15,7 +15,7 @@ import { CloseCode, closePayload } from "../core/close_code.ts";
 import type { DeflateParams } from "../core/deflate.ts";
 import { type Compression, type DeflateConfig, deflateConfig } from "./_deflate.ts";
 import { resolveLimits } from "../core/options.ts";
-import { addressKey, checkLimitOptions, LIMIT_DEFAULTS, RateLimiter, rateLimitError } from "./_limits.ts";
+import { addressKey, bufferFullError, checkLimitOptions, IdleTimer, LIMIT_DEFAULTS, RateLimiter, rateLimitError } from "./_limits.ts";
 import { type HeadLike, selectSubprotocol, type UpgradeRequest } from "../core/handshake.ts";
 import { ReadyState } from "../core/state.ts";
 import {
@@ -450,9 +450,7 @@ export class Pump<S = Record<string, unknown>> implements Context<S>, Connection
   #closeTimer: unknown;
   #lingerTimer: unknown;
   #drainRecheck: unknown;
-  #idleTimer: unknown;
-  #lastRead = 0; // clock.now() of the last read, when the idle timeout is on
-  #pingedAt = -Infinity; // when the idle timer last pinged
+  #idle: IdleTimer | undefined; // while open, with the idle timeout on
   #shutdownClose: [code: number, reason: string] | undefined; // close() waiting for the shutdown hook
 
   /**
@@ -606,7 +604,7 @@ export class Pump<S = Record<string, unknown>> implements Context<S>, Connection
   #overCap(): boolean {
     if (this.bufferedAmount <= this.#maxBuffered || this.#engine.state !== ReadyState.Open || this.#closeAfter !== undefined) return false;
     if (!this.#dropOverCap) {
-      this.#safely(() => this.#handler.error?.(this, new ProtocolError("WS_ERR_BUFFER_FULL", CloseCode.TryAgainLater, `Output buffer full: over ${this.#maxBuffered} bytes, the peer does not read`)));
+      this.#safely(() => this.#handler.error?.(this, bufferFullError(this.#maxBuffered)));
       this.close(CloseCode.TryAgainLater, "Output buffer full");
     }
     return true;
@@ -687,7 +685,7 @@ export class Pump<S = Record<string, unknown>> implements Context<S>, Connection
   /** The socket read bytes. */
   onData(chunk: Uint8Array): void {
     this.#received += chunk.length;
-    if (this.#idleTimer !== undefined) this.#lastRead = this.#clock.now();
+    this.#idle?.touch();
     this.#engine.receive(chunk);
     if (this.#busy) {
       // A hook is still running: keep the bytes, stop reading more.
@@ -847,8 +845,12 @@ export class Pump<S = Record<string, unknown>> implements Context<S>, Connection
         this.#clock.clearTimeout(this.#handshakeTimer);
         this.#handshakeTimer = undefined;
         if (this.#idleTimeoutMs > 0) {
-          this.#lastRead = this.#clock.now();
-          this.#idleTimer = this.#clock.setTimeout(this.#idleCheck, this.#idleTimeoutMs / 2);
+          this.#idle = new IdleTimer(this.#clock, this.#idleTimeoutMs, {
+            open: () => this.#engine.state === ReadyState.Open,
+            busy: () => this.#busy,
+            ping: () => this.ping(),
+            close: () => this.close(CloseCode.GoingAway, "Idle timeout"),
+          });
         }
         return this.#call(() => handler.open?.(this));
       case "message":
@@ -902,33 +904,6 @@ export class Pump<S = Record<string, unknown>> implements Context<S>, Connection
     if (this.#rate!.action === "close") this.#peerFault(rateLimitError());
     return undefined;
   }
-
-  /**
-   * The idle timer: a ping after half the timeout without a byte from the
-   * peer, a close with 1001 after all of it. A pending hook pauses reading,
-   * so it does not count as the peer's silence.
-   */
-  readonly #idleCheck = (): void => {
-    this.#idleTimer = undefined;
-    if (this.#engine.state !== ReadyState.Open) return;
-    const timeout = this.#idleTimeoutMs;
-    const silent = this.#busy ? 0 : this.#clock.now() - this.#lastRead;
-    if (this.#busy) this.#lastRead = this.#clock.now();
-    if (silent >= timeout) {
-      this.close(CloseCode.GoingAway, "Idle timeout");
-      return;
-    }
-    if (silent < timeout / 2) {
-      this.#idleTimer = this.#clock.setTimeout(this.#idleCheck, timeout / 2 - silent);
-      return;
-    }
-    if (this.#pingedAt <= this.#lastRead) {
-      // The first check of this silence: one ping for a live peer to answer.
-      this.#pingedAt = this.#clock.now();
-      this.ping();
-    }
-    this.#idleTimer = this.#clock.setTimeout(this.#idleCheck, timeout - silent);
-  };
 
   /** The peer broke the protocol in a way the adapter found: the engine fails the connection. */
   #peerFault(error: ProtocolError): void {
@@ -1090,9 +1065,9 @@ export class Pump<S = Record<string, unknown>> implements Context<S>, Connection
         this.#kick();
       }, this.#engine.limits.closeTimeoutMs);
     }
-    if (state !== ReadyState.Open && this.#idleTimer !== undefined) {
-      this.#clock.clearTimeout(this.#idleTimer);
-      this.#idleTimer = undefined;
+    if (state !== ReadyState.Open && this.#idle !== undefined) {
+      this.#idle.stop();
+      this.#idle = undefined;
     }
     if (state !== ReadyState.Closed || this.#ended) return;
     this.#ended = true;
@@ -1120,7 +1095,7 @@ export class Pump<S = Record<string, unknown>> implements Context<S>, Connection
     clock.clearTimeout(this.#closeTimer);
     clock.clearTimeout(this.#lingerTimer);
     clock.clearTimeout(this.#drainRecheck);
-    clock.clearTimeout(this.#idleTimer);
-    this.#idleTimer = undefined;
+    this.#idle?.stop();
+    this.#idle = undefined;
   }
 }
