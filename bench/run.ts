@@ -42,6 +42,7 @@ import process from "node:process";
 import type { Readable } from "node:stream";
 import { setTimeout as sleep } from "node:timers/promises";
 import { fileURLToPath } from "node:url";
+import { killedOnExit } from "./_children.ts";
 
 // ---- configuration ----
 
@@ -402,27 +403,7 @@ const FANOUT_WORKLOADS: FanoutWorkload[] = FANOUT_INFLIGHT.map((inflight) => ({ 
 
 // ---- child processes: every one is tracked and killed on any exit path ----
 
-const children = new Set<ChildProcess>();
-
-function killAll(): void {
-  for (const child of children) {
-    if (child.exitCode === null && child.signalCode === null) {
-      try {
-        child.kill("SIGKILL");
-      } catch {
-        // Already gone.
-      }
-    }
-  }
-}
-
-process.on("exit", killAll);
-for (const [signal, code] of [["SIGINT", 130], ["SIGTERM", 143], ["SIGHUP", 129]] as const) {
-  process.once(signal, () => {
-    console.error(`\nbench: ${signal}: stopping`);
-    process.exit(code);
-  });
-}
+const children = killedOnExit("bench");
 
 /** Lines of a child's output, waited for by pattern. */
 class Lines {

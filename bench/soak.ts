@@ -42,6 +42,7 @@ import type { Readable } from "node:stream";
 import { setTimeout as sleep } from "node:timers/promises";
 import { fileURLToPath } from "node:url";
 import WebSocket from "ws";
+import { killedOnExit } from "./_children.ts";
 import type { Stats } from "./servers/soak_server.ts";
 
 // ---- configuration ----
@@ -104,22 +105,10 @@ const DEADLINE_MS = SECONDS * 1000 + ROUNDS * (60_000 + SETTLE_MS) + 60_000;
 
 let child: ChildProcess | undefined;
 
-function killChild(): void {
-  if (child && child.exitCode === null && child.signalCode === null) {
-    try {
-      child.kill("SIGKILL");
-    } catch {
-      // Already gone.
-    }
-  }
-}
+const children = killedOnExit("soak");
 
-process.on("exit", killChild);
-for (const [signal, code] of [["SIGINT", 130], ["SIGTERM", 143], ["SIGHUP", 129]] as const) {
-  process.once(signal, () => {
-    console.error(`\nsoak: ${signal}: stopping`);
-    process.exit(code);
-  });
+function killChild(): void {
+  if (child !== undefined && child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
 }
 setTimeout(() => {
   console.error(`soak: FAIL: still running after the global deadline (${DEADLINE_MS / 1000} s): stopping\n${stderrTail()}`);
@@ -206,6 +195,7 @@ async function startServer(): Promise<number> {
   child.stderr!.on("data", (text: string) => {
     serverStderr = (serverStderr + text).slice(-4096);
   });
+  children.add(child);
   child.once("exit", (code, signal) => {
     if (!finished) {
       console.error(`soak: FAIL: the server exited during the soak (code ${code}, signal ${signal})\n${stderrTail()}`);
