@@ -174,9 +174,10 @@ class BunTransport implements Transport {
         continue;
       }
       const written = this.#socket.write(chunk);
+      if (written < 0) return this.#broken();
       if (written < chunk.length) {
         // Bun took part of it (or none): keep the rest, in order, for `drain`.
-        const rest = chunk.subarray(Math.max(written, 0));
+        const rest = chunk.subarray(written);
         this.#queue.push(rest);
         this.#queued += rest.length;
       }
@@ -189,10 +190,10 @@ class BunTransport implements Transport {
     while (this.#queue.length > 0 && !this.#closed) {
       const chunk = this.#queue[0]!;
       const written = this.#socket.write(chunk);
+      if (written < 0) return this.#broken();
       if (written < chunk.length) {
-        const n = Math.max(written, 0);
-        this.#queue[0] = chunk.subarray(n);
-        this.#queued -= n;
+        this.#queue[0] = chunk.subarray(written);
+        this.#queued -= written;
         return false;
       }
       this.#queue.shift();
@@ -203,6 +204,16 @@ class BunTransport implements Transport {
       this.#socket.shutdown();
     }
     return true;
+  }
+
+  /**
+   * Bun refused a write: the socket is closed or its peer is gone. Bun says
+   * so with `close` only once it has read up to the reset, which a paused
+   * socket never does: drop it now. `close` still hands over what was read.
+   */
+  #broken(): false {
+    this.destroy();
+    return false;
   }
 
   pause(): void {
