@@ -10,12 +10,120 @@
 const LITTLE_ENDIAN = new Uint8Array(new Uint32Array([1]).buffer)[0] === 1;
 
 /**
- * From this many bytes on, the bulk is XORed a 32-bit word at a time through
- * a `Uint32Array` view. Making the view costs about as much as XORing 100
- * bytes (Node 20, measured: 0.6× the byte loop at 64 bytes, even at 256,
- * 1.9× at 1 KiB, 1.6× at 64 KiB), so small frames keep the byte loop.
+ * From this many bytes on, the bulk is XORed 16 bytes at a time by a tiny
+ * WebAssembly function (SIMD), or else 4 at a time through a `Uint32Array`
+ * view. Either costs about as much to set up as XORing 100 bytes one by one,
+ * so small frames keep the byte loop. Measured per 64 KiB on this project's
+ * machine: WebAssembly, copies in and out included, 2.3–2.6 µs on Node 20,
+ * Deno and Bun; the word loop 16 µs on Node 20 and 5 µs on Deno and Bun.
+ * WebAssembly wins from 256 bytes on every one of them.
  */
 const WORDS_FROM = 256;
+
+/** Bytes the WebAssembly memory holds: one page, the most XORed per call. */
+const BLOCK = 65536;
+
+/**
+ * The WebAssembly module, written out by hand so that nothing is generated:
+ * one memory of one page exported as `m`, and `x(ptr, len, key)` that XORs
+ * the 16-byte blocks from `ptr` up to `ptr + len` (rounded up) with `key`
+ * splatted to 128 bits. In the text format:
+ *
+ * ```wat
+ * (module
+ *   (memory (export "m") 1)
+ *   (func (export "x") (param $p i32) (param $len i32) (param $key i32)
+ *     (local $end i32) (local $k v128)
+ *     (local.set $end (i32.add (local.get $p) (local.get $len)))
+ *     (local.set $k (i32x4.splat (local.get $key)))
+ *     (block $done
+ *       (loop $next
+ *         (br_if $done (i32.ge_u (local.get $p) (local.get $end)))
+ *         (v128.store (local.get $p) (v128.xor (v128.load (local.get $p)) (local.get $k)))
+ *         (local.set $p (i32.add (local.get $p) (i32.const 16)))
+ *         (br $next)))))
+ * ```
+ */
+const WASM_BODY = [
+  0x02, 0x01, 0x7f, 0x01, 0x7b, // locals: 1 × i32 ($end), 1 × v128 ($k)
+  0x20, 0x00, 0x20, 0x01, 0x6a, 0x21, 0x03, // $end = $p + $len
+  0x20, 0x02, 0xfd, 0x11, 0x21, 0x04, // $k = i32x4.splat($key)
+  0x02, 0x40, 0x03, 0x40, // block, loop
+  0x20, 0x00, 0x20, 0x03, 0x4f, 0x0d, 0x01, // br_if done ($p >= $end)
+  0x20, 0x00, 0x20, 0x00, 0xfd, 0x00, 0x04, 0x00, // $p, v128.load($p)
+  0x20, 0x04, 0xfd, 0x51, 0xfd, 0x0b, 0x04, 0x00, // v128.xor $k, v128.store
+  0x20, 0x00, 0x41, 0x10, 0x6a, 0x21, 0x00, 0x0c, 0x00, // $p += 16, br loop
+  0x0b, 0x0b, 0x0b, // end loop, end block, end func
+];
+const WASM_MODULE = [
+  0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00, // "\0asm", version 1
+  0x01, 0x07, 0x01, 0x60, 0x03, 0x7f, 0x7f, 0x7f, 0x00, // type: (i32, i32, i32) -> ()
+  0x03, 0x02, 0x01, 0x00, // function 0 has type 0
+  0x05, 0x03, 0x01, 0x00, 0x01, // memory: min 1 page
+  0x07, 0x09, 0x02, 0x01, 0x6d, 0x02, 0x00, 0x01, 0x78, 0x00, 0x00, // export "m" memory 0, "x" func 0
+  0x0a, WASM_BODY.length + 2, 0x01, WASM_BODY.length, ...WASM_BODY, // code
+];
+
+interface SimdXor {
+  /** The module's memory, as bytes. */
+  heap: Uint8Array;
+  /** XORs `heap[0 .. len)` (rounded up to 16) with `key`, a word as memory holds it. */
+  xor(ptr: number, len: number, key: number): void;
+}
+
+/**
+ * The SIMD XOR, or `undefined` where WebAssembly or its SIMD is missing
+ * (then the word loop does the work). Compiled once, on first use: the
+ * module is under 100 bytes, far under any limit on compiling synchronously.
+ */
+let simd: SimdXor | null | undefined = null;
+
+/**
+ * Turns the WebAssembly path off (`false`) or back to its default (`true`),
+ * so that tests can check the word loop on runtimes that have WebAssembly.
+ *
+ * @example
+ * ```ts
+ * import { useSimd } from "./_mask.ts";
+ *
+ * useSimd(false); // the word loop from now on
+ * useSimd(true);
+ * ```
+ */
+export function useSimd(enabled: boolean): void {
+  simd = enabled ? null : undefined;
+}
+
+/**
+ * Whether large payloads go through WebAssembly on this runtime.
+ *
+ * @example
+ * ```ts
+ * import { simdEnabled } from "./_mask.ts";
+ *
+ * console.log(simdEnabled()); // true on Node, Deno and Bun
+ * ```
+ */
+export function simdEnabled(): boolean {
+  return simdXor() !== undefined;
+}
+
+function simdXor(): SimdXor | undefined {
+  if (simd !== null) return simd;
+  try {
+    const instance = new WebAssembly.Instance(new WebAssembly.Module(new Uint8Array(WASM_MODULE)));
+    const memory = instance.exports.m as WebAssembly.Memory;
+    simd = { heap: new Uint8Array(memory.buffer, 0, BLOCK), xor: instance.exports.x as SimdXor["xor"] };
+  } catch {
+    simd = undefined;
+  }
+  return simd;
+}
+
+/** The key's bytes as the machine reads a word of them from memory. */
+function wordOf(k: number): number {
+  return LITTLE_ENDIAN ? ((k & 0xff) << 24) | ((k & 0xff00) << 8) | ((k >>> 8) & 0xff00) | (k >>> 24) : k | 0;
+}
 
 /**
  * XORs `data` in place with the masking key `key`, starting at key position
@@ -41,6 +149,20 @@ export function xorKey(data: Uint8Array, key: number, offset = 0): void {
   const n = data.length;
   let i = 0;
   if (n >= WORDS_FROM) {
+    const fast = simdXor();
+    if (fast !== undefined) {
+      const w = wordOf(k);
+      // Block by block through the module's memory: BLOCK is a multiple of
+      // 4, so every block starts at the same key position.
+      const heap = fast.heap;
+      for (; i < n; i += BLOCK) {
+        const len = Math.min(BLOCK, n - i);
+        heap.set(i === 0 && len === n ? data : data.subarray(i, i + len));
+        fast.xor(0, len, w);
+        data.set(len === BLOCK ? heap : heap.subarray(0, len), i);
+      }
+      return;
+    }
     // Byte by byte up to a 4-byte boundary, then a word at a time.
     const head = (4 - (data.byteOffset & 3)) & 3;
     for (; i < head; i++) {
@@ -49,8 +171,7 @@ export function xorKey(data: Uint8Array, key: number, offset = 0): void {
     }
     const words = (n - i) >>> 2;
     const view = new Uint32Array(data.buffer, data.byteOffset + i, words);
-    // The key's bytes as the machine reads a word of them from memory.
-    const w = LITTLE_ENDIAN ? ((k & 0xff) << 24) | ((k & 0xff00) << 8) | ((k >>> 8) & 0xff00) | (k >>> 24) : k | 0;
+    const w = wordOf(k);
     for (let j = 0; j < words; j++) view[j] = view[j]! ^ w;
     i += words * 4;
   }
