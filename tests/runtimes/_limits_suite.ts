@@ -46,7 +46,8 @@ async function statusOf(socket: Socket): Promise<number> {
 
 /** Runs the limits suite against one target. */
 export function runLimitsSuite(target: AppTarget): void {
-  const start = <S>(handler: Handler<S>, options: ListenOptions = {}): Promise<Server> => target.start(handler, options);
+  const start = <S>(handler: Handler<S>, options: ListenOptions = {}): Promise<Server> =>
+    target.start(handler, { port: 0, hostname: "127.0.0.1", ...options });
   const differs = (name: AppDifference) => target.differences?.[name] !== undefined;
 
   describe(`${target.name}: limits`, { skip: target.skip }, () => {
