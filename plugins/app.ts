@@ -122,6 +122,11 @@ export class App<S = Record<string, unknown>> implements Handler<S> {
       } catch (secondary) {
         console.error("duplex: onBackplaneError threw:", secondary, "while handling:", error);
       }
+    }, {
+      // Runtime topics (Bun's native path) skip the peers' `sendPrepared`:
+      // only while no `send` middleware has to see each message.
+      topicsOf: (peer) => peer instanceof AppPeer ? peer.conn.nativeTopics : undefined,
+      direct: () => this.#pipeline.chain("send") === undefined,
     });
   }
 
@@ -129,7 +134,9 @@ export class App<S = Record<string, unknown>> implements Handler<S> {
    * Publishes to a topic: the message is framed once and written to every
    * local subscriber (but `except`), then handed to the backplane, which
    * delivers it to the subscribers of the other processes. Delivery is
-   * at most once.
+   * at most once. On Bun's native path, while no `send` middleware has to
+   * see each message, one `server.publish()` of Bun reaches the
+   * subscribers of each server (see {@linkcode Hub}).
    *
    * @param topic The topic.
    * @param data A string (text) or bytes (binary).

@@ -2,6 +2,9 @@
  * Pub/sub topics: connections subscribe to topics, and a message published
  * to a topic is framed once and written to every local subscriber, then
  * handed to a {@linkcode Backplane} that carries it to other processes.
+ * Subscribers on a runtime with its own topics (Bun's native path) are
+ * reached with one publish of the runtime per server where that changes
+ * nothing they could see.
  *
  * @module
  */
@@ -11,6 +14,7 @@ import { UsageError } from "../core/errors.ts";
 import { PreparedMessage } from "../core/prepared.ts";
 import { ReadyState } from "../core/state.ts";
 import type { Peer } from "./context.ts";
+import type { NativeTopics, NativeTopicServer } from "./hooks.ts";
 
 /**
  * What carries published messages between processes (or between apps in
@@ -188,7 +192,46 @@ export interface PublishOptions<S = Record<string, unknown>> {
   except?: Peer<S>;
 }
 
+/**
+ * How a {@linkcode Hub} reaches the runtime topics of its peers'
+ * connections (see {@linkcode NativeTopics}); an {@linkcode App} gives its
+ * hub one. Without it, every message goes to each subscriber's
+ * `sendPrepared`.
+ *
+ * @typeParam S The type of `ctx.state`.
+ *
+ * @example A hub that never uses runtime topics
+ * ```ts
+ * import { Hub, type HubNativeAccess } from "@duplex/ws";
+ *
+ * const access: HubNativeAccess = { topicsOf: () => undefined, direct: () => true };
+ * const hub = new Hub({}, (error) => console.error(error), access);
+ * ```
+ */
+export interface HubNativeAccess<S = Record<string, unknown>> {
+  /** The runtime topics of a peer's connection, or `undefined`; the same object every time for one connection. */
+  topicsOf(peer: Peer<S>): NativeTopics | undefined;
+  /**
+   * Whether a published message may skip the peers' `sendPrepared`: `false`
+   * while something must see each message per peer (an app's `send`
+   * middleware).
+   */
+  direct(): boolean;
+}
+
+/** The subscribers of one topic. */
+interface Subscribers<S> {
+  /** Every local subscriber, in the order they subscribed. */
+  readonly all: Set<Peer<S>>;
+  /** Those without runtime topics: always one `sendPrepared` each. */
+  readonly plain: Set<Peer<S>>;
+  /** Those with runtime topics, by server, each with its runtime topics. */
+  readonly native: Map<NativeTopicServer, Map<Peer<S>, NativeTopics>>;
+}
+
 const TOPIC_MAX = 1024;
+/** Runtime topics are per server, which apps may share (Hono's routes on one `Bun.serve`): each hub has its own names. */
+let lastHub = 0;
 
 /**
  * Checks a topic name: a non-empty string of at most 1,024 characters.
@@ -214,6 +257,16 @@ export function checkTopic(topic: string): void {
  * one frame per message, and the backplane link. Apps own one; use it
  * through `app.publish()` and the peers' `subscribe()`/`publish()`.
  *
+ * Subscribers whose connection has runtime topics (Bun's native path) are
+ * also subscribed there, under a name of this hub's own. A message
+ * published to them goes out with one publish of the runtime per server
+ * (or one `ws.publish()` of the `except` peer, which skips it) when that is
+ * what the per-subscriber loop would do: no `send` middleware, every one of
+ * them open and below `maxBufferedBytes` and its own connection cap, and the
+ * runtime's count of subscribers agrees with the hub's. Otherwise that
+ * server's subscribers get the loop, which applies the slow-subscriber
+ * policy one by one.
+ *
  * @typeParam S The type of `ctx.state`.
  *
  * @example
@@ -227,9 +280,12 @@ export function checkTopic(topic: string): void {
 export class Hub<S = Record<string, unknown>> {
   /** Counts since the hub started. */
   readonly stats: PubSubStats = { published: 0, delivered: 0, dropped: 0, closedSlow: 0, received: 0 };
-  readonly #topics = new Map<string, Set<Peer<S>>>();
+  readonly #topics = new Map<string, Subscribers<S>>();
   readonly #byPeer = new Map<Peer<S>, Set<string>>();
   readonly #link: BackplaneLink | undefined;
+  readonly #access: HubNativeAccess<S> | undefined;
+  /** The prefix of this hub's runtime topic names. */
+  readonly #prefix = `duplex:${++lastHub}:`;
   readonly #report: (error: unknown) => void;
   readonly #maxBuffered: number;
   readonly #closeSlow: boolean;
@@ -238,10 +294,11 @@ export class Hub<S = Record<string, unknown>> {
    * Creates a hub.
    *
    * @param options The backplane and the slow-subscriber policy.
-   * @param report Where backplane errors go.
+   * @param report Where backplane errors go (and errors of runtime topics).
+   * @param access How to reach the peers' runtime topics; without it, none are used.
    * @throws {UsageError} `ERR_INVALID_OPTION` for a bad limit or policy.
    */
-  constructor(options: PubSubOptions, report: (error: unknown) => void) {
+  constructor(options: PubSubOptions, report: (error: unknown) => void, access?: HubNativeAccess<S>) {
     const max = options.maxBufferedBytes ?? 1024 * 1024;
     if (typeof max !== "number" || !Number.isSafeInteger(max) || max < 1) {
       throw new UsageError("ERR_INVALID_OPTION", `Invalid option: maxBufferedBytes must be a positive integer, got ${String(max)}`);
@@ -253,6 +310,7 @@ export class Hub<S = Record<string, unknown>> {
     this.#maxBuffered = max;
     this.#closeSlow = policy === "close";
     this.#report = report;
+    this.#access = access;
     this.#link = options.backplane?.connect((topic, data) => this.#fromBackplane(topic, data), report);
   }
 
@@ -263,7 +321,7 @@ export class Hub<S = Record<string, unknown>> {
 
   /** Number of local subscribers of a topic. */
   subscribers(topic: string): number {
-    return this.#topics.get(topic)?.size ?? 0;
+    return this.#topics.get(topic)?.all.size ?? 0;
   }
 
   /**
@@ -276,14 +334,22 @@ export class Hub<S = Record<string, unknown>> {
   subscribe(peer: Peer<S>, topic: string): boolean {
     checkTopic(topic);
     if (peer.readyState !== ReadyState.Open) return false;
-    let peers = this.#topics.get(topic);
-    if (peers?.has(peer)) return false;
-    if (peers === undefined) {
-      peers = new Set();
-      this.#topics.set(topic, peers);
+    let subs = this.#topics.get(topic);
+    if (subs?.all.has(peer)) return false;
+    if (subs === undefined) {
+      subs = { all: new Set(), plain: new Set(), native: new Map() };
+      this.#topics.set(topic, subs);
       this.#call(() => this.#link?.subscribe(topic));
     }
-    peers.add(peer);
+    subs.all.add(peer);
+    const native = this.#access?.topicsOf(peer);
+    if (native !== undefined && this.#nativeCall(() => native.subscribe(this.#prefix + topic))) {
+      let members = subs.native.get(native.server);
+      if (members === undefined) subs.native.set(native.server, members = new Map());
+      members.set(peer, native);
+    } else {
+      subs.plain.add(peer);
+    }
     let topics = this.#byPeer.get(peer);
     if (topics === undefined) this.#byPeer.set(peer, topics = new Set());
     topics.add(topic);
@@ -296,12 +362,22 @@ export class Hub<S = Record<string, unknown>> {
    * @returns `false` when it was not subscribed.
    */
   unsubscribe(peer: Peer<S>, topic: string): boolean {
-    const peers = this.#topics.get(topic);
-    if (peers === undefined || !peers.delete(peer)) return false;
+    const subs = this.#topics.get(topic);
+    if (subs === undefined || !subs.all.delete(peer)) return false;
+    if (!subs.plain.delete(peer)) {
+      for (const [server, members] of subs.native) {
+        const native = members.get(peer);
+        if (native === undefined) continue;
+        members.delete(peer);
+        if (members.size === 0) subs.native.delete(server);
+        this.#nativeCall(() => native.unsubscribe(this.#prefix + topic));
+        break;
+      }
+    }
     const topics = this.#byPeer.get(peer)!;
     topics.delete(topic);
     if (topics.size === 0) this.#byPeer.delete(peer);
-    if (peers.size === 0) {
+    if (subs.all.size === 0) {
       this.#topics.delete(topic);
       this.#call(() => this.#link?.unsubscribe(topic));
     }
@@ -344,8 +420,25 @@ export class Hub<S = Record<string, unknown>> {
   }
 
   #deliver(topic: string, message: PreparedMessage, except: Peer<S> | undefined): number {
-    const peers = this.#topics.get(topic);
-    if (peers === undefined) return 0;
+    const subs = this.#topics.get(topic);
+    if (subs === undefined) return 0;
+    let delivered: number;
+    if (subs.native.size === 0 || !this.#access!.direct()) {
+      delivered = this.#loop(subs.all, message, except);
+    } else {
+      delivered = this.#loop(subs.plain, message, except);
+      const sender = except === undefined ? undefined : this.#access!.topicsOf(except);
+      for (const [server, members] of subs.native) {
+        const reached = this.#publishNative(this.#prefix + topic, server, members, message.data, sender);
+        delivered += reached >= 0 ? reached : this.#loop(members.keys(), message, except);
+      }
+    }
+    this.stats.delivered += delivered;
+    return delivered;
+  }
+
+  /** One `sendPrepared` per subscriber, with the slow-subscriber policy: the number of subscribers reached. */
+  #loop(peers: Iterable<Peer<S>>, message: PreparedMessage, except: Peer<S> | undefined): number {
     let delivered = 0;
     for (const peer of peers) {
       if (peer === except || peer.readyState !== ReadyState.Open) continue;
@@ -365,8 +458,65 @@ export class Hub<S = Record<string, unknown>> {
         this.#report(error);
       }
     }
-    this.stats.delivered += delivered;
     return delivered;
+  }
+
+  /**
+   * One publish of the runtime for the subscribers of one server, when it
+   * reaches exactly those the loop would and the same way: all of them open
+   * or closed (a closed one is no longer subscribed in the runtime), none
+   * over a limit, and the runtime's count agreeing. Returns the number
+   * reached, or -1 when the loop must go instead.
+   */
+  #publishNative(
+    name: string,
+    server: NativeTopicServer,
+    members: Map<Peer<S>, NativeTopics>,
+    data: string | Uint8Array,
+    except: NativeTopics | undefined,
+  ): number {
+    let open = 0;
+    let sender: NativeTopics | undefined;
+    for (const native of members.values()) {
+      if (!native.open) continue;
+      open++;
+      if (native === except) {
+        sender = native;
+        continue;
+      }
+      const buffered = native.bufferedAmount;
+      if (buffered > this.#maxBuffered || buffered > native.maxBufferedBytes) return -1;
+    }
+    try {
+      if (server.subscribers(name) !== open) return -1;
+    } catch (error) {
+      this.#report(error);
+      return -1;
+    }
+    // A throw past this point may have reached some: not retried by the loop.
+    if (!this.#nativeCall(() => sender === undefined ? server.publish(name, data) : sender.publish(name, data))) return 0;
+    let reached = 0;
+    for (const native of members.values()) {
+      if (native === sender || !native.open) continue;
+      reached++;
+      try {
+        native.delivered();
+      } catch (error) {
+        this.#report(error);
+      }
+    }
+    return reached;
+  }
+
+  /** Calls the runtime's topics: `false` when it threw (reported). */
+  #nativeCall(fn: () => void): boolean {
+    try {
+      fn();
+      return true;
+    } catch (error) {
+      this.#report(error);
+      return false;
+    }
   }
 
   /** Calls the backplane: a throw or a rejection is reported, never thrown. */

@@ -8,13 +8,47 @@
 import { CloseCode } from "../core/close_code.ts";
 import { ProtocolError, UsageError } from "../core/errors.ts";
 import type { ConnectionOptions, Handler } from "../plugins/hooks.ts";
-import { type NativeSession, prepareUpgrade } from "./_native.ts";
+import type { NativeTopicServer } from "../plugins/hooks.ts";
+import { type NativeSession, type NativeSocketTopics, prepareUpgrade } from "./_native.ts";
 import type { ConnectionSet } from "./_pump.ts";
 import type { BunServer, BunWebSocket, BunWebSocketHandler } from "./bun.ts";
 
 interface SessionData {
   session: NativeSession<any>;
   protocol: string;
+  server: BunServer;
+}
+
+/** One topic server per Bun server, so that pub/sub can tell which sessions one `server.publish()` reaches. */
+const topicServers = new WeakMap<BunServer, NativeTopicServer | null>();
+
+function topicServer(server: BunServer): NativeTopicServer | undefined {
+  let topics = topicServers.get(server);
+  if (topics === undefined) {
+    const { publish, subscriberCount } = server;
+    topics = typeof publish === "function" && typeof subscriberCount === "function"
+      ? {
+        publish: (topic, data) => void publish.call(server, topic, data, false),
+        subscribers: (topic) => subscriberCount.call(server, topic),
+      }
+      : null;
+    topicServers.set(server, topics);
+  }
+  return topics ?? undefined;
+}
+
+/** Bun's topics for one connection: `undefined` when its server or socket lacks them (a stand-in server, say). */
+function socketTopics(ws: BunWebSocket, server: BunServer): NativeSocketTopics | undefined {
+  const topics = topicServer(server);
+  if (topics === undefined || typeof ws.subscribe !== "function" || typeof ws.unsubscribe !== "function" || typeof ws.publish !== "function") {
+    return undefined;
+  }
+  return {
+    server: topics,
+    subscribe: (topic) => void ws.subscribe!(topic),
+    unsubscribe: (topic) => void ws.unsubscribe!(topic),
+    publish: (topic, data) => void ws.publish!(topic, data, false),
+  };
 }
 
 /** Bun reports a protocol failure as 1006 with this reason; the code it sent is the one below. */
@@ -44,7 +78,7 @@ export function websocketHandler(options: Readonly<ConnectionOptions>): BunWebSo
     perMessageDeflate: false,
     open(ws) {
       ws.binaryType = "uint8array";
-      const { session, protocol } = ws.data as SessionData;
+      const { session, protocol, server } = ws.data as SessionData;
       session.attach({
         send: (data) => ws.send(data) !== -1,
         ping: (data) => void ws.ping(data),
@@ -56,6 +90,7 @@ export function websocketHandler(options: Readonly<ConnectionOptions>): BunWebSo
         pause: () => ws.pause(),
         resume: () => ws.resume(),
         drainEvents: true,
+        topics: socketTopics(ws, server),
       }, protocol);
     },
     message(ws, message) {
@@ -107,7 +142,7 @@ export function nativeUpgrade<S>(
     const extra: [string, string][] = protocol === "" ? headers : [...headers, ["Sec-WebSocket-Protocol", protocol]];
     let upgraded = false;
     try {
-      upgraded = server.upgrade(request, { data: { session, protocol } satisfies SessionData, headers: extra });
+      upgraded = server.upgrade(request, { data: { session, protocol, server } satisfies SessionData, headers: extra });
     } catch (err) {
       session.failUpgrade(err);
       return new Response("Internal Server Error", { status: 500 });

@@ -22,6 +22,8 @@ import {
   type ConnectionOptions,
   type Context,
   type Handler,
+  type NativeTopics,
+  type NativeTopicServer,
   type SendOptions,
   systemClock,
   type UpgradeAnswer,
@@ -64,6 +66,38 @@ export interface NativeSocket {
   resume?(): void;
   /** Whether the runtime tells when its queue drained (else the session polls `bufferedAmount`). */
   readonly drainEvents?: boolean;
+  /** The runtime's own topics, when it has them (Bun); the session offers them as `nativeTopics`. */
+  readonly topics?: NativeSocketTopics;
+}
+
+/**
+ * A runtime's own topics for one socket, as an adapter hands them to a
+ * {@linkcode NativeSession} (which adds its state and limits to make the
+ * context's `nativeTopics`).
+ *
+ * @example
+ * ```ts
+ * import type { NativeSocketTopics } from "./_native.ts";
+ *
+ * declare const ws: { subscribe(t: string): void; unsubscribe(t: string): void; publish(t: string, d: string | Uint8Array): number };
+ * declare const server: { publish(t: string, d: string | Uint8Array): number; subscriberCount(t: string): number };
+ * const topics: NativeSocketTopics = {
+ *   server: { publish: (t, d) => void server.publish(t, d), subscribers: (t) => server.subscriberCount(t) },
+ *   subscribe: (t) => ws.subscribe(t),
+ *   unsubscribe: (t) => ws.unsubscribe(t),
+ *   publish: (t, d) => void ws.publish(t, d),
+ * };
+ * ```
+ */
+export interface NativeSocketTopics {
+  /** The server's half, one object per server. */
+  readonly server: NativeTopicServer;
+  /** Subscribes the socket. */
+  subscribe(topic: string): void;
+  /** Unsubscribes the socket. */
+  unsubscribe(topic: string): void;
+  /** Publishes to the server's other subscribers of `topic`. */
+  publish(topic: string, data: string | Uint8Array): void;
 }
 
 /** What {@linkcode prepareUpgrade} decided: answer the request with `response`, or upgrade it. */
@@ -220,6 +254,8 @@ export class NativeSession<S = Record<string, unknown>> implements Context<S>, C
   /** What we sent when the peer failed the connection, reported instead of the runtime's view. */
   #failure: CloseInfo | undefined;
   #closeReported = false;
+  /** The runtime's topics with this session's state and limits, once attached to a runtime that has them. */
+  #topics: NativeTopics | undefined;
 
   /**
    * @param request The validated opening handshake.
@@ -280,6 +316,11 @@ export class NativeSession<S = Record<string, unknown>> implements Context<S>, C
   /** Bytes queued by the runtime and not yet written. */
   get bufferedAmount(): number {
     return this.#socket?.bufferedAmount ?? 0;
+  }
+
+  /** The runtime's own topics (Bun), for pub/sub; `undefined` on a runtime without them. */
+  get nativeTopics(): NativeTopics | undefined {
+    return this.#topics;
   }
 
   /** Sends a message; `false` when the caller should wait for `drained()`. Nothing is compressed here. */
@@ -391,6 +432,7 @@ export class NativeSession<S = Record<string, unknown>> implements Context<S>, C
       return;
     }
     this.#state = ReadyState.Open;
+    if (socket.topics !== undefined) this.#topics = this.#nativeTopics(socket, socket.topics);
     // A runtime that cannot ping (Deno) runs its own idle timeout, set by the adapter.
     if (this.#idleTimeoutMs > 0 && socket.ping !== undefined) {
       this.#idle = new IdleTimer(this.clock, this.#idleTimeoutMs, {
@@ -490,6 +532,30 @@ export class NativeSession<S = Record<string, unknown>> implements Context<S>, C
   }
 
   // ---- internals ----
+
+  #nativeTopics(socket: NativeSocket, topics: NativeSocketTopics): NativeTopics {
+    // deno-lint-ignore no-this-alias
+    const session = this;
+    return {
+      server: topics.server,
+      get open() {
+        return session.#state === ReadyState.Open;
+      },
+      get bufferedAmount() {
+        return socket.bufferedAmount;
+      },
+      maxBufferedBytes: this.#maxBuffered,
+      subscribe: (topic) => topics.subscribe(topic),
+      unsubscribe: (topic) => topics.unsubscribe(topic),
+      publish: (topic, data) => topics.publish(topic, data),
+      // What send() does after the runtime took a message: a backpressured
+      // socket (which Bun's send reports as -1) waits for `drain`.
+      delivered: () => {
+        const buffered = socket.bufferedAmount;
+        if (buffered > 0 || buffered >= this.#highWaterMark) this.#startDrainWait();
+      },
+    };
+  }
 
 
   #requireOpen(what: string): void {

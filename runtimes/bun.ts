@@ -351,6 +351,13 @@ export interface BunServer {
   upgrade(request: Request, options: { data: unknown; headers?: [string, string][] }): boolean;
   /** The peer's address. */
   requestIP?(request: Request): { address: string } | null;
+  /**
+   * Sends to every WebSocket of this server subscribed to `topic` (Bun's
+   * topics); with `subscriberCount`, pub/sub uses it.
+   */
+  publish?(topic: string, data: string | Uint8Array, compress?: boolean): number;
+  /** Number of WebSockets of this server subscribed to `topic`. */
+  subscriberCount?(topic: string): number;
 }
 
 /**
@@ -385,6 +392,12 @@ export interface BunWebSocket {
   pause(): void;
   /** Starts reading again. */
   resume(): void;
+  /** Subscribes to one of the server's topics. */
+  subscribe?(topic: string): void;
+  /** Unsubscribes from a topic. */
+  unsubscribe?(topic: string): void;
+  /** Sends to the topic's other subscribers (not this one); bytes sent, or 0. */
+  publish?(topic: string, data: string | Uint8Array, compress?: boolean): number;
 }
 
 /**
@@ -457,7 +470,12 @@ export interface NativeHandler {
  * pauses reading while one is pending), and keeps the close timeout. Known
  * differences from the raw path, all Bun's: close frames for protocol errors
  * carry Bun's reason text; a client that offered subprotocols the server does
- * not speak gets its first offer back (Bun cannot answer with none).
+ * not speak gets its first offer back (Bun cannot answer with none). An
+ * `App`'s pub/sub uses Bun's own topics here: subscribers are
+ * subscribed in Bun too, and a published message reaches the subscribers of
+ * one server with one `server.publish()` (framed once, written in C++)
+ * whenever that is what the per-subscriber loop would do (no `send`
+ * middleware, nobody slow); for that, pass Bun's own server to `upgrade()`.
  *
  * @param handler The application's hooks.
  * @param options Limits, subprotocols, timeouts.

@@ -3,9 +3,10 @@
  * `App` whose subscribers (`/fanout?role=sub`) subscribe to one topic when
  * they open, and whose publisher (`/fanout?role=pub`) has every message it
  * sends published to that topic with `app.publish()`: framed once, the same
- * bytes written to every subscriber (on the raw transport; the native one
- * hands the data to the runtime per subscriber). Text stays text, binary
- * stays binary.
+ * bytes written to every subscriber (on the raw transport; on Deno's native
+ * one the data goes to the runtime per subscriber; on Bun's native one the
+ * subscribers are in Bun's topics too, and each message is one
+ * `server.publish()`). Text stays text, binary stays binary.
  *
  *   PORT=8080 node --import tsx bench/servers/fanout_duplex.ts
  *   PORT=8080 TRANSPORT=native deno run -A bench/servers/fanout_duplex.ts
