@@ -1,8 +1,11 @@
 // Child processes of a bench script (servers under test): every one is
 // tracked and killed on any exit path, a signal included, so that no server
-// outlives the script that started it.
-import type { ChildProcess } from "node:child_process";
+// outlives the script that started it; their output read line by line, and
+// their CPU time.
+import { type ChildProcess, spawnSync } from "node:child_process";
+import { readFileSync } from "node:fs";
 import process from "node:process";
+import type { Readable } from "node:stream";
 
 /**
  * Kills every child in the returned set when the process exits, and turns
@@ -30,4 +33,68 @@ export function killedOnExit(tag: string): Set<ChildProcess> {
     });
   }
   return children;
+}
+
+/** Lines of a child's output, waited for by pattern. */
+export class Lines {
+  readonly all: string[] = [];
+  #next = 0;
+  #ended = false;
+  #wake: (() => void) | undefined;
+
+  constructor(stream: Readable) {
+    let partial = "";
+    stream.setEncoding("utf8");
+    stream.on("data", (text: string) => {
+      partial += text;
+      for (let i = partial.indexOf("\n"); i >= 0; i = partial.indexOf("\n")) {
+        this.all.push(partial.slice(0, i));
+        partial = partial.slice(i + 1);
+      }
+      this.#wake?.();
+    });
+    stream.on("end", () => {
+      if (partial !== "") this.all.push(partial);
+      this.#ended = true;
+      this.#wake?.();
+    });
+  }
+
+  /** Resolves with the first unread line that matches, skipping the others. */
+  async waitFor(pattern: RegExp, timeoutMs: number, what: string): Promise<RegExpMatchArray> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      while (this.#next < this.all.length) {
+        const match = this.all[this.#next++]!.match(pattern);
+        if (match) return match;
+      }
+      if (this.#ended) throw new Error(`Output ended while waiting for ${what}`);
+      const left = deadline - Date.now();
+      if (left <= 0) throw new Error(`Timed out after ${timeoutMs} ms waiting for ${what}`);
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, left);
+        this.#wake = () => {
+          clearTimeout(timer);
+          resolve();
+        };
+      });
+      this.#wake = undefined;
+    }
+  }
+}
+
+/** Clock ticks per second of `/proc/PID/stat`. */
+const CLK_TCK = Number(spawnSync("getconf", ["CLK_TCK"], { encoding: "utf8" }).stdout?.trim()) || 100;
+
+/**
+ * A process's CPU time so far (user + system, every thread), in seconds,
+ * from `/proc/PID/stat`.
+ *
+ * @throws When the process is gone or there is no `/proc`.
+ */
+export function processCpuSeconds(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+  // After "pid (comm) ": state is field 3, utime 14, stime 15.
+  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  return (Number(fields[11]) + Number(fields[12])) / CLK_TCK;
 }

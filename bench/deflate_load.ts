@@ -38,12 +38,12 @@
  * @module
  */
 
-import { spawnSync } from "node:child_process";
-import { readFileSync } from "node:fs";
 import type { Socket } from "node:net";
 import process from "node:process";
 import { parseArgs } from "node:util";
 import WebSocket from "ws";
+import { processCpuSeconds } from "./_children.ts";
+import { prng } from "./_prng.ts";
 
 const { values: args } = parseArgs({
   options: {
@@ -74,31 +74,12 @@ const WARMUP_S = positive("warmup", args.warmup, false);
 const DURATION_S = positive("duration", args.duration, false);
 const SERVER_PID = args["server-pid"] === undefined ? undefined : positive("server-pid", args["server-pid"], true);
 
-/** Clock ticks per second of `/proc/PID/stat`. */
-const CLK_TCK = Number(spawnSync("getconf", ["CLK_TCK"], { encoding: "utf8" }).stdout?.trim()) || 100;
-
 /** The server's CPU time so far (user + system, every thread), in seconds; NaN without `--server-pid`. */
 function serverCpuSeconds(): number {
-  if (SERVER_PID === undefined) return NaN;
-  const stat = readFileSync(`/proc/${SERVER_PID}/stat`, "utf8");
-  // After "pid (comm) ": state is field 3, utime 14, stime 15.
-  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-  return (Number(fields[11]) + Number(fields[12])) / CLK_TCK;
+  return SERVER_PID === undefined ? NaN : processCpuSeconds(SERVER_PID);
 }
 
 // ---- the chat messages ----
-
-/** mulberry32: a small seeded PRNG, the same texts on every run. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const WORDS = (
   "the a an and or but so because if when then than that this these those it its we you they he she I me us them " +

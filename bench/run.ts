@@ -39,10 +39,9 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { type AddressInfo, connect, createServer } from "node:net";
 import os from "node:os";
 import process from "node:process";
-import type { Readable } from "node:stream";
 import { setTimeout as sleep } from "node:timers/promises";
 import { fileURLToPath } from "node:url";
-import { killedOnExit } from "./_children.ts";
+import { killedOnExit, Lines } from "./_children.ts";
 
 // ---- configuration ----
 
@@ -404,54 +403,6 @@ const FANOUT_WORKLOADS: FanoutWorkload[] = FANOUT_INFLIGHT.map((inflight) => ({ 
 // ---- child processes: every one is tracked and killed on any exit path ----
 
 const children = killedOnExit("bench");
-
-/** Lines of a child's output, waited for by pattern. */
-class Lines {
-  readonly all: string[] = [];
-  #next = 0;
-  #ended = false;
-  #wake: (() => void) | undefined;
-
-  constructor(stream: Readable) {
-    let partial = "";
-    stream.setEncoding("utf8");
-    stream.on("data", (text: string) => {
-      partial += text;
-      for (let i = partial.indexOf("\n"); i >= 0; i = partial.indexOf("\n")) {
-        this.all.push(partial.slice(0, i));
-        partial = partial.slice(i + 1);
-      }
-      this.#wake?.();
-    });
-    stream.on("end", () => {
-      if (partial !== "") this.all.push(partial);
-      this.#ended = true;
-      this.#wake?.();
-    });
-  }
-
-  /** Resolves with the first unread line that matches, skipping the others. */
-  async waitFor(pattern: RegExp, timeoutMs: number, what: string): Promise<RegExpMatchArray> {
-    const deadline = Date.now() + timeoutMs;
-    for (;;) {
-      while (this.#next < this.all.length) {
-        const match = this.all[this.#next++]!.match(pattern);
-        if (match) return match;
-      }
-      if (this.#ended) throw new Error(`Output ended while waiting for ${what}`);
-      const left = deadline - Date.now();
-      if (left <= 0) throw new Error(`Timed out after ${timeoutMs} ms waiting for ${what}`);
-      await new Promise<void>((resolve) => {
-        const timer = setTimeout(resolve, left);
-        this.#wake = () => {
-          clearTimeout(timer);
-          resolve();
-        };
-      });
-      this.#wake = undefined;
-    }
-  }
-}
 
 interface Proc {
   child: ChildProcess;

@@ -38,11 +38,11 @@ import { type ChildProcess, spawn } from "node:child_process";
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import process from "node:process";
-import type { Readable } from "node:stream";
 import { setTimeout as sleep } from "node:timers/promises";
 import { fileURLToPath } from "node:url";
 import WebSocket from "ws";
-import { killedOnExit } from "./_children.ts";
+import { killedOnExit, Lines, processCpuSeconds } from "./_children.ts";
+import { prng } from "./_prng.ts";
 import type { Stats } from "./servers/soak_server.ts";
 
 // ---- configuration ----
@@ -120,52 +120,6 @@ function stderrTail(): string {
   return serverStderr.trim() === "" ? "" : `server stderr (last 4 KiB):\n${serverStderr.trim()}`;
 }
 
-/** The server's stdout, line by line, waited for by pattern. */
-class Lines {
-  readonly #lines: string[] = [];
-  #ended = false;
-  #wake: (() => void) | undefined;
-
-  constructor(stream: Readable) {
-    let partial = "";
-    stream.setEncoding("utf8");
-    stream.on("data", (text: string) => {
-      partial += text;
-      for (let i = partial.indexOf("\n"); i >= 0; i = partial.indexOf("\n")) {
-        this.#lines.push(partial.slice(0, i));
-        partial = partial.slice(i + 1);
-      }
-      this.#wake?.();
-    });
-    stream.on("end", () => {
-      this.#ended = true;
-      this.#wake?.();
-    });
-  }
-
-  /** Resolves with the first unread line that matches, dropping the others. */
-  async waitFor(pattern: RegExp, timeoutMs: number, what: string): Promise<RegExpMatchArray> {
-    const deadline = Date.now() + timeoutMs;
-    for (;;) {
-      for (let line = this.#lines.shift(); line !== undefined; line = this.#lines.shift()) {
-        const match = line.match(pattern);
-        if (match) return match;
-      }
-      if (this.#ended) throw new Error(`The server's output ended while waiting for ${what}`);
-      const left = deadline - Date.now();
-      if (left <= 0) throw new Error(`Timed out after ${timeoutMs} ms waiting for ${what}`);
-      await new Promise<void>((resolve) => {
-        const timer = setTimeout(resolve, left);
-        this.#wake = () => {
-          clearTimeout(timer);
-          resolve();
-        };
-      });
-      this.#wake = undefined;
-    }
-  }
-}
-
 let stdout: Lines;
 let statsQueue: Promise<unknown> = Promise.resolve();
 
@@ -210,18 +164,6 @@ async function startServer(): Promise<number> {
 let finished = false;
 
 // ---- messages ----
-
-/** mulberry32: a small seeded PRNG, so that a run can be repeated with `SOAK_SEED`. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 2 ** 32;
-  };
-}
 
 const random = prng(SEED);
 const between = (min: number, max: number): number => min + Math.floor(random() * (max - min + 1));
@@ -921,12 +863,10 @@ async function main(): Promise<void> {
   process.exit(ok ? 0 : 1);
 }
 
-/** The server's CPU time (user + system) in seconds, from `/proc/PID/stat`; `null` without it. */
+/** The server's CPU time (user + system) in seconds; `null` without `/proc`. */
 function serverCpuSeconds(): number | null {
   try {
-    const stat = readFileSync(`/proc/${child!.pid}/stat`, "utf8");
-    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-    return (Number(fields[11]) + Number(fields[12])) / 100; // utime, stime in clock ticks (USER_HZ, 100 on Linux)
+    return processCpuSeconds(child!.pid!);
   } catch {
     return null;
   }

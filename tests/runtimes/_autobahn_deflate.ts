@@ -31,6 +31,7 @@
 //   uncompressed. 13.3+ and 13.5+ run them again with 9 bits, accepted.
 import assert from "node:assert/strict";
 import { constants as zlibConstants, deflateRawSync } from "node:zlib";
+import { prng } from "../../bench/_prng.ts";
 import { type ConformanceCase, type ConformanceOptions, type ConformanceSection, type Connect, runSections } from "./_autobahn.ts";
 import {
   type ConnectOptions,
@@ -72,18 +73,6 @@ export const AUTOBAHN_OFFER = "permessage-deflate; client_no_context_takeover; c
 const BARE_OFFER = "permessage-deflate; client_max_window_bits";
 
 // ---- deterministic test data (Autobahn's files, replaced) ----
-
-/** mulberry32: a small seeded PRNG, uniform in [0, 1). */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const LOREM = (
   "lorem ipsum dolor sit amet consectetur adipiscing elit sed do eiusmod tempor incididunt ut labore et dolore magna " +

@@ -1,0 +1,19 @@
+// The seeded PRNG of the benchmarks and of the tests' generated data.
+
+/**
+ * mulberry32: a small seeded PRNG, uniform in [0, 1), so that a run's data
+ * can be made again from its seed.
+ *
+ * @param seed Any 32-bit number.
+ * @returns The next number on each call.
+ */
+export function prng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
