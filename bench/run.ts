@@ -130,7 +130,17 @@ const RUNTIMES: RuntimeSpec[] = [
     name: "node",
     title: "Node",
     binary: process.execPath,
-    command: (file, exposeGc) => [process.execPath, ...(exposeGc ? ["--expose-gc"] : []), "--import", "tsx", file],
+    // Duplex's modules come from dist/ (the compiled package, as npm ships
+    // it), the server files through tsx: see bench/_dist_hooks.mjs.
+    command: (file, exposeGc) => [
+      process.execPath,
+      ...(exposeGc ? ["--expose-gc"] : []),
+      "--import",
+      "tsx",
+      "--import",
+      `${BENCH}_dist_hooks.mjs`,
+      file,
+    ],
     version: () =>
       `Node ${process.version}; ws ${packageVersion("node_modules/ws/package.json")} (without, and "+ addons" with, ` +
         `bufferutil ${packageVersion("node_modules/bufferutil/package.json")} / ` +
@@ -879,6 +889,13 @@ function compileLoadgen(): void {
   if (out.status !== 0) throw new Error(`gcc failed with exit code ${out.status}`);
 }
 
+/** `npm run build`: dist/, which Node servers run Duplex from (bench/_dist_hooks.mjs). */
+function buildPackage(): void {
+  const out = spawnSync("npm", ["run", "-s", "build"], { cwd: ROOT, stdio: "inherit" });
+  if (out.error) throw new Error(`Cannot run npm run build: ${out.error.message}`);
+  if (out.status !== 0) throw new Error(`npm run build failed with exit code ${out.status}`);
+}
+
 /** The ratio's column label: "Duplex/ws", "raw/Deno.serve", "native/Bun.serve". */
 function ratioLabel(spec: ServerSpec, list: ServerSpec[] = SERVERS, peer: ServerSpec = peerOf(spec.runtime, list)): string {
   const hasNative = serversOf(spec.runtime, list).some((s) => s.role === "native");
@@ -895,6 +912,7 @@ async function main(): Promise<void> {
     }
   }
   compileLoadgen();
+  if (SELECTED.some((r) => r.name === "node")) buildPackage();
 
   const echoOn = ONLY.has("echo");
   const memoryOn = ONLY.has("memory");
