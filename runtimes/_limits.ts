@@ -2,8 +2,8 @@
  * The server-side limits every path applies the same way: the checks of
  * their options, the message rate limit, and the key connections are
  * counted under per remote address. Admission itself (503 and 429) lives in
- * {@linkcode ConnectionSet}, the idle timer and the output cap in the
- * pump and the native session.
+ * {@linkcode ConnectionSet}, the output cap in the pump and the native
+ * session; the idle timeout is one {@linkcode IdleSweep} per server.
  *
  * @module
  */
@@ -175,97 +175,250 @@ export function bufferFullError(maxBufferedBytes: number): ProtocolError {
 }
 
 /**
- * What an {@linkcode IdleTimer} needs of its connection.
+ * What an {@linkcode IdleSweep} asks of the connections it watches. One
+ * object per kind of connection (the pump, the native session), shared by
+ * all of them: nothing is allocated per connection for it.
  *
  * @example
  * ```ts
- * import type { IdleHost } from "./_limits.ts";
+ * import type { IdleOps } from "./_limits.ts";
  *
- * const host: IdleHost = { open: () => true, busy: () => false, ping: () => {}, close: () => {} };
+ * interface Conn { open: boolean; pings: number }
+ * const ops: IdleOps<Conn> = {
+ *   open: (c) => c.open,
+ *   busy: () => false,
+ *   ping: (c) => void c.pings++,
+ *   close: (c) => void (c.open = false),
+ * };
  * ```
  */
-export interface IdleHost {
-  /** Whether the connection is still open (the timer stops otherwise). */
-  open(): boolean;
+export interface IdleOps<T> {
+  /** Whether the connection is still open (it leaves the sweep otherwise). */
+  open(connection: T): boolean;
   /** Whether a hook holds the events: reading is paused by the app, not by the peer. */
-  busy(): boolean;
+  busy(connection: T): boolean;
   /** Sends a ping. */
-  ping(): void;
+  ping(connection: T): void;
   /** Closes with 1001 `Idle timeout`. */
-  close(): void;
+  close(connection: T): void;
 }
 
 /**
- * The idle timeout of one open connection, the same on raw and native paths:
- * a ping after half the timeout without a byte from the peer, `close()` after
- * all of it. `touch()` on every read costs one `clock.now()`; the timer fires
- * at most twice per timeout.
+ * One connection's place in an {@linkcode IdleSweep}, from
+ * {@linkcode IdleSweep.add}.
  *
  * @example
  * ```ts
+ * import { type IdleHandle, IdleSweep } from "./_limits.ts";
  * import { systemClock } from "@duplex/ws";
- * import { IdleTimer } from "./_limits.ts";
  *
- * const idle = new IdleTimer(systemClock, 120_000, { open: () => true, busy: () => false, ping: () => {}, close: () => {} });
+ * const sweep = new IdleSweep(systemClock, 120_000, { open: () => true, busy: () => false, ping: () => {}, close: () => {} });
+ * const idle: IdleHandle = sweep.add({});
  * idle.touch(); // on every read
  * idle.stop(); // once the connection leaves the open state
  * ```
  */
-export class IdleTimer {
-  readonly #clock: Clock;
-  readonly #timeoutMs: number;
-  readonly #host: IdleHost;
+export interface IdleHandle {
+  /** Something arrived from the peer. */
+  touch(): void;
+  /** Leaves the sweep for good (closing, closed). */
+  stop(): void;
+}
+
+const OUT = 0;
+const FRESH = 1; // silent for less than half the timeout: next, a ping
+const PINGED = 2; // pinged: next, the close
+
+class IdleEntry<T> implements IdleHandle {
+  prev: IdleEntry<T> | undefined = undefined;
+  next: IdleEntry<T> | undefined = undefined;
+  list = FRESH;
+  lastRead: number;
+  readonly sweep: IdleSweep<T>;
+  readonly connection: T;
+
+  constructor(sweep: IdleSweep<T>, connection: T, now: number) {
+    this.sweep = sweep;
+    this.connection = connection;
+    this.lastRead = now;
+  }
+
+  touch(): void {
+    this.sweep.touch(this);
+  }
+
+  stop(): void {
+    this.sweep.remove(this);
+  }
+}
+
+/**
+ * The idle timeout of every open connection of one kind on one server, the
+ * same on raw and native paths: a ping after half the timeout without a
+ * byte from the peer, `close()` after all of it.
+ *
+ * One timer for all the connections, not one per connection: connections
+ * sit in two lists ordered by their last read (silent, then pinged), as
+ * Node's own socket timeouts do, so the timer is always due at the head of
+ * one of them and each firing only visits connections that are due. A read
+ * costs one `clock.now()` and a move to the tail; the timings are exact.
+ *
+ * @example
+ * ```ts
+ * import { systemClock } from "@duplex/ws";
+ * import { IdleSweep } from "./_limits.ts";
+ *
+ * const sweep = new IdleSweep<{ name: string }>(systemClock, 120_000, {
+ *   open: () => true,
+ *   busy: () => false,
+ *   ping: (c) => console.log("ping", c.name),
+ *   close: (c) => console.log("close", c.name),
+ * });
+ * const idle = sweep.add({ name: "a" });
+ * idle.stop();
+ * ```
+ */
+export class IdleSweep<T> {
+  /** Where the time comes from. */
+  readonly clock: Clock;
+  /** The idle timeout, above 0. */
+  readonly timeoutMs: number;
+  /** What the sweep asks of its connections. */
+  readonly ops: IdleOps<T>;
+  #freshHead: IdleEntry<T> | undefined;
+  #freshTail: IdleEntry<T> | undefined;
+  #pingedHead: IdleEntry<T> | undefined;
+  #pingedTail: IdleEntry<T> | undefined;
   #timer: unknown;
-  #lastRead: number;
-  #pingedAt = -Infinity;
+  #due = Infinity; // when #timer fires
 
   /**
-   * Starts the timer.
-   *
    * @param clock Where the time comes from.
    * @param timeoutMs The idle timeout, above 0.
-   * @param host The connection.
+   * @param ops What the sweep asks of its connections.
    */
-  constructor(clock: Clock, timeoutMs: number, host: IdleHost) {
-    this.#clock = clock;
-    this.#timeoutMs = timeoutMs;
-    this.#host = host;
-    this.#lastRead = clock.now();
-    this.#timer = clock.setTimeout(this.#check, timeoutMs / 2);
+  constructor(clock: Clock, timeoutMs: number, ops: IdleOps<T>) {
+    this.clock = clock;
+    this.timeoutMs = timeoutMs;
+    this.ops = ops;
   }
 
-  /** Something arrived from the peer. */
-  touch(): void {
-    this.#lastRead = this.#clock.now();
+  /**
+   * Starts watching a connection that just opened.
+   *
+   * @returns Its handle: `touch()` on every read, `stop()` when it leaves the open state.
+   */
+  add(connection: T): IdleHandle {
+    const entry = new IdleEntry(this, connection, this.clock.now());
+    this.#append(entry, FRESH);
+    // Every other entry is due no later than this one: only an idle sweep needs arming.
+    if (this.#timer === undefined) this.#arm();
+    return entry;
   }
 
-  /** Stops the timer for good. */
-  stop(): void {
-    this.#clock.clearTimeout(this.#timer);
+  /** {@linkcode IdleHandle.touch}, for a handle of this sweep. */
+  touch(handle: IdleHandle): void {
+    const entry = handle as IdleEntry<T>;
+    entry.lastRead = this.clock.now();
+    if (entry === this.#freshTail || entry.list === OUT) return;
+    this.#unlink(entry);
+    this.#append(entry, FRESH);
+  }
+
+  /** {@linkcode IdleHandle.stop}, for a handle of this sweep. */
+  remove(handle: IdleHandle): void {
+    const entry = handle as IdleEntry<T>;
+    if (entry.list === OUT) return;
+    this.#unlink(entry);
+    if (this.#freshHead === undefined && this.#pingedHead === undefined) this.#disarm();
+  }
+
+  #append(entry: IdleEntry<T>, list: typeof FRESH | typeof PINGED): void {
+    entry.list = list;
+    entry.next = undefined;
+    if (list === FRESH) {
+      entry.prev = this.#freshTail;
+      if (this.#freshTail === undefined) this.#freshHead = entry;
+      else this.#freshTail.next = entry;
+      this.#freshTail = entry;
+    } else {
+      entry.prev = this.#pingedTail;
+      if (this.#pingedTail === undefined) this.#pingedHead = entry;
+      else this.#pingedTail.next = entry;
+      this.#pingedTail = entry;
+    }
+  }
+
+  #unlink(entry: IdleEntry<T>): void {
+    const { prev, next } = entry;
+    if (entry.list === FRESH) {
+      if (prev === undefined) this.#freshHead = next;
+      else prev.next = next;
+      if (next === undefined) this.#freshTail = prev;
+      else next.prev = prev;
+    } else {
+      if (prev === undefined) this.#pingedHead = next;
+      else prev.next = next;
+      if (next === undefined) this.#pingedTail = prev;
+      else next.prev = prev;
+    }
+    entry.prev = entry.next = undefined;
+    entry.list = OUT;
+  }
+
+  #disarm(): void {
+    this.clock.clearTimeout(this.#timer);
     this.#timer = undefined;
+    this.#due = Infinity;
   }
 
-  readonly #check = (): void => {
+  /** Sets the timer to the earliest due entry, or clears it when none is left. */
+  #arm(): void {
+    const timeout = this.timeoutMs;
+    const fresh = this.#freshHead === undefined ? Infinity : this.#freshHead.lastRead + timeout / 2;
+    const pinged = this.#pingedHead === undefined ? Infinity : this.#pingedHead.lastRead + timeout;
+    const due = Math.min(fresh, pinged);
+    if (due === this.#due && this.#timer !== undefined) return;
+    this.#disarm();
+    if (due === Infinity) return;
+    this.#due = due;
+    this.#timer = this.clock.setTimeout(this.#sweep, Math.max(0, due - this.clock.now()));
+  }
+
+  readonly #sweep = (): void => {
     this.#timer = undefined;
-    const host = this.#host;
-    if (!host.open()) return;
-    const timeout = this.#timeoutMs;
-    const now = this.#clock.now();
-    if (host.busy()) this.#lastRead = now;
-    const silent = now - this.#lastRead;
-    if (silent >= timeout) {
-      host.close();
-      return;
+    this.#due = Infinity;
+    const timeout = this.timeoutMs;
+    const now = this.clock.now();
+    try {
+      // Pinged and still silent at the full timeout: close.
+      for (let entry = this.#pingedHead; entry !== undefined && entry.lastRead + timeout <= now; entry = this.#pingedHead) {
+        this.#unlink(entry);
+        this.#visit(entry, now, true);
+      }
+      // Silent for half the timeout: ping (or close, if the timer came late).
+      for (let entry = this.#freshHead; entry !== undefined && entry.lastRead + timeout / 2 <= now; entry = this.#freshHead) {
+        this.#unlink(entry);
+        this.#visit(entry, now, entry.lastRead + timeout <= now);
+      }
+    } finally {
+      this.#arm();
     }
-    if (silent < timeout / 2) {
-      this.#timer = this.#clock.setTimeout(this.#check, timeout / 2 - silent);
-      return;
-    }
-    if (this.#pingedAt <= this.#lastRead) {
-      // The first check of this silence: one ping for a live peer to answer.
-      this.#pingedAt = now;
-      host.ping();
-    }
-    this.#timer = this.#clock.setTimeout(this.#check, timeout - silent);
   };
+
+  #visit(entry: IdleEntry<T>, now: number, over: boolean): void {
+    const ops = this.ops;
+    const connection = entry.connection;
+    if (!ops.open(connection)) return; // left without stop(): out of the sweep
+    if (ops.busy(connection)) {
+      // A hook holds the events: the peer is not the one keeping quiet.
+      entry.lastRead = now;
+      this.#append(entry, FRESH);
+    } else if (over) {
+      ops.close(connection);
+    } else {
+      this.#append(entry, PINGED);
+      ops.ping(connection);
+    }
+  }
 }

@@ -29,7 +29,9 @@ import {
   type UpgradeAnswer,
 } from "../plugins/hooks.ts";
 import { callHook, type Connection, type ConnectionSet, isPromise, logHookFailure } from "./_pump.ts";
-import { bufferFullError, IdleTimer, LIMIT_DEFAULTS, RateLimiter, rateLimitError } from "./_limits.ts";
+import { bufferFullError, type IdleHandle, type IdleOps, LIMIT_DEFAULTS, RateLimiter, rateLimitError } from "./_limits.ts";
+
+const EMPTY = new Uint8Array(0); // the idle ping's payload
 
 /**
  * A runtime's server-side WebSocket, as a {@linkcode NativeSession} drives it.
@@ -219,6 +221,14 @@ export async function prepareUpgrade<S>(
  * ```
  */
 export class NativeSession<S = Record<string, unknown>> implements Context<S>, Connection {
+  // What the server's idle sweep asks of a session: one object for every session.
+  static readonly #idleOps: IdleOps<NativeSession<never>> = {
+    open: (session) => session.#state === ReadyState.Open,
+    busy: (session) => session.#busy,
+    ping: (session) => session.#socket!.ping!(EMPTY),
+    close: (session) => session.close(CloseCode.GoingAway, "Idle timeout"),
+  };
+
   /** Unique id of the connection within the process. */
   readonly id: string = `n${++lastId}`;
   /** The application's data for this connection. */
@@ -237,7 +247,7 @@ export class NativeSession<S = Record<string, unknown>> implements Context<S>, C
   readonly #dropOverCap: boolean;
   readonly #idleTimeoutMs: number;
   readonly #rate: RateLimiter | undefined;
-  #idle: IdleTimer | undefined; // while open, with the idle timeout on
+  #idle: IdleHandle | undefined; // while open, with the idle timeout on
   #socket: NativeSocket | undefined;
   #protocol = "";
   #state: ReadyState = ReadyState.Connecting;
@@ -435,12 +445,7 @@ export class NativeSession<S = Record<string, unknown>> implements Context<S>, C
     if (socket.topics !== undefined) this.#topics = this.#nativeTopics(socket, socket.topics);
     // A runtime that cannot ping (Deno) runs its own idle timeout, set by the adapter.
     if (this.#idleTimeoutMs > 0 && socket.ping !== undefined) {
-      this.#idle = new IdleTimer(this.clock, this.#idleTimeoutMs, {
-        open: () => this.#state === ReadyState.Open,
-        busy: () => this.#busy,
-        ping: () => socket.ping!(new Uint8Array(0)),
-        close: () => this.close(CloseCode.GoingAway, "Idle timeout"),
-      });
+      this.#idle = this.#set.idleSweep(this.clock, this.#idleTimeoutMs, NativeSession.#idleOps as IdleOps<NativeSession<S>>).add(this);
     }
     this.#enqueue(() => this.#handler.open?.(this));
   }
@@ -607,6 +612,7 @@ export class NativeSession<S = Record<string, unknown>> implements Context<S>, C
         }
         pending.then(() => {
           this.#busy = false;
+          this.#idle?.touch(); // the hook held the events: silence counts from its end
           const next = this.#queue.shift();
           if (next !== undefined) this.#run(next);
           if (!this.#busy && this.#paused) {

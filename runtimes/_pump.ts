@@ -15,7 +15,7 @@ import { CloseCode, closePayload } from "../core/close_code.ts";
 import type { DeflateParams } from "../core/deflate.ts";
 import { type Compression, type DeflateConfig, deflateConfig } from "./_deflate.ts";
 import { resolveLimits } from "../core/options.ts";
-import { addressKey, bufferFullError, checkLimitOptions, IdleTimer, LIMIT_DEFAULTS, RateLimiter, rateLimitError } from "./_limits.ts";
+import { addressKey, bufferFullError, checkLimitOptions, type IdleHandle, type IdleOps, IdleSweep, LIMIT_DEFAULTS, RateLimiter, rateLimitError } from "./_limits.ts";
 import { type HeadLike, selectSubprotocol, type UpgradeRequest } from "../core/handshake.ts";
 import { ReadyState } from "../core/state.ts";
 import {
@@ -288,6 +288,7 @@ export class ConnectionSet {
   readonly #clock: Clock;
   #waiters: (() => void)[] = [];
   #closing = false;
+  #sweeps: IdleSweep<never>[] = [];
 
   /**
    * @param options The server's connection options (already checked): the
@@ -325,6 +326,23 @@ export class ConnectionSet {
   /** Iterates over the live connections. */
   [Symbol.iterator](): IterableIterator<Connection> {
     return this.#pumps.values();
+  }
+
+  /**
+   * The server's idle sweep for one kind of connection: one timer for all
+   * of them, created on first use.
+   *
+   * @param clock The connections' clock.
+   * @param timeoutMs Their idle timeout, above 0.
+   * @param ops What the sweep asks of them (one object per kind of connection).
+   */
+  idleSweep<T>(clock: Clock, timeoutMs: number, ops: IdleOps<T>): IdleSweep<T> {
+    for (const sweep of this.#sweeps as IdleSweep<unknown>[]) {
+      if (sweep.clock === clock && sweep.timeoutMs === timeoutMs && sweep.ops === ops) return sweep as IdleSweep<T>;
+    }
+    const sweep = new IdleSweep(clock, timeoutMs, ops);
+    (this.#sweeps as IdleSweep<unknown>[]).push(sweep as IdleSweep<unknown>);
+    return sweep;
   }
 
   /** Adds a connection. */
@@ -414,6 +432,14 @@ export class ConnectionSet {
  * ```
  */
 export class Pump<S = Record<string, unknown>> implements Context<S>, Connection {
+  // What the server's idle sweep asks of a pump: one object for every pump.
+  static readonly #idleOps: IdleOps<Pump<never>> = {
+    open: (pump) => pump.#engine.state === ReadyState.Open,
+    busy: (pump) => pump.#busy,
+    ping: (pump) => pump.ping(),
+    close: (pump) => pump.close(CloseCode.GoingAway, "Idle timeout"),
+  };
+
   // The id as a number and the state object on first use: an idle
   // connection then holds neither a string nor an empty object.
   readonly #id: number = ++lastId;
@@ -450,7 +476,7 @@ export class Pump<S = Record<string, unknown>> implements Context<S>, Connection
   #closeTimer: unknown;
   #lingerTimer: unknown;
   #drainRecheck: unknown;
-  #idle: IdleTimer | undefined; // while open, with the idle timeout on
+  #idle: IdleHandle | undefined; // while open, with the idle timeout on
   #shutdownClose: [code: number, reason: string] | undefined; // close() waiting for the shutdown hook
 
   /**
@@ -798,6 +824,7 @@ export class Pump<S = Record<string, unknown>> implements Context<S>, Connection
           this.#busy = true;
           pending.then(() => {
             this.#busy = false;
+            this.#idle?.touch(); // the hook held the events: silence counts from its end
             if (this.#shutdownClose !== undefined) this.#runShutdownHook();
             this.#run();
             this.#updateReading();
@@ -845,12 +872,7 @@ export class Pump<S = Record<string, unknown>> implements Context<S>, Connection
         this.#clock.clearTimeout(this.#handshakeTimer);
         this.#handshakeTimer = undefined;
         if (this.#idleTimeoutMs > 0) {
-          this.#idle = new IdleTimer(this.#clock, this.#idleTimeoutMs, {
-            open: () => this.#engine.state === ReadyState.Open,
-            busy: () => this.#busy,
-            ping: () => this.ping(),
-            close: () => this.close(CloseCode.GoingAway, "Idle timeout"),
-          });
+          this.#idle = this.#set.idleSweep(this.#clock, this.#idleTimeoutMs, Pump.#idleOps as IdleOps<Pump<S>>).add(this);
         }
         return this.#call(() => handler.open?.(this));
       case "message":
