@@ -978,7 +978,11 @@ export class Pump<S = Record<string, unknown>> implements Context<S>, Connection
   #answer(answer: UpgradeAnswer | Response | void): Promise<void> | undefined {
     if (this.#engine.state !== ReadyState.Connecting) return undefined; // the socket went away meanwhile
     try {
-      if (answer instanceof Response) return this.#refuse(answer);
+      // An object with a status before `instanceof`: reading the global
+      // `Response` makes Node load its fetch implementation (undici, about
+      // 1.5 MB of external memory and more of heap) in a server that may
+      // never use it.
+      if (typeof answer === "object" && answer !== null && "status" in answer && answer instanceof Response) return this.#refuse(answer);
       const protocol = answer?.protocol ?? selectSubprotocol(this.request.protocols, this.#protocols) ?? "";
       const agreement = this.#deflateConfig?.negotiate(this.request.extensions);
       if (agreement === undefined) {

@@ -9,7 +9,7 @@ import { createServer as createHttpServer } from "node:http";
 import { describe, it } from "node:test";
 import type { Handler } from "../../mod.ts";
 import { attach, serve } from "../../runtimes/node.ts";
-import { Client, delay, rawConnect, rawHandshake, upgradeRequest, within } from "./_helpers.ts";
+import { Client, delay, rawConnect, rawHandshake, startProcess, upgradeRequest, within } from "./_helpers.ts";
 
 const echo: Handler = {
   message(ctx, data) {
@@ -83,6 +83,25 @@ describe("node adapter: teardown leaves nothing behind", () => {
     const after = census();
     for (const [kind, n] of Object.entries(after)) {
       assert.ok(n <= (before[kind] ?? 0), `leaked ${kind}: ${n} now, ${before[kind] ?? 0} before`);
+    }
+  });
+});
+
+describe("node adapter: what a connection loads", () => {
+  const onNode = "Deno" in globalThis || "Bun" in globalThis
+    ? "process.moduleLoadList, and a fetch loaded on first use, are Node's"
+    : false;
+
+  it("serves WebSockets without loading Node's fetch (undici: megabytes per process)", { skip: onNode }, async () => {
+    // A fresh process: this one has loaded fetch for other tests.
+    const server = await startProcess("node", "tests/runtimes/_lazy_fetch_server.ts", {});
+    try {
+      const client = await Client.open(server.url);
+      assert.equal((await client.roundTrip("loaded?")).data.toString(), "false");
+      client.ws.close(1000);
+      await within(client.closed);
+    } finally {
+      await server.stop();
     }
   });
 });
