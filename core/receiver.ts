@@ -80,6 +80,43 @@ function decodeWhole(bytes: Uint8Array): string {
   return text.indexOf("\uFFFD") === -1 ? text : wholeDecoder.decode(bytes);
 }
 
+/** The length of the UTF-8 sequence a byte starts (1 for ASCII and for what cannot start one). */
+function sequenceLength(lead: number): number {
+  return lead >= 0xf0 ? 4 : lead >= 0xe0 ? 3 : lead >= 0xc0 ? 2 : 1;
+}
+
+/**
+ * How many bytes at the end of `bytes` start a UTF-8 sequence that the
+ * next piece of the message would complete (0 to 3).
+ */
+function incompleteTail(bytes: Uint8Array): number {
+  const n = bytes.length;
+  for (let k = 1; k <= 3 && k <= n; k++) {
+    const b = bytes[n - k]!;
+    if ((b & 0xc0) === 0x80) continue; // a continuation byte: look further back
+    return sequenceLength(b) > k ? k : 0;
+  }
+  return 0;
+}
+
+/**
+ * Whether the bytes of an incomplete sequence can still become a valid
+ * code point (RFC 3629): a lead from C2 to F4, and a second byte in the
+ * range its lead allows (no overlong form, no surrogate, nothing above
+ * U+10FFFF). Checking the start of a sequence now fails bad text as soon
+ * as its bytes arrive, not when the sequence would have ended.
+ */
+function validPrefix(bytes: Uint8Array): boolean {
+  const lead = bytes[0]!;
+  if (lead < 0xc2 || lead > 0xf4) return false;
+  if (bytes.length > 1) {
+    const b = bytes[1]!;
+    const [lo, hi] = lead === 0xe0 ? [0xa0, 0xbf] : lead === 0xed ? [0x80, 0x9f] : lead === 0xf0 ? [0x90, 0xbf] : lead === 0xf4 ? [0x80, 0x8f] : [0x80, 0xbf];
+    if (b < lo || b > hi) return false;
+  }
+  return bytes.length < 3 || (bytes[2]! & 0xc0) === 0x80;
+}
+
 function fail(code: string, closeCode: number, message: string): never {
   throw new ProtocolError(code, closeCode, message);
 }
@@ -133,7 +170,7 @@ export class Receiver {
   #binaryParts: Uint8Array[] | undefined;
   #text = "";
   #textStarted = false;
-  #streamDecoder: TextDecoder | undefined;
+  #textTail: Uint8Array | undefined; // the start of a sequence split between pieces of the message
 
   /**
    * Creates a receiver.
@@ -326,12 +363,7 @@ export class Receiver {
         if (this.#masked) xorKey(bytes, this.#mask, this.#length - this.#remaining);
         this.#remaining -= take;
         this.#textStarted = true;
-        try {
-          this.#streamDecoder ??= new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
-          this.#text += this.#streamDecoder.decode(bytes, { stream: true });
-        } catch {
-          this.#invalidUtf8();
-        }
+        this.#decodePiece(bytes);
         if (this.#remaining > 0) return null;
       }
     } else {
@@ -348,7 +380,8 @@ export class Receiver {
     let data: string | Uint8Array;
     if (text) {
       try {
-        data = this.#textStarted ? this.#text + this.#streamDecoder!.decode() : "";
+        if (this.#textTail !== undefined) throw new TypeError("incomplete UTF-8 sequence at the end");
+        data = this.#text;
       } catch {
         this.#invalidUtf8();
       }
@@ -376,6 +409,44 @@ export class Receiver {
     this.#binaryParts = undefined;
     this.#text = "";
     this.#textStarted = false;
+    this.#textTail = undefined;
+  }
+
+  /**
+   * Decodes the next piece of a text message, as it arrives: bad UTF-8
+   * fails at once. Each piece is decoded whole, up to a sequence its end
+   * splits, whose bytes wait for the next piece; a streaming decoder would
+   * do the same, but is several times slower on some runtimes (Node sends
+   * it through ICU).
+   */
+  #decodePiece(bytes: Uint8Array): void {
+    try {
+      const tail = this.#textTail;
+      if (tail !== undefined) {
+        const length = sequenceLength(tail[0]!);
+        const take = Math.min(length - tail.length, bytes.length);
+        const joined = new Uint8Array(tail.length + take);
+        joined.set(tail);
+        joined.set(bytes.subarray(0, take), tail.length);
+        bytes = bytes.subarray(take);
+        if (joined.length < length) {
+          if (!validPrefix(joined)) throw new TypeError("invalid UTF-8");
+          this.#textTail = joined;
+          return;
+        }
+        this.#textTail = undefined;
+        this.#text += decodeWhole(joined);
+      }
+      const cut = bytes.length - incompleteTail(bytes);
+      if (cut < bytes.length) {
+        const rest = bytes.slice(cut);
+        if (!validPrefix(rest)) throw new TypeError("invalid UTF-8");
+        this.#textTail = rest;
+      }
+      if (cut > 0) this.#text += decodeWhole(cut === bytes.length ? bytes : bytes.subarray(0, cut));
+    } catch {
+      this.#invalidUtf8();
+    }
   }
 
   /** The unread byte at position `i` (`i` < buffered), without taking it. */

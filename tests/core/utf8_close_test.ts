@@ -1,7 +1,9 @@
 // Streaming UTF-8 validation (fail fast, 1007) and the close rules of §5.5.1 and §7.4.
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { cat, closeBody, frame, runEcho, splits, summary } from "./_util.ts";
+import fc from "fast-check";
+import { cat, closeBody, frame, openEngine, runEcho, splits, summary } from "./_util.ts";
+import { fuzzSeed } from "./_fuzz_props.ts";
 
 const TEXT = 0x1, CONT = 0x0, CLOSE = 0x8, PING = 0x9;
 
@@ -89,6 +91,95 @@ describe("UTF-8: invalid text fails with 1007", () => {
   it("does not fail a fragment that ends inside a valid sequence", () => {
     const input = cat(frame(TEXT, [0x61, 0xe2], { fin: false }), frame(CONT, [0x82, 0xac], { fin: true }));
     expectAll(input, [msg("a€")], [msg("a€")]);
+  });
+});
+
+describe("UTF-8: piecewise validation against the WHATWG streaming decoder", () => {
+  // Bytes that make UTF-8 edge cases likely: ASCII, every kind of lead
+  // (valid, overlong, past U+10FFFF), and continuations at the range limits.
+  const utf8ish = fc.oneof(
+    fc.constantFrom(0x61, 0x80, 0x8f, 0x90, 0x9f, 0xa0, 0xbf, 0xc0, 0xc2, 0xdf, 0xe0, 0xed, 0xef, 0xf0, 0xf4, 0xf5, 0xff),
+    fc.integer({ min: 0, max: 255 }),
+  );
+  const valid = fc.string({ unit: "grapheme", maxLength: 12 }).map((t) => Array.from(new TextEncoder().encode(t)));
+  const payload = fc.array(fc.oneof(valid, fc.array(utf8ish, { maxLength: 4 })), { maxLength: 6 }).map((parts) => parts.flat());
+
+  /** The index of the byte at which a streaming fatal decoder first throws, or -1 (valid); `payload.length` if only the end is bad. */
+  function firstBadByte(bytes: number[]): number {
+    const decoder = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
+    for (let i = 0; i < bytes.length; i++) {
+      try {
+        decoder.decode(new Uint8Array([bytes[i]!]), { stream: true });
+      } catch {
+        return i;
+      }
+    }
+    try {
+      decoder.decode();
+      return -1;
+    } catch {
+      return bytes.length;
+    }
+  }
+
+  it("accepts what it accepts, and fails on the same byte, for any split into frames and reads", () => {
+    fc.assert(
+      fc.property(payload, fc.array(fc.nat(64), { maxLength: 6 }), fc.array(fc.nat(64), { maxLength: 6 }), (bytes, fragmentCuts, readCuts) => {
+        const bad = firstBadByte(bytes);
+        // The message as fragments, cut at fragmentCuts.
+        const cuts = [...new Set(fragmentCuts.map((c) => c % (bytes.length + 1)))].sort((a, b) => a - b);
+        const pieces: number[][] = [];
+        let from = 0;
+        for (const cut of [...cuts, bytes.length]) {
+          pieces.push(bytes.slice(from, Math.max(from, cut)));
+          from = Math.max(from, cut);
+        }
+        // Where each payload byte ends up on the wire.
+        const frames: Uint8Array[] = [];
+        const payloadEnds: number[] = []; // wire offset just past payload byte i
+        let wire = 0;
+        pieces.forEach((piece, i) => {
+          const f = frame(i === 0 ? TEXT : CONT, piece, { fin: i === pieces.length - 1 });
+          const header = f.length - piece.length;
+          for (let k = 0; k < piece.length; k++) payloadEnds.push(wire + header + k + 1);
+          frames.push(f);
+          wire += f.length;
+        });
+        const input = cat(...frames);
+        // Reads of the wire bytes, cut at readCuts.
+        const reads = [...new Set(readCuts.map((c) => c % (input.length + 1)))].sort((a, b) => a - b);
+        const engine = openEngine();
+        let at = 0;
+        let failedAfter = -1; // the wire offset at which the 1007 came
+        for (const end of [...reads, input.length]) {
+          if (end <= at) continue;
+          engine.receive(input.subarray(at, end));
+          at = end;
+          for (let e = engine.nextEvent(); e; e = engine.nextEvent()) {
+            if (e.type === "error") {
+              assert.equal(e.error.code, "WS_ERR_INVALID_UTF8");
+              if (failedAfter < 0) failedAfter = at;
+            }
+            if (e.type === "message") {
+              assert.equal(bad, -1, "a message only for valid text");
+              assert.equal(e.data, new TextDecoder().decode(new Uint8Array(bytes)));
+            }
+          }
+          if (failedAfter >= 0) break;
+        }
+        if (bad === -1) {
+          assert.equal(failedAfter, -1, "valid text never fails");
+          return;
+        }
+        // It fails in the read that brought the first bad byte (or the end
+        // of the message, for a sequence left incomplete), not earlier, not later.
+        const badWire = bad < bytes.length ? payloadEnds[bad]! : input.length;
+        const readEnds = [...reads.filter((r) => r > 0), input.length];
+        const expected = readEnds.find((r) => r >= badWire)!;
+        assert.equal(failedAfter, expected, `bad byte ${bad} at wire ${badWire}`);
+      }),
+      { seed: fuzzSeed(), numRuns: 2000 },
+    );
   });
 });
 
