@@ -9,23 +9,31 @@ import type { IncomingMessage } from "node:http";
 import type { Socket } from "node:net";
 import type { Duplex } from "node:stream";
 import type { Handler } from "../plugins/hooks.ts";
-import { type ConnectionOptions, type ConnectionSet, Pump, type Transport } from "./_pump.ts";
+import { type ConnectionOptions, type ConnectionSet, DEFAULT_HIGH_WATER_MARK, Pump, type Transport } from "./_pump.ts";
 
 class NodeTransport implements Transport {
   readonly #socket: Duplex;
+  readonly #highWaterMark: number;
 
-  constructor(socket: Duplex) {
+  constructor(socket: Duplex, highWaterMark: number) {
     this.#socket = socket;
+    this.#highWaterMark = highWaterMark;
   }
 
+  // Full at the connection's own highWaterMark, not at the stream's (16 KiB
+  // on Node 20, which one 64 KiB message always crosses): `socket.write()`
+  // returning false still arms the stream's `drain`, so the drain the pump
+  // waits for above its mark comes as it should.
   write(chunks: Uint8Array[]): boolean {
     const socket = this.#socket;
-    if (chunks.length === 1) return socket.write(chunks[0]!);
-    socket.cork();
-    let ok = true;
-    for (const chunk of chunks) ok = socket.write(chunk);
-    socket.uncork();
-    return ok;
+    if (chunks.length === 1) {
+      if (socket.write(chunks[0]!)) return true;
+    } else {
+      socket.cork();
+      for (const chunk of chunks) socket.write(chunk);
+      socket.uncork();
+    }
+    return socket.writableLength < this.#highWaterMark;
   }
 
   get bufferedAmount(): number {
@@ -95,7 +103,7 @@ export function run<S>(
   const s = socket as Socket;
   s.setNoDelay?.(true);
   s.setTimeout?.(0);
-  const pump = new Pump<S>(new NodeTransport(socket), handler, options, set);
+  const pump = new Pump<S>(new NodeTransport(socket, options.highWaterMark ?? DEFAULT_HIGH_WATER_MARK), handler, options, set);
   (socket as PumpedSocket)[kPump] = pump;
   socket.on("data", onSocketData);
   socket.on("end", onSocketEnd);

@@ -108,7 +108,8 @@ export function coalesce(chunks: Uint8Array[], limit: number = COALESCE_BYTES): 
 
 const DRAIN_RECHECK_MS = 5;
 const DEFAULT_HANDSHAKE_TIMEOUT_MS = 10_000;
-const DEFAULT_HIGH_WATER_MARK = 64 * 1024;
+/** The default `highWaterMark` of a connection's output, bytes. */
+export const DEFAULT_HIGH_WATER_MARK = 64 * 1024;
 
 let lastId = 0;
 

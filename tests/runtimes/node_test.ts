@@ -5,10 +5,11 @@
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import process from "node:process";
-import { createServer as createHttpServer } from "node:http";
+import { createServer as createHttpServer, type IncomingMessage } from "node:http";
+import { Duplex } from "node:stream";
 import { describe, it } from "node:test";
-import type { Handler } from "../../mod.ts";
-import { attach, serve } from "../../runtimes/node.ts";
+import type { Context, Handler } from "../../mod.ts";
+import { attach, serve, upgradeHandler } from "../../runtimes/node.ts";
 import { Client, delay, rawConnect, rawHandshake, startProcess, upgradeRequest, within } from "./_helpers.ts";
 
 const echo: Handler = {
@@ -103,5 +104,56 @@ describe("node adapter: what a connection loads", () => {
     } finally {
       await server.stop();
     }
+  });
+});
+
+describe("node adapter: backpressure at the connection's highWaterMark", () => {
+  // A socket whose writes never complete until told to, with the stream's
+  // own high-water mark at Node 20's 16 KiB: what the pump reads as full
+  // must be its highWaterMark, not the stream's.
+  function stalledSocket() {
+    const callbacks: (() => void)[] = [];
+    const socket = new Duplex({
+      writableHighWaterMark: 16 * 1024,
+      read() {},
+      write(_chunk, _encoding, callback) {
+        callbacks.push(callback);
+      },
+      writev(_chunks, callback) {
+        callbacks.push(callback);
+      },
+    });
+    const release = () => {
+      for (const callback of callbacks.splice(0)) callback();
+    };
+    return { socket, release };
+  }
+
+  it("reports full only past highWaterMark, then drains once the socket takes the bytes", async () => {
+    const { socket, release } = stalledSocket();
+    const results: boolean[] = [];
+    let drains = 0;
+    let onOpen!: (ctx: Context) => void;
+    const opened = new Promise<Context>((resolve) => onOpen = resolve);
+    const ws = upgradeHandler({ open: (ctx) => onOpen(ctx), drain: () => void drains++ }, { highWaterMark: 256 * 1024 });
+    const req = { method: "GET", url: "/", httpVersion: "1.1", headers: Object.fromEntries(upgradeRequest().split("\r\n").slice(1, -2).map((l) => [l.slice(0, l.indexOf(":")).toLowerCase(), l.slice(l.indexOf(":") + 1).trim()])) };
+    ws.handleUpgrade(req as unknown as IncomingMessage, socket, new Uint8Array(0));
+    const ctx = await within(opened);
+    const chunk = new Uint8Array(48 * 1024);
+    for (let i = 0; i < 8; i++) {
+      results.push(ctx.send(chunk));
+      await delay(0); // the pump hands its batch to the socket
+    }
+    // 48 KiB messages: full from the sixth on (5 x 48 KiB + the 101 < 256 KiB), not from the first.
+    assert.deepEqual(results, [true, true, true, true, true, false, false, false]);
+    assert.ok(ctx.bufferedAmount > 256 * 1024);
+    release();
+    await delay(0);
+    release();
+    await delay(10);
+    assert.equal(drains, 1);
+    assert.equal(ctx.bufferedAmount, 0);
+    socket.destroy();
+    await ws.close();
   });
 });
