@@ -289,7 +289,7 @@ export class ConnectionSet {
   readonly #clock: Clock;
   #waiters: (() => void)[] = [];
   #closing = false;
-  #sweeps: IdleSweep<never>[] = [];
+  #sweeps: IdleSweep<unknown>[] = [];
 
   /**
    * @param options The server's connection options (already checked): the
@@ -338,11 +338,11 @@ export class ConnectionSet {
    * @param ops What the sweep asks of them (one object per kind of connection).
    */
   idleSweep<T>(clock: Clock, timeoutMs: number, ops: IdleOps<T>): IdleSweep<T> {
-    for (const sweep of this.#sweeps as IdleSweep<unknown>[]) {
+    for (const sweep of this.#sweeps) {
       if (sweep.clock === clock && sweep.timeoutMs === timeoutMs && sweep.ops === ops) return sweep as IdleSweep<T>;
     }
     const sweep = new IdleSweep(clock, timeoutMs, ops);
-    (this.#sweeps as IdleSweep<unknown>[]).push(sweep as IdleSweep<unknown>);
+    this.#sweeps.push(sweep as IdleSweep<unknown>);
     return sweep;
   }
 
