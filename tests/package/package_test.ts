@@ -13,7 +13,7 @@
 // (npm run test:node); under `deno test` and `bun test`, which also find it,
 // it skips itself.
 import assert from "node:assert/strict";
-import { type ChildProcess, execFile, spawn } from "node:child_process";
+import { execFile } from "node:child_process";
 import { cp, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -22,7 +22,7 @@ import { promisify } from "node:util";
 import { after, before, describe, it } from "node:test";
 import WebSocket from "ws";
 import { runtime } from "../../mod.ts";
-import { root, within } from "../runtimes/_helpers.ts";
+import { root, spawnServer, within } from "../runtimes/_helpers.ts";
 
 const run = promisify(execFile);
 const on = runtime();
@@ -98,50 +98,15 @@ export const used = [handler, event, state, app, route, attach, denoHandler, bun
 await serve(handler, { port: "8080" });
 `;
 
-/** Runs `script` with `file args` in `cwd`, waits for its `listening on` line, and returns its port. */
-async function start(file: string, args: string[], cwd: string): Promise<{ child: ChildProcess; url: string; stderr: () => string }> {
-  const child = spawn(file, args, { cwd, env: userEnv(), stdio: ["ignore", "pipe", "pipe"] });
-  let stdout = "";
-  let stderr = "";
-  child.stdout!.setEncoding("utf8");
-  child.stderr!.setEncoding("utf8");
-  child.stderr!.on("data", (chunk: string) => void (stderr += chunk));
-  const line = await within(
-    new Promise<string>((resolve, reject) => {
-      child.stdout!.on("data", (chunk: string) => {
-        stdout += chunk;
-        const end = stdout.indexOf("\n");
-        if (end >= 0) resolve(stdout.slice(0, end));
-      });
-      child.once("error", reject);
-      child.once("exit", (code) => reject(new Error(`${file} ${args.join(" ")} exited (${code}): ${stderr}`)));
-    }),
-    30_000,
-    `${args.join(" ")}'s first line`,
-  ).catch((error) => {
-    child.kill("SIGKILL");
-    throw error;
-  });
-  const match = /^listening on (ws:\/\/127\.0\.0\.1:\d+)\/?$/.exec(line);
-  if (match === null) {
-    child.kill("SIGKILL");
-    throw new Error(`unexpected first line ${JSON.stringify(line)}; stderr: ${stderr}`);
-  }
-  return { child, url: match[1]!, stderr: () => stderr };
-}
-
-/** Stops a server with SIGTERM and returns its exit code. */
-function stop(child: ChildProcess): Promise<number | string> {
-  const exited = new Promise<number | string>((resolve) => {
-    if (child.exitCode !== null || child.signalCode !== null) resolve(child.exitCode ?? child.signalCode ?? -1);
-    else child.once("exit", (code, signal) => resolve(code ?? signal ?? -1));
-  });
-  child.kill("SIGTERM");
-  return within(exited, 10_000, "the server to exit on SIGTERM").catch((error) => {
-    child.kill("SIGKILL");
-    throw error;
-  });
-}
+/** What imports.mjs prints: a few exports of every subpath, as loaded. */
+const SUBPATH_EXPORTS = {
+  "@duplex/ws": ["serve", "App", "CloseCode", "Router"],
+  "@duplex/ws/core": ["Engine", "parseExtensions", "acceptKey"],
+  "@duplex/ws/node": ["serve", "attach"],
+  "@duplex/ws/deno": ["serve", "nativeHandler"],
+  "@duplex/ws/bun": ["serve", "nativeHandler"],
+  "@duplex/ws/hono": ["upgradeWebSocket", "attach", "websocket"],
+};
 
 /** Echoes a text and a binary message through `url` with the `ws` client, and closes with 1000. */
 async function echoes(url: string): Promise<void> {
@@ -214,22 +179,15 @@ describe("the npm package, installed as a new user would", { skip }, () => {
   for (const [name, file] of [["Node", process.execPath], ["Bun", BUN]] as const) {
     it(`loads every subpath on ${name}, without a TypeScript loader`, async () => {
       const { stdout } = await run(file, ["imports.mjs"], { cwd: app, env: userEnv() });
-      assert.deepEqual(JSON.parse(stdout), {
-        "@duplex/ws": ["serve", "App", "CloseCode", "Router"],
-        "@duplex/ws/core": ["Engine", "parseExtensions", "acceptKey"],
-        "@duplex/ws/node": ["serve", "attach"],
-        "@duplex/ws/deno": ["serve", "nativeHandler"],
-        "@duplex/ws/bun": ["serve", "nativeHandler"],
-        "@duplex/ws/hono": ["upgradeWebSocket", "attach", "websocket"],
-      });
+      assert.deepEqual(JSON.parse(stdout), SUBPATH_EXPORTS);
     });
 
     it(`runs a plain .mjs echo server on ${name} that answers the ws client`, async () => {
-      const server = await start(file, ["echo.mjs"], app);
+      const server = await spawnServer(file, ["echo.mjs"], { cwd: app, env: userEnv() });
       try {
         await echoes(server.url);
       } finally {
-        assert.equal(await stop(server.child), 0, server.stderr());
+        assert.equal(await server.stop(), 0, server.stderr());
       }
     });
   }
@@ -301,22 +259,15 @@ describe("the JSR package, imported by Deno through its deno.json", { skip }, ()
       cwd: join(work, "app"),
       env: { ...userEnv(), NO_COLOR: "1" },
     });
-    assert.deepEqual(JSON.parse(stdout), {
-      "@duplex/ws": ["serve", "App", "CloseCode", "Router"],
-      "@duplex/ws/core": ["Engine", "parseExtensions", "acceptKey"],
-      "@duplex/ws/node": ["serve", "attach"],
-      "@duplex/ws/deno": ["serve", "nativeHandler"],
-      "@duplex/ws/bun": ["serve", "nativeHandler"],
-      "@duplex/ws/hono": ["upgradeWebSocket", "attach", "websocket"],
-    });
+    assert.deepEqual(JSON.parse(stdout), SUBPATH_EXPORTS);
   });
 
   it("runs the echo server with --allow-net only, and it answers the ws client", async () => {
-    const server = await start(DENO, ["run", "--allow-net=127.0.0.1", "echo.mjs"], join(work, "app"));
+    const server = await spawnServer(DENO, ["run", "--allow-net=127.0.0.1", "echo.mjs"], { cwd: join(work, "app"), env: userEnv() });
     try {
       await echoes(server.url);
     } finally {
-      assert.equal(await stop(server.child), 0, server.stderr());
+      assert.equal(await server.stop(), 0, server.stderr());
     }
   });
 });

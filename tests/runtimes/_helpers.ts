@@ -227,14 +227,28 @@ export function command(on: RuntimeName, script: string): [string, string[]] {
 }
 
 /** Starts `script` on `on` and waits for its `listening on ws://127.0.0.1:<port>` line. */
-export async function startProcess(
+export function startProcess(
   on: RuntimeName,
   script: string,
   env: Record<string, string | undefined>,
   name: string = on,
 ): Promise<Running> {
   const [file, args] = command(on, script);
-  const child = spawn(file, args, { cwd: root, env: { ...process.env, ...env }, stdio: ["ignore", "pipe", "pipe"] });
+  return spawnServer(file, args, { cwd: root, env: { ...process.env, ...env } }, name);
+}
+
+/**
+ * Runs `file args` with exactly `env` in `cwd`, and waits for its first
+ * line, `listening on ws://127.0.0.1:<port>`.
+ */
+export async function spawnServer(
+  file: string,
+  args: string[],
+  options: { cwd: string; env: Record<string, string | undefined> },
+  name: string = file,
+): Promise<Running> {
+  const script = args.join(" ");
+  const child = spawn(file, args, { cwd: options.cwd, env: options.env, stdio: ["ignore", "pipe", "pipe"] });
   let stdout = "";
   let stderr = "";
   child.stdout!.setEncoding("utf8");
@@ -257,7 +271,7 @@ export async function startProcess(
     child.kill("SIGKILL");
     throw new Error(`${(error as Error).message}\nstderr: ${stderr}`);
   });
-  const port = Number(/^listening on ws:\/\/127\.0\.0\.1:(\d+)$/.exec(line)?.[1] ?? NaN);
+  const port = Number(/^listening on ws:\/\/127\.0\.0\.1:(\d+)\/?$/.exec(line)?.[1] ?? NaN);
   if (!Number.isInteger(port)) {
     child.kill("SIGKILL");
     throw new Error(`${name}: unexpected first line ${JSON.stringify(line)}; stderr: ${stderr}`);
