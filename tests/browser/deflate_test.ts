@@ -30,35 +30,22 @@
 // it fails (.ci/run installs Chromium).
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
-import { existsSync } from "node:fs";
 import { createServer as createHttpServer, type Server as HttpServer } from "node:http";
 import { type AddressInfo, connect, createServer as createNetServer, type Server as NetServer, type Socket } from "node:net";
-import process from "node:process";
 import { after, before, describe, it } from "node:test";
 import type { Browser, BrowserContext, Page } from "playwright-core";
 import type { ExtensionOffer } from "../../core/handshake.ts";
 import type { DeflateParams } from "../../core/deflate.ts";
 import { runtime } from "../../mod.ts";
+import { CHROMIUM, chromiumMissing, inCi, launchChromium } from "./_chromium.ts";
 import type { PerMessageDeflateOptions } from "../../plugins/hooks.ts";
 import { type Server, serve } from "../../runtimes/node.ts";
 import { within } from "../runtimes/_helpers.ts";
 
 const on = runtime();
-const inCi = process.env.CI !== undefined && process.env.CI !== "" && process.env.CI !== "false";
-const CHROMIUM = process.env.CHROMIUM_PATH || "/usr/bin/chromium";
-const chromiumMissing = on === "node" && !existsSync(CHROMIUM);
 /** Every wait on the page; the whole scenario stays well under the test's timeout. */
 const WAIT_MS = 10_000;
 const TEST_MS = 30_000;
-const ARGS = [
-  "--no-sandbox",
-  "--disable-gpu",
-  "--disable-quic",
-  "--disable-background-networking",
-  "--disable-component-update",
-  "--disable-sync",
-  "--no-first-run",
-];
 
 /** A text message that asks the server for `RAW_PREFIX.length + n` bytes of repetitive text, sent with `{ compress: false }`. */
 const RAW_PREFIX = "\u0000raw:";
@@ -66,7 +53,7 @@ const RAW_BYTES = 256 * 1024;
 
 function skipReason(): string | false {
   if (on !== "node") return `runs from Node only (npm run test:node): playwright-core drives Chromium from Node; not on ${on}`;
-  if (chromiumMissing && !inCi) {
+  if (chromiumMissing(on) && !inCi) {
     return `chromium not found at ${CHROMIUM} (apt-get install chromium, or set CHROMIUM_PATH); CI installs it, and there this test fails without it`;
   }
   return false;
@@ -349,9 +336,7 @@ describe(`permessage-deflate with Chromium, on Node's raw adapter${skip ? ` (ski
 
   before(async () => {
     if (skip) return;
-    if (chromiumMissing) assert.fail(`chromium is not at ${CHROMIUM} and CI is set: .ci/run installs it with apt-get`);
-    const { chromium } = await import("playwright-core");
-    browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: ARGS, timeout: 15_000 });
+    browser = await launchChromium();
   });
   after(async () => {
     await browser?.close();

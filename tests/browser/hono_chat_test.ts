@@ -20,7 +20,6 @@
 // with 1000.
 import assert from "node:assert/strict";
 import { type ChildProcess, spawn } from "node:child_process";
-import { existsSync } from "node:fs";
 import { mkdtemp } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -28,30 +27,19 @@ import process from "node:process";
 import { after, before, describe, it } from "node:test";
 import type { Browser, BrowserContext, Page } from "playwright-core";
 import { runtime } from "../../mod.ts";
+import { CHROMIUM, chromiumMissing, inCi, launchChromium } from "./_chromium.ts";
 import { command, delay, root, type RuntimeName, within } from "../runtimes/_helpers.ts";
 
 const on = runtime();
-const inCi = process.env.CI !== undefined && process.env.CI !== "" && process.env.CI !== "false";
-const CHROMIUM = process.env.CHROMIUM_PATH || "/usr/bin/chromium";
-const chromiumMissing = on === "node" && !existsSync(CHROMIUM);
 const SCRIPT = "examples/hono-chat/server.ts";
 const RUNTIMES: RuntimeName[] = ["node", "deno", "bun"];
 /** Every wait on the page; the whole scenario stays well under the test's timeout. */
 const WAIT_MS = 5000;
 const TEST_MS = 20_000;
-const ARGS = [
-  "--no-sandbox",
-  "--disable-gpu",
-  "--disable-quic",
-  "--disable-background-networking",
-  "--disable-component-update",
-  "--disable-sync",
-  "--no-first-run",
-];
 
 function skipReason(): string | false {
   if (on !== "node") return `runs from Node only (npm run test:node): it starts Node, Deno and Bun processes itself; not on ${on}`;
-  if (chromiumMissing && !inCi) {
+  if (chromiumMissing(on) && !inCi) {
     return `chromium not found at ${CHROMIUM} (apt-get install chromium, or set CHROMIUM_PATH); CI installs it, and there this test fails without it`;
   }
   return false;
@@ -196,9 +184,7 @@ describe(`examples/hono-chat in Chromium, on Node, Deno and Bun${skip ? ` (skipp
 
   before(async () => {
     if (skip) return;
-    if (chromiumMissing) assert.fail(`chromium is not at ${CHROMIUM} and CI is set: .ci/run installs it with apt-get`);
-    const { chromium } = await import("playwright-core");
-    browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: ARGS, timeout: 15_000 });
+    browser = await launchChromium();
     shots = await mkdtemp(join(tmpdir(), "duplex-hono-chat-"));
   });
   after(async () => {
