@@ -1,27 +1,109 @@
 /**
  * Duplex: one WebSocket server framework for Node, Deno and Bun. The root
- * entry holds the runtime-neutral API (the engine, errors, close codes, the
- * hooks contract and the app pipeline: middleware, routers, auth,
- * heartbeat) and `serve()`, which starts the right server for the
- * runtime it runs on. Each runtime's adapters also have their own subpath:
- * `@duplex/ws/node`, `@duplex/ws/deno`, `@duplex/ws/bun`.
+ * entry is what an application imports: `serve()`, which starts the right
+ * server for the runtime it runs on; the {@linkcode Handler} hooks and the
+ * {@linkcode Connection} they receive; the {@linkcode App} pipeline with its
+ * routers, auth, heartbeat, JSON codec and pub/sub; close codes and errors.
+ *
+ * Other entry points:
+ * - `@duplex/ws/core`: the sans-IO RFC 6455 engine on its own;
+ * - `@duplex/ws/node`, `@duplex/ws/deno`, `@duplex/ws/bun`: each runtime's
+ *   adapters (raw sockets, native servers, attaching to a server you own);
+ * - `@duplex/ws/hono`: `upgradeWebSocket()` for Hono routes;
+ * - `@duplex/ws/redis`: the Redis backplane for pub/sub across processes.
  *
  * @example
  * ```ts
- * import { CloseCode, type Handler } from "@duplex/ws";
+ * import { CloseCode, serve } from "@duplex/ws";
  *
- * const handler: Handler = {
- *   message(ctx, data) {
- *     if (typeof data !== "string") return ctx.close(CloseCode.UnsupportedData, "text only");
- *     ctx.send(data.toUpperCase());
+ * const server = await serve({
+ *   message(conn, data) {
+ *     if (typeof data !== "string") return conn.close(CloseCode.UnsupportedData, "text only");
+ *     conn.send(data.toUpperCase());
  *   },
- * };
+ * }, { port: 0 });
+ * console.log(`listening on ${server.url}`);
+ * await server.close();
  * ```
  *
  * @module
  */
 
-export * from "./core/mod.ts";
-export * from "./plugins/mod.ts";
-export type { ListenOptions, Server, TlsCertificate } from "./runtimes/_server.ts";
+// Serving
 export { runtime, type RuntimeName, serve, type ServeOptions, type TransportName } from "./runtimes/serve.ts";
+export type { ListenOptions, Server, TlsCertificate } from "./runtimes/_server.ts";
+
+// The hooks contract
+export {
+  type Clock,
+  type CloseInfo,
+  type Connection,
+  type ConnectionOptions,
+  type Handler,
+  type NativeTopics,
+  type NativeTopicServer,
+  type PerMessageDeflateOptions,
+  type RateLimitOptions,
+  type SendOptions,
+  systemClock,
+  type UpgradeAnswer,
+} from "./plugins/hooks.ts";
+
+// Close codes, errors, and the types the contract refers to
+export { CloseCode } from "./core/close_code.ts";
+export { ProtocolError, UsageError } from "./core/errors.ts";
+export { ReadyState } from "./core/state.ts";
+export type { EngineOptions, MessageData } from "./core/engine.ts";
+export type { DeflateNegotiation, DeflateParams } from "./core/deflate.ts";
+export type { UpgradeRequest } from "./core/handshake.ts";
+export type { PreparedMessage } from "./core/prepared.ts";
+export { CloseError, HttpError } from "./plugins/errors.ts";
+
+// Apps: middleware, routers, codecs
+export { App, type AppOptions, type ErrorHandler } from "./plugins/app.ts";
+export type { Composed, Handle, Next } from "./plugins/compose.ts";
+export type { Middleware, Phase, PhaseContext, Phases, Pipeline } from "./plugins/pipeline.ts";
+export type {
+  CloseContext,
+  ControlContext,
+  DrainContext,
+  ErrorContext,
+  EventContext,
+  MessageContext,
+  OpenContext,
+  Peer,
+  PeerEvent,
+  SendContext,
+  ShutdownContext,
+  UpgradeContext,
+} from "./plugins/context.ts";
+export { type Branching, Router, type SubprotocolOptions, subprotocols } from "./plugins/router.ts";
+export { json, type JsonHandlers, type JsonOptions } from "./plugins/codec.ts";
+
+// Auth and liveness
+export {
+  allowOrigins,
+  type AuthOptions,
+  authenticate,
+  authenticateWithin,
+  type FirstMessageAuthOptions,
+  fromBearer,
+  fromCookie,
+  fromProtocol,
+  fromQuery,
+  type OriginOptions,
+  type TokenSource,
+  type Verify,
+} from "./plugins/auth.ts";
+export { heartbeat, type HeartbeatOptions } from "./plugins/heartbeat.ts";
+
+// Pub/sub
+export {
+  type Backplane,
+  type BackplaneLink,
+  type Hub,
+  InProcessBackplane,
+  type PublishOptions,
+  type PubSubOptions,
+  type PubSubStats,
+} from "./plugins/pubsub.ts";

@@ -32,13 +32,13 @@ import {
   fromQuery,
   heartbeat,
   json,
-  RedisBackplane,
   Router,
   runtime,
   serve,
   subprotocols,
   type TransportName,
 } from "../mod.ts";
+import { RedisBackplane } from "../plugins/redis.ts";
 
 function numberFromEnv(name: string, fallback: number): number {
   const raw = process.env[name];

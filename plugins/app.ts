@@ -10,7 +10,8 @@ import { ProtocolError } from "../core/errors.ts";
 import { PreparedMessage } from "../core/prepared.ts";
 import type { UpgradeRequest } from "../core/handshake.ts";
 import { ReadyState } from "../core/state.ts";
-import { type Composed, isThenable, type Next } from "./compose.ts";
+import type { Composed, Next } from "./compose.ts";
+import { isThenable } from "./_thenable.ts";
 import {
   CloseContext,
   ControlContext,
@@ -26,7 +27,7 @@ import {
 } from "./context.ts";
 import { CloseError, HttpError } from "./errors.ts";
 import type { DeflateParams } from "../core/deflate.ts";
-import type { Clock, CloseInfo, Context, Handler, SendOptions, UpgradeAnswer } from "./hooks.ts";
+import type { Clock, CloseInfo, Connection, Handler, SendOptions, UpgradeAnswer } from "./hooks.ts";
 import { type Middleware, Pipeline } from "./pipeline.ts";
 import { Hub, type PublishOptions, type PubSubOptions, type PubSubStats } from "./pubsub.ts";
 
@@ -103,7 +104,7 @@ export type ErrorHandler<S = Record<string, unknown>> = (error: unknown, ctx: Ev
  */
 export class App<S = Record<string, unknown>> implements Handler<S> {
   readonly #pipeline = new Pipeline<S>();
-  readonly #peers = new WeakMap<Context<S>, AppPeer<S>>();
+  readonly #peers = new WeakMap<Connection<S>, AppPeer<S>>();
   readonly #hub: Hub<S>;
   #onError: ErrorHandler<S> = (error, ctx) => console.error(`duplex: connection ${ctx.id}, ${ctx.type}:`, error);
 
@@ -203,7 +204,7 @@ export class App<S = Record<string, unknown>> implements Handler<S> {
   // ---- the Handler adapters call ----
 
   /** Adapter entry point: runs the upgrade phase. */
-  upgrade(conn: Context<S>): UpgradeAnswer | Response | Promise<UpgradeAnswer | Response> {
+  upgrade(conn: Connection<S>): UpgradeAnswer | Response | Promise<UpgradeAnswer | Response> {
     const peer = new AppPeer(conn, this.#sendThrough, this.#hub);
     this.#peers.set(conn, peer);
     const ctx = new UpgradeContext<S>(peer, (params) => (peer.params = params));
@@ -220,32 +221,32 @@ export class App<S = Record<string, unknown>> implements Handler<S> {
   }
 
   /** Adapter entry point: the connection opened. */
-  open(conn: Context<S>): void | Promise<void> {
+  open(conn: Connection<S>): void | Promise<void> {
     const peer = this.#peer(conn);
     const chain = this.#pipeline.chain("open");
     if (chain !== undefined) return this.#dispatch(chain, new OpenContext(peer));
   }
 
   /** Adapter entry point: a message arrived. */
-  message(conn: Context<S>, data: string | Uint8Array): void | Promise<void> {
+  message(conn: Connection<S>, data: string | Uint8Array): void | Promise<void> {
     const chain = this.#pipeline.chain("message");
     if (chain !== undefined) return this.#dispatch(chain, new MessageContext(this.#peer(conn), data));
   }
 
   /** Adapter entry point: a ping arrived. */
-  ping(conn: Context<S>, data: Uint8Array): void | Promise<void> {
+  ping(conn: Connection<S>, data: Uint8Array): void | Promise<void> {
     const chain = this.#pipeline.chain("ping");
     if (chain !== undefined) return this.#dispatch(chain, new ControlContext(this.#peer(conn), "ping", data));
   }
 
   /** Adapter entry point: a pong arrived. */
-  pong(conn: Context<S>, data: Uint8Array): void | Promise<void> {
+  pong(conn: Connection<S>, data: Uint8Array): void | Promise<void> {
     const chain = this.#pipeline.chain("pong");
     if (chain !== undefined) return this.#dispatch(chain, new ControlContext(this.#peer(conn), "pong", data));
   }
 
   /** Adapter entry point: the output drained. */
-  drain(conn: Context<S>): void {
+  drain(conn: Connection<S>): void {
     const chain = this.#pipeline.chain("drain");
     if (chain !== undefined) void this.#dispatch(chain, new DrainContext(this.#peer(conn)));
   }
@@ -255,17 +256,17 @@ export class App<S = Record<string, unknown>> implements Handler<S> {
    * follows. `undefined` while no middleware handles `shutdown`, so that
    * the close frame does not wait for a hook in progress.
    */
-  get shutdown(): ((conn: Context<S>) => void | Promise<void>) | undefined {
+  get shutdown(): ((conn: Connection<S>) => void | Promise<void>) | undefined {
     return this.#pipeline.chain("shutdown") === undefined ? undefined : this.#shutdown;
   }
 
-  readonly #shutdown = (conn: Context<S>): void | Promise<void> => {
+  readonly #shutdown = (conn: Connection<S>): void | Promise<void> => {
     const chain = this.#pipeline.chain("shutdown");
     if (chain !== undefined) return this.#dispatch(chain, new ShutdownContext(this.#peer(conn)));
   };
 
   /** Adapter entry point: the connection closed. */
-  close(conn: Context<S>, info: CloseInfo): void | Promise<void> {
+  close(conn: Connection<S>, info: CloseInfo): void | Promise<void> {
     const peer = this.#peer(conn);
     this.#hub.drop(peer);
     const chain = this.#pipeline.chain("close");
@@ -283,7 +284,7 @@ export class App<S = Record<string, unknown>> implements Handler<S> {
    * Both run the `error` phase; faults that are not the peer's also reach
    * `onError`.
    */
-  error(conn: Context<S>, error: unknown): void {
+  error(conn: Connection<S>, error: unknown): void {
     const ctx = new ErrorContext(this.#peer(conn), error);
     if (!(error instanceof ProtocolError)) this.#report(error, ctx);
     const chain = this.#pipeline.chain("error");
@@ -326,7 +327,7 @@ export class App<S = Record<string, unknown>> implements Handler<S> {
     return ctx.sent ?? true;
   };
 
-  #peer(conn: Context<S>): AppPeer<S> {
+  #peer(conn: Connection<S>): AppPeer<S> {
     let peer = this.#peers.get(conn);
     if (peer === undefined) {
       // Opened without our upgrade phase (an adapter that skips it).
@@ -390,13 +391,13 @@ export class App<S = Record<string, unknown>> implements Handler<S> {
 
 /** The peer an app builds around an adapter's context. */
 class AppPeer<S> implements Peer<S> {
-  readonly conn: Context<S>;
+  readonly conn: Connection<S>;
   readonly #send: (peer: AppPeer<S>, data: MessageData | PreparedMessage, options?: SendOptions) => boolean;
   readonly #hub: Hub<S>;
   params: Readonly<Record<string, string>> = EMPTY_PARAMS;
 
   constructor(
-    conn: Context<S>,
+    conn: Connection<S>,
     send: (peer: AppPeer<S>, data: MessageData | PreparedMessage, options?: SendOptions) => boolean,
     hub: Hub<S>,
   ) {

@@ -204,91 +204,6 @@ export function authenticate<S = Record<string, unknown>>(verify: Verify<S>, opt
 }
 
 /**
- * {@linkcode authenticate} with the token from `Authorization: Bearer`.
- *
- * @typeParam S The type of `ctx.state`.
- * @param verify Checks the token.
- * @returns Upgrade-phase middleware.
- *
- * @example
- * ```ts
- * import { App, bearerAuth } from "@duplex/ws";
- *
- * const app = new App().use(bearerAuth((token) => token === process.env.API_TOKEN));
- * ```
- */
-export function bearerAuth<S = Record<string, unknown>>(verify: Verify<S>): Phases<S> {
-  return authenticate(verify, { from: [fromBearer()] });
-}
-
-/**
- * {@linkcode authenticate} with the token from a query parameter.
- *
- * @typeParam S The type of `ctx.state`.
- * @param verify Checks the token.
- * @param name The parameter. Default `token`.
- * @returns Upgrade-phase middleware.
- *
- * @example
- * ```ts
- * import { App, queryAuth } from "@duplex/ws";
- *
- * // ws://host/feed?token=…
- * const app = new App().use(queryAuth((token) => token === "secret"));
- * ```
- */
-export function queryAuth<S = Record<string, unknown>>(verify: Verify<S>, name = "token"): Phases<S> {
-  return authenticate(verify, { from: [fromQuery(name)] });
-}
-
-/**
- * {@linkcode authenticate} with the token from a cookie.
- *
- * @typeParam S The type of `ctx.state`.
- * @param name The cookie's name.
- * @param verify Checks its value.
- * @returns Upgrade-phase middleware.
- *
- * @example
- * ```ts
- * import { allowOrigins, App, cookieAuth } from "@duplex/ws";
- *
- * const sessions = new Set(["s3cr3t"]);
- * const app = new App().use(
- *   allowOrigins(["https://app.example.com"]),
- *   cookieAuth("session", (id) => sessions.has(id)),
- * );
- * ```
- */
-export function cookieAuth<S = Record<string, unknown>>(name: string, verify: Verify<S>): Phases<S> {
-  return authenticate(verify, { from: [fromCookie(name)] });
-}
-
-/**
- * {@linkcode authenticate} with the token from an offered subprotocol
- * `<prefix><token>`.
- *
- * @typeParam S The type of `ctx.state`.
- * @param verify Checks the token.
- * @param prefix What comes before the token. Default `bearer.`.
- * @returns Upgrade-phase middleware.
- *
- * @example
- * ```ts
- * import { App, protocolAuth, subprotocols } from "@duplex/ws";
- *
- * // Browser: new WebSocket("wss://host/ws", ["chat.v1", "bearer.abc123"])
- * const app = new App().use(
- *   protocolAuth((token) => token === "abc123"),
- *   subprotocols({ "chat.v1": { message: (ctx) => void ctx.send(ctx.data) } }),
- * );
- * ```
- */
-export function protocolAuth<S = Record<string, unknown>>(verify: Verify<S>, prefix = "bearer."): Phases<S> {
-  return authenticate(verify, { from: [fromProtocol(prefix)] });
-}
-
-/**
  * Options of {@linkcode allowOrigins}.
  *
  * @example
@@ -375,7 +290,7 @@ function normalizeOrigin(origin: string): string | undefined {
  * ```ts
  * import type { FirstMessageAuthOptions } from "@duplex/ws";
  *
- * const options: FirstMessageAuthOptions = { timeoutMs: 5000, verify: (ctx, data) => data === "let me in" };
+ * const options: FirstMessageAuthOptions = { timeoutMs: 5000, verify: (data) => data === "let me in" };
  * ```
  */
 export interface FirstMessageAuthOptions<S = Record<string, unknown>> {
@@ -386,7 +301,7 @@ export interface FirstMessageAuthOptions<S = Record<string, unknown>> {
    * authenticates (the message is consumed, later ones flow on), `false`
    * closes with 1008.
    */
-  verify(ctx: MessageContext<S>, data: string | Uint8Array): boolean | Promise<boolean>;
+  verify(data: string | Uint8Array, ctx: MessageContext<S>): boolean | Promise<boolean>;
 }
 
 /**
@@ -408,7 +323,7 @@ export interface FirstMessageAuthOptions<S = Record<string, unknown>> {
  * const app = new App<{ user?: string }>().use(
  *   authenticateWithin({
  *     timeoutMs: 3000,
- *     verify(ctx, data) {
+ *     verify(data, ctx) {
  *       if (data !== "token:secret") return false;
  *       ctx.state.user = "alice";
  *       return true;
@@ -450,7 +365,7 @@ export function authenticateWithin<S = Record<string, unknown>>(options: FirstMe
         if (ok === true) done.add(peer);
         else policy(peer, "Authentication failed");
       };
-      const verdict = verify(ctx, ctx.data);
+      const verdict = verify(ctx.data, ctx);
       if (typeof verdict === "boolean") return settle(verdict);
       return Promise.resolve(verdict).then(settle);
     },

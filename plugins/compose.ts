@@ -5,6 +5,7 @@
  * @module
  */
 
+import { isThenable } from "./_thenable.ts";
 import { UsageError } from "../core/errors.ts";
 
 /**
@@ -52,7 +53,7 @@ export type Handle<C> = (ctx: C, next: Next) => unknown;
  *
  * @example
  * ```ts
- * import { type Composed, compose } from "@duplex/ws";
+ * import { type Composed, compose } from "./compose.ts";
  *
  * const chain: Composed<string[]> = compose<string[]>([(log, next) => { log.push("a"); return next(); }]);
  * const log: string[] = [];
@@ -83,7 +84,7 @@ export type Composed<C> = (ctx: C, last?: Next) => void | Promise<void>;
  *
  * @example
  * ```ts
- * import { compose } from "@duplex/ws";
+ * import { compose } from "./compose.ts";
  *
  * const order: string[] = [];
  * const chain = compose<string[]>([
@@ -146,18 +147,4 @@ class Dispatch<C> {
     const result = this.links[i]!(this.ctx, () => this.dispatch(i + 1));
     return isThenable(result) ? Promise.resolve(result).then(noop) : undefined;
   }
-}
-
-/**
- * Whether `value` is a promise or another thenable.
- *
- * @example
- * ```ts
- * import { isThenable } from "@duplex/ws";
- *
- * console.log(isThenable(Promise.resolve(1)), isThenable(1)); // true false
- * ```
- */
-export function isThenable(value: unknown): value is PromiseLike<unknown> {
-  return typeof (value as PromiseLike<unknown> | null | undefined)?.then === "function";
 }

@@ -11,11 +11,11 @@ import type { PreparedMessage } from "../core/prepared.ts";
 import type { UpgradeRequest } from "../core/handshake.ts";
 import type { ReadyState } from "../core/state.ts";
 import type { DeflateParams } from "../core/deflate.ts";
-import type { Clock, CloseInfo, Context, SendOptions } from "./hooks.ts";
+import type { Clock, CloseInfo, Connection, SendOptions } from "./hooks.ts";
 import { HttpError } from "./errors.ts";
 
 /**
- * One connection of an {@linkcode App}: the adapter's {@linkcode Context}
+ * One connection of an {@linkcode App}: the adapter's {@linkcode Connection}
  * plus the route's `params`. Keep a peer (not an event context) to send to
  * it later, for example in a room's member list. `send()` runs the app's
  * `send` middleware.
@@ -32,7 +32,7 @@ import { HttpError } from "./errors.ts";
  * }
  * ```
  */
-export interface Peer<S = Record<string, unknown>> extends Context<S> {
+export interface Peer<S = Record<string, unknown>> extends Connection<S> {
   /** The route's parameters, such as `{ room: "lobby" }` for `/chat/:room`; `{}` without a router. */
   readonly params: Readonly<Record<string, string>>;
   /** The topics this connection is subscribed to; it leaves them all when it closes. */
@@ -575,7 +575,7 @@ export type EventContext<S = Record<string, unknown>> =
  *
  * @example
  * ```ts
- * import { parseCookies } from "@duplex/ws";
+ * import { parseCookies } from "./context.ts";
  *
  * console.log(parseCookies("a=1; b=%20x")); // { a: "1", b: " x" }
  * ```

@@ -1,6 +1,6 @@
 /**
  * The contract between an application and every runtime adapter: the
- * {@linkcode Handler} hooks an app implements and the {@linkcode Context}
+ * {@linkcode Handler} hooks an app implements and the {@linkcode Connection}
  * each connection hands to them. Runtime-neutral: adapters on Node, Deno and
  * Bun run the same hooks with the same context.
  *
@@ -130,9 +130,9 @@ export interface NativeTopicServer {
  *
  * @example
  * ```ts
- * import type { Context } from "@duplex/ws";
+ * import type { Connection } from "@duplex/ws";
  *
- * function runtimeTopics(ctx: Context): boolean {
+ * function runtimeTopics(ctx: Connection): boolean {
  *   return ctx.nativeTopics !== undefined; // true on Bun's native path
  * }
  * ```
@@ -167,14 +167,14 @@ export interface NativeTopics {
  *
  * @example
  * ```ts
- * import type { Context } from "@duplex/ws";
+ * import type { Connection } from "@duplex/ws";
  *
- * function greet(ctx: Context<{ name: string }>): void {
+ * function greet(ctx: Connection<{ name: string }>): void {
  *   ctx.send(`hello ${ctx.state.name}, you are ${ctx.id}`);
  * }
  * ```
  */
-export interface Context<S = Record<string, unknown>> {
+export interface Connection<S = Record<string, unknown>> {
   /** Unique id of the connection within the process. */
   readonly id: string;
   /** The opening handshake: method, URL, headers, offered subprotocols and extensions. */
@@ -209,7 +209,7 @@ export interface Context<S = Record<string, unknown>> {
    * Sends a message: a string as text, bytes as binary.
    *
    * @returns `false` when the output is at or above the high-water mark:
-   *   wait for {@linkcode Context.drained} before sending more.
+   *   wait for {@linkcode Connection.drained} before sending more.
    * @param data The message.
    * @param options `{ compress: false }` sends this message uncompressed
    *   even when permessage-deflate is on.
@@ -221,7 +221,7 @@ export interface Context<S = Record<string, unknown>> {
    * write the shared frame bytes, native paths hand `message.data` to the
    * runtime.
    *
-   * @returns Like {@linkcode Context.send}.
+   * @returns Like {@linkcode Connection.send}.
    * @throws {UsageError} When the connection is not open.
    */
   sendPrepared(message: PreparedMessage): boolean;
@@ -267,28 +267,28 @@ export interface Handler<S = Record<string, unknown>> {
    * returns. Return a `Response` to refuse (status ≥ 400, its headers and
    * text body are sent), an {@linkcode UpgradeAnswer} or nothing to accept.
    */
-  upgrade?(ctx: Context<S>): UpgradeAnswer | Response | void | Promise<UpgradeAnswer | Response | void>;
+  upgrade?(ctx: Connection<S>): UpgradeAnswer | Response | void | Promise<UpgradeAnswer | Response | void>;
   /** The 101 was sent: messages may flow. */
-  open?(ctx: Context<S>): void | Promise<void>;
+  open?(ctx: Connection<S>): void | Promise<void>;
   /** A whole message: a `string` for text, a `Uint8Array` for binary. */
-  message?(ctx: Context<S>, data: string | Uint8Array): void | Promise<void>;
+  message?(ctx: Connection<S>, data: string | Uint8Array): void | Promise<void>;
   /** A ping arrived (the pong was already sent). */
-  ping?(ctx: Context<S>, data: Uint8Array): void | Promise<void>;
+  ping?(ctx: Connection<S>, data: Uint8Array): void | Promise<void>;
   /** A pong arrived. */
-  pong?(ctx: Context<S>, data: Uint8Array): void | Promise<void>;
+  pong?(ctx: Connection<S>, data: Uint8Array): void | Promise<void>;
   /** Output that was above the high-water mark has drained. */
-  drain?(ctx: Context<S>): void;
+  drain?(ctx: Connection<S>): void;
   /**
    * The server is shutting down (`server.close()`): runs once per open
    * connection before its close frame, one at a time with the other hooks.
    * Messages it sends are delivered before the close frame; an async hook is
    * awaited, up to `shutdownTimeoutMs`.
    */
-  shutdown?(ctx: Context<S>): void | Promise<void>;
+  shutdown?(ctx: Connection<S>): void | Promise<void>;
   /** The connection is closed; called once per opened connection. */
-  close?(ctx: Context<S>, info: CloseInfo): void | Promise<void>;
+  close?(ctx: Connection<S>, info: CloseInfo): void | Promise<void>;
   /** A protocol fault by the peer, or a hook that threw. */
-  error?(ctx: Context<S>, error: unknown): void;
+  error?(ctx: Connection<S>, error: unknown): void;
 }
 
 /**
@@ -399,14 +399,14 @@ export interface RateLimitOptions {
 }
 
 /**
- * Per-message options of {@linkcode Context.send}.
+ * Per-message options of {@linkcode Connection.send}.
  *
  * @example
  * ```ts
- * import type { Context, SendOptions } from "@duplex/ws";
+ * import type { Connection, SendOptions } from "@duplex/ws";
  *
  * const raw: SendOptions = { compress: false };
- * function sendJpeg(ctx: Context, jpeg: Uint8Array): void {
+ * function sendJpeg(ctx: Connection, jpeg: Uint8Array): void {
  *   ctx.send(jpeg, raw); // already compressed: deflate would only cost CPU
  * }
  * ```

@@ -87,12 +87,12 @@ export type Middleware<S = Record<string, unknown>> = Phases<S> | Handle<EventCo
  *
  * @example
  * ```ts
- * import { PHASES } from "@duplex/ws";
+ * import { PHASES } from "./pipeline.ts";
  *
  * console.log(PHASES[0]); // "upgrade"
  * ```
  */
-export const PHASES = ["upgrade", "open", "message", "send", "ping", "pong", "drain", "shutdown", "close", "error"] as const;
+export const PHASES: readonly Phase[] = ["upgrade", "open", "message", "send", "ping", "pong", "drain", "shutdown", "close", "error"];
 
 /**
  * One event's name.
@@ -104,7 +104,7 @@ export const PHASES = ["upgrade", "open", "message", "send", "ping", "pong", "dr
  * const phase: Phase = "message";
  * ```
  */
-export type Phase = typeof PHASES[number];
+export type Phase = "upgrade" | "open" | "message" | "send" | "ping" | "pong" | "drain" | "shutdown" | "close" | "error";
 
 type Chains = { [P in Phase]: Composed<any> | undefined };
 
@@ -117,7 +117,7 @@ type Chains = { [P in Phase]: Composed<any> | undefined };
  *
  * @example
  * ```ts
- * import { Pipeline } from "@duplex/ws";
+ * import { Pipeline } from "./pipeline.ts";
  *
  * const pipeline = new Pipeline().add([{ open: (ctx) => void ctx.send("hi") }]);
  * console.log(pipeline.chain("open") !== undefined, pipeline.chain("message")); // true undefined

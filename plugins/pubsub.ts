@@ -202,7 +202,7 @@ export interface PublishOptions<S = Record<string, unknown>> {
  *
  * @example A hub that never uses runtime topics
  * ```ts
- * import { Hub, type HubNativeAccess } from "@duplex/ws";
+ * import { Hub, type HubNativeAccess } from "./pubsub.ts";
  *
  * const access: HubNativeAccess = { topicsOf: () => undefined, direct: () => true };
  * const hub = new Hub({}, (error) => console.error(error), access);
@@ -241,7 +241,7 @@ let lastHub = 0;
  *
  * @example
  * ```ts
- * import { checkTopic } from "@duplex/ws";
+ * import { checkTopic } from "./pubsub.ts";
  *
  * checkTopic("room:lobby"); // fine
  * ```
@@ -271,7 +271,7 @@ export function checkTopic(topic: string): void {
  *
  * @example
  * ```ts
- * import { Hub } from "@duplex/ws";
+ * import { Hub } from "./pubsub.ts";
  *
  * const hub = new Hub({}, (error) => console.error(error));
  * console.log(hub.publish("news", "nobody listens yet")); // 0

@@ -8,7 +8,8 @@
  * @example
  * ```ts
  * import { Redis } from "ioredis";
- * import { App, RedisBackplane } from "@duplex/ws";
+ * import { App } from "@duplex/ws";
+ * import { RedisBackplane } from "@duplex/ws/redis";
  *
  * const app = new App({
  *   backplane: new RedisBackplane({ createClient: () => new Redis("redis://127.0.0.1:6379") }),
@@ -55,7 +56,7 @@ import type { Backplane, BackplaneLink } from "./pubsub.ts";
  * @example An ioredis client
  * ```ts
  * import { Redis } from "ioredis";
- * import type { RedisClient } from "@duplex/ws";
+ * import type { RedisClient } from "@duplex/ws/redis";
  *
  * const client: RedisClient = new Redis("redis://127.0.0.1:6379", { autoResendUnfulfilledCommands: false });
  * ```
@@ -89,7 +90,7 @@ export interface RedisClient {
  * @example
  * ```ts
  * import { Redis } from "ioredis";
- * import type { RedisBackplaneOptions } from "@duplex/ws";
+ * import type { RedisBackplaneOptions } from "@duplex/ws/redis";
  *
  * const options: RedisBackplaneOptions = {
  *   createClient: (role) => new Redis("redis://127.0.0.1:6379", { connectionName: `duplex-${role}` }),
@@ -130,7 +131,7 @@ export interface RedisBackplaneOptions {
  *
  * @example
  * ```ts
- * import { RedisBackplane, type RedisBackplaneStats } from "@duplex/ws";
+ * import { RedisBackplane, type RedisBackplaneStats } from "@duplex/ws/redis";
  *
  * declare const backplane: RedisBackplane;
  * const stats: RedisBackplaneStats = backplane.stats;
@@ -178,7 +179,8 @@ export interface RedisBackplaneStats {
  *
  * @example
  * ```ts
- * import { App, BackplaneError } from "@duplex/ws";
+ * import { App } from "@duplex/ws";
+ * import { BackplaneError } from "@duplex/ws/redis";
  *
  * const app = new App({
  *   onBackplaneError(error) {
@@ -236,7 +238,8 @@ export class BackplaneError extends Error {
  * @example
  * ```ts
  * import { Redis } from "ioredis";
- * import { App, RedisBackplane, serve } from "@duplex/ws";
+ * import { App, serve } from "@duplex/ws";
+ * import { RedisBackplane } from "@duplex/ws/redis";
  *
  * const backplane = new RedisBackplane({ createClient: () => new Redis(process.env.REDIS_URL ?? "redis://127.0.0.1:6379") });
  * const app = new App({ backplane }).use({

@@ -22,7 +22,9 @@ import { type Middleware, type Phase, type PhaseContext, type Phases, Pipeline }
  *
  * @example Route by a header
  * ```ts
- * import { Branching, type Next, type PhaseContext, Pipeline } from "@duplex/ws";
+ * import { Branching } from "./router.ts";
+ * import { type PhaseContext, Pipeline } from "./pipeline.ts";
+ * import type { Next } from "./compose.ts";
  *
  * class ByTenant extends Branching {
  *   readonly tenants = new Map<string, Pipeline>();

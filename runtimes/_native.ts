@@ -20,7 +20,7 @@ import {
   type Clock,
   type CloseInfo,
   type ConnectionOptions,
-  type Context,
+  type Connection,
   type Handler,
   type NativeTopics,
   type NativeTopicServer,
@@ -28,7 +28,8 @@ import {
   systemClock,
   type UpgradeAnswer,
 } from "../plugins/hooks.ts";
-import { callHook, type Connection, type ConnectionSet, isPromise, logHookFailure } from "./_pump.ts";
+import { callHook, type Tracked, type ConnectionSet, logHookFailure } from "./_pump.ts";
+import { isThenable } from "../plugins/_thenable.ts";
 import { bufferFullError, type IdleHandle, type IdleOps, LIMIT_DEFAULTS, RateLimiter, rateLimitError } from "./_limits.ts";
 
 const EMPTY = new Uint8Array(0); // the idle ping's payload
@@ -177,7 +178,7 @@ export async function prepareUpgrade<S>(
   let answer: UpgradeAnswer | Response | void;
   try {
     const result = handler.upgrade?.(session);
-    answer = isPromise(result) ? await result : result;
+    answer = isThenable(result) ? await result : result;
   } catch (err) {
     session.failUpgrade(err);
     return { response: textResponse(500, "Internal Server Error") };
@@ -206,7 +207,7 @@ export async function prepareUpgrade<S>(
 }
 
 /**
- * One connection on a native path: the {@linkcode Context} the hooks see,
+ * One connection on a native path: the {@linkcode Connection} the hooks see,
  * fed by the adapter's `on*` calls.
  *
  * @example An adapter's part
@@ -220,7 +221,7 @@ export async function prepareUpgrade<S>(
  * session.onClose(1000, "", true);
  * ```
  */
-export class NativeSession<S = Record<string, unknown>> implements Context<S>, Connection {
+export class NativeSession<S = Record<string, unknown>> implements Connection<S>, Tracked {
   // What the server's idle sweep asks of a session: one object for every session.
   static readonly #idleOps: IdleOps<NativeSession<never>> = {
     open: (session) => session.#state === ReadyState.Open,
@@ -296,7 +297,7 @@ export class NativeSession<S = Record<string, unknown>> implements Context<S>, C
     set.add(this);
   }
 
-  // ---- Context ----
+  // ---- Connection ----
 
   /** The negotiated subprotocol, or `""`. */
   get protocol(): string {
@@ -639,7 +640,7 @@ export class NativeSession<S = Record<string, unknown>> implements Context<S>, C
   #safely(fn: () => unknown): void {
     try {
       const result = fn();
-      if (isPromise(result)) result.then(undefined, logHookFailure);
+      if (isThenable(result)) result.then(undefined, logHookFailure);
     } catch (err) {
       logHookFailure(err);
     }

@@ -18,11 +18,12 @@ import { resolveLimits } from "../core/options.ts";
 import { addressKey, bufferFullError, checkLimitOptions, type IdleHandle, type IdleOps, IdleSweep, LIMIT_DEFAULTS, RateLimiter, rateLimitError } from "./_limits.ts";
 import { type HeadLike, selectSubprotocol, type UpgradeRequest } from "../core/handshake.ts";
 import { ReadyState } from "../core/state.ts";
+import { isThenable } from "../plugins/_thenable.ts";
 import {
   type Clock,
   type CloseInfo,
   type ConnectionOptions,
-  type Context,
+  type Connection,
   type Handler,
   type SendOptions,
   systemClock,
@@ -162,20 +163,6 @@ function closePayloadCheck(code: number | undefined, reason: string | undefined)
 }
 
 /**
- * Whether a hook's result is a promise (any thenable).
- *
- * @example
- * ```ts
- * import { isPromise } from "./_pump.ts";
- *
- * console.log(isPromise(Promise.resolve()), isPromise(undefined)); // true false
- * ```
- */
-export function isPromise(value: unknown): value is Promise<unknown> {
-  return typeof (value as Promise<unknown> | undefined)?.then === "function";
-}
-
-/**
  * Logs the failure of a hook that had nowhere else to report it (the `error`
  * or `drain` hook itself threw or rejected).
  *
@@ -217,7 +204,7 @@ export function callHook(hook: () => void | Promise<void>, failed: (err: unknown
     failed(err);
     return undefined;
   }
-  if (!isPromise(result)) return undefined;
+  if (!isThenable(result)) return undefined;
   return result.then(undefined, failed);
 }
 
@@ -227,15 +214,15 @@ export function callHook(hook: () => void | Promise<void>, failed: (err: unknown
  *
  * @example
  * ```ts
- * import type { Connection } from "./_pump.ts";
+ * import type { Tracked } from "./_pump.ts";
  *
- * const connection: Connection = {
+ * const connection: Tracked = {
  *   shutdown: (code, reason) => console.log(code, reason),
  *   destroy: () => console.log("destroyed"),
  * };
  * ```
  */
-export interface Connection {
+export interface Tracked {
   /**
    * Runs the `shutdown` hook, then closes with `code` (or drops a handshake
    * in progress); the set hears of it once the socket closed.
@@ -279,8 +266,8 @@ export interface Refusal {
  * ```
  */
 export class ConnectionSet {
-  readonly #pumps = new Set<Connection>();
-  readonly #admitted = new Map<Connection, string>();
+  readonly #pumps = new Set<Tracked>();
+  readonly #admitted = new Map<Tracked, string>();
   readonly #perAddress = new Map<string, number>();
   readonly #maxConnections: number;
   readonly #maxPerAddress: number;
@@ -325,7 +312,7 @@ export class ConnectionSet {
   }
 
   /** Iterates over the live connections. */
-  [Symbol.iterator](): IterableIterator<Connection> {
+  [Symbol.iterator](): IterableIterator<Tracked> {
     return this.#pumps.values();
   }
 
@@ -347,7 +334,7 @@ export class ConnectionSet {
   }
 
   /** Adds a connection. */
-  add(pump: Connection): void {
+  add(pump: Tracked): void {
     this.#pumps.add(pump);
   }
 
@@ -357,7 +344,7 @@ export class ConnectionSet {
    *
    * @returns `undefined` when admitted, else the refusal to answer with.
    */
-  admit(pump: Connection, remoteAddress: string): Refusal | undefined {
+  admit(pump: Tracked, remoteAddress: string): Refusal | undefined {
     const retry: [string, string][] = [["Retry-After", this.#retryAfter]];
     if (this.#closing) return { status: 503, body: "Service Unavailable: shutting down", headers: retry };
     if (this.#admitted.size >= this.#maxConnections) {
@@ -374,7 +361,7 @@ export class ConnectionSet {
   }
 
   /** Removes a closed connection. */
-  delete(pump: Connection): void {
+  delete(pump: Tracked): void {
     const key = this.#admitted.get(pump);
     if (key !== undefined) {
       this.#admitted.delete(pump);
@@ -415,7 +402,7 @@ export class ConnectionSet {
  * Runs one connection: feeds the engine, dispatches its events to the
  * hooks one at a time, writes the engine's output in batches, and owns the
  * handshake, close and linger timers. It is also the connection's
- * {@linkcode Context}.
+ * {@linkcode Connection}.
  *
  * @example An adapter's whole job
  * ```ts
@@ -432,7 +419,7 @@ export class ConnectionSet {
  * pump.start(); // raw bytes: the HTTP handshake comes first
  * ```
  */
-export class Pump<S = Record<string, unknown>> implements Context<S>, Connection {
+export class Pump<S = Record<string, unknown>> implements Connection<S>, Tracked {
   // What the server's idle sweep asks of a pump: one object for every pump.
   static readonly #idleOps: IdleOps<Pump<never>> = {
     open: (pump) => pump.#engine.state === ReadyState.Open,
@@ -507,7 +494,7 @@ export class Pump<S = Record<string, unknown>> implements Context<S>, Connection
     set.add(this);
   }
 
-  // ---- Context ----
+  // ---- Connection ----
 
   /** Unique id of the connection within the process. */
   get id(): string {
@@ -951,7 +938,7 @@ export class Pump<S = Record<string, unknown>> implements Context<S>, Connection
   #safely(fn: () => unknown): void {
     try {
       const result = fn();
-      if (isPromise(result)) result.then(undefined, logHookFailure);
+      if (isThenable(result)) result.then(undefined, logHookFailure);
     } catch (err) {
       logHookFailure(err);
     }
@@ -970,7 +957,7 @@ export class Pump<S = Record<string, unknown>> implements Context<S>, Connection
       this.#upgradeFailed(err);
       return undefined;
     }
-    if (isPromise(answer)) {
+    if (isThenable(answer)) {
       return answer.then((a) => this.#answer(a), (err) => this.#upgradeFailed(err));
     }
     return this.#answer(answer);

@@ -43,9 +43,9 @@ import { reasonPhrase } from "../core/handshake.ts";
 import { UsageError } from "../core/errors.ts";
 import type { UpgradeRequest } from "../core/handshake.ts";
 import { App, type AppOptions } from "../plugins/app.ts";
-import { isThenable } from "../plugins/compose.ts";
+import { isThenable } from "../plugins/_thenable.ts";
 import type { EventContext, Peer } from "../plugins/context.ts";
-import type { CloseInfo, ConnectionOptions, Context, Handler, UpgradeAnswer } from "../plugins/hooks.ts";
+import type { CloseInfo, ConnectionOptions, Connection, Handler, UpgradeAnswer } from "../plugins/hooks.ts";
 import type { Middleware } from "../plugins/pipeline.ts";
 import { nativeUpgrade as bunUpgrade, websocketHandler } from "./_bun_native.ts";
 import { hasDenoUpgrade, nativeUpgrade as denoUpgrade } from "./_deno_native.ts";
@@ -360,7 +360,7 @@ class Bound<S> implements Handler<S> {
     this.binding = binding;
   }
 
-  upgrade(ctx: Context<S>): UpgradeAnswer | Response | void | Promise<UpgradeAnswer | Response | void> {
+  upgrade(ctx: Connection<S>): UpgradeAnswer | Response | void | Promise<UpgradeAnswer | Response | void> {
     bindings.set(ctx.request, this.binding);
     const answer = this.#route.handler.upgrade?.(ctx);
     return isThenable(answer) ? Promise.resolve(answer).then((a) => this.#answer(a)) : this.#answer(answer);
@@ -374,30 +374,30 @@ class Bound<S> implements Handler<S> {
     return protocol === undefined ? { headers } : { headers, protocol };
   }
 
-  open(ctx: Context<S>): void | Promise<void> {
+  open(ctx: Connection<S>): void | Promise<void> {
     return this.#route.handler.open?.(ctx);
   }
-  message(ctx: Context<S>, data: string | Uint8Array): void | Promise<void> {
+  message(ctx: Connection<S>, data: string | Uint8Array): void | Promise<void> {
     return this.#route.handler.message?.(ctx, data);
   }
-  ping(ctx: Context<S>, data: Uint8Array): void | Promise<void> {
+  ping(ctx: Connection<S>, data: Uint8Array): void | Promise<void> {
     return this.#route.handler.ping?.(ctx, data);
   }
-  pong(ctx: Context<S>, data: Uint8Array): void | Promise<void> {
+  pong(ctx: Connection<S>, data: Uint8Array): void | Promise<void> {
     return this.#route.handler.pong?.(ctx, data);
   }
-  drain(ctx: Context<S>): void {
+  drain(ctx: Connection<S>): void {
     this.#route.handler.drain?.(ctx);
   }
-  get shutdown(): ((ctx: Context<S>) => void | Promise<void>) | undefined {
+  get shutdown(): ((ctx: Connection<S>) => void | Promise<void>) | undefined {
     const handler = this.#route.handler;
     const hook = handler.shutdown;
     return hook === undefined ? undefined : (ctx) => hook.call(handler, ctx);
   }
-  close(ctx: Context<S>, info: CloseInfo): void | Promise<void> {
+  close(ctx: Connection<S>, info: CloseInfo): void | Promise<void> {
     return this.#route.handler.close?.(ctx, info);
   }
-  error(ctx: Context<S>, error: unknown): void {
+  error(ctx: Connection<S>, error: unknown): void {
     this.#route.handler.error?.(ctx, error);
   }
 }

@@ -26,7 +26,8 @@
  */
 
 import process from "node:process";
-import { App, RedisBackplane, serve, type TransportName } from "../../mod.ts";
+import { App, serve, type TransportName } from "../../mod.ts";
+import { RedisBackplane } from "../../plugins/redis.ts";
 import { benchPort, ready } from "./_lifecycle.ts";
 
 const transport = (process.env.TRANSPORT ?? "raw") as TransportName;

@@ -29,7 +29,7 @@
 
 import { readdirSync, readlinkSync } from "node:fs";
 import process from "node:process";
-import { type Clock, type Context, runtime, serve, systemClock, type TransportName } from "../../mod.ts";
+import { type Clock, type Connection, runtime, serve, systemClock, type TransportName } from "../../mod.ts";
 import { benchPort, ready } from "./_lifecycle.ts";
 
 /** What the server reports on `stats`. */
@@ -88,7 +88,7 @@ const clock: Clock = {
 const counts = { opens: 0, closes: 0, messages: 0, errors: 0 };
 const closeCodes: Record<string, number> = {};
 /** Open connections by id. */
-const opened = new Map<string, Context>();
+const opened = new Map<string, Connection>();
 
 const server = await serve({
   open(ctx) {

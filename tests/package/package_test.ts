@@ -57,20 +57,27 @@ const stop = async () => {
 process.on("SIGTERM", stop);
 `;
 
-// Every subpath loads on the runtime, and has its main export.
-const IMPORTS = `const expected = {
+/** What imports.mjs prints: a few exports of every subpath, as loaded. */
+const SUBPATH_EXPORTS = {
   "@duplex/ws": ["serve", "App", "CloseCode", "Router"],
   "@duplex/ws/core": ["Engine", "parseExtensions", "acceptKey"],
   "@duplex/ws/node": ["serve", "attach"],
   "@duplex/ws/deno": ["serve", "nativeHandler"],
   "@duplex/ws/bun": ["serve", "nativeHandler"],
   "@duplex/ws/hono": ["upgradeWebSocket", "attach", "websocket"],
+  "@duplex/ws/redis": ["RedisBackplane", "BackplaneError"],
 };
+
+// Every subpath loads on the runtime and has its main exports; the root
+// entry holds the app-level API only, so the engine is not there.
+const IMPORTS = `const expected = ${JSON.stringify(SUBPATH_EXPORTS)};
 const found = {};
 for (const [name, exports] of Object.entries(expected)) {
   const mod = await import(name);
   found[name] = exports.filter((e) => mod[e] !== undefined);
 }
+const root = await import("@duplex/ws");
+found.rootEngine = ["Engine", "Receiver", "encodeFrame", "RedisBackplane"].filter((e) => root[e] !== undefined);
 console.log(JSON.stringify(found));
 `;
 
@@ -98,15 +105,6 @@ export const used = [handler, event, state, app, route, attach, denoHandler, bun
 await serve(handler, { port: "8080" });
 `;
 
-/** What imports.mjs prints: a few exports of every subpath, as loaded. */
-const SUBPATH_EXPORTS = {
-  "@duplex/ws": ["serve", "App", "CloseCode", "Router"],
-  "@duplex/ws/core": ["Engine", "parseExtensions", "acceptKey"],
-  "@duplex/ws/node": ["serve", "attach"],
-  "@duplex/ws/deno": ["serve", "nativeHandler"],
-  "@duplex/ws/bun": ["serve", "nativeHandler"],
-  "@duplex/ws/hono": ["upgradeWebSocket", "attach", "websocket"],
-};
 
 /** Echoes a text and a binary message through `url` with the `ws` client, and closes with 1000. */
 async function echoes(url: string): Promise<void> {
@@ -158,7 +156,7 @@ describe("the npm package, installed as a new user would", { skip }, () => {
 
   it("ships the built JavaScript, its types and the docs, and nothing else", () => {
     for (const f of ["package.json", "README.md", "LICENSE", "CHANGELOG.md", "SECURITY.md"]) assert.ok(files.includes(f), `${f} is missing`);
-    const entries = ["mod", "core/mod", "runtimes/node", "runtimes/deno", "runtimes/bun", "runtimes/hono"];
+    const entries = ["mod", "core/mod", "runtimes/node", "runtimes/deno", "runtimes/bun", "runtimes/hono", "plugins/redis"];
     for (const e of entries) {
       assert.ok(files.includes(`dist/${e}.js`), `dist/${e}.js is missing`);
       assert.ok(files.includes(`dist/${e}.d.ts`), `dist/${e}.d.ts is missing`);
@@ -179,7 +177,7 @@ describe("the npm package, installed as a new user would", { skip }, () => {
   for (const [name, file] of [["Node", process.execPath], ["Bun", BUN]] as const) {
     it(`loads every subpath on ${name}, without a TypeScript loader`, async () => {
       const { stdout } = await run(file, ["imports.mjs"], { cwd: app, env: userEnv() });
-      assert.deepEqual(JSON.parse(stdout), SUBPATH_EXPORTS);
+      assert.deepEqual(JSON.parse(stdout), { ...SUBPATH_EXPORTS, rootEngine: [] });
     });
 
     it(`runs a plain .mjs echo server on ${name} that answers the ws client`, async () => {
@@ -259,7 +257,7 @@ describe("the JSR package, imported by Deno through its deno.json", { skip }, ()
       cwd: join(work, "app"),
       env: { ...userEnv(), NO_COLOR: "1" },
     });
-    assert.deepEqual(JSON.parse(stdout), SUBPATH_EXPORTS);
+    assert.deepEqual(JSON.parse(stdout), { ...SUBPATH_EXPORTS, rootEngine: [] });
   });
 
   it("runs the echo server with --allow-net only, and it answers the ws client", async () => {

@@ -7,14 +7,10 @@ import { App } from "../../plugins/app.ts";
 import {
   allowOrigins,
   authenticate,
-  bearerAuth,
-  cookieAuth,
   fromBearer,
   fromCookie,
   fromProtocol,
   fromQuery,
-  protocolAuth,
-  queryAuth,
 } from "../../plugins/auth.ts";
 import { HttpError } from "../../plugins/errors.ts";
 import type { Middleware } from "../../plugins/pipeline.ts";
@@ -225,37 +221,37 @@ describe("authenticate", () => {
   });
 });
 
-describe("auth shorthands", () => {
+describe("authenticate with each token source", () => {
   const verify = (token: string) => token === "secret";
 
-  it("bearerAuth reads the Authorization header", async () => {
-    const { app } = guarded(bearerAuth(verify));
+  it("fromBearer() reads the Authorization header", async () => {
+    const { app } = guarded(authenticate(verify, { from: [fromBearer()] }));
     assert.equal(await status(app, { authorization: "Bearer secret" }), 101);
     assert.equal(await status(app, { authorization: "Bearer nope" }), 401);
     assert.equal(await status(app, { path: "/?token=secret" }), 401);
   });
 
-  it("queryAuth reads ?token= or the named parameter", async () => {
-    assert.equal(await status(guarded(queryAuth(verify)).app, { path: "/?token=secret" }), 101);
-    assert.equal(await status(guarded(queryAuth(verify)).app, { authorization: "Bearer secret" }), 401);
-    assert.equal(await status(guarded(queryAuth(verify, "key")).app, { path: "/?key=secret" }), 101);
-    assert.equal(await status(guarded(queryAuth(verify, "key")).app, { path: "/?token=secret" }), 401);
+  it("fromQuery() reads ?token= or the named parameter", async () => {
+    assert.equal(await status(guarded(authenticate(verify, { from: [fromQuery()] })).app, { path: "/?token=secret" }), 101);
+    assert.equal(await status(guarded(authenticate(verify, { from: [fromQuery()] })).app, { authorization: "Bearer secret" }), 401);
+    assert.equal(await status(guarded(authenticate(verify, { from: [fromQuery("key")] })).app, { path: "/?key=secret" }), 101);
+    assert.equal(await status(guarded(authenticate(verify, { from: [fromQuery("key")] })).app, { path: "/?token=secret" }), 401);
   });
 
-  it("cookieAuth reads the named cookie", async () => {
-    const { app } = guarded(cookieAuth("sid", verify));
+  it("fromCookie() reads the named cookie", async () => {
+    const { app } = guarded(authenticate(verify, { from: [fromCookie("sid")] }));
     assert.equal(await status(app, { cookie: "sid=secret" }), 101);
     assert.equal(await status(app, { cookie: "sid=nope" }), 401);
     assert.equal(await status(app, { authorization: "Bearer secret" }), 401);
   });
 
-  it("protocolAuth reads bearer.<token> or the given prefix", async () => {
-    const app = new App().use(protocolAuth(verify), subprotocols({ "chat.v1": {} }));
+  it("fromProtocol() reads bearer.<token> or the given prefix", async () => {
+    const app = new App().use(authenticate(verify, { from: [fromProtocol()] }), subprotocols({ "chat.v1": {} }));
     const conn = await connect(app, { request: { protocols: ["bearer.secret", "chat.v1"] } });
     assert.equal(conn.status, 101);
     assert.equal(conn.answer.header("sec-websocket-protocol"), "chat.v1");
     assert.equal(await status(app, { protocols: ["bearer.nope", "chat.v1"] }), 401);
-    const custom = new App().use(protocolAuth(verify, "auth-"), subprotocols({ "chat.v1": {} }));
+    const custom = new App().use(authenticate(verify, { from: [fromProtocol("auth-")] }), subprotocols({ "chat.v1": {} }));
     assert.equal(await status(custom, { protocols: ["chat.v1", "auth-secret"] }), 101);
     assert.equal(await status(custom, { protocols: ["chat.v1", "bearer.secret"] }), 401);
   });
@@ -318,7 +314,7 @@ describe("allowOrigins", () => {
 
   it("runs before authentication: a bad origin is refused before its token is checked", async () => {
     let checked = 0;
-    const app = new App().use(allowOrigins(list), bearerAuth(() => (checked++, true)));
+    const app = new App().use(allowOrigins(list), authenticate(() => (checked++, true)));
     assert.equal(await status(app, { origin: "https://evil.example.com", authorization: "Bearer x" }), 403);
     assert.equal(checked, 0);
     assert.equal(await status(app, { origin: list[0]!, authorization: "Bearer x" }), 101);

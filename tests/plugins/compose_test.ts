@@ -2,7 +2,8 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { UsageError } from "../../core/errors.ts";
-import { compose, type Handle, isThenable } from "../../plugins/compose.ts";
+import { compose, type Handle } from "../../plugins/compose.ts";
+import { isThenable } from "../../plugins/_thenable.ts";
 
 type Log = string[];
 

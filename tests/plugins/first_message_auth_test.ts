@@ -27,7 +27,7 @@ function guardedApp(verify: FirstMessageAuthOptions<{ user?: string }>["verify"]
   return { app, seen, closes, errors };
 }
 
-const checkToken = (ctx: { state: { user?: string } }, data: string | Uint8Array) => {
+const checkToken = (data: string | Uint8Array, ctx: { state: { user?: string } }) => {
   if (data !== "token:secret") return false;
   ctx.state.user = "alice";
   return true;
@@ -53,9 +53,9 @@ describe("authenticateWithin", () => {
 
   it("closes with 1008 Authentication failed on a wrong first message, which reaches nothing", async () => {
     const verified: unknown[] = [];
-    const { app, seen, errors } = guardedApp((ctx, data) => {
+    const { app, seen, errors } = guardedApp((data, ctx) => {
       verified.push(data);
-      return checkToken(ctx, data);
+      return checkToken(data, ctx);
     });
     const conn = await connect(app);
     await conn.advance(500);
@@ -90,7 +90,7 @@ describe("authenticateWithin", () => {
 
   it("passes binary data to verify as bytes", async () => {
     const got: unknown[] = [];
-    const { app } = guardedApp((_ctx, data) => {
+    const { app } = guardedApp((data) => {
       got.push(data instanceof Uint8Array ? Array.from(data) : data);
       return true;
     });

@@ -4,7 +4,7 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { ProtocolError, UsageError } from "../../core/errors.ts";
-import type { Context, Handler } from "../../plugins/hooks.ts";
+import type { Connection, Handler } from "../../plugins/hooks.ts";
 import { App } from "../../plugins/app.ts";
 import { ConnectionSet, resolveConnectionOptions } from "../../runtimes/_pump.ts";
 import { addressKey, RateLimiter } from "../../runtimes/_limits.ts";
@@ -335,7 +335,7 @@ describe("shutdown", () => {
       shutdown: () => {
         throw new Error("boom");
       },
-      error: (_ctx: Context, error: unknown) => void errors.push(error),
+      error: (_ctx: Connection, error: unknown) => void errors.push(error),
     }, { set });
     void set.shutdown(1001, "Server shutting down");
     await flush();

@@ -14,7 +14,8 @@
 // to the backplane).
 import process from "node:process";
 import { Redis } from "ioredis";
-import { App, BackplaneError, RedisBackplane, serve } from "../../mod.ts";
+import { App, serve } from "../../mod.ts";
+import { BackplaneError, RedisBackplane } from "../../plugins/redis.ts";
 
 const url = process.env.REDIS_URL;
 if (url === undefined) throw new Error("REDIS_URL is required");

@@ -12,7 +12,8 @@ import assert from "node:assert/strict";
 import process from "node:process";
 import { after, before, describe, it } from "node:test";
 import { Redis } from "ioredis";
-import { type PubSubStats, type RedisBackplaneStats, runtime } from "../../mod.ts";
+import { type PubSubStats, runtime } from "../../mod.ts";
+import type { RedisBackplaneStats } from "../../plugins/redis.ts";
 import { Client, delay, type Received, within } from "../runtimes/_helpers.ts";
 import { freePort, hasRedisServer, ping, RedisProcess, type Running, type RuntimeName, startProcess, TcpProxy } from "./_processes.ts";
 

@@ -553,7 +553,7 @@ export function runAppSuite(target: AppTarget): void {
   describe(`${target.name}: app first-message auth`, { skip: target.skip }, () => {
     const server = serverFor(() =>
       new App().use(
-        authenticateWithin({ timeoutMs: 200, verify: (_ctx, data) => data === "let me in" }),
+        authenticateWithin({ timeoutMs: 200, verify: (data) => data === "let me in" }),
         echo,
       )
     );

@@ -6,7 +6,7 @@
 import assert from "node:assert/strict";
 import { connect as netConnect, type Socket } from "node:net";
 import { describe, it } from "node:test";
-import type { Context, Handler, ListenOptions, Server } from "../../mod.ts";
+import type { Connection, Handler, ListenOptions, Server } from "../../mod.ts";
 import { ProtocolError } from "../../mod.ts";
 import { Client, delay, rawHandshake, until, upgradeRequest, within } from "./_helpers.ts";
 import type { AppDifference, AppTarget } from "./_app_suite.ts";
@@ -126,7 +126,7 @@ export function runLimitsSuite(target: AppTarget): void {
       // Deno's native server runs its own idle timeout in whole seconds.
       const idleTimeoutMs = differs("noServerPing") ? 1000 : 400;
       const closes: number[] = [];
-      const server = await start({ ...echo, close: (_ctx: Context, info) => void closes.push(info.code) }, { idleTimeoutMs });
+      const server = await start({ ...echo, close: (_ctx: Connection, info) => void closes.push(info.code) }, { idleTimeoutMs });
       try {
         const live = await Client.open(server.url); // the ws client answers pings
         const mute = await WsClient.connect(server.url);
@@ -151,7 +151,7 @@ export function runLimitsSuite(target: AppTarget): void {
 
     it("closes with 1008 at the first message over rateLimit, after echoing the ones before it", async () => {
       const errors: unknown[] = [];
-      const server = await start({ ...echo, error: (_ctx: Context, error) => void errors.push(error) }, {
+      const server = await start({ ...echo, error: (_ctx: Connection, error) => void errors.push(error) }, {
         rateLimit: { messages: 5, intervalMs: 60_000 },
       });
       try {

@@ -10,7 +10,7 @@
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { after, before, describe, it } from "node:test";
-import type { Context, Handler, ListenOptions, Server } from "../../mod.ts";
+import type { Connection, Handler, ListenOptions, Server } from "../../mod.ts";
 import { ProtocolError, UsageError } from "../../mod.ts";
 import { closeBody, frame } from "../core/_util.ts";
 import { Client, delay, rawConnect, rawHandshake, readAll, until, upgradeRequest, within } from "./_helpers.ts";
@@ -574,7 +574,7 @@ export function runSuite(target: Target): void {
 
   describe(`${target.name}: backpressure and shutdown`, { skip: target.skip }, () => {
     it("lets bufferedAmount grow while the peer does not read, and drain when it does", async () => {
-      let ctx!: Context;
+      let ctx!: Connection;
       const drains: number[] = [];
       const server = await start<Record<string, unknown>>({
         open: (c) => void (ctx = c),

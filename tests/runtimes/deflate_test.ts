@@ -8,7 +8,7 @@ import { randomBytes } from "node:crypto";
 import { createConnection, createServer, type Server as NetServer, type Socket } from "node:net";
 import { after, before, describe, it } from "node:test";
 import WebSocket from "ws";
-import { type Context, type DeflateParams, type Handler, type ListenOptions, runtime, type Server, serve, UsageError } from "../../mod.ts";
+import { type Connection, type DeflateParams, type Handler, type ListenOptions, runtime, type Server, serve, UsageError } from "../../mod.ts";
 import { serve as serveNode } from "../../runtimes/node.ts";
 import { delay, startProcess, within } from "./_helpers.ts";
 
@@ -59,7 +59,7 @@ function echo(seen: Seen[]): Handler {
     open(ctx) {
       seen.push({ deflate: ctx.deflate, extensions: ctx.extensions, offered: ctx.request.headers.get("sec-websocket-extensions") ?? "" });
     },
-    message(ctx: Context, data) {
+    message(ctx: Connection, data) {
       if (typeof data === "string" && data.startsWith("cmd:")) return command(ctx, data.slice(4));
       ctx.send(data);
     },
@@ -67,7 +67,7 @@ function echo(seen: Seen[]): Handler {
 }
 
 /** Server-side scenarios the client asks for by message. */
-function command(ctx: Context, name: string): void {
+function command(ctx: Connection, name: string): void {
   const big = "the same sentence, over and over; ".repeat(3000); // ~100 KB, compresses ~100×
   if (name === "raw") {
     ctx.send(big, { compress: false });

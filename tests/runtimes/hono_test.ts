@@ -11,7 +11,7 @@ import { cors } from "hono/cors";
 import { jwt, sign } from "hono/jwt";
 import { logger } from "hono/logger";
 import { secureHeaders } from "hono/secure-headers";
-import { App, bearerAuth, CloseCode, heartbeat, runtime, subprotocols } from "../../mod.ts";
+import { App, authenticate, CloseCode, heartbeat, runtime, subprotocols } from "../../mod.ts";
 import { attach, honoContext, upgradeWebSocket, type WebSocketRoute, websocket, type WSEvents } from "../../runtimes/hono.ts";
 import { Client, delay, rawHandshake, until, upgradeRequest, within } from "./_helpers.ts";
 import WebSocket from "ws";
@@ -146,7 +146,7 @@ function buildApp(seen: Seen, routes: WebSocketRoute<any, any>[]): Hono<Env> {
     "/duplex-mw",
     route(upgradeWebSocket(echoEvents, {
       use: [
-        bearerAuth((token) => token === "let-me-in"),
+        authenticate((token) => token === "let-me-in"),
         subprotocols({ "chat.v1": [] }),
         heartbeat({ intervalMs: 60_000, timeoutMs: 10_000 }),
       ],

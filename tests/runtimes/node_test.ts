@@ -8,7 +8,7 @@ import process from "node:process";
 import { createServer as createHttpServer, type IncomingMessage } from "node:http";
 import { Duplex } from "node:stream";
 import { describe, it } from "node:test";
-import type { Context, Handler } from "../../mod.ts";
+import type { Connection, Handler } from "../../mod.ts";
 import { attach, serve, upgradeHandler } from "../../runtimes/node.ts";
 import { Client, delay, rawConnect, rawHandshake, startProcess, upgradeRequest, within } from "./_helpers.ts";
 
@@ -133,8 +133,8 @@ describe("node adapter: backpressure at the connection's highWaterMark", () => {
     const { socket, release } = stalledSocket();
     const results: boolean[] = [];
     let drains = 0;
-    let onOpen!: (ctx: Context) => void;
-    const opened = new Promise<Context>((resolve) => onOpen = resolve);
+    let onOpen!: (ctx: Connection) => void;
+    const opened = new Promise<Connection>((resolve) => onOpen = resolve);
     const ws = upgradeHandler({ open: (ctx) => onOpen(ctx), drain: () => void drains++ }, { highWaterMark: 256 * 1024 });
     const req = { method: "GET", url: "/", httpVersion: "1.1", headers: Object.fromEntries(upgradeRequest().split("\r\n").slice(1, -2).map((l) => [l.slice(0, l.indexOf(":")).toLowerCase(), l.slice(l.indexOf(":") + 1).trim()])) };
     ws.handleUpgrade(req as unknown as IncomingMessage, socket, new Uint8Array(0));

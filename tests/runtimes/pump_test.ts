@@ -3,7 +3,7 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { UsageError } from "../../core/errors.ts";
-import type { Context, Handler } from "../../plugins/hooks.ts";
+import type { Connection, Handler } from "../../plugins/hooks.ts";
 import { ConnectionSet, Pump, resolveConnectionOptions } from "../../runtimes/_pump.ts";
 import { FakeTransport as RecordingTransport } from "../plugins/_harness.ts";
 import { bytes, cat, closeBody, decodeServerFrames, frame, REQUEST, summary } from "../core/_util.ts";
@@ -45,7 +45,7 @@ describe("pump", () => {
   });
 
   it("batches sends made in one tick outside a hook into one write", async () => {
-    let ctx!: Context;
+    let ctx!: Connection;
     const { transport, pump } = setup({ open: (c) => void (ctx = c) });
     pump.onData(bytes(REQUEST));
     const before = transport.writes.length;
@@ -80,7 +80,7 @@ describe("pump", () => {
   });
 
   it("pauses reading while the transport is over its high-water mark, and resumes on drain", async () => {
-    let ctx!: Context;
+    let ctx!: Connection;
     const drains: number[] = [];
     const { transport, pump } = setup({ open: (c) => void (ctx = c), drain: () => void drains.push(1) });
     pump.onData(bytes(REQUEST));
@@ -102,7 +102,7 @@ describe("pump", () => {
   });
 
   it("counts bytes still in the engine and in the socket against the high-water mark", () => {
-    let ctx!: Context;
+    let ctx!: Connection;
     const { transport, pump } = setup({ open: (c) => void (ctx = c) }, { highWaterMark: 100 });
     pump.onData(bytes(REQUEST));
     assert.equal(ctx.send("x".repeat(50)), true);
@@ -127,7 +127,7 @@ describe("pump", () => {
   });
 
   it("aborts with 1006 and destroys when the peer does not answer our close in time", async () => {
-    let ctx!: Context;
+    let ctx!: Connection;
     const closes: unknown[] = [];
     const { transport, pump } = setup({ open: (c) => void (ctx = c), close: (_c, info) => void closes.push(info) }, { closeTimeoutMs: 20 });
     pump.onData(bytes(REQUEST));
