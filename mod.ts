@@ -78,6 +78,7 @@ export type {
   UpgradeContext,
 } from "./plugins/context.ts";
 export { type Branching, Router, type SubprotocolOptions, subprotocols } from "./plugins/router.ts";
+export type { ParamNames, Params, RouteParams } from "./plugins/params.ts";
 export { json, type JsonHandlers, type JsonOptions } from "./plugins/codec.ts";
 
 // Auth and liveness

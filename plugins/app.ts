@@ -29,6 +29,8 @@ import { CloseError, HttpError } from "./errors.ts";
 import type { DeflateParams } from "../core/deflate.ts";
 import type { Clock, CloseInfo, Connection, Handler, SendOptions, UpgradeAnswer } from "./hooks.ts";
 import { type Middleware, Pipeline } from "./pipeline.ts";
+import type { RouteParams } from "./params.ts";
+import { Router } from "./router.ts";
 import { Hub, type PublishOptions, type PubSubOptions, type PubSubStats } from "./pubsub.ts";
 
 /**
@@ -106,6 +108,7 @@ export class App<S = Record<string, unknown>> implements Handler<S> {
   readonly #pipeline = new Pipeline<S>();
   readonly #peers = new WeakMap<Connection<S>, AppPeer<S>>();
   readonly #hub: Hub<S>;
+  #router: Router<S> | undefined;
   #onError: ErrorHandler<S> = (error, ctx) => console.error(`duplex: connection ${ctx.id}, ${ctx.type}:`, error);
 
   /**
@@ -184,6 +187,43 @@ export class App<S = Record<string, unknown>> implements Handler<S> {
    */
   use(...middleware: Middleware<S>[]): this {
     this.#pipeline.add(middleware);
+    return this;
+  }
+
+  /**
+   * Adds a path route to the app's own {@linkcode Router}: the connections
+   * whose path matches `pattern` run `middleware`, with `ctx.params` set
+   * from the path. The router takes its place in the pipeline at the first
+   * `route()` call; later calls add routes to it, and a path that no route
+   * matches is refused with 404. The app's state type carries into the
+   * route's middleware, and `ctx.params` has the pattern's names.
+   *
+   * @typeParam Pattern The path pattern; its `:name` segments (and a final
+   *   `*`) are the names of `ctx.params`.
+   * @param pattern A path such as `/rooms/:room`; starts with `/`.
+   * @param middleware What runs for connections on this route, in order.
+   * @returns This app.
+   * @throws {UsageError} `ERR_INVALID_ROUTE` for a bad pattern (see {@linkcode Router.route}).
+   *
+   * @example
+   * ```ts
+   * import { App } from "@duplex/ws";
+   *
+   * const app = new App<{ joined: number }>()
+   *   .route("/rooms/:room", {
+   *     open(ctx) {
+   *       ctx.state.joined = Date.now();
+   *       ctx.send(`welcome to ${ctx.params.room}`);
+   *     },
+   *   });
+   * ```
+   */
+  route<Pattern extends string>(pattern: Pattern, ...middleware: Middleware<S, RouteParams<Pattern>>[]): this {
+    if (this.#router === undefined) {
+      this.#router = new Router<S>();
+      this.#pipeline.add([this.#router]);
+    }
+    this.#router.route(pattern, ...middleware);
     return this;
   }
 

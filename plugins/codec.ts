@@ -17,6 +17,12 @@ import type { Phases } from "./pipeline.ts";
  * maps each type to its message's shape; each handler receives the parsed
  * message, typed by its key.
  *
+ * The message types can be given as `json<Messages>(…)`, or inferred from
+ * the handlers' annotated parameters (`say: (ctx, m: Say) => …`). Inferred,
+ * the state type comes from where the codec is used (`new App<State>()`,
+ * `app.route()`, `subprotocols()`), so it is declared once; given `M`
+ * explicitly, give the state too (`json<Messages, State>`).
+ *
  * @typeParam M Message shapes by type.
  * @typeParam S The type of `ctx.state`.
  *
@@ -86,6 +92,16 @@ export interface JsonOptions {
  * const app = new App().use(json<Messages>({
  *   add: (ctx, m) => void ctx.send(JSON.stringify({ type: "sum", value: m.a + m.b })),
  *   echo: (ctx, m) => void ctx.send(JSON.stringify(m)),
+ * }));
+ * ```
+ *
+ * @example The state type carried from the app
+ * ```ts
+ * import { App, json } from "@duplex/ws";
+ *
+ * type Say = { type: "say"; text: string };
+ * const app = new App<{ name: string }>().route("/chat", json({
+ *   say: (ctx, m: Say) => void ctx.send(`${ctx.state.name}: ${m.text}`),
  * }));
  * ```
  */

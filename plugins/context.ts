@@ -13,6 +13,7 @@ import type { ReadyState } from "../core/state.ts";
 import type { DeflateParams } from "../core/deflate.ts";
 import type { Clock, CloseInfo, Connection, SendOptions } from "./hooks.ts";
 import { HttpError } from "./errors.ts";
+import type { Params } from "./params.ts";
 
 /**
  * One connection of an {@linkcode App}: the adapter's {@linkcode Connection}
@@ -78,7 +79,7 @@ export interface Peer<S = Record<string, unknown>> extends Connection<S> {
  * });
  * ```
  */
-export abstract class PeerEvent<S = Record<string, unknown>> implements Peer<S> {
+export abstract class PeerEvent<S = Record<string, unknown>, P extends Params = Params, V = S> {
   /** The connection this event belongs to; keep this, not the event context. */
   readonly peer: Peer<S>;
 
@@ -132,15 +133,19 @@ export abstract class PeerEvent<S = Record<string, unknown>> implements Peer<S> 
     return this.peer.clock;
   }
   /** The route's parameters. */
-  get params(): Readonly<Record<string, string>> {
-    return this.peer.params;
+  get params(): P {
+    return this.peer.params as P;
   }
-  /** The application's data for this connection. */
-  get state(): S {
-    return this.peer.state;
+  /**
+   * The application's data for this connection. It starts as `{}`: in the
+   * upgrade phase, where middleware fills it, its type is `Partial<S>`;
+   * from the open on, it is `S`.
+   */
+  get state(): V {
+    return this.peer.state as unknown as V;
   }
-  set state(value: S) {
-    this.peer.state = value;
+  set state(value: V) {
+    this.peer.state = value as unknown as S;
   }
   /**
    * Sends a message through the app's `send` middleware.
@@ -209,7 +214,7 @@ export abstract class PeerEvent<S = Record<string, unknown>> implements Peer<S> 
  * });
  * ```
  */
-export class UpgradeContext<S = Record<string, unknown>> extends PeerEvent<S> {
+export class UpgradeContext<S = Record<string, unknown>, P extends Params = Params> extends PeerEvent<S, P, Partial<S>> {
   /** Which event this is. */
   readonly type = "upgrade" as const;
   /** Headers added to the 101 answer. */
@@ -284,8 +289,8 @@ export class UpgradeContext<S = Record<string, unknown>> extends PeerEvent<S> {
     return this.#protocol !== undefined;
   }
   /** The route's parameters; a router sets them. */
-  override get params(): Readonly<Record<string, string>> {
-    return this.peer.params;
+  override get params(): P {
+    return this.peer.params as P;
   }
   override set params(value: Readonly<Record<string, string>>) {
     this.#setParams({ ...value });
@@ -317,7 +322,7 @@ export class UpgradeContext<S = Record<string, unknown>> extends PeerEvent<S> {
  * new App().use({ open: (ctx) => void ctx.send("welcome") });
  * ```
  */
-export class OpenContext<S = Record<string, unknown>> extends PeerEvent<S> {
+export class OpenContext<S = Record<string, unknown>, P extends Params = Params> extends PeerEvent<S, P> {
   /** Which event this is. */
   readonly type = "open" as const;
 }
@@ -340,7 +345,7 @@ export class OpenContext<S = Record<string, unknown>> extends PeerEvent<S> {
  * });
  * ```
  */
-export class MessageContext<S = Record<string, unknown>> extends PeerEvent<S> {
+export class MessageContext<S = Record<string, unknown>, P extends Params = Params> extends PeerEvent<S, P> {
   /** Which event this is. */
   readonly type = "message" as const;
   /** The message: a string for text, bytes for binary. */
@@ -377,7 +382,7 @@ export class MessageContext<S = Record<string, unknown>> extends PeerEvent<S> {
  * });
  * ```
  */
-export class SendContext<S = Record<string, unknown>> extends PeerEvent<S> {
+export class SendContext<S = Record<string, unknown>, P extends Params = Params> extends PeerEvent<S, P> {
   /** Which event this is. */
   readonly type = "send" as const;
   /** The message to send: a string as text, bytes as binary. */
@@ -413,7 +418,7 @@ export class SendContext<S = Record<string, unknown>> extends PeerEvent<S> {
  * new App().use({ pong: (ctx) => console.log("pong from", ctx.id, ctx.data.length) });
  * ```
  */
-export class ControlContext<S = Record<string, unknown>> extends PeerEvent<S> {
+export class ControlContext<S = Record<string, unknown>, P extends Params = Params> extends PeerEvent<S, P> {
   /** Which event this is. */
   readonly type: "ping" | "pong";
   /** The control frame's payload. */
@@ -445,7 +450,7 @@ export class ControlContext<S = Record<string, unknown>> extends PeerEvent<S> {
  * new App().use({ drain: (ctx) => console.log(ctx.id, "can take more") });
  * ```
  */
-export class DrainContext<S = Record<string, unknown>> extends PeerEvent<S> {
+export class DrainContext<S = Record<string, unknown>, P extends Params = Params> extends PeerEvent<S, P> {
   /** Which event this is. */
   readonly type = "drain" as const;
 }
@@ -465,7 +470,7 @@ export class DrainContext<S = Record<string, unknown>> extends PeerEvent<S> {
  * new App().use({ shutdown: (ctx) => void ctx.send(JSON.stringify({ type: "restarting", retryInMs: 2000 })) });
  * ```
  */
-export class ShutdownContext<S = Record<string, unknown>> extends PeerEvent<S> {
+export class ShutdownContext<S = Record<string, unknown>, P extends Params = Params> extends PeerEvent<S, P> {
   /** Which event this is. */
   readonly type = "shutdown" as const;
 }
@@ -484,7 +489,7 @@ export class ShutdownContext<S = Record<string, unknown>> extends PeerEvent<S> {
  * new App().use({ close: (ctx) => console.log(ctx.id, ctx.code, ctx.reason, ctx.wasClean) });
  * ```
  */
-export class CloseContext<S = Record<string, unknown>> extends PeerEvent<S> implements CloseInfo {
+export class CloseContext<S = Record<string, unknown>, P extends Params = Params> extends PeerEvent<S, P> implements CloseInfo {
   /** Which event this is. */
   readonly type = "close" as const;
   /** The close code: the peer's, 1005 for none, 1006 without a close frame. */
@@ -522,7 +527,7 @@ export class CloseContext<S = Record<string, unknown>> extends PeerEvent<S> impl
  * new App().use({ error: (ctx) => console.warn(ctx.id, ctx.error) });
  * ```
  */
-export class ErrorContext<S = Record<string, unknown>> extends PeerEvent<S> {
+export class ErrorContext<S = Record<string, unknown>, P extends Params = Params> extends PeerEvent<S, P> {
   /** Which event this is. */
   readonly type = "error" as const;
   /** What went wrong. */
@@ -555,16 +560,16 @@ export class ErrorContext<S = Record<string, unknown>> extends PeerEvent<S> {
  * }
  * ```
  */
-export type EventContext<S = Record<string, unknown>> =
-  | UpgradeContext<S>
-  | OpenContext<S>
-  | MessageContext<S>
-  | SendContext<S>
-  | ControlContext<S>
-  | DrainContext<S>
-  | ShutdownContext<S>
-  | CloseContext<S>
-  | ErrorContext<S>;
+export type EventContext<S = Record<string, unknown>, P extends Params = Params> =
+  | UpgradeContext<S, P>
+  | OpenContext<S, P>
+  | MessageContext<S, P>
+  | SendContext<S, P>
+  | ControlContext<S, P>
+  | DrainContext<S, P>
+  | ShutdownContext<S, P>
+  | CloseContext<S, P>
+  | ErrorContext<S, P>;
 
 /**
  * Parses a `Cookie` header: `name=value` pairs split on `;`, the first of

@@ -7,6 +7,7 @@
  * @module
  */
 
+import type { Params } from "./params.ts";
 import { UsageError } from "../core/errors.ts";
 import { type Composed, compose, type Handle, type Next } from "./compose.ts";
 import type {
@@ -40,27 +41,27 @@ import type {
  * };
  * ```
  */
-export interface Phases<S = Record<string, unknown>> {
+export interface Phases<S = Record<string, unknown>, P extends Params = Params> {
   /** The HTTP request, before the 101. */
-  upgrade?: Handle<UpgradeContext<S>>;
+  upgrade?: Handle<UpgradeContext<S, P>>;
   /** The connection opened. */
-  open?: Handle<OpenContext<S>>;
+  open?: Handle<OpenContext<S, P>>;
   /** A message arrived. */
-  message?: Handle<MessageContext<S>>;
+  message?: Handle<MessageContext<S, P>>;
   /** A message is being sent; call `next()` synchronously, or not at all to drop it. */
-  send?: Handle<SendContext<S>>;
+  send?: Handle<SendContext<S, P>>;
   /** A ping arrived. */
-  ping?: Handle<ControlContext<S>>;
+  ping?: Handle<ControlContext<S, P>>;
   /** A pong arrived. */
-  pong?: Handle<ControlContext<S>>;
+  pong?: Handle<ControlContext<S, P>>;
   /** The output drained below the high-water mark. */
-  drain?: Handle<DrainContext<S>>;
+  drain?: Handle<DrainContext<S, P>>;
   /** The server is shutting down: runs before the connection's close frame. */
-  shutdown?: Handle<ShutdownContext<S>>;
+  shutdown?: Handle<ShutdownContext<S, P>>;
   /** The connection closed. */
-  close?: Handle<CloseContext<S>>;
+  close?: Handle<CloseContext<S, P>>;
   /** The peer broke the protocol. */
-  error?: Handle<ErrorContext<S>>;
+  error?: Handle<ErrorContext<S, P>>;
 }
 
 /**
@@ -80,7 +81,7 @@ export interface Phases<S = Record<string, unknown>> {
  * };
  * ```
  */
-export type Middleware<S = Record<string, unknown>> = Phases<S> | Handle<EventContext<S>>;
+export type Middleware<S = Record<string, unknown>, P extends Params = Params> = Phases<S, P> | Handle<EventContext<S, P>>;
 
 /**
  * The events, in the order of a connection's life.

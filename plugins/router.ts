@@ -6,6 +6,7 @@
  * @module
  */
 
+import type { RouteParams } from "./params.ts";
 import { UsageError } from "../core/errors.ts";
 import type { Next } from "./compose.ts";
 import type { Peer } from "./context.ts";
@@ -144,6 +145,8 @@ export class Router<S = Record<string, unknown>> extends Branching<S> {
   /**
    * Adds a route.
    *
+   * @typeParam Pattern The path pattern; its `:name` segments (and a final
+   *   `*`) are the names of `ctx.params` in the route's middleware.
    * @param pattern A path such as `/rooms/:id`; starts with `/`.
    * @param middleware What runs for connections on this route, in order.
    * @returns This router.
@@ -151,8 +154,11 @@ export class Router<S = Record<string, unknown>> extends Branching<S> {
    *   start with `/`, an empty or repeated parameter name, or a `*` that is
    *   not the last segment.
    */
-  route(pattern: string, ...middleware: Middleware<S>[]): this {
-    this.#routes.push({ pattern, ...compilePattern(pattern), pipeline: new Pipeline<S>().add(middleware) });
+  route<Pattern extends string>(pattern: Pattern, ...middleware: Middleware<S, RouteParams<Pattern>>[]): this {
+    // The route's middleware sees its own parameters' names; the pipeline
+    // stores it under the general `Params`, which every route's narrows.
+    const pipeline = new Pipeline<S>().add(middleware as readonly Middleware<S>[]);
+    this.#routes.push({ pattern, ...compilePattern(pattern), pipeline });
     return this;
   }
 

@@ -15,6 +15,37 @@ function tracer(name: string, log: string[]): Middleware {
   };
 }
 
+describe("App.route", () => {
+  it("routes on the app's own router, placed where route() is first called, and refuses other paths with 404", async () => {
+    const log: string[] = [];
+    const app = new App<{ who: string }>()
+      .use(tracer("before", log))
+      .route("/rooms/:room", {
+        upgrade(ctx, next) {
+          ctx.state.who = `room ${ctx.params.room}`;
+          return next();
+        },
+        open: (ctx) => void ctx.send(ctx.state.who),
+      })
+      .use(tracer("after", log))
+      .route("/files/*", { open: (ctx) => void ctx.send(`file ${ctx.params["*"]}`) });
+    const room = await connect(app, { request: { path: "/rooms/lobby" } });
+    assert.equal(room.status, 101);
+    await flush();
+    assert.deepEqual(room.texts(), ["room lobby"]);
+    const file = await connect(app, { request: { path: "/files/a/b.txt" } });
+    assert.equal(file.status, 101);
+    await flush();
+    assert.deepEqual(file.texts(), ["file a/b.txt"]);
+    assert.equal((await connect(app, { request: { path: "/elsewhere" } })).status, 404);
+    assert.deepEqual(log.filter((e) => e.endsWith(":upgrade")), ["before:upgrade", "after:upgrade", "before:upgrade", "after:upgrade", "before:upgrade"]);
+  });
+
+  it("refuses a bad pattern at once", () => {
+    assert.throws(() => new App().route("rooms"), (e: unknown) => e instanceof UsageError && e.code === "ERR_INVALID_ROUTE");
+  });
+});
+
 describe("Router", () => {
   it("matches /rooms/:id and puts the percent-decoded parameter in params", async () => {
     const seen: unknown[] = [];
