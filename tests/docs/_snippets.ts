@@ -1,7 +1,7 @@
 // Turns a markdown code block into a module that imports the repository's
 // sources, and type-checks many of them at once with tsc and deno check.
 import { spawnSync } from "node:child_process";
-import { mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, readFileSync, rmdirSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import process from "node:process";
 import { type Block, root } from "./_markdown.ts";
@@ -106,6 +106,16 @@ export function typeCheck(blocks: readonly Block[]): CheckResult {
     }
     return { ok, output, checked: { tsc: forTsc.length, deno: forDeno.length } };
   } finally {
-    rmSync(dir, { recursive: true, force: true });
+    removeSnippetDir(dir);
+  }
+}
+
+/** Removes one run's folder, and `.snippets/` itself once no other run uses it. */
+export function removeSnippetDir(dir: string): void {
+  rmSync(dir, { recursive: true, force: true });
+  try {
+    rmdirSync(SNIPPETS_DIR); // fails while another run's folder is in it
+  } catch {
+    // in use, or already gone
   }
 }

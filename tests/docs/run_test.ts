@@ -7,14 +7,14 @@
 // runtimes only (`Deno.serve`, `Bun.serve`) is skipped, and says for which.
 import assert from "node:assert/strict";
 import { type ChildProcess, spawn } from "node:child_process";
-import { mkdirSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, writeFileSync } from "node:fs";
 import { connect as createConnection, createServer } from "node:net";
 import { join } from "node:path";
 import process from "node:process";
 import { after, describe, it } from "node:test";
 import { allBlocks, type Block, root, type RuntimeName } from "./_markdown.ts";
 import { type Running, SCENARIOS } from "./_scenarios.ts";
-import { moduleOf, SNIPPETS_DIR } from "./_snippets.ts";
+import { moduleOf, removeSnippetDir, SNIPPETS_DIR } from "./_snippets.ts";
 
 const here: RuntimeName = "Deno" in globalThis ? "deno" : "Bun" in globalThis ? "bun" : "node";
 const dir = join(SNIPPETS_DIR, `run-${here}-${process.pid}`);
@@ -123,7 +123,7 @@ const marked = allBlocks().filter((b) => b.run !== undefined);
 
 describe(`docs: the blocks that start a server, run on ${here}`, () => {
   mkdirSync(dir, { recursive: true });
-  after(() => rmSync(dir, { recursive: true, force: true }));
+  after(() => removeSnippetDir(dir));
 
   it("there are blocks to run", () => assert.ok(marked.length > 0));
 
