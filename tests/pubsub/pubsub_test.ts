@@ -14,7 +14,7 @@ import type { Peer } from "../../plugins/context.ts";
 import type { Middleware } from "../../plugins/pipeline.ts";
 import { type Backplane, type BackplaneLink, checkTopic, Hub, InProcessBackplane, type PubSubStats } from "../../plugins/pubsub.ts";
 import { ConnectionSet, Pump, resolveConnectionOptions } from "../../runtimes/_pump.ts";
-import { buildRequest, bytes, Conn, connect, deferred, errorLog, FakeClock, FakeTransport, flush } from "./_harness.ts";
+import { buildRequest, bytes, Conn, connect, deferred, errorLog, FakeClock, FakeTransport, flush } from "../plugins/_harness.ts";
 
 type State = { name: string; upper?: boolean; mute?: boolean; boom?: boolean };
 
