@@ -179,6 +179,7 @@ export class Engine {
       maxMessageBytes: this.limits.maxMessageBytes,
       maxFrameBytes: this.limits.maxFrameBytes,
       maxFragments: this.limits.maxFragments,
+      minFragmentBytes: this.limits.minFragmentBytes,
     });
   }
 

@@ -47,7 +47,7 @@ export type Received =
  * const options: ReceiverOptions = { role: "server", maxMessageBytes: 1 << 20 };
  * ```
  */
-export interface ReceiverOptions extends Partial<Pick<Limits, "maxMessageBytes" | "maxFrameBytes" | "maxFragments">> {
+export interface ReceiverOptions extends Partial<Pick<Limits, "maxMessageBytes" | "maxFrameBytes" | "maxFragments" | "minFragmentBytes">> {
   /** `"server"` decodes client frames (which must be masked); `"client"` the reverse. Default `"server"`. */
   role?: "server" | "client";
   /** Accept RSV1 on the first frame of a data message (a negotiated extension uses it). Default `false`. */
@@ -154,6 +154,7 @@ export class Receiver {
   readonly #maxMessageBytes: number;
   readonly #maxFrameBytes: number;
   readonly #maxFragments: number;
+  readonly #minFragmentBytes: number;
 
   // The frame being decoded.
   #fin = false;
@@ -183,6 +184,7 @@ export class Receiver {
     this.#maxMessageBytes = options.maxMessageBytes ?? DEFAULT_LIMITS.maxMessageBytes;
     this.#maxFrameBytes = options.maxFrameBytes ?? DEFAULT_LIMITS.maxFrameBytes;
     this.#maxFragments = options.maxFragments ?? DEFAULT_LIMITS.maxFragments;
+    this.#minFragmentBytes = options.minFragmentBytes ?? DEFAULT_LIMITS.minFragmentBytes;
   }
 
   /**
@@ -302,8 +304,14 @@ export class Receiver {
       if (this.#messageBytes + length > this.#maxMessageBytes) {
         fail("WS_ERR_MESSAGE_TOO_BIG", CloseCode.MessageTooBig, `Message too big: over the limit of ${this.#maxMessageBytes} bytes`);
       }
-      if (++this.#fragments > this.#maxFragments) {
-        fail("WS_ERR_TOO_MANY_FRAGMENTS", CloseCode.MessageTooBig, `Message too big: over the limit of ${this.#maxFragments} fragments`);
+      // Past the free count, each frame must be paid for with minFragmentBytes of payload.
+      const extra = ++this.#fragments - this.#maxFragments;
+      if (extra > 0 && extra * this.#minFragmentBytes > this.#messageBytes + length) {
+        fail(
+          "WS_ERR_TOO_MANY_FRAGMENTS",
+          CloseCode.MessageTooBig,
+          `Message too big: ${this.#fragments} fragments, over the limit of ${this.#maxFragments} plus one per ${this.#minFragmentBytes} bytes`,
+        );
       }
       if (this.#opcode !== Opcode.Continuation) this.#messageOpcode = this.#opcode;
       this.#messageBytes += length;
