@@ -80,6 +80,27 @@ function decodeWhole(bytes: Uint8Array): string {
   return text.indexOf("\uFFFD") === -1 ? text : wholeDecoder.decode(bytes);
 }
 
+/**
+ * The text of a whole text message whose payload arrived another way (a
+ * compressed message, once inflated): the same check as a text frame's,
+ * failing with the same error.
+ *
+ * @param bytes The payload.
+ * @returns The text.
+ * @throws {ProtocolError} `WS_ERR_INVALID_UTF8`, close code 1007, when it is not UTF-8.
+ */
+export function decodeTextMessage(bytes: Uint8Array): string {
+  try {
+    return decodeWhole(bytes);
+  } catch {
+    invalidUtf8();
+  }
+}
+
+function invalidUtf8(): never {
+  fail("WS_ERR_INVALID_UTF8", CloseCode.InvalidPayload, "Invalid UTF-8 in a text message");
+}
+
 /** The length of the UTF-8 sequence a byte starts (1 for ASCII and for what cannot start one). */
 function sequenceLength(lead: number): number {
   return lead >= 0xf0 ? 4 : lead >= 0xe0 ? 3 : lead >= 0xc0 ? 2 : 1;
@@ -356,7 +377,7 @@ export class Receiver {
       try {
         data = decodeWhole(bytes);
       } catch {
-        this.#invalidUtf8();
+        invalidUtf8();
       }
       this.#state = HEADER;
       this.#resetMessage();
@@ -391,7 +412,7 @@ export class Receiver {
         if (this.#textTail !== undefined) throw new TypeError("incomplete UTF-8 sequence at the end");
         data = this.#text;
       } catch {
-        this.#invalidUtf8();
+        invalidUtf8();
       }
     } else {
       data = concat(this.#binaryParts ?? [], this.#messageBytes);
@@ -403,10 +424,6 @@ export class Receiver {
     }
     this.#resetMessage();
     return { type: "message", data };
-  }
-
-  #invalidUtf8(): never {
-    fail("WS_ERR_INVALID_UTF8", CloseCode.InvalidPayload, "Invalid UTF-8 in a text message");
   }
 
   #resetMessage(): void {
@@ -453,7 +470,7 @@ export class Receiver {
       }
       if (cut > 0) this.#text += decodeWhole(cut === bytes.length ? bytes : bytes.subarray(0, cut));
     } catch {
-      this.#invalidUtf8();
+      invalidUtf8();
     }
   }
 

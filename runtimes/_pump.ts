@@ -154,7 +154,6 @@ export function resolveConnectionOptions(options: ConnectionOptions): Readonly<C
 }
 
 const encoder = new TextEncoder();
-const strictDecoder = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
 
 /** Throws what `Engine.close` would for a bad code or reason. */
 function closePayloadCheck(code: number | undefined, reason: string | undefined): void {
@@ -905,14 +904,8 @@ export class Pump<S = Record<string, unknown>> implements Context<S>, Connection
     const z = this.#z!;
     return z.inflate(data, this.#engine.limits.maxMessageBytes).then(
       (bytes) => {
-        let message: string | Uint8Array = bytes;
-        if (!binary) {
-          try {
-            message = strictDecoder.decode(bytes);
-          } catch {
-            return this.#peerFault(new ProtocolError("WS_ERR_INVALID_UTF8", CloseCode.InvalidPayload, "Invalid UTF-8 in a text message"));
-          }
-        }
+        const message = this.#engine.inflated(bytes, binary); // text not UTF-8: the engine failed the connection with 1007
+        if (message === undefined) return undefined;
         return this.#call(() => this.#handler.message?.(this, message));
       },
       (error) => {
