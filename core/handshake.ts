@@ -7,7 +7,8 @@
  * @module
  */
 
-import { blockHeaders, fieldValue, RawRequestHead } from "./_fields.ts";
+import { defineHeaders, type FieldSource, fieldValue, LazyHeaders, toHeaders } from "./_fields.ts";
+import { hasListToken, isToken, isTokenChar, isWritableValue, trimSpace } from "./_http_grammar.ts";
 import { sha1 } from "./_sha1.ts";
 import { HandshakeError, UsageError } from "./errors.ts";
 
@@ -367,7 +368,7 @@ export interface UpgradeRequest {
 export function validateUpgradeRequest(head: HeadLike): UpgradeRequest {
   // Raw fields are looked up where they are; a record is checked by making
   // a `Headers` of it, and kept rather than that `Headers`.
-  const block = RawRequestHead.fieldsOf(head);
+  const block = LazyHeaders.fieldsOf(head);
   let headers: Pick<Headers, "get">;
   let fields: FieldSource;
   if (block !== undefined) {
@@ -493,20 +494,13 @@ class BlockFields {
   }
 }
 
-/** Where a {@linkcode ValidRequest} builds its `headers` from: raw fields, a record, or the `Headers` itself. */
-type FieldSource = string | Record<string, string | string[] | undefined> | Headers;
-
-/** How {@linkcode ValidRequest} defines its lazy `headers`. */
-let lazyHeaders: PropertyDescriptor;
-
 /**
  * The {@linkcode UpgradeRequest} that {@linkcode validateUpgradeRequest}
  * returns. It lives as long as its connection, so it keeps the header
  * fields as they came (a raw block or a record) and builds `headers` on
- * first access. `headers` is an own, enumerable, assignable accessor, so
- * that the object still spreads, serializes and assigns like a plain one.
+ * first access (see {@linkcode LazyHeaders}).
  */
-class ValidRequest implements UpgradeRequest {
+class ValidRequest extends LazyHeaders implements UpgradeRequest {
   declare method: string;
   declare url: string;
   declare httpVersion: string;
@@ -515,7 +509,6 @@ class ValidRequest implements UpgradeRequest {
   declare version: 13;
   declare protocols: string[];
   declare extensions: ExtensionOffer[];
-  #fields: FieldSource;
 
   constructor(
     head: HeadLike,
@@ -524,31 +517,15 @@ class ValidRequest implements UpgradeRequest {
     protocols: string[],
     extensions: ExtensionOffer[],
   ) {
-    this.#fields = fields;
+    super(fields);
     this.method = head.method;
     this.url = head.url;
     this.httpVersion = head.httpVersion;
-    Object.defineProperty(this, "headers", lazyHeaders);
+    defineHeaders(this);
     this.key = key;
     this.version = 13;
     this.protocols = protocols;
     this.extensions = extensions;
-  }
-
-  static {
-    lazyHeaders = {
-      get(this: ValidRequest): Headers {
-        const fields = this.#fields;
-        if (fields instanceof Headers) return fields;
-        // A record was checked by toHeaders() already: building it again cannot throw.
-        return this.#fields = typeof fields === "string" ? blockHeaders(fields) : toHeaders(fields);
-      },
-      set(this: ValidRequest, headers: Headers): void {
-        this.#fields = headers;
-      },
-      enumerable: true,
-      configurable: true,
-    };
   }
 }
 
@@ -805,36 +782,6 @@ export function handshakeErrorResponse(
   return buildErrorResponse(err.status, err.message, err.headers);
 }
 
-/** `TOKEN_CHARS` holds the characters of a token other than letters and digits. */
-const TOKEN_CHARS = "!#$%&'*+-.^_`|~";
-
-function isTokenChar(c: number): boolean {
-  return (c >= 0x30 && c <= 0x39) || (c >= 0x41 && c <= 0x5a) || (c >= 0x61 && c <= 0x7a) ||
-    (c < 0x7f && TOKEN_CHARS.includes(String.fromCharCode(c)));
-}
-
-function isToken(value: string): boolean {
-  if (value === "") return false;
-  for (let i = 0; i < value.length; i++) {
-    if (!isTokenChar(value.charCodeAt(i))) return false;
-  }
-  return true;
-}
-
-/** Trims optional whitespace (SP and HTAB only, RFC 9110 §5.6.3). */
-function trimSpace(value: string): string {
-  let start = 0;
-  let end = value.length;
-  while (start < end && (value[start] === " " || value[start] === "\t")) start++;
-  while (end > start && (value[end - 1] === " " || value[end - 1] === "\t")) end--;
-  return value.slice(start, end);
-}
-
-/** Whether the comma-separated `list` has an element equal to `token`, ignoring case. */
-function hasListToken(list: string, token: string): boolean {
-  return list.split(",").some((element) => trimSpace(element).toLowerCase() === token);
-}
-
 /** Whether a `Content-Length` value is one `1*DIGIT` of value 0; `"0, 0"` (a repeated field) is not. */
 function isZeroLength(value: string): boolean {
   const digits = trimSpace(value);
@@ -899,24 +846,6 @@ function isHttp11OrLater(version: string): boolean {
   return major > 1 || (major === 1 && Number(match[2]) >= 1);
 }
 
-function toHeaders(headers: HeadLike["headers"]): Headers {
-  if (headers instanceof Headers) return headers;
-  const out = new Headers();
-  for (const [name, value] of Object.entries(headers)) {
-    if (value === undefined) continue;
-    try {
-      out.set(name, Array.isArray(value) ? value.join(", ") : value);
-    } catch {
-      throw new HandshakeError(
-        "WS_ERR_MALFORMED_REQUEST",
-        400,
-        "Malformed request: invalid header field",
-      );
-    }
-  }
-  return out;
-}
-
 function headerEntries(
   headers: Record<string, string> | [string, string][] | undefined,
 ): [string, string][] {
@@ -935,15 +864,6 @@ function checkHeader(name: string, value: string): void {
       `Invalid value for header ${name}: it must be a string without CR, LF, NUL or characters above U+00FF`,
     );
   }
-}
-
-/** Whether `value` has no CR, LF, NUL, nor any character above U+00FF. */
-function isWritableValue(value: string): boolean {
-  for (let i = 0; i < value.length; i++) {
-    const c = value.charCodeAt(i);
-    if (c === 0x0d || c === 0x0a || c === 0 || c > 0xff) return false;
-  }
-  return true;
 }
 
 /** Encodes a string of characters up to U+00FF, one byte each. */
