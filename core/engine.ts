@@ -12,16 +12,9 @@ import type { DeflateParams } from "./deflate.ts";
 import { HandshakeError, ProtocolError, UsageError } from "./errors.ts";
 import { encodeFrame, encodeTextFrame, Opcode } from "./frame.ts";
 import type { PreparedMessage } from "./prepared.ts";
-import {
-  type AcceptOptions,
-  buildAcceptResponse,
-  buildErrorResponse,
-  handshakeErrorResponse,
-  headSize,
-  type HeadLike,
-  type UpgradeRequest,
-  validateUpgradeRequest,
-} from "./handshake.ts";
+import { headSize } from "./_head_size.ts";
+import { type HeadLike, type UpgradeRequest, validateUpgradeRequest } from "./handshake.ts";
+import { type AcceptOptions, buildAcceptResponse, buildErrorResponse } from "./handshake_response.ts";
 import { RequestHeadParser } from "./http_parser.ts";
 import { type Limits, resolveLimits } from "./options.ts";
 import { decodeTextMessage, Receiver } from "./receiver.ts";
@@ -289,7 +282,7 @@ export class Engine {
 
   #rejectInvalid(error: HandshakeError): void {
     this.#parser = undefined;
-    this.#write(handshakeErrorResponse(error));
+    this.#write(buildErrorResponse(error.status, error.message, error.headers));
     this.#move("reject");
     this.#emit({ type: "rejected", error });
   }

@@ -16,7 +16,8 @@ import type { DeflateParams } from "../core/deflate.ts";
 import { type Compression, type DeflateConfig, deflateConfig } from "./_deflate.ts";
 import { resolveLimits } from "../core/options.ts";
 import { addressKey, bufferFullError, checkLimitOptions, type IdleHandle, type IdleOps, IdleSweep, LIMIT_DEFAULTS, RateLimiter, rateLimitError } from "./_limits.ts";
-import { type HeadLike, selectSubprotocol, type UpgradeRequest } from "../core/handshake.ts";
+import type { HeadLike, UpgradeRequest } from "../core/handshake.ts";
+import { selectSubprotocol } from "../core/handshake_offers.ts";
 import { ReadyState } from "../core/state.ts";
 import {
   type Clock,

@@ -40,7 +40,7 @@ import type { IncomingMessage } from "node:http";
 import type { Duplex } from "node:stream";
 import type { ReadyState } from "../core/state.ts";
 import { hasListToken } from "../core/_http_grammar.ts";
-import { reasonPhrase } from "../core/handshake.ts";
+import { reasonPhrase } from "../core/_http_status.ts";
 import { UsageError } from "../core/errors.ts";
 import type { UpgradeRequest } from "../core/handshake.ts";
 import { App, type AppOptions } from "../plugins/app.ts";
