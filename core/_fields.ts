@@ -12,6 +12,7 @@
  * @module
  */
 
+import { HandshakeError } from "./errors.ts";
 import type { RequestHead } from "./http_parser.ts";
 
 const COLON = 0x3a;
@@ -78,8 +79,111 @@ export function blockHeaders(block: string): Headers {
   return headers;
 }
 
-/** How {@linkcode RawRequestHead} and the handshake define their lazy `headers`. */
-let headersProperty: PropertyDescriptor;
+/**
+ * Where a lazy `headers` is built from: raw fields (`name:value\n` lines), a
+ * record of Node's shape (checked by {@linkcode toHeaders} already), or the
+ * `Headers` itself once built or assigned.
+ */
+export type FieldSource = string | Record<string, string | string[] | undefined> | Headers;
+
+/**
+ * The `Headers` of a record of Node's shape (lower-case names; an array
+ * value stands for a repeated field and is joined with `", "`), or the
+ * `Headers` given.
+ *
+ * @param headers A `Headers` or a record.
+ * @returns A `Headers`.
+ * @throws {HandshakeError} 400 `WS_ERR_MALFORMED_REQUEST` when a name or value is not valid.
+ *
+ * @example
+ * ```ts ignore
+ * toHeaders({ host: "a", "x-tag": ["1", "2"] }).get("x-tag"); // "1, 2"
+ * ```
+ */
+export function toHeaders(headers: Headers | Record<string, string | string[] | undefined>): Headers {
+  if (headers instanceof Headers) return headers;
+  const out = new Headers();
+  for (const [name, value] of Object.entries(headers)) {
+    if (value === undefined) continue;
+    try {
+      out.set(name, Array.isArray(value) ? value.join(", ") : value);
+    } catch {
+      throw new HandshakeError("WS_ERR_MALFORMED_REQUEST", 400, "Malformed request: invalid header field");
+    }
+  }
+  return out;
+}
+
+/** The one accessor every {@linkcode LazyHeaders} defines as its own `headers`. */
+let lazyHeaders: PropertyDescriptor;
+
+/**
+ * The base of the objects that keep a request's fields as they came and
+ * build `headers` on first access: the raw parser's head and the validated
+ * upgrade request, which lives as long as its connection. `headers` is an
+ * own, enumerable, assignable accessor (defined by {@linkcode defineHeaders}
+ * where the subclass wants it among its keys), so that the object still
+ * spreads, serializes and assigns like a plain one.
+ *
+ * @example
+ * ```ts ignore
+ * class Head extends LazyHeaders {
+ *   declare headers: Headers;
+ *   constructor(fields: string) {
+ *     super(fields);
+ *     defineHeaders(this);
+ *   }
+ * }
+ * new Head("Host:a\n").headers.get("host"); // "a"
+ * ```
+ */
+export class LazyHeaders {
+  #fields: FieldSource;
+
+  /**
+   * @param fields Where `headers` will be built from.
+   */
+  constructor(fields: FieldSource) {
+    this.#fields = fields;
+  }
+
+  /**
+   * The fields of a head as a block, when it keeps raw fields and its
+   * `headers` was never built from them or replaced; otherwise `undefined`.
+   *
+   * @param head Any request head.
+   * @returns The block, or `undefined`.
+   */
+  static fieldsOf(head: unknown): string | undefined {
+    return head instanceof LazyHeaders && typeof head.#fields === "string" ? head.#fields : undefined;
+  }
+
+  static {
+    lazyHeaders = {
+      get(this: LazyHeaders): Headers {
+        const fields = this.#fields;
+        if (fields instanceof Headers) return fields;
+        // A record was checked by toHeaders() already: building it again cannot throw.
+        return this.#fields = typeof fields === "string" ? blockHeaders(fields) : toHeaders(fields);
+      },
+      set(this: LazyHeaders, headers: Headers): void {
+        this.#fields = headers;
+      },
+      enumerable: true,
+      configurable: true,
+    };
+  }
+}
+
+/**
+ * Defines the lazy `headers` accessor on a {@linkcode LazyHeaders}, at this
+ * point of its key order.
+ *
+ * @param target The object.
+ */
+export function defineHeaders(target: LazyHeaders): void {
+  Object.defineProperty(target, "headers", lazyHeaders);
+}
 
 /**
  * A request head as the raw parser returns it: `headers` is an own,
@@ -92,12 +196,11 @@ let headersProperty: PropertyDescriptor;
  * head.headers.get("host"); // "a"
  * ```
  */
-export class RawRequestHead implements RequestHead {
+export class RawRequestHead extends LazyHeaders implements RequestHead {
   declare method: string;
   declare url: string;
   declare httpVersion: string;
   declare headers: Headers;
-  #fields: string | Headers;
 
   /**
    * @param method Request method.
@@ -106,35 +209,10 @@ export class RawRequestHead implements RequestHead {
    * @param fields Fields as `name:value\n` lines.
    */
   constructor(method: string, url: string, httpVersion: string, fields: string) {
+    super(fields);
     this.method = method;
     this.url = url;
     this.httpVersion = httpVersion;
-    this.#fields = fields;
-    Object.defineProperty(this, "headers", headersProperty);
-  }
-
-  /**
-   * The fields of a head as a block, when it is a raw head whose `headers`
-   * was never replaced; otherwise `undefined`.
-   *
-   * @param head Any request head.
-   * @returns The block, or `undefined`.
-   */
-  static fieldsOf(head: unknown): string | undefined {
-    return head instanceof RawRequestHead && typeof head.#fields === "string" ? head.#fields : undefined;
-  }
-
-  static {
-    headersProperty = {
-      get(this: RawRequestHead): Headers {
-        const fields = this.#fields;
-        return typeof fields === "string" ? (this.#fields = blockHeaders(fields)) : fields;
-      },
-      set(this: RawRequestHead, headers: Headers): void {
-        this.#fields = headers;
-      },
-      enumerable: true,
-      configurable: true,
-    };
+    defineHeaders(this);
   }
 }

@@ -8,7 +8,7 @@
  */
 
 import { UsageError } from "./errors.ts";
-import type { ExtensionOffer } from "./handshake.ts";
+import type { ExtensionOffer } from "./handshake_offers.ts";
 
 /** The extension's token in `Sec-WebSocket-Extensions`. */
 export const PERMESSAGE_DEFLATE = "permessage-deflate";

@@ -12,19 +12,12 @@ import type { DeflateParams } from "./deflate.ts";
 import { HandshakeError, ProtocolError, UsageError } from "./errors.ts";
 import { encodeFrame, encodeTextFrame, Opcode } from "./frame.ts";
 import type { PreparedMessage } from "./prepared.ts";
-import {
-  type AcceptOptions,
-  buildAcceptResponse,
-  buildErrorResponse,
-  handshakeErrorResponse,
-  headSize,
-  type HeadLike,
-  type UpgradeRequest,
-  validateUpgradeRequest,
-} from "./handshake.ts";
+import { headSize } from "./_head_size.ts";
+import { type HeadLike, type UpgradeRequest, validateUpgradeRequest } from "./handshake.ts";
+import { type AcceptOptions, buildAcceptResponse, buildErrorResponse } from "./handshake_response.ts";
 import { RequestHeadParser } from "./http_parser.ts";
 import { type Limits, resolveLimits } from "./options.ts";
-import { Receiver } from "./receiver.ts";
+import { decodeTextMessage, Receiver } from "./receiver.ts";
 import { ReadyState, type Transition, transition } from "./state.ts";
 
 /**
@@ -179,6 +172,7 @@ export class Engine {
       maxMessageBytes: this.limits.maxMessageBytes,
       maxFrameBytes: this.limits.maxFrameBytes,
       maxFragments: this.limits.maxFragments,
+      minFragmentBytes: this.limits.minFragmentBytes,
     });
   }
 
@@ -288,7 +282,7 @@ export class Engine {
 
   #rejectInvalid(error: HandshakeError): void {
     this.#parser = undefined;
-    this.#write(handshakeErrorResponse(error));
+    this.#write(buildErrorResponse(error.status, error.message, error.headers));
     this.#move("reject");
     this.#emit({ type: "rejected", error });
   }
@@ -425,6 +419,39 @@ export class Engine {
       throw new UsageError("ERR_NOT_NEGOTIATED", "Cannot send a compressed message: permessage-deflate was not negotiated");
     }
     this.#queue(encodeFrame(binary ? Opcode.Binary : Opcode.Text, payload, { rsv1: true }));
+  }
+
+  /**
+   * Takes back the payload of a `compressed` event once the adapter has
+   * inflated it, and returns the message it holds: the bytes of a binary
+   * message, the text of a text message. Text is held to the same rule as
+   * an uncompressed text message: invalid UTF-8 fails the connection with
+   * 1007 (`WS_ERR_INVALID_UTF8`: a close frame is queued, `error` then
+   * `close` are reported, as {@linkcode Engine.fail} does) and this returns
+   * `undefined`.
+   *
+   * @param data The inflated payload.
+   * @param binary The `binary` of the `compressed` event.
+   * @returns The message, or `undefined` when the text was not UTF-8.
+   *
+   * @example
+   * ```ts
+   * import { Engine } from "@duplex/ws/core";
+   *
+   * const engine = new Engine();
+   * // After a `compressed` event whose payload inflated to these bytes:
+   * const text = engine.inflated(new Uint8Array([0x68, 0x69]), false);
+   * console.log(text); // "hi"
+   * ```
+   */
+  inflated(data: Uint8Array, binary: boolean): string | Uint8Array | undefined {
+    if (binary) return data;
+    try {
+      return decodeTextMessage(data);
+    } catch (error) {
+      this.fail(error as ProtocolError);
+      return undefined;
+    }
   }
 
   /**

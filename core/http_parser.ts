@@ -10,6 +10,7 @@
  */
 
 import { RawRequestHead } from "./_fields.ts";
+import { TCHAR } from "./_http_grammar.ts";
 import { HandshakeError, UsageError } from "./errors.ts";
 import { DEFAULT_LIMITS } from "./options.ts";
 
@@ -74,11 +75,6 @@ const LF = 0x0a;
 const SP = 0x20;
 const HTAB = 0x09;
 const COLON = 0x3a;
-
-/** `TCHAR[b] === 1` when byte `b` may appear in a token (RFC 9110 §5.6.2). */
-const TCHAR: Uint8Array = new Uint8Array(256);
-for (const c of "!#$%&'*+-.^_`|~0123456789") TCHAR[c.charCodeAt(0)] = 1;
-for (let c = 0x41; c <= 0x5a; c++) TCHAR[c] = TCHAR[c + 0x20] = 1;
 
 /**
  * Parses the head of one HTTP/1.1 request from bytes pushed in pieces of any

@@ -39,9 +39,11 @@ export {
 export { Engine, type EngineAcceptOptions, type EngineEvent, type EngineOptions, type MessageData } from "./engine.ts";
 export { HandshakeError, ProtocolError, UsageError } from "./errors.ts";
 export { applyMask, encodeFrame, encodeTextFrame, type FrameOptions, Opcode } from "./frame.ts";
-export * from "./handshake.ts";
+export { type HeadLike, type UpgradeRequest, validateUpgradeRequest } from "./handshake.ts";
+export { type ExtensionOffer, parseExtensions, parseProtocols, selectSubprotocol } from "./handshake_offers.ts";
+export { acceptKey, type AcceptOptions, buildAcceptResponse, buildErrorResponse, WEBSOCKET_GUID } from "./handshake_response.ts";
 export { type ParsedHead, type RequestHead, RequestHeadParser } from "./http_parser.ts";
-export { messageData, PreparedMessage } from "./prepared.ts";
 export { DEFAULT_LIMITS, type Limits, resolveLimits } from "./options.ts";
+export { PreparedMessage } from "./prepared.ts";
 export { type Received, Receiver, type ReceiverOptions } from "./receiver.ts";
-export { ReadyState, type Transition, transition } from "./state.ts";
+export { ReadyState } from "./state.ts";

@@ -1,6 +1,18 @@
 /**
  * Limits every connection is held to, with safe defaults.
  *
+ * The fragment limit is tied to bytes. A message may arrive in up to
+ * `maxFragments` frames whatever their size, and in one more frame for every
+ * `minFragmentBytes` bytes of its payload: beyond the free count, its frames
+ * must carry at least `minFragmentBytes` each on average. A sender that cuts
+ * a large message into small frames (Autobahn|Testsuite 9.3.1 sends 4 MiB in
+ * 65,536 frames of 64 bytes, then an empty final frame) passes; a flood of
+ * empty or 1-byte frames, which costs the receiver far more memory per frame
+ * than per byte, is refused with 1009 after about `maxFragments` frames. A
+ * message can hold at most `maxFragments + maxMessageBytes / minFragmentBytes`
+ * frames (327,680 with the defaults), so the memory a message costs stays
+ * bounded by its bytes.
+ *
  * @module
  */
 
@@ -15,6 +27,9 @@ import { UsageError } from "./errors.ts";
  * import type { Limits } from "@duplex/ws/core";
  *
  * const limits: Partial<Limits> = { maxMessageBytes: 1 << 20 };
+ *
+ * // At most 1,024 frames per message, however large it is.
+ * const strict: Partial<Limits> = { maxFragments: 1024, minFragmentBytes: 2 ** 40 };
  * ```
  */
 export interface Limits {
@@ -22,8 +37,21 @@ export interface Limits {
   maxMessageBytes: number;
   /** Largest single frame payload accepted; larger ones close with 1009. Default 16 MiB. */
   maxFrameBytes: number;
-  /** Most frames one message may be split into; more close with 1009. Default 65,536. */
+  /**
+   * Frames one message may be split into whatever their size. Past this
+   * count, a message may have one more frame for every `minFragmentBytes`
+   * bytes of its payload (this frame's included); a frame past both closes
+   * with 1009 (`WS_ERR_TOO_MANY_FRAGMENTS`), as soon as its header arrives.
+   * Default 65,536.
+   */
   maxFragments: number;
+  /**
+   * The average payload, in bytes, that frames beyond `maxFragments` must
+   * carry: each `minFragmentBytes` of a message's payload earns it one frame
+   * more. Set it above `maxMessageBytes` to make `maxFragments` a hard cap.
+   * Default 64.
+   */
+  minFragmentBytes: number;
   /** Largest opening handshake header block accepted; larger ones get HTTP 431. Default 16 KiB. */
   maxHeaderBytes: number;
   /** How long to wait for the peer's close frame, and then for it to close TCP, in ms. Default 5,000. */
@@ -44,6 +72,7 @@ export const DEFAULT_LIMITS: Readonly<Limits> = Object.freeze({
   maxMessageBytes: 16 * 1024 * 1024,
   maxFrameBytes: 16 * 1024 * 1024,
   maxFragments: 65_536,
+  minFragmentBytes: 64,
   maxHeaderBytes: 16 * 1024,
   closeTimeoutMs: 5_000,
 });

@@ -19,9 +19,7 @@ import { encodeFrame, encodeTextFrame, Opcode } from "./frame.ts";
  * @throws {UsageError} `ERR_INVALID_DATA` for anything else.
  *
  * @example
- * ```ts
- * import { messageData } from "@duplex/ws/core";
- *
+ * ```ts ignore
  * console.log(messageData(new Uint16Array([1])).byteLength); // 2
  * ```
  */

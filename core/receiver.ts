@@ -47,7 +47,7 @@ export type Received =
  * const options: ReceiverOptions = { role: "server", maxMessageBytes: 1 << 20 };
  * ```
  */
-export interface ReceiverOptions extends Partial<Pick<Limits, "maxMessageBytes" | "maxFrameBytes" | "maxFragments">> {
+export interface ReceiverOptions extends Partial<Pick<Limits, "maxMessageBytes" | "maxFrameBytes" | "maxFragments" | "minFragmentBytes">> {
   /** `"server"` decodes client frames (which must be masked); `"client"` the reverse. Default `"server"`. */
   role?: "server" | "client";
   /** Accept RSV1 on the first frame of a data message (a negotiated extension uses it). Default `false`. */
@@ -78,6 +78,27 @@ const looseDecoder = new TextDecoder("utf-8", { ignoreBOM: true });
 function decodeWhole(bytes: Uint8Array): string {
   const text = looseDecoder.decode(bytes);
   return text.indexOf("\uFFFD") === -1 ? text : wholeDecoder.decode(bytes);
+}
+
+/**
+ * The text of a whole text message whose payload arrived another way (a
+ * compressed message, once inflated): the same check as a text frame's,
+ * failing with the same error.
+ *
+ * @param bytes The payload.
+ * @returns The text.
+ * @throws {ProtocolError} `WS_ERR_INVALID_UTF8`, close code 1007, when it is not UTF-8.
+ */
+export function decodeTextMessage(bytes: Uint8Array): string {
+  try {
+    return decodeWhole(bytes);
+  } catch {
+    invalidUtf8();
+  }
+}
+
+function invalidUtf8(): never {
+  fail("WS_ERR_INVALID_UTF8", CloseCode.InvalidPayload, "Invalid UTF-8 in a text message");
 }
 
 /** The length of the UTF-8 sequence a byte starts (1 for ASCII and for what cannot start one). */
@@ -154,6 +175,7 @@ export class Receiver {
   readonly #maxMessageBytes: number;
   readonly #maxFrameBytes: number;
   readonly #maxFragments: number;
+  readonly #minFragmentBytes: number;
 
   // The frame being decoded.
   #fin = false;
@@ -183,6 +205,7 @@ export class Receiver {
     this.#maxMessageBytes = options.maxMessageBytes ?? DEFAULT_LIMITS.maxMessageBytes;
     this.#maxFrameBytes = options.maxFrameBytes ?? DEFAULT_LIMITS.maxFrameBytes;
     this.#maxFragments = options.maxFragments ?? DEFAULT_LIMITS.maxFragments;
+    this.#minFragmentBytes = options.minFragmentBytes ?? DEFAULT_LIMITS.minFragmentBytes;
   }
 
   /**
@@ -302,8 +325,14 @@ export class Receiver {
       if (this.#messageBytes + length > this.#maxMessageBytes) {
         fail("WS_ERR_MESSAGE_TOO_BIG", CloseCode.MessageTooBig, `Message too big: over the limit of ${this.#maxMessageBytes} bytes`);
       }
-      if (++this.#fragments > this.#maxFragments) {
-        fail("WS_ERR_TOO_MANY_FRAGMENTS", CloseCode.MessageTooBig, `Message too big: over the limit of ${this.#maxFragments} fragments`);
+      // Past the free count, each frame must be paid for with minFragmentBytes of payload.
+      const extra = ++this.#fragments - this.#maxFragments;
+      if (extra > 0 && extra * this.#minFragmentBytes > this.#messageBytes + length) {
+        fail(
+          "WS_ERR_TOO_MANY_FRAGMENTS",
+          CloseCode.MessageTooBig,
+          `Message too big: ${this.#fragments} fragments, over the limit of ${this.#maxFragments} plus one per ${this.#minFragmentBytes} bytes`,
+        );
       }
       if (this.#opcode !== Opcode.Continuation) this.#messageOpcode = this.#opcode;
       this.#messageBytes += length;
@@ -348,7 +377,7 @@ export class Receiver {
       try {
         data = decodeWhole(bytes);
       } catch {
-        this.#invalidUtf8();
+        invalidUtf8();
       }
       this.#state = HEADER;
       this.#resetMessage();
@@ -383,7 +412,7 @@ export class Receiver {
         if (this.#textTail !== undefined) throw new TypeError("incomplete UTF-8 sequence at the end");
         data = this.#text;
       } catch {
-        this.#invalidUtf8();
+        invalidUtf8();
       }
     } else {
       data = concat(this.#binaryParts ?? [], this.#messageBytes);
@@ -395,10 +424,6 @@ export class Receiver {
     }
     this.#resetMessage();
     return { type: "message", data };
-  }
-
-  #invalidUtf8(): never {
-    fail("WS_ERR_INVALID_UTF8", CloseCode.InvalidPayload, "Invalid UTF-8 in a text message");
   }
 
   #resetMessage(): void {
@@ -445,7 +470,7 @@ export class Receiver {
       }
       if (cut > 0) this.#text += decodeWhole(cut === bytes.length ? bytes : bytes.subarray(0, cut));
     } catch {
-      this.#invalidUtf8();
+      invalidUtf8();
     }
   }
 

@@ -50,9 +50,7 @@ export type ReadyState = typeof ReadyState[keyof typeof ReadyState];
  * - `transportEnd`: the socket ended or failed under us.
  *
  * @example
- * ```ts
- * import type { Transition } from "@duplex/ws/core";
- *
+ * ```ts ignore
  * const t: Transition = "peerClose";
  * ```
  */
@@ -82,9 +80,7 @@ const TABLE: Readonly<Record<ReadyState, Partial<Record<Transition, ReadyState>>
  * @returns The next state, or `undefined` when the action is illegal in `state`.
  *
  * @example
- * ```ts
- * import { ReadyState, transition } from "@duplex/ws/core";
- *
+ * ```ts ignore
  * transition(ReadyState.Open, "localClose"); // 2 (Closing)
  * transition(ReadyState.Closed, "localClose"); // undefined
  * ```

@@ -7,7 +7,7 @@
  */
 
 import { closePayload } from "../core/close_code.ts";
-import { checkErrorStatus, reasonPhrase } from "../core/handshake.ts";
+import { checkErrorStatus, reasonPhrase } from "../core/_http_status.ts";
 
 /**
  * Thrown in the upgrade phase to refuse the handshake with an HTTP status

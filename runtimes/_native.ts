@@ -14,7 +14,10 @@ import { CloseCode, closePayload } from "../core/close_code.ts";
 import type { MessageData } from "../core/engine.ts";
 import { HandshakeError, ProtocolError, UsageError } from "../core/errors.ts";
 import { messageData, type PreparedMessage } from "../core/prepared.ts";
-import { checkErrorStatus, headSize, selectSubprotocol, type UpgradeRequest, validateUpgradeRequest } from "../core/handshake.ts";
+import { headSize } from "../core/_head_size.ts";
+import { checkErrorStatus } from "../core/_http_status.ts";
+import { type UpgradeRequest, validateUpgradeRequest } from "../core/handshake.ts";
+import { selectSubprotocol } from "../core/handshake_offers.ts";
 import { ReadyState } from "../core/state.ts";
 import {
   type Clock,

@@ -16,7 +16,8 @@ import type { DeflateParams } from "../core/deflate.ts";
 import { type Compression, type DeflateConfig, deflateConfig } from "./_deflate.ts";
 import { resolveLimits } from "../core/options.ts";
 import { addressKey, bufferFullError, checkLimitOptions, type IdleHandle, type IdleOps, IdleSweep, LIMIT_DEFAULTS, RateLimiter, rateLimitError } from "./_limits.ts";
-import { type HeadLike, selectSubprotocol, type UpgradeRequest } from "../core/handshake.ts";
+import type { HeadLike, UpgradeRequest } from "../core/handshake.ts";
+import { selectSubprotocol } from "../core/handshake_offers.ts";
 import { ReadyState } from "../core/state.ts";
 import { isThenable } from "../plugins/_thenable.ts";
 import {
@@ -155,7 +156,6 @@ export function resolveConnectionOptions(options: ConnectionOptions): Readonly<C
 }
 
 const encoder = new TextEncoder();
-const strictDecoder = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
 
 /** Throws what `Engine.close` would for a bad code or reason. */
 function closePayloadCheck(code: number | undefined, reason: string | undefined): void {
@@ -892,14 +892,8 @@ export class Pump<S = Record<string, unknown>> implements Connection<S>, Tracked
     const z = this.#z!;
     return z.inflate(data, this.#engine.limits.maxMessageBytes).then(
       (bytes) => {
-        let message: string | Uint8Array = bytes;
-        if (!binary) {
-          try {
-            message = strictDecoder.decode(bytes);
-          } catch {
-            return this.#peerFault(new ProtocolError("WS_ERR_INVALID_UTF8", CloseCode.InvalidPayload, "Invalid UTF-8 in a text message"));
-          }
-        }
+        const message = this.#engine.inflated(bytes, binary); // text not UTF-8: the engine failed the connection with 1007
+        if (message === undefined) return undefined;
         return this.#call(() => this.#handler.message?.(this, message));
       },
       (error) => {

@@ -39,7 +39,8 @@
 import type { IncomingMessage } from "node:http";
 import type { Duplex } from "node:stream";
 import type { ReadyState } from "../core/state.ts";
-import { reasonPhrase } from "../core/handshake.ts";
+import { hasListToken } from "../core/_http_grammar.ts";
+import { reasonPhrase } from "../core/_http_status.ts";
 import { UsageError } from "../core/errors.ts";
 import type { UpgradeRequest } from "../core/handshake.ts";
 import { App, type AppOptions } from "../plugins/app.ts";
@@ -488,10 +489,6 @@ function headersFor101(headers: Headers): [string, string][] {
   return out;
 }
 
-function hasToken(value: string | undefined, token: string): boolean {
-  return value !== undefined && value.split(",").some((part) => part.trim().toLowerCase() === token);
-}
-
 function upgradeRequired(): Response {
   return new Response("Upgrade Required: this route speaks WebSocket", {
     status: 426,
@@ -558,7 +555,7 @@ class Route<S> {
   }
 
   async handle(c: HonoContext, given?: WSEvents<S>): Promise<Response> {
-    if (!hasToken(c.req.header("upgrade"), "websocket")) return upgradeRequired();
+    if (!hasListToken(c.req.header("upgrade"), "websocket")) return upgradeRequired();
     const events = given ?? (this.#createEvents === undefined ? undefined : await this.#createEvents(c));
     const binding: Binding<S> = { c, events, url: new URL(c.req.url), headers: [] };
     const bound = new Bound(this, binding);

@@ -34,7 +34,7 @@ import { createServer as createHttpServer, type Server as HttpServer } from "nod
 import { type AddressInfo, connect, createServer as createNetServer, type Server as NetServer, type Socket } from "node:net";
 import { after, before, describe, it } from "node:test";
 import type { Browser, BrowserContext, Page } from "playwright-core";
-import type { ExtensionOffer } from "../../core/handshake.ts";
+import type { ExtensionOffer } from "../../core/handshake_offers.ts";
 import type { DeflateParams } from "../../core/deflate.ts";
 import { runtime } from "../../mod.ts";
 import { CHROMIUM, chromiumMissing, inCi, launchChromium } from "./_chromium.ts";

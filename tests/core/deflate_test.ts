@@ -8,7 +8,7 @@ import { deflateRawSync } from "node:zlib";
 import { type DeflateParams, negotiateDeflate } from "../../core/deflate.ts";
 import type { Engine, EngineEvent } from "../../core/engine.ts";
 import { ProtocolError, UsageError } from "../../core/errors.ts";
-import { parseExtensions } from "../../core/handshake.ts";
+import { parseExtensions } from "../../core/handshake_offers.ts";
 import { acceptedEngine, bytes, cat, closeBody, decodeServerFrames, frame, splits } from "./_util.ts";
 
 function negotiate(header: string, options = {}): { response: string; params: DeflateParams } | undefined {

@@ -169,6 +169,25 @@ describe("framing: limits fail with 1009", () => {
     expectAll(input, [msg([1, 2])], [msg([1, 2])], { maxFragments: 2 });
   });
 
+  it("allows one frame more than maxFragments per minFragmentBytes of payload", () => {
+    // 2 free frames, then each 4 bytes of payload pay for one more: 5 frames of 2 bytes (10 bytes) earn 2 extra.
+    const pieces = (sizes: number[]) =>
+      cat(...sizes.map((n, i) => frame(i === 0 ? BINARY : CONT, Array.from({ length: n }, () => i), { fin: i === sizes.length - 1 })));
+    expectAll(pieces([4, 4, 4, 0]), [msg([0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2])], [msg([0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2])], {
+      maxFragments: 2,
+      minFragmentBytes: 4,
+    });
+    expectAll(pieces([1, 1, 1, 1]), [error("WS_ERR_TOO_MANY_FRAGMENTS", 1009), closeEvent(1009, false)], [closeFrame(1009)], {
+      maxFragments: 2,
+      minFragmentBytes: 4,
+    });
+    // Above maxMessageBytes, no payload can pay for a frame: maxFragments is a hard cap.
+    expectAll(pieces([4, 4, 4]), [error("WS_ERR_TOO_MANY_FRAGMENTS", 1009), closeEvent(1009, false)], [closeFrame(1009)], {
+      maxFragments: 2,
+      minFragmentBytes: 1 << 30,
+    });
+  });
+
   it("does not count control frames against the message limits", () => {
     const input = cat(frame(TEXT, "abc", { fin: false }), frame(PING, "0123456789"), frame(CONT, "d", { fin: true }));
     expectAll(
@@ -177,6 +196,91 @@ describe("framing: limits fail with 1009", () => {
       [{ type: "pong", kind: "binary", data: Array.from(new TextEncoder().encode("0123456789")) }, msg("abcd")],
       { maxMessageBytes: 4, maxFragments: 2 },
     );
+  });
+});
+
+/** A message cut into `count` frames of `size` bytes with the default masking key, as one buffer. */
+function fragmentedMessage(opcode: number, size: number, count: number, emptyFinal: boolean): Uint8Array {
+  const payload = new Uint8Array(size).fill(0x2a); // "*"
+  const frames: Uint8Array[] = [];
+  for (let i = 0; i < count; i++) {
+    frames.push(frame(i === 0 ? opcode : CONT, payload, { fin: !emptyFinal && i === count - 1 }));
+  }
+  if (emptyFinal) frames.push(frame(CONT, [], { fin: true }));
+  return cat(...frames);
+}
+
+/** Feeds `input` to a default Receiver in 64 KiB chunks; returns the items, or the error and how many frames it took. */
+function receiveAll(input: Uint8Array): { items: number; data?: string | Uint8Array; error?: { code: string; closeCode: number } } {
+  const receiver = new Receiver();
+  let items = 0;
+  let data: string | Uint8Array | undefined;
+  try {
+    for (let i = 0; i < input.length; i += 65536) {
+      receiver.push(input.slice(i, i + 65536));
+      for (let item = receiver.next(); item; item = receiver.next()) {
+        items++;
+        if (item.type === "message") data = item.data;
+      }
+    }
+  } catch (e) {
+    const err = e as { code: string; closeCode: number };
+    return { items, error: { code: err.code, closeCode: err.closeCode } };
+  }
+  return { items, data };
+}
+
+describe("framing: the fragment limit with the default limits", () => {
+  it("accepts 4 MiB in 64-byte fragments plus an empty final frame (Autobahn 9.3.1 and 9.4.1: 65,537 frames)", () => {
+    for (const opcode of [TEXT, BINARY]) {
+      const result = receiveAll(fragmentedMessage(opcode, 64, 65_536, true));
+      assert.equal(result.error, undefined);
+      assert.equal(result.items, 1);
+      assert.equal(result.data!.length, 4 * 1024 * 1024);
+      if (opcode === TEXT) assert.equal(result.data, "*".repeat(4 * 1024 * 1024));
+    }
+  });
+
+  it("refuses a flood of empty fragments at frame 65,537, the free count plus one", () => {
+    const flood = fragmentedMessage(BINARY, 0, 70_000, false);
+    const receiver = new Receiver();
+    let frames = 0;
+    assert.throws(
+      () => {
+        // One frame (6 bytes: header and mask) at a time, to count where it stops.
+        for (let i = 0; i < flood.length; i += 6) {
+          receiver.push(flood.slice(i, i + 6));
+          frames++;
+          receiver.next();
+        }
+      },
+      { code: "WS_ERR_TOO_MANY_FRAGMENTS", closeCode: 1009 },
+    );
+    assert.equal(frames, 65_537);
+  });
+
+  it("refuses a flood of 1-byte fragments after 66,576 frames: memory stays bounded by the frame count", () => {
+    // Frame f is refused once (f - 65,536) * 64 > f bytes, at f = 66,577.
+    const flood = fragmentedMessage(TEXT, 1, 70_000, false);
+    const receiver = new Receiver();
+    let frames = 0;
+    assert.throws(
+      () => {
+        for (let i = 0; i < flood.length; i += 7) {
+          receiver.push(flood.slice(i, i + 7));
+          frames++;
+          receiver.next();
+        }
+      },
+      { code: "WS_ERR_TOO_MANY_FRAGMENTS", closeCode: 1009 },
+    );
+    assert.equal(frames, 66_577);
+  });
+
+  it("closes such a flood with 1009 through the engine", () => {
+    const run = runEcho([fragmentedMessage(BINARY, 1, 70_000, false)]);
+    assert.deepEqual(summary(run.events), [error("WS_ERR_TOO_MANY_FRAGMENTS", 1009), closeEvent(1009, false)]);
+    assert.deepEqual(summary(run.frames), [closeFrame(1009)]);
   });
 });
 

@@ -2,18 +2,10 @@ import { describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { sha1 } from "../../core/_sha1.ts";
 import { HandshakeError, UsageError } from "../../core/errors.ts";
-import {
-  acceptKey,
-  buildAcceptResponse,
-  buildErrorResponse,
-  handshakeErrorResponse,
-  type HeadLike,
-  parseExtensions,
-  parseProtocols,
-  selectSubprotocol,
-  validateUpgradeRequest,
-  WEBSOCKET_GUID,
-} from "../../core/handshake.ts";
+import { Engine } from "../../core/engine.ts";
+import { type HeadLike, validateUpgradeRequest } from "../../core/handshake.ts";
+import { parseExtensions, parseProtocols, selectSubprotocol } from "../../core/handshake_offers.ts";
+import { acceptKey, buildAcceptResponse, buildErrorResponse, WEBSOCKET_GUID } from "../../core/handshake_response.ts";
 import { RequestHeadParser } from "../../core/http_parser.ts";
 
 const encoder = new TextEncoder();
@@ -758,23 +750,24 @@ describe("buildErrorResponse", () => {
   });
 });
 
-describe("handshakeErrorResponse", () => {
+describe("the engine's answer to a refused handshake", () => {
+  /** Everything the engine writes for a request it refuses, and the error it reports. */
+  function refuse(request: string, options = {}): { answer: string; error: unknown } {
+    const engine = new Engine(options);
+    engine.receive(encoder.encode(request));
+    const event = engine.nextEvent();
+    return {
+      answer: engine.takeOutput().map(latin1).join(""),
+      error: event?.type === "rejected" ? event.error : event,
+    };
+  }
+
   it("answers a plain HTTP request with 426 and the upgrade headers", () => {
-    let error: unknown;
-    try {
-      validateUpgradeRequest({
-        method: "GET",
-        url: "/",
-        httpVersion: "1.1",
-        headers: { host: "h" },
-      });
-    } catch (err) {
-      error = err;
-    }
+    const { answer, error } = refuse("GET / HTTP/1.1\r\nHost: h\r\n\r\n");
     assert.ok(error instanceof HandshakeError);
     const body = "Upgrade required: this endpoint only accepts WebSocket connections";
     assert.equal(
-      latin1(handshakeErrorResponse(error)),
+      answer,
       "HTTP/1.1 426 Upgrade Required\r\n" +
         "Connection: close, Upgrade\r\n" +
         "Content-Type: text/plain; charset=utf-8\r\n" +
@@ -787,28 +780,18 @@ describe("handshakeErrorResponse", () => {
   });
 
   it("answers a 431 from the parser", () => {
-    let error: unknown;
-    try {
-      new RequestHeadParser(10).push(encoder.encode("GET / HTTP/1.1\r\n\r\n"));
-    } catch (err) {
-      error = err;
-    }
+    const { answer, error } = refuse("GET / HTTP/1.1\r\n\r\n", { maxHeaderBytes: 10 });
     assert.ok(error instanceof HandshakeError);
-    assert.ok(
-      latin1(handshakeErrorResponse(error)).startsWith(
-        "HTTP/1.1 431 Request Header Fields Too Large\r\n",
-      ),
-    );
+    assert.ok(answer.startsWith("HTTP/1.1 431 Request Header Fields Too Large\r\n"), answer);
   });
 
   it("answers with the error's message as the body", () => {
-    const err = new HandshakeError(
-      "WS_ERR_INVALID_KEY",
-      400,
-      "Missing or invalid Sec-WebSocket-Key header",
+    const { answer, error } = refuse(
+      "GET / HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: nope\r\n\r\n",
     );
+    assert.ok(error instanceof HandshakeError && error.code === "WS_ERR_INVALID_KEY");
     assert.equal(
-      latin1(handshakeErrorResponse(err)),
+      answer,
       "HTTP/1.1 400 Bad Request\r\n" +
         "Connection: close\r\n" +
         "Content-Type: text/plain; charset=utf-8\r\n" +

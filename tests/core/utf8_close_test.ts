@@ -243,3 +243,41 @@ describe("splits helper", () => {
     assert.deepEqual(all.map((s) => s.map((c) => c.length)), [[3], [1, 2], [2, 1], [1, 1, 1]]);
   });
 });
+
+describe("UTF-8: inflated messages (Engine.inflated)", () => {
+  const drain = (engine: ReturnType<typeof openEngine>) => {
+    const events = [];
+    for (let e = engine.nextEvent(); e; e = engine.nextEvent()) events.push(e);
+    return summary(events);
+  };
+
+  it("returns the text of a valid inflated text message and the bytes of a binary one", () => {
+    const engine = openEngine();
+    const text = new TextEncoder().encode("κόσμε");
+    assert.equal(engine.inflated(text, false), "κόσμε");
+    const bytes = new Uint8Array([0xff, 0xfe]);
+    assert.equal(engine.inflated(bytes, true), bytes);
+    assert.deepEqual(drain(engine), []);
+    assert.deepEqual(engine.takeOutput(), []);
+  });
+
+  it("fails the connection with 1007 for inflated text that is not UTF-8, as for an uncompressed one", () => {
+    for (const bytes of [[0xce, 0xba, 0xe1, 0xbd], [0xc0, 0x80], [0xed, 0xa0, 0x80], [0xff]]) {
+      const engine = openEngine();
+      assert.equal(engine.inflated(new Uint8Array(bytes), false), undefined);
+      assert.deepEqual(drain(engine), [invalid, closeEvent(1007, false)]);
+      const run = cat(...engine.takeOutput());
+      assert.deepEqual([run[0], run[1], run[2]! * 256 + run[3]!], [0x88, 2, 1007]);
+      assert.equal(engine.state, 3);
+    }
+  });
+
+  it("does nothing more once the connection is closed", () => {
+    const engine = openEngine();
+    engine.abort();
+    drain(engine);
+    assert.equal(engine.inflated(new Uint8Array([0xff]), false), undefined);
+    assert.deepEqual(drain(engine), []);
+    assert.deepEqual(engine.takeOutput(), []);
+  });
+});

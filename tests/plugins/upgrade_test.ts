@@ -5,9 +5,9 @@ import { describe, it } from "node:test";
 import { UsageError } from "../../core/errors.ts";
 import { App } from "../../plugins/app.ts";
 import type { UpgradeContext } from "../../plugins/context.ts";
-import { checkErrorStatus } from "../../core/handshake.ts";
+import { checkErrorStatus } from "../../core/_http_status.ts";
 import { HttpError } from "../../plugins/errors.ts";
-import { acceptKey } from "../../core/handshake.ts";
+import { acceptKey } from "../../core/handshake_response.ts";
 import { buildRequest, connect, type Conn, deferred, errorLog, flush } from "./_harness.ts";
 
 const KEY = "dGhlIHNhbXBsZSBub25jZQ==";
