@@ -6,6 +6,7 @@
  * @module
  */
 
+import { isToken } from "../core/_http_grammar.ts";
 import type { RouteParams } from "./params.ts";
 import { UsageError } from "../core/errors.ts";
 import type { Next } from "./compose.ts";
@@ -279,9 +280,6 @@ export function subprotocols<S = Record<string, unknown>>(
   return new SubprotocolRouter(routes, options.required ?? true);
 }
 
-/** An HTTP token (RFC 9110 §5.6.2): what a subprotocol name must be. */
-const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
-
 class SubprotocolRouter<S> extends Branching<S> {
   readonly #names: string[];
   readonly #branches = new Map<string, Pipeline<S>>();
@@ -291,7 +289,7 @@ class SubprotocolRouter<S> extends Branching<S> {
     super();
     this.#names = Object.keys(routes);
     if (this.#names.length === 0) throw new UsageError("ERR_INVALID_ROUTE", "Invalid subprotocols: give at least one");
-    const bad = this.#names.find((name) => !TOKEN.test(name));
+    const bad = this.#names.find((name) => !isToken(name));
     if (bad !== undefined) {
       throw new UsageError("ERR_INVALID_ROUTE", `Invalid subprotocol: ${JSON.stringify(bad)} is not an HTTP token`);
     }
