@@ -15,7 +15,7 @@ import { run } from "./_node.ts";
 import { headersFor101, kTakeover, NOT_ON_101, type Route, type Takeover } from "./_hono_route.ts";
 
 /**
- * The part of a `node:http` server {@linkcode attach} uses; the server that
+ * The part of a `node:http` server {@linkcode injectWebSocket} uses; the server that
  * `serve()` from `@hono/node-server` returns fits it.
  *
  * @example
@@ -36,19 +36,19 @@ export interface UpgradeServer {
 }
 
 /**
- * What {@linkcode attach} returns: the routes it handed sockets to, and its
+ * What {@linkcode injectWebSocket} returns: the routes it handed sockets to, and its
  * shutdown.
  *
  * @example
  * ```ts
- * import type { Attached } from "@duplex/ws/hono";
+ * import type { InjectedWebSocket } from "@duplex/ws/hono";
  *
- * async function stop(ws: Attached): Promise<void> {
+ * async function stop(ws: InjectedWebSocket): Promise<void> {
  *   await ws.close();
  * }
  * ```
  */
-export interface Attached {
+export interface InjectedWebSocket {
   /** Live WebSocket connections this server handed to Duplex routes. */
   readonly connections: number;
   /** Removes the `upgrade` listener and closes those connections (default 1001). */
@@ -56,7 +56,7 @@ export interface Attached {
 }
 
 /**
- * A Hono app, as {@linkcode attach} calls it.
+ * A Hono app, as {@linkcode injectWebSocket} calls it.
  *
  * @example
  * ```ts
@@ -102,16 +102,16 @@ function ignore(): void {}
 class AppTimeout extends Error {}
 
 /**
- * Options of {@linkcode attach}.
+ * Options of {@linkcode injectWebSocket}.
  *
  * @example
  * ```ts
- * import type { AttachOptions } from "@duplex/ws/hono";
+ * import type { InjectWebSocketOptions } from "@duplex/ws/hono";
  *
- * const options: AttachOptions = { handshakeTimeoutMs: 5_000 };
+ * const options: InjectWebSocketOptions = { handshakeTimeoutMs: 5_000 };
  * ```
  */
-export interface AttachOptions {
+export interface InjectWebSocketOptions {
   /**
    * How long the Hono app may take to answer an upgrade request (its
    * middleware and the route), in ms; past it the client gets 503 and the
@@ -139,15 +139,15 @@ export interface AttachOptions {
  * ```ts
  * import { createServer } from "node:http";
  * import { Hono } from "hono";
- * import { attach, upgradeWebSocket } from "@duplex/ws/hono";
+ * import { injectWebSocket, upgradeWebSocket } from "@duplex/ws/hono";
  *
  * const app = new Hono().get("/ws", upgradeWebSocket(() => ({ onMessage: (event, ws) => ws.send(String(event.data)) })));
  * const server = createServer(); // or: serve({ fetch: app.fetch, port: 8080 }) from @hono/node-server
- * const ws = attach(server, app);
+ * const ws = injectWebSocket(server, app);
  * await ws.close();
  * ```
  */
-export function attach(server: UpgradeServer, app: FetchApp, options: AttachOptions = {}): Attached {
+export function injectWebSocket(server: UpgradeServer, app: FetchApp, options: InjectWebSocketOptions = {}): InjectedWebSocket {
   const timeoutMs = options.handshakeTimeoutMs ?? 10_000;
   if (!(timeoutMs > 0)) throw new UsageError("ERR_INVALID_OPTION", `handshakeTimeoutMs must be a positive number, got ${timeoutMs}`);
   const routes = new Set<Route<any>>();

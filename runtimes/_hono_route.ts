@@ -316,7 +316,7 @@ export class Route<S> {
 
     const takeover = env?.[kTakeover];
     if (typeof takeover === "function") {
-      // attach() adds the headers of the app's final answer.
+      // injectWebSocket() adds the headers of the app's final answer.
       (takeover as (t: Takeover) => void)({ route: this, bound });
       return new Response(null);
     }
@@ -340,7 +340,7 @@ export class Route<S> {
     }
     throw new UsageError(
       "ERR_UNSUPPORTED",
-      "No way to upgrade this request: on Node, call attach(server, app) from @duplex/ws/hono; " +
+      "No way to upgrade this request: on Node, call injectWebSocket(server, app) from @duplex/ws/hono; " +
         "on Bun, pass the server to app.fetch (Bun.serve({ fetch: app.fetch, websocket }))",
     );
   }
@@ -402,7 +402,7 @@ export function upgradeWebSocket<C extends HonoContext = HonoContext, S = Record
  * Hono's inline form: upgrades the request from inside a handler. Calls
  * share one route per `options` object, and no route object is returned, so
  * these connections are not counted by `connections` nor closed by any
- * `close()` (nor by `attach()`'s): prefer the middleware form.
+ * `close()` (nor by `injectWebSocket()`'s): prefer the middleware form.
  *
  * @param c The Hono context.
  * @param events The connection's events.

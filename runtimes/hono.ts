@@ -8,7 +8,8 @@
  * - **Deno**: `Deno.serve(app.fetch)`; nothing else to wire.
  * - **Bun**: `Bun.serve({ fetch: app.fetch, websocket })`, with
  *   {@linkcode websocket} from this module.
- * - **Node** (`@hono/node-server`): `attach(server, app)` after `serve()`;
+ * - **Node** (`@hono/node-server`): `injectWebSocket(server, app)` after `serve()` (the
+ *   name `@hono/node-server` gives its own);
  *   Duplex owns the server's `upgrade` listener, runs the Hono app for the
  *   request (its middleware included) and hands the raw socket to the route.
  *
@@ -29,7 +30,7 @@
  * })));
  * // Deno: Deno.serve(app.fetch)
  * // Bun:  Bun.serve({ fetch: app.fetch, websocket })
- * // Node: attach(serve({ fetch: app.fetch }), app), with serve from @hono/node-server
+ * // Node: injectWebSocket(serve({ fetch: app.fetch }), app), with serve from @hono/node-server
  * console.log(typeof websocket.open); // "function"
  * ```
  *
@@ -46,6 +47,6 @@ export type {
 } from "./_hono_types.ts";
 export { WSContext } from "./_hono_types.ts";
 export { honoContext, upgradeWebSocket, websocket } from "./_hono_route.ts";
-export type { Attached, AttachOptions, FetchApp, UpgradeServer } from "./_hono_node.ts";
-export { attach } from "./_hono_node.ts";
+export type { FetchApp, InjectedWebSocket, InjectWebSocketOptions, UpgradeServer } from "./_hono_node.ts";
+export { injectWebSocket } from "./_hono_node.ts";
 export type { BunWebSocket, BunWebSocketHandler } from "./bun.ts";

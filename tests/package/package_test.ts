@@ -64,7 +64,7 @@ const SUBPATH_EXPORTS = {
   "@duplex/ws/node": ["serve", "attach"],
   "@duplex/ws/deno": ["serve", "nativeHandler"],
   "@duplex/ws/bun": ["serve", "nativeHandler"],
-  "@duplex/ws/hono": ["upgradeWebSocket", "attach", "websocket"],
+  "@duplex/ws/hono": ["upgradeWebSocket", "injectWebSocket", "websocket"],
   "@duplex/ws/redis": ["RedisBackplane", "BackplaneError"],
 };
 

@@ -1,5 +1,5 @@
 // runtimes/hono.ts over real sockets, on every runtime and every way of
-// serving a Hono app there: @hono/node-server with attach() (Node, and Deno
+// serving a Hono app there: @hono/node-server with injectWebSocket() (Node, and Deno
 // and Bun through their node:http), Deno.serve(app.fetch) on Deno,
 // Bun.serve({ fetch, websocket }) on Bun. Clients: the `ws` client, and raw
 // TCP where the HTTP answer itself is what is checked.
@@ -12,7 +12,7 @@ import { jwt, sign } from "hono/jwt";
 import { logger } from "hono/logger";
 import { secureHeaders } from "hono/secure-headers";
 import { App, authenticate, CloseCode, heartbeat, runtime, subprotocols } from "../../mod.ts";
-import { attach, honoContext, upgradeWebSocket, type WebSocketRoute, websocket, type WSEvents } from "../../runtimes/hono.ts";
+import { honoContext, injectWebSocket, upgradeWebSocket, type WebSocketRoute, websocket, type WSEvents } from "../../runtimes/hono.ts";
 import { Client, delay, rawHandshake, until, upgradeRequest, within } from "./_helpers.ts";
 import WebSocket from "ws";
 
@@ -27,7 +27,7 @@ interface Started {
 interface HonoTarget {
   name: string;
   skip: string | false;
-  /** Whether the upgrade waits for the app's final answer (attach() does; on Deno and Bun the route upgrades). */
+  /** Whether the upgrade waits for the app's final answer (injectWebSocket() does; on Deno and Bun the route upgrades). */
   finalAnswerDecides?: boolean;
   /** Bun.serve answers a client's first offer when the server speaks none of them. */
   echoesUnknownSubprotocol?: boolean;
@@ -36,14 +36,14 @@ interface HonoTarget {
 
 const targets: HonoTarget[] = [
   {
-    name: `@hono/node-server + attach() on ${on}`,
+    name: `@hono/node-server + injectWebSocket() on ${on}`,
     skip: false,
     finalAnswerDecides: true,
     async start(app) {
       let resolve!: (port: number) => void;
       const promise = new Promise<number>((done) => (resolve = done));
       const server = serveNodeServer({ fetch: app.fetch, port: 0, hostname: "127.0.0.1", overrideGlobalObjects: false }, (info) => resolve(info.port));
-      const ws = attach(server as Parameters<typeof attach>[0], app, { handshakeTimeoutMs: 300 });
+      const ws = injectWebSocket(server as Parameters<typeof injectWebSocket>[0], app, { handshakeTimeoutMs: 300 });
       const port = await within(promise, 5000, "node-server listening");
       return {
         port,
@@ -376,7 +376,7 @@ for (const target of targets) {
 }
 
 // permessage-deflate on a Hono route: Duplex compresses where it frames the
-// bytes (attach() on @hono/node-server); on Deno.serve and Bun.serve the
+// bytes (injectWebSocket() on @hono/node-server); on Deno.serve and Bun.serve the
 // runtime frames them, and the offer is declined.
 for (const target of targets) {
   describe(`Hono with permessage-deflate: ${target.name}`, { skip: target.skip }, () => {
