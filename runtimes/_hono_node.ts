@@ -141,7 +141,7 @@ export interface InjectWebSocketOptions {
  * import { Hono } from "hono";
  * import { injectWebSocket, upgradeWebSocket } from "@duplex/ws/hono";
  *
- * const app = new Hono().get("/ws", upgradeWebSocket(() => ({ onMessage: (event, ws) => ws.send(String(event.data)) })));
+ * const app = new Hono().get("/ws", upgradeWebSocket(() => ({ onMessage: (event, ws) => ws.send(event.data) })));
  * const server = createServer(); // or: serve({ fetch: app.fetch, port: 8080 }) from @hono/node-server
  * const ws = injectWebSocket(server, app);
  * await ws.close();

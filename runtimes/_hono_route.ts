@@ -26,6 +26,7 @@ import {
   WSContext,
   type WSEvents,
   type WSMessageReceive,
+  receivedBlob,
 } from "./_hono_types.ts";
 
 // Node 20 has neither `CloseEvent` nor `ErrorEvent`.
@@ -63,6 +64,8 @@ interface Binding<S> {
   readonly c: HonoContext;
   readonly events: WSEvents<S> | undefined;
   readonly url: URL;
+  /** The route's Hono path (`/chat/:room`), for error messages. */
+  readonly path: string;
   headers: [string, string][];
   ws?: WSContext<S>;
 }
@@ -161,7 +164,7 @@ function liveOf<S>(ctx: EventContext<S>): Live<S> | undefined {
 
 function received<S>(data: string | Uint8Array, ws: WSContext<S>): WSMessageReceive {
   if (typeof data === "string") return data;
-  if (ws.binaryType === "blob") return new Blob([data as Uint8Array<ArrayBuffer>]);
+  if (ws.binaryType === "blob") return receivedBlob(data.slice());
   const { buffer, byteOffset, byteLength } = data;
   const whole = byteOffset === 0 && byteLength === buffer.byteLength && buffer instanceof ArrayBuffer;
   // A view into a larger buffer (a socket chunk) is copied: the handler gets exactly the message.
@@ -268,6 +271,10 @@ export class Route<S> {
   /** Whether the route serves Hono's inline form (shared, never shut down). */
   inline = false;
   readonly #createEvents: ((c: any) => WSEvents<S> | Promise<WSEvents<S>>) | undefined;
+  readonly #report: (error: unknown, route: { readonly path: string }) => void;
+  /** Whether `use` holds middleware that pings (heartbeat), which Deno.serve cannot. */
+  readonly #pings: boolean;
+  #warnedNoPing = false;
 
   constructor(
     source: Handler<S> | ((c: any) => WSEvents<S> | Promise<WSEvents<S>>),
@@ -276,19 +283,22 @@ export class Route<S> {
     const { use, app: appOptions, onError, ...connection } = options;
     this.options = resolveConnectionOptions(connection);
     this.set = new ConnectionSet(this.options);
+    const report = onError ?? reportError;
+    this.#report = report;
+    this.#pings = (use ?? []).some((m) => typeof m === "object" && m !== null && (m as { [NEEDS_PING]?: unknown })[NEEDS_PING] === true);
     if (typeof source === "function") {
       const app = new App<S>(appOptions);
       for (const middleware of use ?? []) app.use(middleware);
       app.use(eventsBridge<S>());
-      const report = onError ?? ((error: unknown) => console.error("duplex: WebSocket route:", error));
       app.onError((error, ctx) => {
+        const route = { path: bindings.get(ctx.request)?.path ?? "?" };
         const live = liveOf(ctx);
-        if (live?.events.onError === undefined) return report(error);
+        if (live?.events.onError === undefined) return report(error, route);
         try {
           const result = live.events.onError(errorEvent(error), live.ws);
-          if (isThenable(result)) Promise.resolve(result).catch(report);
+          if (isThenable(result)) Promise.resolve(result).catch((secondary) => report(secondary, route));
         } catch (secondary) {
-          report(secondary);
+          report(secondary, route);
         }
       });
       this.handler = app;
@@ -309,8 +319,19 @@ export class Route<S> {
 
   async handle(c: HonoContext, given?: WSEvents<S>): Promise<Response> {
     if (!hasToken(c.req.header("upgrade"), "websocket")) return upgradeRequired();
-    const events = given ?? (this.#createEvents === undefined ? undefined : await this.#createEvents(c));
-    const binding: Binding<S> = { c, events, url: new URL(c.req.url), headers: [] };
+    const path = routePathOf(c);
+    let events: WSEvents<S> | undefined = given;
+    if (events === undefined && this.#createEvents !== undefined) {
+      try {
+        events = await this.#createEvents(c);
+      } catch (error) {
+        // Hono's HTTPException carries its own answer (a 401, say): Hono gives it.
+        if (typeof (error as { getResponse?: unknown } | null)?.getResponse === "function") throw error;
+        this.#report(error, { path });
+        return new Response("Internal Server Error", { status: 500 });
+      }
+    }
+    const binding: Binding<S> = { c, events, url: new URL(c.req.url), path, headers: [] };
     const bound = new Bound(this, binding);
     const env = c.env as Record<PropertyKey, unknown> | undefined;
 
@@ -324,11 +345,19 @@ export class Route<S> {
     binding.headers = headersFor101(c.res.headers);
     const bunServer = bunServerOf(env);
     if (bunServer !== undefined) {
-      const refusal = await bunUpgrade(bound, this.options, this.set)(c.req.raw, bunServer);
+      const refusal = await bunUpgrade(bound, this.options, this.set)(c.req.raw, withWebsocketHint(bunServer));
       // Bun ignores what the handler returns once it switched protocols.
       return refusal ?? new Response(null);
     }
     if (hasDenoUpgrade()) {
+      if (this.#pings && !this.#warnedNoPing) {
+        this.#warnedNoPing = true;
+        console.warn(
+          `duplex: WebSocket route ${path}: heartbeat() cannot ping on Deno.serve (Deno.upgradeWebSocket's socket has no ping), ` +
+            "so it is off on this route. Deno's own idle timeout pings instead (idleTimeoutMs: a ping after half of it " +
+            "without traffic, 1001 at the full timeout); injectWebSocket() on a node:http server runs heartbeat() on Deno too",
+        );
+      }
       const response = await denoUpgrade(bound, this.options, this.set)(c.req.raw, denoInfoOf(env));
       if (response.status === 101) {
         // Hono copies a response onto its own when middleware touched `c.res`
@@ -346,6 +375,52 @@ export class Route<S> {
   }
 }
 
+/** The middleware marker of `heartbeat()`: it needs `ping()`, which `Deno.serve` lacks. */
+const NEEDS_PING = Symbol.for("duplex.needsPing");
+
+function reportError(error: unknown, route: { readonly path: string }): void {
+  console.error(`duplex: WebSocket route ${route.path}:`, error);
+}
+
+/** The route's Hono path (`/chat/:room`), or the request's path on a Hono without `routePath`. */
+function routePathOf(c: HonoContext): string {
+  const routePath = (c.req as { routePath?: unknown }).routePath;
+  if (typeof routePath === "string" && routePath !== "" && routePath !== "*" && routePath !== "/*") return routePath;
+  return new URL(c.req.url).pathname;
+}
+
+const hinted = new WeakMap<BunServer, BunServer>();
+
+/**
+ * Bun's server, whose `upgrade` says what to do when `Bun.serve` was given
+ * no `websocket` object (Bun's own message names neither this module nor
+ * its export).
+ */
+function withWebsocketHint(server: BunServer): BunServer {
+  let wrapped = hinted.get(server);
+  if (wrapped === undefined) {
+    wrapped = {
+      upgrade(request, options) {
+        try {
+          return server.upgrade(request, options);
+        } catch (err) {
+          if (!/websocket/i.test(String((err as Error | null)?.message))) throw err;
+          throw new UsageError(
+            "ERR_NO_WEBSOCKET_HANDLER",
+            'Bun.serve has no "websocket" object: import { websocket } from "@duplex/ws/hono" and pass it, ' +
+              "Bun.serve({ fetch: app.fetch, websocket }) (or export default { fetch: app.fetch, websocket })",
+          );
+        }
+      },
+    };
+    if (typeof server.requestIP === "function") wrapped.requestIP = (request) => server.requestIP!(request);
+    if (typeof server.publish === "function") wrapped.publish = (topic, data, compress) => server.publish!(topic, data, compress);
+    if (typeof server.subscriberCount === "function") wrapped.subscriberCount = (topic) => server.subscriberCount!(topic);
+    hinted.set(server, wrapped);
+  }
+  return wrapped;
+}
+
 /**
  * Upgrades a Hono route to WebSocket, Hono's `upgradeWebSocket` with
  * Duplex inside. Three forms:
@@ -360,7 +435,10 @@ export class Route<S> {
  *
  * A request to the route without `Upgrade: websocket` gets 426. A handshake
  * Duplex refuses gets its 400/426/431, and a refusal by Duplex middleware
- * its own status, before any 101.
+ * its own status, before any 101. When the events factory throws, the
+ * client gets 500 and the error goes to `options.onError` (by default
+ * logged with the route's path); a Hono `HTTPException` it throws is left to
+ * Hono, which answers with it.
  *
  * @param source The events factory, or a Duplex app.
  * @param options Connection options, `use`, the app's pub/sub options.
@@ -379,7 +457,7 @@ export class Route<S> {
  *     ws.send(`hello from ${new URL(c.req.url).pathname}`);
  *   },
  *   onMessage(event, ws) {
- *     ws.send(event.data as string);
+ *     ws.send(event.data);
  *   },
  * }), { use: [heartbeat({ intervalMs: 30_000, timeoutMs: 10_000 })] }));
  * ```
@@ -395,9 +473,30 @@ export class Route<S> {
  * ```
  */
 export function upgradeWebSocket<C extends HonoContext = HonoContext, S = Record<string, unknown>>(
-  source: ((c: C) => WSEvents<S> | Promise<WSEvents<S>>) | Handler<S>,
+  source: ((c: C) => WSEvents<S> | Promise<WSEvents<S>>) | App<S>,
   options?: UpgradeWebSocketOptions<S>,
 ): WebSocketRoute<C, S>;
+/**
+ * A route served by a plain Duplex `Handler` object (hooks, no `App`): the
+ * route has no app, so `app` is `undefined`.
+ *
+ * @param handler The hooks.
+ * @param options Connection options.
+ * @returns The route's Hono middleware.
+ * @throws {UsageError} `ERR_INVALID_OPTION` on a bad option.
+ *
+ * @example
+ * ```ts
+ * import { Hono } from "hono";
+ * import { upgradeWebSocket } from "@duplex/ws/hono";
+ *
+ * new Hono().get("/echo", upgradeWebSocket({ message: (conn, data) => void conn.send(data) }));
+ * ```
+ */
+export function upgradeWebSocket<C extends HonoContext = HonoContext, S = Record<string, unknown>>(
+  handler: Handler<S>,
+  options?: UpgradeWebSocketOptions<S>,
+): WebSocketRoute<C, S, undefined>;
 /**
  * Hono's inline form: upgrades the request from inside a handler. Calls
  * share one route per `options` object, and no route object is returned, so
@@ -414,7 +513,7 @@ export function upgradeWebSocket<C extends HonoContext = HonoContext, S = Record
  * import { Hono } from "hono";
  * import { upgradeWebSocket } from "@duplex/ws/hono";
  *
- * new Hono().get("/ws", (c) => upgradeWebSocket(c, { onMessage: (event, ws) => ws.send(String(event.data)) }));
+ * new Hono().get("/ws", (c) => upgradeWebSocket(c, { onMessage: (event, ws) => ws.send(event.data) }));
  * ```
  */
 export function upgradeWebSocket<S = Record<string, unknown>>(
@@ -426,7 +525,7 @@ export function upgradeWebSocket<C extends HonoContext, S>(
   source: ((c: C) => WSEvents<S> | Promise<WSEvents<S>>) | Handler<S> | HonoContext,
   second?: UpgradeWebSocketOptions<S> | WSEvents<S>,
   third?: UpgradeWebSocketOptions<S>,
-): WebSocketRoute<C, S> | Promise<Response> {
+): WebSocketRoute<C, S, App<S> | undefined> | Promise<Response> {
   if (isHonoContext(source)) {
     try {
       return inlineRoute<S>(third).handle(source, (second ?? {}) as WSEvents<S>);
@@ -443,7 +542,7 @@ export function upgradeWebSocket<C extends HonoContext, S>(
       value: (code = 1001, reason = "Server shutting down") => route.set.shutdown(code, reason),
       enumerable: true,
     },
-  }) as unknown as WebSocketRoute<C, S>;
+  }) as unknown as WebSocketRoute<C, S, App<S> | undefined>;
 }
 
 // The inline form's routes: one per options object (and one without), so
@@ -479,7 +578,7 @@ function isHonoContext(value: unknown): value is HonoContext {
  * import { Hono } from "hono";
  * import { upgradeWebSocket, websocket } from "@duplex/ws/hono";
  *
- * const app = new Hono().get("/ws", upgradeWebSocket(() => ({ onMessage: (event, ws) => ws.send(String(event.data)) })));
+ * const app = new Hono().get("/ws", upgradeWebSocket(() => ({ onMessage: (event, ws) => ws.send(event.data) })));
  * const options = { fetch: app.fetch, websocket };
  * // Bun.serve(options);
  * ```

@@ -7,7 +7,8 @@
  * @module
  */
 
-import type { ReadyState } from "../core/state.ts";
+import { UsageError } from "../core/errors.ts";
+import { ReadyState } from "../core/state.ts";
 import type { App, AppOptions } from "../plugins/app.ts";
 import type { Peer } from "../plugins/context.ts";
 import type { ConnectionOptions } from "../plugins/hooks.ts";
@@ -92,7 +93,7 @@ export type WSReadyState = 0 | 1 | 2 | 3;
  *
  * const events: WSEvents = {
  *   onOpen: (_event, ws) => ws.send("welcome"),
- *   onMessage: (event, ws) => ws.send(event.data as string),
+ *   onMessage: (event, ws) => ws.send(event.data), // text as text, binary as binary
  *   onClose: (event) => console.log("closed", event.code),
  * };
  * ```
@@ -113,8 +114,16 @@ export interface WSEvents<S = Record<string, unknown>> {
  * Duplex middleware that runs before the events, and the app's pub/sub.
  *
  * Subprotocols are chosen by the server's preference among `protocols` (or
- * by a `subprotocols()` router in `use`); with neither, the answer has none.
- * Unlike Hono's helper, the client's first offer is never echoed.
+ * by a `subprotocols()` router in `use`); with neither, the answer has none,
+ * on every runtime. Unlike Hono's helper, the client's first offer is never
+ * echoed.
+ *
+ * `heartbeat()` in `use` pings on Node (`injectWebSocket()`) and on
+ * `Bun.serve`, but not on `Deno.serve`: `Deno.upgradeWebSocket`'s socket
+ * cannot send a ping, so there the heartbeat stops at once and the route
+ * says so with one `console.warn` when it first upgrades. On that path,
+ * Deno's own idle timeout pings instead: `idleTimeoutMs` (Deno pings after
+ * half of it without traffic, and closes with 1001 at the full timeout).
  *
  * @typeParam S The type of `ws.raw.state`.
  *
@@ -135,31 +144,44 @@ export interface UpgradeWebSocketOptions<S = Record<string, unknown>> extends Co
   use?: readonly Middleware<S>[];
   /** The route's app options: its pub/sub backplane and slow-subscriber policy. */
   app?: AppOptions;
-  /** Where errors go when the events have no `onError`. Default `console.error`. */
-  onError?: (error: unknown) => void;
+  /**
+   * Where errors go when the events have no `onError` (a handler or a Duplex
+   * hook threw), and where the events factory's errors go (the client then
+   * gets 500). `route.path` is the route's Hono path (`/chat/:room`).
+   * Default: `console.error`, naming the path.
+   */
+  onError?: (error: unknown, route: { readonly path: string }) => void;
 }
 
 /**
  * What {@linkcode upgradeWebSocket} returns: a Hono middleware for the
- * route, with the route's live connections and its shutdown.
+ * route, with the route's Duplex app, its live connections and its shutdown.
  *
  * @typeParam C The Hono context type.
  * @typeParam S The type of `ws.raw.state`.
+ * @typeParam A The type of `app`: the route's `App` (built from the events,
+ *   or the one given), `undefined` only for a route served by a plain
+ *   `Handler` object.
  *
  * @example
  * ```ts
  * import { upgradeWebSocket } from "@duplex/ws/hono";
  *
  * const chat = upgradeWebSocket(() => ({}));
+ * chat.app.publish("news", "hello"); // the route's subscribers get it
  * console.log(chat.connections); // 0
  * await chat.close(1001, "going away");
  * ```
  */
-export interface WebSocketRoute<C extends HonoContext = HonoContext, S = Record<string, unknown>> {
+export interface WebSocketRoute<
+  C extends HonoContext = HonoContext,
+  S = Record<string, unknown>,
+  A extends App<S> | undefined = App<S>,
+> {
   /** The Hono middleware: upgrades the request, or answers it. */
   (c: C, next: () => Promise<void>): Promise<Response>;
-  /** The route's Duplex app, when it was built from events: `app.publish(topic, data)` reaches its subscribers. */
-  readonly app: App<S> | undefined;
+  /** The route's Duplex app: `app.publish(topic, data)` reaches its subscribers. */
+  readonly app: A;
   /** Number of live connections on this route. */
   readonly connections: number;
   /** Closes every connection of this route (default 1001) and resolves once all are closed. */
@@ -167,6 +189,38 @@ export interface WebSocketRoute<C extends HonoContext = HonoContext, S = Record<
 }
 
 // ---- the connection, as Hono's handlers see it ----
+
+/** The bytes of each `Blob` a route handed to `onMessage`, so that `ws.send(event.data)` can echo it at once. */
+const receivedBlobs = new WeakMap<Blob, Uint8Array>();
+
+function bytesOf(data: ArrayBuffer | ArrayBufferView | Blob): Uint8Array {
+  if (data instanceof Uint8Array) return data;
+  if (data instanceof ArrayBuffer) return new Uint8Array(data);
+  if (ArrayBuffer.isView(data)) return new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+  const bytes = typeof Blob === "undefined" ? undefined : receivedBlobs.get(data);
+  if (bytes !== undefined) return bytes;
+  throw new UsageError(
+    "ERR_INVALID_DATA",
+    data instanceof Blob
+      ? "Invalid message: a Blob is sent only when this route received it; send `await blob.arrayBuffer()` instead"
+      : "Invalid message: expected a string, an ArrayBuffer, an ArrayBufferView or a received Blob",
+  );
+}
+
+/**
+ * A received binary message as a `Blob` (`binaryType = "blob"`) that
+ * `WSContext.send` can send back without reading it.
+ *
+ * @example
+ * ```ts ignore
+ * const data = ws.binaryType === "blob" ? receivedBlob(bytes) : bytes.buffer;
+ * ```
+ */
+export function receivedBlob(bytes: Uint8Array): Blob {
+  const blob = new Blob([bytes as Uint8Array<ArrayBuffer>]);
+  receivedBlobs.set(blob, bytes);
+  return blob;
+}
 
 /**
  * One connection, shaped like Hono's `WSContext`: `send`, `close`,
@@ -217,17 +271,26 @@ export class WSContext<S = Record<string, unknown>> {
   }
 
   /**
-   * Sends a message: a `string` as text, bytes as binary.
+   * Sends a message: a `string` as text, bytes as binary, so that
+   * `ws.send(event.data)` echoes a message as it came. A `Blob` is sent
+   * only when it is a message this connection's route received (with
+   * `binaryType = "blob"`): its bytes are still at hand; read any other
+   * `Blob` first (`await blob.arrayBuffer()`).
+   *
+   * On a connection that is closing or closed, the message is dropped and
+   * `send` returns `false` without throwing, as Hono's own helpers do: a
+   * broadcast loop may meet a peer that is leaving.
    *
    * @param data The message.
    * @param options Hono's send options: `{ compress: false }` sends it uncompressed when permessage-deflate is on.
-   * @returns `false` when the output is above the high-water mark (the message is queued).
-   * @throws {UsageError} `ERR_NOT_OPEN` when the connection is not open.
+   * @returns `false` when the output is above the high-water mark (the message is queued), or when the connection is closing or closed (it is dropped): `readyState` tells which.
+   * @throws {UsageError} `ERR_NOT_OPEN` before the connection opened; `ERR_INVALID_DATA` for a `Blob` this route did not receive.
    */
-  send(data: string | ArrayBuffer | ArrayBufferView, options?: { compress?: boolean }): boolean {
-    if (typeof data === "string" || data instanceof Uint8Array) return this.raw.send(data, options);
-    if (data instanceof ArrayBuffer) return this.raw.send(new Uint8Array(data), options);
-    return this.raw.send(new Uint8Array(data.buffer, data.byteOffset, data.byteLength), options);
+  send(data: string | ArrayBuffer | ArrayBufferView | Blob, options?: { compress?: boolean }): boolean {
+    const message = typeof data === "string" ? data : bytesOf(data);
+    const state = this.raw.readyState;
+    if (state === ReadyState.Closing || state === ReadyState.Closed) return false;
+    return this.raw.send(message, options);
   }
 
   /**

@@ -17,7 +17,12 @@
  * the upgrade request too; a refusal it returns (a 401 from JWT, say) is
  * the answer, and headers it sets reach the 101.
  *
- * @example A chat route on every runtime
+ * Sending to a connection that is closing or closed drops the message and
+ * returns `false` (no throw), so a broadcast loop over every `ws` is safe.
+ * On `Deno.serve`, `heartbeat()` cannot ping (Deno's socket has no ping):
+ * the route says so once, in the log, when it first upgrades there.
+ *
+ * @example An echo route on every runtime: text back as text, binary as binary
  * ```ts
  * import { Hono } from "hono";
  * import { upgradeWebSocket, websocket } from "@duplex/ws/hono";
@@ -25,7 +30,7 @@
  * const app = new Hono();
  * app.get("/ws", upgradeWebSocket(() => ({
  *   onMessage(event, ws) {
- *     ws.send(`echo: ${event.data}`);
+ *     ws.send(event.data);
  *   },
  * })));
  * // Deno: Deno.serve(app.fetch)

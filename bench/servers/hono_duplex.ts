@@ -30,7 +30,7 @@ app.get(
   "/ws",
   upgradeWebSocket(() => ({
     onMessage(event, ws) {
-      ws.send(event.data as string | ArrayBuffer);
+      ws.send(event.data);
     },
   })),
 );

@@ -99,7 +99,7 @@ const engine = new Engine({ maxMessageBytes: 1024 });
 const event: EngineEvent | undefined = engine.nextEvent();
 const state: number = engine.state;
 const app = new App().use((_ctx, next) => next());
-const route = upgradeWebSocket(() => ({ onMessage: (event, ws) => ws.send(String(event.data)) }));
+const route = upgradeWebSocket(() => ({ onMessage: (event, ws) => ws.send(event.data) }));
 export const used = [handler, event, state, app, route, attach, denoHandler, bunHandler, serve];
 // @ts-expect-error: the types are real, not \`any\`: a port is a number.
 await serve(handler, { port: "8080" });
