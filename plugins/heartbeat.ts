@@ -86,6 +86,8 @@ export function heartbeat<S = Record<string, unknown>>(options: HeartbeatOptions
   };
 
   return {
+    // Tells an adapter that cannot ping (Hono's route on Deno.serve) to say so at start.
+    [Symbol.for("duplex.needsPing")]: true,
     open(ctx, next) {
       const peer = ctx.peer;
       schedule(peer, () => ping(peer), intervalMs);

@@ -135,11 +135,10 @@ export function nativeUpgrade<S>(
   return async (request, server) => {
     const decision = await prepareUpgrade(request, server.requestIP?.(request)?.address ?? "", handler, options, set);
     if (decision.response !== undefined) return decision.response;
-    const { session, headers } = decision;
-    // Bun answers the client's first offer unless told otherwise, and cannot
-    // answer "none" to a client that offered some: that offer is what it sends.
-    const protocol = decision.protocol || (session.request.protocols[0] ?? "");
-    const extra: [string, string][] = protocol === "" ? headers : [...headers, ["Sec-WebSocket-Protocol", protocol]];
+    const { session, headers, protocol } = decision;
+    // Bun answers the client's first offer unless told otherwise; an empty
+    // Sec-WebSocket-Protocol makes it send none (Duplex never echoes an offer).
+    const extra: [string, string][] = [...headers, ["Sec-WebSocket-Protocol", protocol]];
     let upgraded = false;
     try {
       upgraded = server.upgrade(request, { data: { session, protocol, server } satisfies SessionData, headers: extra });

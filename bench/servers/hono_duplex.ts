@@ -6,7 +6,7 @@
  * `ArrayBuffer`, as with Hono's helpers). Compared with `hono_helper.ts`, the
  * same app on Hono's own helper.
  *
- * - Node: `serve()` from `@hono/node-server`, then `attach(server, app)`.
+ * - Node: `serve()` from `@hono/node-server`, then `injectWebSocket(server, app)`.
  * - Deno: `Deno.serve(app.fetch)`.
  * - Bun: `Bun.serve({ fetch: app.fetch, websocket })`, with `websocket` from
  *   `@duplex/ws/hono`.
@@ -21,7 +21,7 @@
 import type { Server as HttpServer } from "node:http";
 import { Hono } from "hono";
 import { runtime } from "../../mod.ts";
-import { attach, upgradeWebSocket, websocket } from "../../runtimes/hono.ts";
+import { injectWebSocket, upgradeWebSocket, websocket } from "../../runtimes/hono.ts";
 import { bunServe, denoServe, HOSTNAME, type Listening, nodeListening } from "./_hono.ts";
 import { benchPort, ready } from "./_lifecycle.ts";
 
@@ -30,7 +30,7 @@ app.get(
   "/ws",
   upgradeWebSocket(() => ({
     onMessage(event, ws) {
-      ws.send(event.data as string | ArrayBuffer);
+      ws.send(event.data);
     },
   })),
 );
@@ -48,8 +48,8 @@ async function start(): Promise<Listening> {
     case "node": {
       const { serve } = await import("@hono/node-server");
       const server = serve({ fetch: app.fetch, port, hostname: HOSTNAME });
-      const attached = attach(server, app);
-      return nodeListening(server as HttpServer, () => attached.close());
+      const injected = injectWebSocket(server, app);
+      return nodeListening(server as HttpServer, () => injected.close());
     }
   }
 }

@@ -14,7 +14,7 @@
 // HEARTBEAT_TIMEOUT_MS (10000), LOG (1: log every HTTP request).
 import process from "node:process";
 import { runtime } from "../../mod.ts";
-import { attach, websocket } from "../../runtimes/hono.ts";
+import { injectWebSocket, websocket } from "../../runtimes/hono.ts";
 import { createChatApp } from "./app.ts";
 
 function numberFromEnv(name: string, fallback: number): number {
@@ -82,11 +82,11 @@ async function start(): Promise<Started> {
           server.once("error", reject);
         },
       );
-      const attached = attach(server, app);
+      const injected = injectWebSocket(server, app);
       return {
         port: address.port,
         async stop() {
-          await attached.close();
+          await injected.close();
           await new Promise<void>((resolve) => {
             server.close(() => resolve());
             if ("closeAllConnections" in server) server.closeAllConnections();

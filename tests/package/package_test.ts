@@ -64,7 +64,7 @@ const SUBPATH_EXPORTS = {
   "@duplex/ws/node": ["serve", "attach"],
   "@duplex/ws/deno": ["serve", "nativeHandler"],
   "@duplex/ws/bun": ["serve", "nativeHandler"],
-  "@duplex/ws/hono": ["upgradeWebSocket", "attach", "websocket"],
+  "@duplex/ws/hono": ["upgradeWebSocket", "injectWebSocket", "websocket"],
   "@duplex/ws/redis": ["RedisBackplane", "BackplaneError"],
 };
 
@@ -99,7 +99,7 @@ const engine = new Engine({ maxMessageBytes: 1024 });
 const event: EngineEvent | undefined = engine.nextEvent();
 const state: number = engine.state;
 const app = new App().use((_ctx, next) => next());
-const route = upgradeWebSocket(() => ({ onMessage: (event, ws) => ws.send(String(event.data)) }));
+const route = upgradeWebSocket(() => ({ onMessage: (event, ws) => ws.send(event.data) }));
 export const used = [handler, event, state, app, route, attach, denoHandler, bunHandler, serve];
 // @ts-expect-error: the types are real, not \`any\`: a port is a number.
 await serve(handler, { port: "8080" });

@@ -91,7 +91,6 @@ targets.push({
     closeEchoesReason: "Bun echoes the peer's close reason",
     closeReportedAtOnce: "Bun reports a server-initiated close at once, with the server's own code and reason",
     upgradesHttp10: "Bun.serve does not expose the HTTP version, so an HTTP/1.0 upgrade succeeds",
-    echoesUnknownSubprotocol: "Bun.serve cannot answer 'no subprotocol' to a client that offered some",
     httpServerAnswersMalformed: "Bun.serve answers requests it cannot parse itself",
     httpServerHandshakeTimeout: "Bun.serve, not Duplex, bounds slow request heads",
   },

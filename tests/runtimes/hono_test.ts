@@ -1,5 +1,5 @@
 // runtimes/hono.ts over real sockets, on every runtime and every way of
-// serving a Hono app there: @hono/node-server with attach() (Node, and Deno
+// serving a Hono app there: @hono/node-server with injectWebSocket() (Node, and Deno
 // and Bun through their node:http), Deno.serve(app.fetch) on Deno,
 // Bun.serve({ fetch, websocket }) on Bun. Clients: the `ws` client, and raw
 // TCP where the HTTP answer itself is what is checked.
@@ -12,8 +12,17 @@ import { jwt, sign } from "hono/jwt";
 import { logger } from "hono/logger";
 import { secureHeaders } from "hono/secure-headers";
 import { App, authenticate, CloseCode, heartbeat, runtime, subprotocols } from "../../mod.ts";
-import { attach, honoContext, upgradeWebSocket, type WebSocketRoute, websocket, type WSEvents } from "../../runtimes/hono.ts";
+import {
+  honoContext,
+  injectWebSocket,
+  upgradeWebSocket,
+  type WebSocketRoute,
+  websocket,
+  type WSContext,
+  type WSEvents,
+} from "../../runtimes/hono.ts";
 import { Client, delay, rawHandshake, until, upgradeRequest, within } from "./_helpers.ts";
+import { encodeFrame } from "./_wsclient.ts";
 import WebSocket from "ws";
 
 const on = runtime();
@@ -27,23 +36,23 @@ interface Started {
 interface HonoTarget {
   name: string;
   skip: string | false;
-  /** Whether the upgrade waits for the app's final answer (attach() does; on Deno and Bun the route upgrades). */
+  /** Whether the upgrade waits for the app's final answer (injectWebSocket() does; on Deno and Bun the route upgrades). */
   finalAnswerDecides?: boolean;
-  /** Bun.serve answers a client's first offer when the server speaks none of them. */
-  echoesUnknownSubprotocol?: boolean;
+  /** Whether the route's connections are framed by the runtime, which cannot ping (Deno.serve). */
+  cannotPing?: boolean;
   start(app: Hono<any>): Promise<Started>;
 }
 
 const targets: HonoTarget[] = [
   {
-    name: `@hono/node-server + attach() on ${on}`,
+    name: `@hono/node-server + injectWebSocket() on ${on}`,
     skip: false,
     finalAnswerDecides: true,
     async start(app) {
       let resolve!: (port: number) => void;
       const promise = new Promise<number>((done) => (resolve = done));
       const server = serveNodeServer({ fetch: app.fetch, port: 0, hostname: "127.0.0.1", overrideGlobalObjects: false }, (info) => resolve(info.port));
-      const ws = attach(server as Parameters<typeof attach>[0], app, { handshakeTimeoutMs: 300 });
+      const ws = injectWebSocket(server as Parameters<typeof injectWebSocket>[0], app, { handshakeTimeoutMs: 300 });
       const port = await within(promise, 5000, "node-server listening");
       return {
         port,
@@ -58,6 +67,7 @@ const targets: HonoTarget[] = [
   {
     name: "Deno.serve(app.fetch)",
     skip: on !== "deno" && "Deno only",
+    cannotPing: true,
     start(app) {
       const deno = (globalThis as any).Deno;
       let resolve!: (port: number) => void;
@@ -69,7 +79,6 @@ const targets: HonoTarget[] = [
   {
     name: "Bun.serve({ fetch: app.fetch, websocket })",
     skip: on !== "bun" && "Bun only",
-    echoesUnknownSubprotocol: true,
     start(app) {
       const bun = (globalThis as any).Bun;
       const server = bun.serve({ port: 0, hostname: "127.0.0.1", fetch: app.fetch, websocket });
@@ -83,10 +92,17 @@ interface Seen {
   log: string[];
   errors: unknown[];
   closes: { code: number; reason: string; wasClean: boolean }[];
+  /** What the routes' `onError` option got. */
+  reports: { error: unknown; path: string }[];
+  /** The broadcast route: every send to a peer, with its state then, and what threw. */
+  broadcasts: { readyState: number; sent: boolean }[];
+  broadcastErrors: unknown[];
+  /** The broadcast route's peers that the server closed. */
+  leaving: WSContext[];
 }
 
 function newSeen(): Seen {
-  return { log: [], errors: [], closes: [] };
+  return { log: [], errors: [], closes: [], reports: [], broadcasts: [], broadcastErrors: [], leaving: [] };
 }
 
 type Env = { Variables: { jwtPayload: { sub: string } } };
@@ -173,6 +189,55 @@ function buildApp(seen: Seen, routes: WebSocketRoute<any, any>[]): Hono<Env> {
   })));
   app.get("/topics", topics);
   app.get("/inline", (c) => upgradeWebSocket(c, { onMessage: (event, ws) => void ws.send(`inline ${String(event.data)}`) }));
+
+  // The docs' one-liner: the message goes back as it came, text or binary.
+  app.get("/as-is", route(upgradeWebSocket(() => ({ onMessage: (e, ws) => ws.send(e.data) }))));
+  app.get(
+    "/as-is-blob",
+    route(upgradeWebSocket(() => ({
+      onOpen: (_e, ws) => void (ws.binaryType = "blob"),
+      onMessage: (e, ws) => ws.send(e.data),
+    }))),
+  );
+
+  // A room that broadcasts every message to every open WSContext; "leave"
+  // makes the server close that peer.
+  const peers = new Set<WSContext>();
+  app.get(
+    "/room",
+    route(upgradeWebSocket(() => ({
+      onOpen: (_e, ws) => void peers.add(ws),
+      onMessage(e, ws) {
+        if (e.data === "leave") {
+          seen.leaving.push(ws);
+          return ws.close(1000, "bye");
+        }
+        for (const peer of peers) {
+          const readyState = peer.readyState;
+          seen.broadcasts.push({ readyState, sent: peer.send(`room: ${String(e.data)}`) });
+        }
+      },
+      onClose: (_e, ws) => void peers.delete(ws),
+      onError: (e) => void seen.broadcastErrors.push((e as ErrorEvent).error),
+    }))),
+  );
+
+  const report = (error: unknown, r: { path: string }) => void seen.reports.push({ error, path: r.path });
+  app.get(
+    "/factory-throws",
+    route(upgradeWebSocket(() => {
+      throw new Error("no events today");
+    }, { onError: report })),
+  );
+  app.get(
+    "/hook-throws/:id",
+    route(upgradeWebSocket(() => ({
+      onMessage() {
+        throw new Error("message hook threw");
+      },
+    }), { onError: report })),
+  );
+  app.get("/beat", route(upgradeWebSocket(() => ({}), { use: [heartbeat({ intervalMs: 50, timeoutMs: 1000 })] })));
   return app;
 }
 
@@ -319,10 +384,111 @@ for (const target of targets) {
       const res = await rawHandshake(server.port, upgradeRequest({ "Sec-WebSocket-Protocol": "x.v1, y.v1" }, "GET /ws HTTP/1.1"));
       res.socket.destroy();
       assert.equal(res.status, 101);
-      // Bun.serve cannot answer "none" to a client that offered some (a known difference of its native path).
-      assert.equal(res.headers["sec-websocket-protocol"], target.echoesUnknownSubprotocol ? "x.v1" : undefined);
+      assert.equal(res.headers["sec-websocket-protocol"], undefined);
       const preferred = await open("/preferred", ["a.v1", "b.v1"]);
       assert.equal(preferred.ws.protocol, "b.v1");
+    });
+
+    it("answers no subprotocol to a client that offers chat.v1 to a route without `protocols`", async () => {
+      // Raw TCP: the `ws` client fails a handshake that answers no subprotocol to its offer.
+      const res = await rawHandshake(server.port, upgradeRequest({ "Sec-WebSocket-Protocol": "chat.v1" }, "GET /ws HTTP/1.1"));
+      try {
+        assert.equal(res.status, 101);
+        assert.equal(res.headers["sec-websocket-protocol"], undefined);
+        // The route's first message says what its ws.protocol is: empty too.
+        let bytes = res.rest;
+        res.socket.on("data", (chunk: Buffer) => void (bytes = Buffer.concat([bytes, chunk])));
+        res.socket.resume();
+        const hello = "open /ws ";
+        await until(() => bytes.length >= 2 + hello.length, 3000, "the route's first message");
+        assert.deepEqual([bytes[0], bytes[1]], [0x81, hello.length]);
+        assert.equal(bytes.subarray(2, 2 + hello.length).toString(), hello);
+      } finally {
+        res.socket.destroy();
+      }
+    });
+
+    it("echoes with ws.send(e.data): text as text, binary as binary, with binaryType arraybuffer and blob", async () => {
+      const bytes = new Uint8Array([0, 1, 2, 128, 255]);
+      for (const path of ["/as-is", "/as-is-blob"]) {
+        const client = await open(path);
+        const text = await client.roundTrip("héllo");
+        assert.equal(text.isBinary, false, path);
+        assert.equal(text.data.toString(), "héllo");
+        const binary = await client.roundTrip(bytes);
+        assert.equal(binary.isBinary, true, path);
+        assert.deepEqual(new Uint8Array(binary.data), bytes);
+      }
+    });
+
+    it("broadcasts while a peer is closing: no throw, the sender stays open, the broadcast arrives", async () => {
+      const sender = await open("/room");
+      const listener = await open("/room");
+      // A peer that never answers the server's close frame: it stays closing.
+      const leaving = await rawHandshake(server.port, upgradeRequest({}, "GET /room HTTP/1.1"));
+      assert.equal(leaving.status, 101);
+      leaving.socket.resume(); // read (and ignore) what comes; never answer
+      leaving.socket.write(encodeFrame({ opcode: 1, payload: "leave" }));
+      await until(() => seen.leaving.length === 1, 3000, "the server closed the leaving peer");
+      const before = seen.broadcasts.length;
+      sender.ws.send("hello all");
+      const [got] = await within(
+        (async () => (await listener.messagesUntil(1)))(),
+        3000,
+        "the broadcast",
+      );
+      assert.equal(got!.data.toString(), "room: hello all");
+      assert.equal((await sender.messagesUntil(1))[0]!.data.toString(), "room: hello all");
+      const sends = seen.broadcasts.slice(before);
+      for (const send of sends) {
+        assert.equal(send.sent, send.readyState === 1, `a peer in state ${send.readyState} was sent to: ${send.sent}`);
+      }
+      if (target.finalAnswerDecides) {
+        // Where Duplex frames the bytes, the leaving peer waits for the close frame's answer: it was met.
+        assert.ok(sends.some((send) => send.readyState === 2), "the broadcast met the closing peer");
+      }
+      assert.deepEqual(seen.broadcastErrors, []);
+      assert.equal(sender.ws.readyState, WebSocket.OPEN, "the sender is not closed");
+      assert.equal((await sender.roundTrip("still here")).data.toString(), "room: still here");
+      leaving.socket.destroy();
+    });
+
+    it("names the route's path when its events factory or a handler throws", async () => {
+      const refused = await rawHandshake(server.port, upgradeRequest({}, "GET /factory-throws HTTP/1.1"));
+      refused.socket.destroy();
+      assert.equal(refused.status, 500);
+      await until(() => seen.reports.length >= 1, 3000, "the factory's error");
+      assert.equal(seen.reports[0]!.path, "/factory-throws");
+      assert.match(String((seen.reports[0]!.error as Error).message), /no events today/);
+      const client = await open("/hook-throws/7");
+      client.ws.send("boom");
+      assert.equal((await within(client.closed, 3000, "1011")).code, CloseCode.InternalError);
+      await until(() => seen.reports.length >= 2, 3000, "the handler's error");
+      assert.equal(seen.reports[1]!.path, "/hook-throws/:id");
+      assert.match(String((seen.reports[1]!.error as Error).message), /message hook threw/);
+    });
+
+    it(target.cannotPing ? "says once, at start, that heartbeat() cannot ping here" : "pings with heartbeat() from `use`", async () => {
+      const warn = console.warn;
+      const warnings: string[] = [];
+      console.warn = (...args: unknown[]) => void warnings.push(args.map(String).join(" "));
+      try {
+        const first = await open("/beat");
+        const second = await open("/beat");
+        if (target.cannotPing) {
+          assert.equal(warnings.length, 1, warnings.join("\n"));
+          assert.match(warnings[0]!, /route \/beat: heartbeat\(\) cannot ping on Deno\.serve/);
+          assert.match(warnings[0]!, /idleTimeoutMs/);
+        } else {
+          let pings = 0;
+          first.ws.on("ping", () => pings++);
+          await until(() => pings >= 2, 3000, "two pings");
+          assert.deepEqual(warnings, []);
+        }
+        second.ws.close();
+      } finally {
+        console.warn = warn;
+      }
     });
 
     it("runs Duplex middleware from `use` before the events: 401 and 400 before any 101", async () => {
@@ -375,8 +541,35 @@ for (const target of targets) {
   });
 }
 
+describe("Hono on Bun.serve without the websocket object", { skip: on !== "bun" && "Bun only" }, () => {
+  it("says to import websocket from @duplex/ws/hono and pass it to Bun.serve", async () => {
+    const reports: unknown[] = [];
+    const app = new Hono();
+    const route = upgradeWebSocket(() => ({}), { onError: (error) => void reports.push(error) });
+    app.get("/ws", route);
+    const bun = (globalThis as any).Bun;
+    const server = bun.serve({ port: 0, hostname: "127.0.0.1", fetch: app.fetch });
+    try {
+      const res = await rawHandshake(server.port, upgradeRequest({}, "GET /ws HTTP/1.1"));
+      res.socket.destroy();
+      assert.equal(res.status, 500);
+      await until(() => reports.length === 1, 3000, "the error");
+      const error = reports[0] as Error & { code?: string };
+      assert.equal(error.code, "ERR_NO_WEBSOCKET_HANDLER");
+      assert.equal(
+        error.message,
+        'Bun.serve has no "websocket" object: import { websocket } from "@duplex/ws/hono" and pass it, ' +
+          "Bun.serve({ fetch: app.fetch, websocket }) (or export default { fetch: app.fetch, websocket })",
+      );
+    } finally {
+      await route.close();
+      server.stop(true);
+    }
+  });
+});
+
 // permessage-deflate on a Hono route: Duplex compresses where it frames the
-// bytes (attach() on @hono/node-server); on Deno.serve and Bun.serve the
+// bytes (injectWebSocket() on @hono/node-server); on Deno.serve and Bun.serve the
 // runtime frames them, and the offer is declined.
 for (const target of targets) {
   describe(`Hono with permessage-deflate: ${target.name}`, { skip: target.skip }, () => {
