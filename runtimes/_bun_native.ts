@@ -10,7 +10,7 @@ import { ProtocolError, UsageError } from "../core/errors.ts";
 import type { ConnectionOptions, Handler } from "../plugins/hooks.ts";
 import type { NativeTopicServer } from "../plugins/hooks.ts";
 import { type NativeSession, type NativeSocketTopics, prepareUpgrade } from "./_native.ts";
-import type { ConnectionSet } from "./_pump.ts";
+import type { ConnectionSet } from "./_registry.ts";
 import type { BunServer, BunWebSocket, BunWebSocketHandler } from "./bun.ts";
 
 interface SessionData {

@@ -28,9 +28,11 @@ import {
   systemClock,
   type UpgradeAnswer,
 } from "../plugins/hooks.ts";
-import { callHook, type Tracked, type ConnectionSet, logHookFailure } from "./_pump.ts";
+import { callHook, logHookFailure } from "./_connection.ts";
+import type { ConnectionSet, Tracked } from "./_registry.ts";
+import { CONNECTION_DEFAULTS } from "./_options.ts";
 import { isThenable } from "../plugins/_thenable.ts";
-import { bufferFullError, type IdleHandle, type IdleOps, LIMIT_DEFAULTS, RateLimiter, rateLimitError } from "./_limits.ts";
+import { bufferFullError, type IdleHandle, type IdleOps, RateLimiter, rateLimitError } from "./_limits.ts";
 
 const EMPTY = new Uint8Array(0); // the idle ping's payload
 
@@ -109,7 +111,6 @@ export type UpgradeDecision<S> =
   | { response?: undefined; session: NativeSession<S>; protocol: string; headers: [string, string][] };
 
 const POLL_MS = 10;
-const DEFAULT_HIGH_WATER_MARK = 64 * 1024;
 const encoder = new TextEncoder();
 let lastId = 0;
 
@@ -143,7 +144,8 @@ function textResponse(status: number, body: string, headers: Record<string, stri
  *
  * @example
  * ```ts
- * import { ConnectionSet, resolveConnectionOptions } from "./_pump.ts";
+ * import { ConnectionSet } from "./_registry.ts";
+ * import { resolveConnectionOptions } from "./_options.ts";
  * import { prepareUpgrade } from "./_native.ts";
  *
  * const decision = await prepareUpgrade(new Request("http://a/"), "", {}, resolveConnectionOptions({}), new ConnectionSet());
@@ -288,11 +290,11 @@ export class NativeSession<S = Record<string, unknown>> implements Connection<S>
     this.#set = set;
     this.#maxMessageBytes = options.maxMessageBytes ?? Infinity;
     this.#closeTimeoutMs = options.closeTimeoutMs ?? 5000;
-    this.#highWaterMark = options.highWaterMark ?? DEFAULT_HIGH_WATER_MARK;
+    this.#highWaterMark = options.highWaterMark ?? CONNECTION_DEFAULTS.highWaterMark;
     this.clock = options.clock ?? systemClock;
-    this.#maxBuffered = options.maxBufferedBytes ?? LIMIT_DEFAULTS.maxBufferedBytes;
-    this.#dropOverCap = (options.bufferPolicy ?? LIMIT_DEFAULTS.bufferPolicy) === "drop";
-    this.#idleTimeoutMs = options.idleTimeoutMs ?? LIMIT_DEFAULTS.idleTimeoutMs;
+    this.#maxBuffered = options.maxBufferedBytes ?? CONNECTION_DEFAULTS.maxBufferedBytes;
+    this.#dropOverCap = (options.bufferPolicy ?? CONNECTION_DEFAULTS.bufferPolicy) === "drop";
+    this.#idleTimeoutMs = options.idleTimeoutMs ?? CONNECTION_DEFAULTS.idleTimeoutMs;
     this.#rate = options.rateLimit === undefined ? undefined : new RateLimiter(options.rateLimit, this.clock);
     set.add(this);
   }

@@ -14,8 +14,10 @@ import { ProtocolError, UsageError } from "../core/errors.ts";
 import { CloseCode, closePayload } from "../core/close_code.ts";
 import type { DeflateParams } from "../core/deflate.ts";
 import { type Compression, type DeflateConfig, deflateConfig } from "./_deflate.ts";
-import { resolveLimits } from "../core/options.ts";
-import { addressKey, bufferFullError, checkLimitOptions, type IdleHandle, type IdleOps, IdleSweep, LIMIT_DEFAULTS, RateLimiter, rateLimitError } from "./_limits.ts";
+import { bufferFullError, type IdleHandle, type IdleOps, RateLimiter, rateLimitError } from "./_limits.ts";
+import { CONNECTION_DEFAULTS } from "./_options.ts";
+import type { ConnectionSet, Tracked } from "./_registry.ts";
+import { callHook, logHookFailure } from "./_connection.ts";
 import { type HeadLike, selectSubprotocol, type UpgradeRequest } from "../core/handshake.ts";
 import { ReadyState } from "../core/state.ts";
 import { isThenable } from "../plugins/_thenable.ts";
@@ -29,8 +31,6 @@ import {
   systemClock,
   type UpgradeAnswer,
 } from "../plugins/hooks.ts";
-
-export type { ConnectionOptions };
 
 /**
  * A socket as the pump sees it. `write` never drops bytes: it queues what
@@ -108,294 +108,13 @@ export function coalesce(chunks: Uint8Array[], limit: number = COALESCE_BYTES): 
 }
 
 const DRAIN_RECHECK_MS = 5;
-const DEFAULT_HANDSHAKE_TIMEOUT_MS = 10_000;
-/** The default `highWaterMark` of a connection's output, bytes. */
-export const DEFAULT_HIGH_WATER_MARK = 64 * 1024;
-
 let lastId = 0;
-
-/**
- * Checks connection options once, when a server is created, so that a bad
- * option fails there with a {@linkcode UsageError} rather than on the first
- * connection.
- *
- * @param options What the application passed.
- * @returns A frozen, complete copy, shared by every connection of the server.
- * @throws {UsageError} When a limit or timeout is not a valid integer, or
- *   `protocols` is not a list of strings.
- *
- * @example
- * ```ts
- * import { resolveConnectionOptions } from "./_pump.ts";
- *
- * const options = resolveConnectionOptions({ protocols: ["chat.v1"], closeTimeoutMs: 1000 });
- * console.log(options.maxMessageBytes); // 16777216
- * ```
- */
-export function resolveConnectionOptions(options: ConnectionOptions): Readonly<ConnectionOptions> {
-  const limits = resolveLimits(options);
-  for (const key of ["handshakeTimeoutMs", "highWaterMark"] as const) {
-    const value = options[key];
-    if (value !== undefined && (typeof value !== "number" || !Number.isSafeInteger(value) || value < 1)) {
-      throw new UsageError("ERR_INVALID_OPTION", `Invalid option: ${key} must be a positive integer, got ${String(value)}`);
-    }
-  }
-  const protocols = options.protocols ?? [];
-  if (!Array.isArray(protocols) || protocols.some((p) => typeof p !== "string" || p === "")) {
-    throw new UsageError("ERR_INVALID_OPTION", "Invalid option: protocols must be a list of non-empty strings");
-  }
-  checkLimitOptions(options);
-  const clock = options.clock ?? systemClock;
-  if (typeof clock !== "object" || clock === null || ["now", "setTimeout", "clearTimeout"].some((k) => typeof (clock as unknown as Record<string, unknown>)[k] !== "function")) {
-    throw new UsageError("ERR_INVALID_OPTION", "Invalid option: clock must have now, setTimeout and clearTimeout");
-  }
-  const resolved = Object.freeze({ ...options, ...limits, clock, protocols: Object.freeze([...protocols]) });
-  deflateConfig(resolved); // checks perMessageDeflate now, not at the first connection
-  return resolved;
-}
-
 const encoder = new TextEncoder();
 const strictDecoder = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
 
 /** Throws what `Engine.close` would for a bad code or reason. */
 function closePayloadCheck(code: number | undefined, reason: string | undefined): void {
   closePayload(code ?? CloseCode.Normal, reason ?? "");
-}
-
-/**
- * Logs the failure of a hook that had nowhere else to report it (the `error`
- * or `drain` hook itself threw or rejected).
- *
- * @param err What the hook threw or rejected with.
- *
- * @example
- * ```ts
- * import { logHookFailure } from "./_pump.ts";
- *
- * logHookFailure(new Error("boom")); // console.error, never a throw
- * ```
- */
-export function logHookFailure(err: unknown): void {
-  console.error("duplex: a hook threw while handling another error:", err);
-}
-
-/**
- * Calls a hook for the raw pump and the native session alike: a throw or a
- * rejection goes to `failed`, never further.
- *
- * @param hook The hook call.
- * @param failed What to do with the hook's error.
- * @returns A promise that settles once an async hook is done, or `undefined` for a sync one.
- *
- * @example
- * ```ts
- * import { callHook } from "./_pump.ts";
- *
- * callHook(() => {
- *   throw new Error("boom");
- * }, (err) => console.error(err)); // undefined, and the error is reported
- * ```
- */
-export function callHook(hook: () => void | Promise<void>, failed: (err: unknown) => void): Promise<void> | undefined {
-  let result;
-  try {
-    result = hook();
-  } catch (err) {
-    failed(err);
-    return undefined;
-  }
-  if (!isThenable(result)) return undefined;
-  return result.then(undefined, failed);
-}
-
-/**
- * What a server's {@linkcode ConnectionSet} holds: a connection it can shut
- * down. Raw connections ({@linkcode Pump}) and native ones implement it.
- *
- * @example
- * ```ts
- * import type { Tracked } from "./_pump.ts";
- *
- * const connection: Tracked = {
- *   shutdown: (code, reason) => console.log(code, reason),
- *   destroy: () => console.log("destroyed"),
- * };
- * ```
- */
-export interface Tracked {
-  /**
-   * Runs the `shutdown` hook, then closes with `code` (or drops a handshake
-   * in progress); the set hears of it once the socket closed.
-   */
-  shutdown(code: number, reason: string): void;
-  /** Drops the socket now, whatever the state. */
-  destroy(): void;
-}
-
-/**
- * An upgrade the server turns down before the app sees it: 503 when full or
- * shutting down, 429 when the peer's address has too many connections.
- *
- * @example
- * ```ts
- * import type { Refusal } from "./_pump.ts";
- *
- * const refusal: Refusal = { status: 503, body: "Service Unavailable: too many connections", headers: [["Retry-After", "5"]] };
- * ```
- */
-export interface Refusal {
-  /** 503 or 429. */
-  status: number;
-  /** A short text body. */
-  body: string;
-  /** `Retry-After`. */
-  headers: [string, string][];
-}
-
-/**
- * The live connections of one server: admission (`maxConnections`,
- * `maxConnectionsPerAddress`) and shutdown.
- *
- * @example
- * ```ts
- * import { ConnectionSet } from "./_pump.ts";
- *
- * const set = new ConnectionSet({ maxConnections: 1000 });
- * // Every Pump created with `set` adds itself, and removes itself once its socket closed.
- * await set.shutdown(1001, "Server shutting down"); // resolves at once when empty
- * ```
- */
-export class ConnectionSet {
-  readonly #pumps = new Set<Tracked>();
-  readonly #admitted = new Map<Tracked, string>();
-  readonly #perAddress = new Map<string, number>();
-  readonly #maxConnections: number;
-  readonly #maxPerAddress: number;
-  readonly #retryAfter: string;
-  readonly #shutdownTimeoutMs: number;
-  readonly #clock: Clock;
-  #waiters: (() => void)[] = [];
-  #closing = false;
-  #sweeps: IdleSweep<unknown>[] = [];
-
-  /**
-   * @param options The server's connection options (already checked): the
-   *   admission limits, `shutdownTimeoutMs` and the clock.
-   */
-  constructor(options: Readonly<ConnectionOptions> = {}) {
-    this.#maxConnections = options.maxConnections ?? LIMIT_DEFAULTS.maxConnections;
-    this.#maxPerAddress = options.maxConnectionsPerAddress ?? LIMIT_DEFAULTS.maxConnectionsPerAddress;
-    this.#retryAfter = String(options.retryAfterSeconds ?? LIMIT_DEFAULTS.retryAfterSeconds);
-    this.#shutdownTimeoutMs = options.shutdownTimeoutMs ?? LIMIT_DEFAULTS.shutdownTimeoutMs;
-    this.#clock = options.clock ?? systemClock;
-  }
-
-  /** Whether `shutdown()` was called: new connections should be refused. */
-  get closing(): boolean {
-    return this.#closing;
-  }
-
-  /** Resolves once no connection is left. */
-  whenEmpty(): Promise<void> {
-    if (this.#pumps.size === 0) return Promise.resolve();
-    return new Promise((resolve) => this.#waiters.push(resolve));
-  }
-
-  /** Number of live connections (handshakes in progress included). */
-  get size(): number {
-    return this.#pumps.size;
-  }
-
-  /** Number of connections admitted: open, closing, or past the checks and in the `upgrade` hook. */
-  get admitted(): number {
-    return this.#admitted.size;
-  }
-
-  /** Iterates over the live connections. */
-  [Symbol.iterator](): IterableIterator<Tracked> {
-    return this.#pumps.values();
-  }
-
-  /**
-   * The server's idle sweep for one kind of connection: one timer for all
-   * of them, created on first use.
-   *
-   * @param clock The connections' clock.
-   * @param timeoutMs Their idle timeout, above 0.
-   * @param ops What the sweep asks of them (one object per kind of connection).
-   */
-  idleSweep<T>(clock: Clock, timeoutMs: number, ops: IdleOps<T>): IdleSweep<T> {
-    for (const sweep of this.#sweeps) {
-      if (sweep.clock === clock && sweep.timeoutMs === timeoutMs && sweep.ops === ops) return sweep as IdleSweep<T>;
-    }
-    const sweep = new IdleSweep(clock, timeoutMs, ops);
-    this.#sweeps.push(sweep as IdleSweep<unknown>);
-    return sweep;
-  }
-
-  /** Adds a connection. */
-  add(pump: Tracked): void {
-    this.#pumps.add(pump);
-  }
-
-  /**
-   * Counts a valid upgrade request against the limits, before the app's
-   * `upgrade` hook runs. It stays counted until {@linkcode delete}.
-   *
-   * @returns `undefined` when admitted, else the refusal to answer with.
-   */
-  admit(pump: Tracked, remoteAddress: string): Refusal | undefined {
-    const retry: [string, string][] = [["Retry-After", this.#retryAfter]];
-    if (this.#closing) return { status: 503, body: "Service Unavailable: shutting down", headers: retry };
-    if (this.#admitted.size >= this.#maxConnections) {
-      return { status: 503, body: "Service Unavailable: too many connections", headers: retry };
-    }
-    const key = addressKey(remoteAddress);
-    const count = this.#perAddress.get(key) ?? 0;
-    if (count >= this.#maxPerAddress) {
-      return { status: 429, body: "Too Many Requests: too many connections from this address", headers: retry };
-    }
-    this.#perAddress.set(key, count + 1);
-    this.#admitted.set(pump, key);
-    return undefined;
-  }
-
-  /** Removes a closed connection. */
-  delete(pump: Tracked): void {
-    const key = this.#admitted.get(pump);
-    if (key !== undefined) {
-      this.#admitted.delete(pump);
-      const count = this.#perAddress.get(key)! - 1;
-      if (count === 0) this.#perAddress.delete(key);
-      else this.#perAddress.set(key, count);
-    }
-    if (!this.#pumps.delete(pump)) return;
-    if (this.#pumps.size === 0) {
-      const waiters = this.#waiters;
-      this.#waiters = [];
-      for (const resolve of waiters) resolve();
-    }
-  }
-
-  /**
-   * Stops admitting, runs every open connection's `shutdown` hook and closes
-   * it with `code`, and resolves once every socket is closed. Handshakes in
-   * progress are dropped. Whatever is left after `shutdownTimeoutMs`
-   * (hooks that never return, peers that never answer) is destroyed.
-   */
-  shutdown(code: number, reason: string): Promise<void> {
-    if (!this.#closing) {
-      this.#closing = true;
-      for (const pump of [...this.#pumps]) pump.shutdown(code, reason);
-      if (this.#pumps.size > 0) {
-        const timer = this.#clock.setTimeout(() => {
-          for (const pump of [...this.#pumps]) pump.destroy();
-        }, this.#shutdownTimeoutMs);
-        void this.whenEmpty().then(() => this.#clock.clearTimeout(timer));
-      }
-    }
-    return this.whenEmpty();
-  }
 }
 
 /**
@@ -407,7 +126,9 @@ export class ConnectionSet {
  * @example An adapter's whole job
  * ```ts
  * import type { Socket } from "node:net";
- * import { ConnectionSet, Pump, resolveConnectionOptions, type Transport } from "./_pump.ts";
+ * import { Pump, type Transport } from "./_pump.ts";
+ * import { ConnectionSet } from "./_registry.ts";
+ * import { resolveConnectionOptions } from "./_options.ts";
  *
  * declare const socket: Socket;
  * declare const transport: Transport; // the socket, wrapped
@@ -478,18 +199,18 @@ export class Pump<S = Record<string, unknown>> implements Connection<S>, Tracked
     this.#transport = transport;
     this.#handler = handler;
     this.#protocols = options.protocols ?? [];
-    this.#handshakeTimeoutMs = options.handshakeTimeoutMs ?? DEFAULT_HANDSHAKE_TIMEOUT_MS;
-    this.#highWaterMark = options.highWaterMark ?? DEFAULT_HIGH_WATER_MARK;
+    this.#handshakeTimeoutMs = options.handshakeTimeoutMs ?? CONNECTION_DEFAULTS.handshakeTimeoutMs;
+    this.#highWaterMark = options.highWaterMark ?? CONNECTION_DEFAULTS.highWaterMark;
     this.#set = set;
     this.#clock = options.clock ?? systemClock;
     this.#deflateConfig = deflateConfig(options);
-    this.#maxBuffered = options.maxBufferedBytes ?? LIMIT_DEFAULTS.maxBufferedBytes;
+    this.#maxBuffered = options.maxBufferedBytes ?? CONNECTION_DEFAULTS.maxBufferedBytes;
     // Without backpressure the output stays under twice the high-water mark
     // (the engine's batch plus the socket's buffer): checking the cap only
     // under backpressure is then exact, and costs nothing on the fast path.
     this.#capAlways = this.#maxBuffered < 2 * this.#highWaterMark || this.#deflateConfig !== undefined;
-    this.#dropOverCap = (options.bufferPolicy ?? LIMIT_DEFAULTS.bufferPolicy) === "drop";
-    this.#idleTimeoutMs = options.idleTimeoutMs ?? LIMIT_DEFAULTS.idleTimeoutMs;
+    this.#dropOverCap = (options.bufferPolicy ?? CONNECTION_DEFAULTS.bufferPolicy) === "drop";
+    this.#idleTimeoutMs = options.idleTimeoutMs ?? CONNECTION_DEFAULTS.idleTimeoutMs;
     this.#rate = options.rateLimit === undefined ? undefined : new RateLimiter(options.rateLimit, this.#clock);
     set.add(this);
   }

@@ -50,7 +50,8 @@ import type { Middleware } from "../plugins/pipeline.ts";
 import { nativeUpgrade as bunUpgrade, websocketHandler } from "./_bun_native.ts";
 import { hasDenoUpgrade, nativeUpgrade as denoUpgrade } from "./_deno_native.ts";
 import { run } from "./_node.ts";
-import { ConnectionSet, resolveConnectionOptions } from "./_pump.ts";
+import { ConnectionSet } from "./_registry.ts";
+import { resolveConnectionOptions } from "./_options.ts";
 import type { BunServer, BunWebSocketHandler } from "./bun.ts";
 import type { DenoServeInfo } from "./deno.ts";
 

@@ -2,7 +2,7 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { App } from "../../plugins/app.ts";
-import { ConnectionSet } from "../../runtimes/_pump.ts";
+import { ConnectionSet } from "../../runtimes/_registry.ts";
 import { connect, deferred, FakeClock, flush } from "./_harness.ts";
 
 function recordingApp() {

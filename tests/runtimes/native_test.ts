@@ -8,7 +8,8 @@ import { describe, it } from "node:test";
 import { ProtocolError, UsageError } from "../../core/errors.ts";
 import type { CloseInfo, Handler } from "../../plugins/hooks.ts";
 import { type NativeSession, type NativeSocket, prepareUpgrade } from "../../runtimes/_native.ts";
-import { ConnectionSet, resolveConnectionOptions } from "../../runtimes/_pump.ts";
+import { ConnectionSet } from "../../runtimes/_registry.ts";
+import { resolveConnectionOptions } from "../../runtimes/_options.ts";
 import { delay, until } from "./_helpers.ts";
 
 const UPGRADE_HEADERS = {
