@@ -22,8 +22,6 @@ import {
   type ConnectionOptions,
   type Connection,
   type Handler,
-  type NativeTopics,
-  type NativeTopicServer,
   type SendOptions,
   systemClock,
   type UpgradeAnswer,
@@ -32,6 +30,7 @@ import { callHook, logHookFailure } from "./_connection.ts";
 import type { ConnectionSet, Tracked } from "./_registry.ts";
 import { CONNECTION_DEFAULTS } from "./_options.ts";
 import { isThenable } from "../plugins/_thenable.ts";
+import { NATIVE_TOPICS, type NativeTopics, type NativeTopicServer } from "../plugins/_native_topics.ts";
 import { bufferFullError, type IdleHandle, type IdleOps, RateLimiter, rateLimitError } from "./_limits.ts";
 
 const EMPTY = new Uint8Array(0); // the idle ping's payload
@@ -71,14 +70,14 @@ export interface NativeSocket {
   resume?(): void;
   /** Whether the runtime tells when its queue drained (else the session polls `bufferedAmount`). */
   readonly drainEvents?: boolean;
-  /** The runtime's own topics, when it has them (Bun); the session offers them as `nativeTopics`. */
+  /** The runtime's own topics, when it has them (Bun); the session offers them to pub/sub under `NATIVE_TOPICS`. */
   readonly topics?: NativeSocketTopics;
 }
 
 /**
  * A runtime's own topics for one socket, as an adapter hands them to a
  * {@linkcode NativeSession} (which adds its state and limits to make the
- * context's `nativeTopics`).
+ * connection's {@linkcode NativeTopics} for pub/sub).
  *
  * @example
  * ```ts
@@ -332,7 +331,7 @@ export class NativeSession<S = Record<string, unknown>> implements Connection<S>
   }
 
   /** The runtime's own topics (Bun), for pub/sub; `undefined` on a runtime without them. */
-  get nativeTopics(): NativeTopics | undefined {
+  get [NATIVE_TOPICS](): NativeTopics | undefined {
     return this.#topics;
   }
 
