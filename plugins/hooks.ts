@@ -144,32 +144,53 @@ export interface Connection<S = Record<string, unknown>> {
   /** The application's data for this connection; starts as `{}`. */
   state: S;
   /**
-   * Sends a message: a string as text, bytes as binary.
+   * Sends a message: a string as text, bytes as binary. On a connection
+   * that is closing or closed the message is dropped and `false` returned,
+   * without an error: a broadcast loop may meet a peer that is on its way
+   * out (as with `ws` and Bun). Check `readyState` to tell that from
+   * backpressure.
    *
-   * @returns `false` when the output is at or above the high-water mark:
-   *   wait for {@linkcode Connection.drained} before sending more.
+   * @returns `false` when the caller should not send more now: the output
+   *   is at or above the high-water mark (wait for
+   *   {@linkcode Connection.drained}), or the connection is closing or
+   *   closed (the message was dropped). `true` otherwise.
    * @param data The message.
    * @param options `{ compress: false }` sends this message uncompressed
    *   even when permessage-deflate is on.
-   * @throws {UsageError} When the connection is not open.
+   * @throws {UsageError} `ERR_INVALID_DATA` when `data` is not a string or
+   *   bytes; `ERR_NOT_OPEN` before the connection opened (in the `upgrade`
+   *   hook).
    */
   send(data: MessageData, options?: SendOptions): boolean;
   /**
    * Sends a message framed once for many recipients (fan-out): raw paths
    * write the shared frame bytes, native paths hand `message.data` to the
-   * runtime.
+   * runtime. Dropped, with `false`, on a connection that is closing or
+   * closed.
    *
    * @returns Like {@linkcode Connection.send}.
-   * @throws {UsageError} When the connection is not open.
+   * @throws {UsageError} `ERR_NOT_OPEN` before the connection opened.
    */
   sendPrepared(message: PreparedMessage): boolean;
-  /** Sends a ping (at most 125 bytes of payload). */
+  /**
+   * Sends a ping (at most 125 bytes of payload); does nothing on a
+   * connection that is closing or closed.
+   *
+   * @throws {UsageError} `ERR_CONTROL_TOO_LONG` for a payload over 125
+   *   bytes, `ERR_INVALID_DATA` for one that is not a string or bytes,
+   *   `ERR_NOT_OPEN` before the connection opened, `ERR_UNSUPPORTED` on a
+   *   native path whose runtime cannot ping (Deno).
+   */
   ping(data?: MessageData): void;
   /** Starts the close handshake (default code 1000). Does nothing when already closing. */
   close(code?: number, reason?: string): void;
   /** Drops the connection at once, without a close handshake; reported as 1006. */
   terminate(): void;
-  /** Resolves when the output queued so far has been handed to the socket and the socket is below its high-water mark. */
+  /**
+   * Resolves when the output queued so far has been handed to the socket
+   * and the socket is below its high-water mark; at once on a closed
+   * connection.
+   */
   drained(): Promise<void>;
 }
 

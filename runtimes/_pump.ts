@@ -14,23 +14,13 @@ import { ProtocolError, UsageError } from "../core/errors.ts";
 import { CloseCode, closePayload } from "../core/close_code.ts";
 import type { DeflateParams } from "../core/deflate.ts";
 import { type Compression, type DeflateConfig, deflateConfig } from "./_deflate.ts";
-import { bufferFullError, type IdleHandle, type IdleOps, RateLimiter, rateLimitError } from "./_limits.ts";
 import { CONNECTION_DEFAULTS } from "./_options.ts";
-import type { ConnectionSet, Tracked } from "./_registry.ts";
-import { callHook, logHookFailure } from "./_connection.ts";
+import type { ConnectionSet } from "./_registry.ts";
+import { ConnectionBase } from "./_connection.ts";
 import { type HeadLike, selectSubprotocol, type UpgradeRequest } from "../core/handshake.ts";
 import { ReadyState } from "../core/state.ts";
 import { isThenable } from "../plugins/_thenable.ts";
-import {
-  type Clock,
-  type CloseInfo,
-  type ConnectionOptions,
-  type Connection,
-  type Handler,
-  type SendOptions,
-  systemClock,
-  type UpgradeAnswer,
-} from "../plugins/hooks.ts";
+import type { CloseInfo, ConnectionOptions, Handler, SendOptions, UpgradeAnswer } from "../plugins/hooks.ts";
 
 /**
  * A socket as the pump sees it. `write` never drops bytes: it queues what
@@ -140,15 +130,7 @@ function closePayloadCheck(code: number | undefined, reason: string | undefined)
  * pump.start(); // raw bytes: the HTTP handshake comes first
  * ```
  */
-export class Pump<S = Record<string, unknown>> implements Connection<S>, Tracked {
-  // What the server's idle sweep asks of a pump: one object for every pump.
-  static readonly #idleOps: IdleOps<Pump<never>> = {
-    open: (pump) => pump.#engine.state === ReadyState.Open,
-    busy: (pump) => pump.#busy,
-    ping: (pump) => pump.ping(),
-    close: (pump) => pump.close(CloseCode.GoingAway, "Idle timeout"),
-  };
-
+export class Pump<S = Record<string, unknown>> extends ConnectionBase<S> {
   // The id as a number and the state object on first use: an idle
   // connection then holds neither a string nor an empty object.
   readonly #id: number = ++lastId;
@@ -156,36 +138,21 @@ export class Pump<S = Record<string, unknown>> implements Connection<S>, Tracked
 
   readonly #engine: Engine;
   readonly #transport: Transport;
-  readonly #handler: Handler<S>;
   readonly #protocols: readonly string[];
   readonly #handshakeTimeoutMs: number;
-  readonly #highWaterMark: number;
-  readonly #set: ConnectionSet;
-  readonly #clock: Clock;
   readonly #deflateConfig: DeflateConfig | undefined;
-  readonly #maxBuffered: number;
-  readonly #capAlways: boolean; // check the cap on every send, not only under backpressure
-  readonly #dropOverCap: boolean;
-  readonly #idleTimeoutMs: number;
-  readonly #rate: RateLimiter | undefined;
   #z: Compression | undefined; // permessage-deflate, once negotiated
   #closeAfter: [code: number | undefined, reason: string | undefined] | undefined; // close() waiting for queued sends
-  #received = 0;
 
-  #busy = false; // a hook's promise is pending: events wait
   #inLoop = false;
   #flushQueued = false;
-  #needDrain = false;
   #paused = false;
   #aborted = false; // the connection ended without a handshake: destroy, no FIN
   #ended = false; // the transport was ended or destroyed by us
   #closed = false; // the transport is closed
-  #drainWaiters: (() => void)[] | undefined; // allocated by the first drained() that waits
   #handshakeTimer: unknown;
-  #closeTimer: unknown;
   #lingerTimer: unknown;
   #drainRecheck: unknown;
-  #idle: IdleHandle | undefined; // while open, with the idle timeout on
   #shutdownClose: [code: number, reason: string] | undefined; // close() waiting for the shutdown hook
 
   /**
@@ -195,24 +162,16 @@ export class Pump<S = Record<string, unknown>> implements Connection<S>, Tracked
    * @param set The server's live connections; the pump adds and removes itself.
    */
   constructor(transport: Transport, handler: Handler<S>, options: ConnectionOptions, set: ConnectionSet) {
+    super(handler, options, set);
     this.#engine = new Engine(options);
     this.#transport = transport;
-    this.#handler = handler;
     this.#protocols = options.protocols ?? [];
     this.#handshakeTimeoutMs = options.handshakeTimeoutMs ?? CONNECTION_DEFAULTS.handshakeTimeoutMs;
-    this.#highWaterMark = options.highWaterMark ?? CONNECTION_DEFAULTS.highWaterMark;
-    this.#set = set;
-    this.#clock = options.clock ?? systemClock;
     this.#deflateConfig = deflateConfig(options);
-    this.#maxBuffered = options.maxBufferedBytes ?? CONNECTION_DEFAULTS.maxBufferedBytes;
     // Without backpressure the output stays under twice the high-water mark
     // (the engine's batch plus the socket's buffer): checking the cap only
     // under backpressure is then exact, and costs nothing on the fast path.
-    this.#capAlways = this.#maxBuffered < 2 * this.#highWaterMark || this.#deflateConfig !== undefined;
-    this.#dropOverCap = (options.bufferPolicy ?? CONNECTION_DEFAULTS.bufferPolicy) === "drop";
-    this.#idleTimeoutMs = options.idleTimeoutMs ?? CONNECTION_DEFAULTS.idleTimeoutMs;
-    this.#rate = options.rateLimit === undefined ? undefined : new RateLimiter(options.rateLimit, this.#clock);
-    set.add(this);
+    this.capAlways = this.maxBuffered < 2 * this.highWaterMark || this.#deflateConfig !== undefined;
   }
 
   // ---- Connection ----
@@ -256,16 +215,6 @@ export class Pump<S = Record<string, unknown>> implements Connection<S>, Tracked
     return this.#engine.deflate;
   }
 
-  /** Bytes read from the socket so far. */
-  get bytesReceived(): number {
-    return this.#received;
-  }
-
-  /** The timers this connection runs on. */
-  get clock(): Clock {
-    return this.#clock;
-  }
-
   /** The connection state. */
   get readyState(): ReadyState {
     return this.#engine.state;
@@ -277,17 +226,23 @@ export class Pump<S = Record<string, unknown>> implements Connection<S>, Tracked
     return queued + this.#engine.outputBytes + (this.#closed ? 0 : this.#transport.bufferedAmount);
   }
 
-  /** Sends a message; `false` when the caller should wait for `drained()`. */
-  send(data: MessageData, options?: SendOptions): boolean {
-    if ((this.#needDrain || this.#capAlways) && this.#overCap()) return false;
+  /** Open, and no close waiting for the messages queued for zlib. */
+  protected get sendable(): boolean {
+    return this.#engine.state === ReadyState.Open && this.#closeAfter === undefined;
+  }
+
+  /** Nothing left in the engine or for zlib, and no backpressure. */
+  protected get outputIdle(): boolean {
+    return !this.needDrain && this.#engine.outputBytes === 0 && (this.#z === undefined || this.#z.pending === 0);
+  }
+
+  protected write(data: MessageData, options: SendOptions | undefined): boolean {
     if (this.#z !== undefined) return this.#sendDeflate(this.#z, messageData(data), options?.compress !== false, undefined);
     this.#engine.send(data);
     return this.#sent();
   }
 
-  /** Sends a message framed once for many recipients. */
-  sendPrepared(message: PreparedMessage): boolean {
-    if ((this.#needDrain || this.#capAlways) && this.#overCap()) return false;
+  protected writePrepared(message: PreparedMessage): boolean {
     if (this.#z !== undefined) return this.#sendDeflate(this.#z, message.data, true, message);
     this.#engine.sendPrepared(message);
     return this.#sent();
@@ -298,11 +253,6 @@ export class Pump<S = Record<string, unknown>> implements Connection<S>, Tracked
    * and the message stays uncompressed; else behind what waits, in order.
    */
   #sendDeflate(z: Compression, data: string | Uint8Array, compress: boolean, prepared: PreparedMessage | undefined): boolean {
-    const state = this.#engine.state;
-    if (state !== ReadyState.Open || this.#closeAfter !== undefined) {
-      if (state === ReadyState.Connecting) throw new UsageError("ERR_NOT_OPEN", "Cannot send: the connection is not open yet");
-      throw new UsageError("ERR_SEND_AFTER_CLOSE", "Cannot send: the connection is closing or closed");
-    }
     // A string's length is a lower bound of its UTF-8 size: good enough for a threshold.
     const squeeze = compress && data.length >= z.threshold;
     if (!squeeze && z.pending === 0) {
@@ -328,25 +278,11 @@ export class Pump<S = Record<string, unknown>> implements Connection<S>, Tracked
         this.#sent();
       });
     }
-    return !this.#needDrain && this.bufferedAmount < this.#highWaterMark;
-  }
-
-  /**
-   * Whether the output is over `maxBufferedBytes` while open: the send is
-   * then refused, and with `bufferPolicy: "close"` the connection closes
-   * with 1013.
-   */
-  #overCap(): boolean {
-    if (this.bufferedAmount <= this.#maxBuffered || this.#engine.state !== ReadyState.Open || this.#closeAfter !== undefined) return false;
-    if (!this.#dropOverCap) {
-      this.#safely(() => this.#handler.error?.(this, bufferFullError(this.#maxBuffered)));
-      this.close(CloseCode.TryAgainLater, "Output buffer full");
-    }
-    return true;
+    return !this.needDrain && this.bufferedAmount < this.highWaterMark;
   }
 
   #sent(): boolean {
-    if (this.#engine.outputBytes >= this.#highWaterMark) {
+    if (this.#engine.outputBytes >= this.highWaterMark) {
       // A burst of sends (from a hook too): hand the bytes to the socket now,
       // not at the end of the tick or of the loop, so that our own batch
       // never grows past the high-water mark.
@@ -354,12 +290,11 @@ export class Pump<S = Record<string, unknown>> implements Connection<S>, Tracked
     } else {
       this.#scheduleFlush();
     }
-    return !this.#needDrain && this.bufferedAmount < this.#highWaterMark;
+    return !this.needDrain && this.bufferedAmount < this.highWaterMark;
   }
 
-  /** Sends a ping. */
-  ping(data?: MessageData): void {
-    this.#engine.ping(data);
+  protected writePing(payload: Uint8Array): void {
+    this.#engine.ping(payload);
     this.#scheduleFlush();
   }
 
@@ -384,7 +319,7 @@ export class Pump<S = Record<string, unknown>> implements Connection<S>, Tracked
       return;
     }
     this.#flush();
-    if (!this.#needDrain && this.#engine.outputBytes === 0) this.#resolveDrain();
+    if (!this.needDrain && this.#engine.outputBytes === 0) this.resolveDrain();
   }
 
   /** Drops the connection without a close handshake. */
@@ -395,13 +330,6 @@ export class Pump<S = Record<string, unknown>> implements Connection<S>, Tracked
     this.#kick();
   }
 
-  /** Resolves when the output has drained below the high-water mark. */
-  drained(): Promise<void> {
-    if (!this.#needDrain && this.#engine.outputBytes === 0 && (this.#z === undefined || this.#z.pending === 0)) return Promise.resolve();
-    if (this.#closed) return Promise.resolve();
-    return new Promise((resolve) => (this.#drainWaiters ??= []).push(resolve));
-  }
-
   // ---- transport → pump ----
 
   /**
@@ -410,7 +338,7 @@ export class Pump<S = Record<string, unknown>> implements Connection<S>, Tracked
    */
   start(head?: HeadLike, rest?: Uint8Array): void {
     if (head === undefined) {
-      this.#handshakeTimer = this.#clock.setTimeout(() => this.#handshakeTimedOut(), this.#handshakeTimeoutMs);
+      this.#handshakeTimer = this.clock.setTimeout(() => this.#handshakeTimedOut(), this.#handshakeTimeoutMs);
       return;
     }
     this.#engine.receiveHead(head, rest);
@@ -419,10 +347,10 @@ export class Pump<S = Record<string, unknown>> implements Connection<S>, Tracked
 
   /** The socket read bytes. */
   onData(chunk: Uint8Array): void {
-    this.#received += chunk.length;
-    this.#idle?.touch();
+    this.received += chunk.length;
+    this.idle?.touch();
     this.#engine.receive(chunk);
-    if (this.#busy) {
+    if (this.busy) {
       // A hook is still running: keep the bytes, stop reading more.
       this.#pause();
       return;
@@ -438,22 +366,19 @@ export class Pump<S = Record<string, unknown>> implements Connection<S>, Tracked
 
   /** Everything written so far has been handed to the operating system. */
   onDrain(): void {
-    if (!this.#needDrain || this.#closed) return;
-    if (this.#transport.bufferedAmount >= this.#highWaterMark) {
+    if (!this.needDrain || this.#closed) return;
+    if (this.#transport.bufferedAmount >= this.highWaterMark) {
       // Bun's node:net emits `drain` while megabytes are still buffered:
       // check again shortly rather than report a drain that did not happen.
-      this.#drainRecheck ??= this.#clock.setTimeout(() => {
+      this.#drainRecheck ??= this.clock.setTimeout(() => {
         this.#drainRecheck = undefined;
         this.onDrain();
       }, DRAIN_RECHECK_MS);
       return;
     }
-    this.#needDrain = false;
-    this.#resolveDrain();
+    this.drainedNow();
     this.#updateReading();
-    if (this.#engine.state === ReadyState.Open || this.#engine.state === ReadyState.Closing) {
-      this.#safely(() => this.#handler.drain?.(this));
-    }
+    this.emitDrain();
   }
 
   /** The socket is closed (after an error, a reset, or our own end). */
@@ -465,8 +390,8 @@ export class Pump<S = Record<string, unknown>> implements Connection<S>, Tracked
     if (this.#engine.state !== ReadyState.Closed) this.#engine.receive(null);
     this.#run();
     this.#clearTimers();
-    this.#resolveDrain();
-    this.#set.delete(this);
+    this.resolveDrain();
+    this.set.delete(this);
   }
 
   /**
@@ -482,12 +407,12 @@ export class Pump<S = Record<string, unknown>> implements Connection<S>, Tracked
       return;
     }
     if (state !== ReadyState.Open) return;
-    if (this.#handler.shutdown === undefined) {
+    if (this.handler.shutdown === undefined) {
       this.close(code, reason);
       return;
     }
     this.#shutdownClose = [code, reason];
-    if (!this.#busy) this.#runShutdownHook();
+    if (!this.busy) this.#runShutdownHook();
   }
 
   /** Drops the socket now, whatever the state (the server's shutdown deadline). */
@@ -502,7 +427,7 @@ export class Pump<S = Record<string, unknown>> implements Connection<S>, Tracked
 
   /** Runs the `shutdown` hook as a hook of its own, then the close it was waiting for. */
   #runShutdownHook(): void {
-    const pending = this.#call(() => this.#handler.shutdown!(this));
+    const pending = this.call(() => this.handler.shutdown!(this));
     const close = () => {
       const [code, reason] = this.#shutdownClose!;
       this.#shutdownClose = undefined;
@@ -512,9 +437,9 @@ export class Pump<S = Record<string, unknown>> implements Connection<S>, Tracked
       close();
       return;
     }
-    this.#busy = true;
+    this.busy = true;
     pending.then(() => {
-      this.#busy = false;
+      this.busy = false;
       close();
       this.#run();
       this.#updateReading();
@@ -524,16 +449,16 @@ export class Pump<S = Record<string, unknown>> implements Connection<S>, Tracked
   // ---- the loop ----
 
   #run(): void {
-    if (this.#busy || this.#inLoop) return;
+    if (this.busy || this.#inLoop) return;
     this.#inLoop = true;
     try {
       for (let event = this.#engine.nextEvent(); event !== undefined; event = this.#engine.nextEvent()) {
         const pending = this.#dispatch(event);
         if (pending !== undefined) {
-          this.#busy = true;
+          this.busy = true;
           pending.then(() => {
-            this.#busy = false;
-            this.#idle?.touch(); // the hook held the events: silence counts from its end
+            this.busy = false;
+            this.idle?.touch(); // the hook held the events: silence counts from its end
             if (this.#shutdownClose !== undefined) this.#runShutdownHook();
             this.#run();
             this.#updateReading();
@@ -544,7 +469,7 @@ export class Pump<S = Record<string, unknown>> implements Connection<S>, Tracked
     } catch (err) {
       // Not a peer fault (those are events) nor a hook's (those are caught):
       // a defect of ours. It costs this connection only, never the process.
-      this.#safely(() => this.#handler.error?.(this, err));
+      this.report(err);
       this.#aborted = true;
       if (this.#engine.state !== ReadyState.Closed) this.#engine.abort();
     } finally {
@@ -562,7 +487,7 @@ export class Pump<S = Record<string, unknown>> implements Connection<S>, Tracked
    */
   #kick(): void {
     if (this.#inLoop) return;
-    if (this.#busy) {
+    if (this.busy) {
       this.#flush();
       this.#settle();
       return;
@@ -571,35 +496,33 @@ export class Pump<S = Record<string, unknown>> implements Connection<S>, Tracked
   }
 
   #dispatch(event: EngineEvent): Promise<void> | undefined {
-    const handler = this.#handler;
+    const handler = this.handler;
     switch (event.type) {
       case "upgrade":
         return this.#upgrade();
       case "rejected":
         return undefined;
       case "open":
-        this.#clock.clearTimeout(this.#handshakeTimer);
+        this.clock.clearTimeout(this.#handshakeTimer);
         this.#handshakeTimer = undefined;
-        if (this.#idleTimeoutMs > 0) {
-          this.#idle = this.#set.idleSweep(this.#clock, this.#idleTimeoutMs, Pump.#idleOps as IdleOps<Pump<S>>).add(this);
-        }
-        return this.#call(() => handler.open?.(this));
+        this.startIdle();
+        return this.call(() => handler.open?.(this));
       case "message":
-        if (this.#rate !== undefined && !this.#rate.take()) return this.#overRate();
-        return this.#call(() => handler.message?.(this, event.data));
+        if (this.overRate()) return undefined;
+        return this.call(() => handler.message?.(this, event.data));
       case "compressed":
-        if (this.#rate !== undefined && !this.#rate.take()) return this.#overRate();
+        if (this.overRate()) return undefined;
         return this.#inflate(event.data, event.binary);
       case "ping":
-        return this.#call(() => handler.ping?.(this, event.data));
+        return this.call(() => handler.ping?.(this, event.data));
       case "pong":
-        return this.#call(() => handler.pong?.(this, event.data));
+        return this.call(() => handler.pong?.(this, event.data));
       case "error":
-        this.#safely(() => handler.error?.(this, event.error));
+        this.report(event.error);
         return undefined;
       case "close": {
         const info: CloseInfo = { code: event.code, reason: event.reason, wasClean: event.wasClean };
-        return this.#call(() => handler.close?.(this, info));
+        return this.call(() => handler.close?.(this, info));
       }
     }
   }
@@ -618,62 +541,46 @@ export class Pump<S = Record<string, unknown>> implements Connection<S>, Tracked
           try {
             message = strictDecoder.decode(bytes);
           } catch {
-            return this.#peerFault(new ProtocolError("WS_ERR_INVALID_UTF8", CloseCode.InvalidPayload, "Invalid UTF-8 in a text message"));
+            return this.peerFault(new ProtocolError("WS_ERR_INVALID_UTF8", CloseCode.InvalidPayload, "Invalid UTF-8 in a text message"));
           }
         }
-        return this.#call(() => this.#handler.message?.(this, message));
+        return this.call(() => this.handler.message?.(this, message));
       },
       (error) => {
-        if (error instanceof ProtocolError) return this.#peerFault(error);
-        if (!(error instanceof UsageError)) this.#hookFailed(error); // not the codec closed with the socket
+        if (error instanceof ProtocolError) return this.peerFault(error);
+        if (!(error instanceof UsageError)) this.hookFailed(error); // not the codec closed with the socket
       },
     );
   }
 
-  /** A message over the rate limit: dropped, or the connection fails with 1008. */
-  #overRate(): undefined {
-    if (this.#rate!.action === "close") this.#peerFault(rateLimitError());
-    return undefined;
-  }
-
   /** The peer broke the protocol in a way the adapter found: the engine fails the connection. */
-  #peerFault(error: ProtocolError): void {
+  protected peerFault(error: ProtocolError): void {
     this.#closeAfter = undefined;
     this.#engine.fail(error);
   }
 
-  /** Calls a hook; a throw or a rejection closes the connection with 1011. */
-  #call(hook: () => void | Promise<void>): Promise<void> | undefined {
-    return callHook(hook, (err) => this.#hookFailed(err));
+  /** A hook failed: close with `code` now, ahead of the messages queued for zlib. */
+  protected closeNow(code: number): void {
+    this.#engine.close(code);
+    this.#kick();
   }
 
-  #hookFailed(err: unknown): void {
-    this.#safely(() => this.#handler.error?.(this, err));
-    if (this.#engine.state === ReadyState.Open) {
-      this.#engine.close(1011);
-      this.#kick();
-    }
-  }
-
-  /** Runs a hook whose failure has nowhere else to go. */
-  #safely(fn: () => unknown): void {
-    try {
-      const result = fn();
-      if (isThenable(result)) result.then(undefined, logHookFailure);
-    } catch (err) {
-      logHookFailure(err);
-    }
+  /** The peer did not answer our close frame in time. */
+  protected closeTimedOut(): void {
+    this.#aborted = true;
+    this.#engine.abort();
+    this.#kick();
   }
 
   #upgrade(): Promise<void> | undefined {
-    const refusal = this.#set.admit(this, this.remoteAddress);
+    const refusal = this.set.admit(this, this.remoteAddress);
     if (refusal !== undefined) {
       this.#engine.reject(refusal.status, refusal.body, refusal.headers);
       return undefined;
     }
     let answer;
     try {
-      answer = this.#handler.upgrade?.(this);
+      answer = this.handler.upgrade?.(this);
     } catch (err) {
       this.#upgradeFailed(err);
       return undefined;
@@ -700,7 +607,7 @@ export class Pump<S = Record<string, unknown>> implements Connection<S>, Tracked
         this.#engine.accept({ protocol, headers: answer?.headers, extensions: agreement.response, deflate: agreement.params });
         const z = this.#deflateConfig!.open(agreement.params, (error) => {
           // zlib failed to compress (out of memory): this connection only.
-          this.#safely(() => this.#handler.error?.(this, error));
+          this.report(error);
           this.terminate();
         });
         z.onIdle(() => this.#deflateIdle());
@@ -731,7 +638,7 @@ export class Pump<S = Record<string, unknown>> implements Connection<S>, Tracked
   }
 
   #upgradeFailed(err: unknown): void {
-    this.#safely(() => this.#handler.error?.(this, err));
+    this.report(err);
     if (this.#engine.state === ReadyState.Connecting) this.#engine.reject(500, "Internal Server Error");
   }
 
@@ -759,24 +666,17 @@ export class Pump<S = Record<string, unknown>> implements Connection<S>, Tracked
     const chunks = this.#engine.takeOutput();
     if (this.#closed || this.#ended) return;
     if (this.#transport.write(chunks)) {
-      if (!this.#needDrain) this.#resolveDrain();
-    } else if (!this.#needDrain) {
-      this.#needDrain = true;
+      if (!this.needDrain) this.resolveDrain();
+    } else if (!this.needDrain) {
+      this.needDrain = true;
       this.#updateReading();
     }
-  }
-
-  #resolveDrain(): void {
-    const waiters = this.#drainWaiters;
-    if (waiters === undefined) return;
-    this.#drainWaiters = undefined;
-    for (const resolve of waiters) resolve();
   }
 
   /** Read while no hook is pending and the output is below the high-water mark. */
   #updateReading(): void {
     if (this.#closed) return;
-    const pause = (this.#busy && this.#engine.inputBytes > 0) || (this.#needDrain && !this.#ended);
+    const pause = (this.busy && this.#engine.inputBytes > 0) || (this.needDrain && !this.#ended);
     if (pause) this.#pause();
     else if (this.#paused) {
       this.#paused = false;
@@ -793,21 +693,12 @@ export class Pump<S = Record<string, unknown>> implements Connection<S>, Tracked
   /** Starts the timers and the socket teardown that the engine's state calls for. */
   #settle(): void {
     const state = this.#engine.state;
-    if (state === ReadyState.Closing && this.#closeTimer === undefined && !this.#ended) {
-      this.#closeTimer = this.#clock.setTimeout(() => {
-        this.#aborted = true;
-        this.#engine.abort();
-        this.#kick();
-      }, this.#engine.limits.closeTimeoutMs);
-    }
-    if (state !== ReadyState.Open && this.#idle !== undefined) {
-      this.#idle.stop();
-      this.#idle = undefined;
-    }
+    if (state === ReadyState.Closing && this.closeTimer === undefined && !this.#ended) this.startCloseTimer();
+    if (state !== ReadyState.Open && this.idle !== undefined) this.stopIdle();
     if (state !== ReadyState.Closed || this.#ended) return;
     this.#ended = true;
-    this.#clock.clearTimeout(this.#handshakeTimer);
-    this.#clock.clearTimeout(this.#closeTimer);
+    this.clock.clearTimeout(this.#handshakeTimer);
+    this.clock.clearTimeout(this.closeTimer);
     if (this.#closed) return;
     if (this.#aborted) {
       this.#transport.destroy();
@@ -817,7 +708,7 @@ export class Pump<S = Record<string, unknown>> implements Connection<S>, Tracked
     // frame, keep reading (and discarding) until the peer's FIN so that no
     // reset can overtake the close frame, and destroy if it never comes.
     this.#transport.end();
-    this.#lingerTimer = this.#clock.setTimeout(() => this.#transport.destroy(), this.#engine.limits.closeTimeoutMs);
+    this.#lingerTimer = this.clock.setTimeout(() => this.#transport.destroy(), this.#engine.limits.closeTimeoutMs);
     if (this.#paused) {
       this.#paused = false;
       this.#transport.resume();
@@ -825,12 +716,11 @@ export class Pump<S = Record<string, unknown>> implements Connection<S>, Tracked
   }
 
   #clearTimers(): void {
-    const clock = this.#clock;
+    const clock = this.clock;
     clock.clearTimeout(this.#handshakeTimer);
-    clock.clearTimeout(this.#closeTimer);
+    clock.clearTimeout(this.closeTimer);
     clock.clearTimeout(this.#lingerTimer);
     clock.clearTimeout(this.#drainRecheck);
-    this.#idle?.stop();
-    this.#idle = undefined;
+    this.stopIdle();
   }
 }

@@ -12,6 +12,7 @@ import { readFileSync } from "node:fs";
 import { after, before, describe, it } from "node:test";
 import type { Connection, Handler, ListenOptions, Server } from "../../mod.ts";
 import { ProtocolError, UsageError } from "../../mod.ts";
+import { PreparedMessage } from "../../core/mod.ts";
 import { closeBody, frame } from "../core/_util.ts";
 import { Client, delay, rawConnect, rawHandshake, readAll, until, upgradeRequest, within } from "./_helpers.ts";
 
@@ -242,8 +243,10 @@ export function runSuite(target: Target): void {
       await server.close();
     });
 
-    it("refuses close codes that may not be sent, and send() after close", async () => {
+    it("refuses close codes that may not be sent; send() after close returns false and drops the message", async () => {
       const errors: string[] = [];
+      const hookErrors: unknown[] = [];
+      const late: unknown[] = [];
       const server = await start({
         message(ctx) {
           for (const code of [1005, 1006, 999, 5000]) {
@@ -255,11 +258,13 @@ export function runSuite(target: Target): void {
           }
           ctx.close(1000);
           try {
-            ctx.send("late");
+            late.push(ctx.send("late"), ctx.sendPrepared(new PreparedMessage("late")), ctx.ping());
+            ctx.send(42 as unknown as string); // a bad argument still throws
           } catch (err) {
             errors.push((err as UsageError).code);
           }
         },
+        error: (_ctx, error) => void hookErrors.push(error),
       });
       const client = await Client.open(server.url);
       client.ws.send("go");
@@ -269,9 +274,11 @@ export function runSuite(target: Target): void {
         "ERR_INVALID_CLOSE_CODE",
         "ERR_INVALID_CLOSE_CODE",
         "ERR_INVALID_CLOSE_CODE",
-        "ERR_SEND_AFTER_CLOSE",
+        "ERR_INVALID_DATA",
       ]);
-      assert.deepEqual(client.messages, []);
+      assert.deepEqual(late, [false, false, undefined], "send and sendPrepared answer false, ping does nothing");
+      assert.deepEqual(client.messages, [], "nothing written after the close frame");
+      assert.deepEqual(hookErrors, [], "dropping a late message is no error");
       await server.close();
     });
 

@@ -138,7 +138,12 @@ describe("pump", () => {
     await until(() => transport.destroyed, 1000, "close timeout");
     assert.deepEqual(closes, [{ code: 1006, reason: "", wasClean: false }]);
     assert.equal(transport.ended, false, "destroyed, not ended");
-    assert.throws(() => ctx.send("late"), UsageError);
+    const written = transport.frames().length;
+    assert.equal(ctx.send("late"), false, "a closed connection drops the message");
+    ctx.ping(); // nothing, no throw
+    await ctx.drained(); // resolves at once
+    assert.equal(transport.frames().length, written, "nothing written after the close");
+    assert.throws(() => ctx.ping(new Uint8Array(126)), UsageError, "a bad argument still throws");
   });
 
   it("fails the connection: close frame first, then FIN", () => {
