@@ -282,6 +282,44 @@ export function runSuite(target: Target): void {
       await server.close();
     });
 
+    it("broadcasts past a peer that closed itself and has not answered: the sender stays open, no error", async () => {
+      const peers = new Set<Connection<unknown>>(); // never pruned: closing and closed peers stay in it
+      const errors: unknown[] = [];
+      const results: boolean[] = [];
+      const server = await start({
+        open: (conn) => void peers.add(conn),
+        message(conn, data) {
+          if (data === "bye") return conn.close(4000, "bye");
+          for (const peer of peers) results.push(peer.send(data));
+        },
+        error: (_conn, error) => void errors.push(error),
+      });
+      const sender = await Client.open(server.url);
+      await until(() => peers.size === 1, 3000, "the sender's open");
+      const leaving = await rawHandshake(server.port, upgradeRequest());
+      assert.equal(leaving.status, 101);
+      let heard = leaving.rest;
+      leaving.socket.on("data", (chunk: Buffer) => void (heard = Buffer.concat([heard, chunk])));
+      leaving.socket.on("error", () => {});
+      leaving.socket.resume();
+      await until(() => peers.size === 2, 3000, "the leaving peer's open");
+      leaving.socket.write(frame(1, "bye"));
+      await until(() => heard.includes(0x88), 3000, "the close frame, left unanswered");
+      const closeFrame = Buffer.from(heard);
+      sender.ws.send("hello");
+      assert.equal((await sender.messagesUntil(1))[0]!.data.toString(), "hello");
+      sender.ws.send("again");
+      assert.equal((await sender.messagesUntil(2))[1]!.data.toString(), "again");
+      assert.equal(sender.ws.readyState, sender.ws.OPEN, "the sender is not closed");
+      assert.deepEqual(results, [true, false, true, false], "the closing peer's send() answers false");
+      assert.deepEqual(heard, closeFrame, "nothing is written after the close frame");
+      assert.deepEqual(errors, [], "dropping a message for a closing peer is no error");
+      leaving.socket.destroy();
+      sender.ws.close();
+      await within(sender.closed);
+      await server.close();
+    });
+
     it("reports 1006 to the app when the peer ends TCP without a close frame", async () => {
       const closes: unknown[] = [];
       const server = await start({ close: (_ctx, info) => void closes.push(info) });
