@@ -40,8 +40,6 @@ export {
   type Connection,
   type ConnectionOptions,
   type Handler,
-  type NativeTopics,
-  type NativeTopicServer,
   type PerMessageDeflateOptions,
   type RateLimitOptions,
   type SendOptions,

@@ -43,7 +43,7 @@ import process from "node:process";
 import { parseArgs } from "node:util";
 import WebSocket from "ws";
 import { processCpuSeconds } from "./_children.ts";
-import { prng } from "./_prng.ts";
+import { prng } from "../tests/_prng.ts";
 
 const { values: args } = parseArgs({
   options: {

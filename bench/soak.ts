@@ -42,7 +42,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { fileURLToPath } from "node:url";
 import WebSocket from "ws";
 import { killedOnExit, Lines, processCpuSeconds } from "./_children.ts";
-import { prng } from "./_prng.ts";
+import { prng } from "../tests/_prng.ts";
 import type { Stats } from "./servers/soak_server.ts";
 
 // ---- configuration ----

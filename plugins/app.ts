@@ -12,6 +12,7 @@ import type { UpgradeRequest } from "../core/handshake.ts";
 import { ReadyState } from "../core/state.ts";
 import type { Composed, Next } from "./compose.ts";
 import { isThenable } from "./_thenable.ts";
+import { nativeTopicsOf } from "./_native_topics.ts";
 import {
   CloseContext,
   ControlContext,
@@ -129,7 +130,7 @@ export class App<S = Record<string, unknown>> implements Handler<S> {
     }, {
       // Runtime topics (Bun's native path) skip the peers' `sendPrepared`:
       // only while no `send` middleware has to see each message.
-      topicsOf: (peer) => peer instanceof AppPeer ? peer.conn.nativeTopics : undefined,
+      topicsOf: (peer) => peer instanceof AppPeer ? nativeTopicsOf(peer.conn) : undefined,
       direct: () => this.#pipeline.chain("send") === undefined,
     });
   }

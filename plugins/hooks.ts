@@ -98,68 +98,6 @@ export interface UpgradeAnswer {
 }
 
 /**
- * The server half of a runtime's own pub/sub (Bun's `server.publish()`):
- * one object per server, shared by the {@linkcode NativeTopics} of every
- * connection of that server.
- *
- * @example A server that counts, for a test
- * ```ts
- * import type { NativeTopicServer } from "@duplex/ws";
- *
- * const subscribed = new Map<string, number>();
- * const server: NativeTopicServer = {
- *   publish: (topic, data) => console.log(topic, data),
- *   subscribers: (topic) => subscribed.get(topic) ?? 0,
- * };
- * ```
- */
-export interface NativeTopicServer {
-  /** Sends `data` (a string as text, bytes as binary) to every connection of this server subscribed to `topic`. */
-  publish(topic: string, data: string | Uint8Array): void;
-  /** Number of connections of this server subscribed to `topic`. */
-  subscribers(topic: string): number;
-}
-
-/**
- * A runtime's own pub/sub as one connection of a native path offers it
- * (Bun: `ws.subscribe()`, `ws.publish()`, `server.publish()`, which frame a
- * message once and batch the writes in C++). An app's hub mirrors its
- * subscriptions into it and, when nothing has to run per connection, reaches
- * every subscriber of one server with one publish. Applications do not use
- * it; adapters provide it.
- *
- * @example
- * ```ts
- * import type { Connection } from "@duplex/ws";
- *
- * function runtimeTopics(ctx: Connection): boolean {
- *   return ctx.nativeTopics !== undefined; // true on Bun's native path
- * }
- * ```
- */
-export interface NativeTopics {
-  /** The server this connection belongs to. */
-  readonly server: NativeTopicServer;
-  /** Whether the connection is open (only open connections are subscribed in the runtime). */
-  readonly open: boolean;
-  /** Bytes queued by the runtime and not yet written. */
-  readonly bufferedAmount: number;
-  /** The connection's own cap on buffered output (`maxBufferedBytes` of the connection options). */
-  readonly maxBufferedBytes: number;
-  /** Subscribes the connection to a runtime topic. */
-  subscribe(topic: string): void;
-  /** Unsubscribes it; does nothing once it is closed. */
-  unsubscribe(topic: string): void;
-  /** Sends `data` to every connection of the server subscribed to `topic`, but this one. */
-  publish(topic: string, data: string | Uint8Array): void;
-  /**
-   * A published message reached this connection through the runtime: it
-   * notes the backpressure as `send()` would have (so `drain` follows).
-   */
-  delivered(): void;
-}
-
-/**
  * One WebSocket connection, as the hooks see it. `readyState` and
  * `bufferedAmount` are live.
  *
@@ -206,39 +144,54 @@ export interface Connection<S = Record<string, unknown>> {
   /** The application's data for this connection; starts as `{}`. */
   state: S;
   /**
-   * Sends a message: a string as text, bytes as binary.
+   * Sends a message: a string as text, bytes as binary. On a connection
+   * that is closing or closed the message is dropped and `false` returned,
+   * without an error: a broadcast loop may meet a peer that is on its way
+   * out (as with `ws` and Bun). Check `readyState` to tell that from
+   * backpressure.
    *
-   * @returns `false` when the output is at or above the high-water mark:
-   *   wait for {@linkcode Connection.drained} before sending more.
+   * @returns `false` when the caller should not send more now: the output
+   *   is at or above the high-water mark (wait for
+   *   {@linkcode Connection.drained}), or the connection is closing or
+   *   closed (the message was dropped). `true` otherwise.
    * @param data The message.
    * @param options `{ compress: false }` sends this message uncompressed
    *   even when permessage-deflate is on.
-   * @throws {UsageError} When the connection is not open.
+   * @throws {UsageError} `ERR_INVALID_DATA` when `data` is not a string or
+   *   bytes; `ERR_NOT_OPEN` before the connection opened (in the `upgrade`
+   *   hook).
    */
   send(data: MessageData, options?: SendOptions): boolean;
   /**
    * Sends a message framed once for many recipients (fan-out): raw paths
    * write the shared frame bytes, native paths hand `message.data` to the
-   * runtime.
+   * runtime. Dropped, with `false`, on a connection that is closing or
+   * closed.
    *
    * @returns Like {@linkcode Connection.send}.
-   * @throws {UsageError} When the connection is not open.
+   * @throws {UsageError} `ERR_NOT_OPEN` before the connection opened.
    */
   sendPrepared(message: PreparedMessage): boolean;
-  /** Sends a ping (at most 125 bytes of payload). */
+  /**
+   * Sends a ping (at most 125 bytes of payload); does nothing on a
+   * connection that is closing or closed.
+   *
+   * @throws {UsageError} `ERR_CONTROL_TOO_LONG` for a payload over 125
+   *   bytes, `ERR_INVALID_DATA` for one that is not a string or bytes,
+   *   `ERR_NOT_OPEN` before the connection opened, `ERR_UNSUPPORTED` on a
+   *   native path whose runtime cannot ping (Deno).
+   */
   ping(data?: MessageData): void;
   /** Starts the close handshake (default code 1000). Does nothing when already closing. */
   close(code?: number, reason?: string): void;
   /** Drops the connection at once, without a close handshake; reported as 1006. */
   terminate(): void;
-  /** Resolves when the output queued so far has been handed to the socket and the socket is below its high-water mark. */
-  drained(): Promise<void>;
   /**
-   * The runtime's own topics for this connection, on a native path that has
-   * them (Bun's); `undefined` elsewhere. Pub/sub uses them; see
-   * {@linkcode NativeTopics}.
+   * Resolves when the output queued so far has been handed to the socket
+   * and the socket is below its high-water mark; at once on a closed
+   * connection.
    */
-  readonly nativeTopics?: NativeTopics;
+  drained(): Promise<void>;
 }
 
 /**

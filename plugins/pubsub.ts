@@ -14,7 +14,7 @@ import { UsageError } from "../core/errors.ts";
 import { PreparedMessage } from "../core/prepared.ts";
 import { ReadyState } from "../core/state.ts";
 import type { Peer } from "./context.ts";
-import type { NativeTopics, NativeTopicServer } from "./hooks.ts";
+import type { NativeTopics, NativeTopicServer } from "./_native_topics.ts";
 
 /**
  * What carries published messages between processes (or between apps in

@@ -8,9 +8,9 @@
 import { CloseCode } from "../core/close_code.ts";
 import { ProtocolError, UsageError } from "../core/errors.ts";
 import type { ConnectionOptions, Handler } from "../plugins/hooks.ts";
-import type { NativeTopicServer } from "../plugins/hooks.ts";
+import type { NativeTopicServer } from "../plugins/_native_topics.ts";
 import { type NativeSession, type NativeSocketTopics, prepareUpgrade } from "./_native.ts";
-import type { ConnectionSet } from "./_pump.ts";
+import type { ConnectionSet } from "./_registry.ts";
 import type { BunServer, BunWebSocket, BunWebSocketHandler } from "./bun.ts";
 
 interface SessionData {

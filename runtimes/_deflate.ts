@@ -10,7 +10,7 @@
 import { checkDeflateNegotiation, type DeflateAgreement, type DeflateParams, negotiateDeflate } from "../core/deflate.ts";
 import { UsageError } from "../core/errors.ts";
 import type { ExtensionOffer } from "../core/handshake_offers.ts";
-import { type CodecOptions, DeflateCodec, sharedLimiter, ZlibLimiter } from "../plugins/_deflate_codec.ts";
+import { type CodecOptions, DeflateCodec, sharedLimiter, ZlibLimiter } from "./_deflate_codec.ts";
 import type { ConnectionOptions, PerMessageDeflateOptions } from "../plugins/hooks.ts";
 
 /** Default `threshold`: smaller messages are sent as they are, with or without context takeover. */

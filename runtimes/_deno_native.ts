@@ -9,9 +9,9 @@
 import { CloseCode } from "../core/close_code.ts";
 import { ProtocolError, UsageError } from "../core/errors.ts";
 import type { ConnectionOptions, Handler } from "../plugins/hooks.ts";
-import { LIMIT_DEFAULTS } from "./_limits.ts";
+import { CONNECTION_DEFAULTS } from "./_options.ts";
 import { prepareUpgrade } from "./_native.ts";
-import type { ConnectionSet } from "./_pump.ts";
+import type { ConnectionSet } from "./_registry.ts";
 import type { DenoServeInfo } from "./deno.ts";
 
 /** The part of Deno's server-side `WebSocket` Duplex uses. */
@@ -73,7 +73,7 @@ export function nativeUpgrade<S>(
       // refuses "a,b": the header is set on its 101 instead.
       // Deno cannot ping from script: its own idle timeout (which pings)
       // stands in for Duplex's, rounded up to whole seconds.
-      const idleTimeout = Math.ceil((options.idleTimeoutMs ?? LIMIT_DEFAULTS.idleTimeoutMs) / 1000);
+      const idleTimeout = Math.ceil((options.idleTimeoutMs ?? CONNECTION_DEFAULTS.idleTimeoutMs) / 1000);
       upgraded = upgradeWebSocket()(request, { idleTimeout });
       for (const [name, value] of headers) upgraded.response.headers.append(name, value);
       if (protocol !== "") upgraded.response.headers.set("Sec-WebSocket-Protocol", protocol);

@@ -9,7 +9,7 @@
 
 import type { IncomingMessage } from "node:http";
 import type { Duplex } from "node:stream";
-import { reasonPhrase } from "../core/handshake.ts";
+import { reasonPhrase } from "../core/_http_status.ts";
 import { UsageError } from "../core/errors.ts";
 import { run } from "./_node.ts";
 import { headersFor101, kTakeover, NOT_ON_101, type Route, type Takeover } from "./_hono_route.ts";

@@ -8,6 +8,7 @@
  */
 
 import { UsageError } from "../core/errors.ts";
+import { hasListToken } from "../core/_http_grammar.ts";
 import type { UpgradeRequest } from "../core/handshake.ts";
 import { App } from "../plugins/app.ts";
 import { isThenable } from "../plugins/_thenable.ts";
@@ -16,7 +17,8 @@ import type { CloseInfo, ConnectionOptions, Connection, Handler, UpgradeAnswer }
 import type { Middleware } from "../plugins/pipeline.ts";
 import { nativeUpgrade as bunUpgrade, websocketHandler } from "./_bun_native.ts";
 import { hasDenoUpgrade, nativeUpgrade as denoUpgrade } from "./_deno_native.ts";
-import { ConnectionSet, resolveConnectionOptions } from "./_pump.ts";
+import { resolveConnectionOptions } from "./_options.ts";
+import { ConnectionSet } from "./_registry.ts";
 import type { BunServer, BunWebSocketHandler } from "./bun.ts";
 import type { DenoServeInfo } from "./deno.ts";
 import {
@@ -240,10 +242,6 @@ export function headersFor101(headers: Headers): [string, string][] {
   return out;
 }
 
-function hasToken(value: string | undefined, token: string): boolean {
-  return value !== undefined && value.split(",").some((part) => part.trim().toLowerCase() === token);
-}
-
 function upgradeRequired(): Response {
   return new Response("Upgrade Required: this route speaks WebSocket", {
     status: 426,
@@ -318,7 +316,7 @@ export class Route<S> {
   }
 
   async handle(c: HonoContext, given?: WSEvents<S>): Promise<Response> {
-    if (!hasToken(c.req.header("upgrade"), "websocket")) return upgradeRequired();
+    if (!hasListToken(c.req.header("upgrade"), "websocket")) return upgradeRequired();
     const path = routePathOf(c);
     let events: WSEvents<S> | undefined = given;
     if (events === undefined && this.#createEvents !== undefined) {

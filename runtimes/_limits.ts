@@ -12,17 +12,6 @@ import { CloseCode } from "../core/close_code.ts";
 import { ProtocolError, UsageError } from "../core/errors.ts";
 import type { Clock, ConnectionOptions } from "../plugins/hooks.ts";
 
-/** Defaults of the limits this module checks. */
-export const LIMIT_DEFAULTS = Object.freeze({
-  maxBufferedBytes: 16 * 1024 * 1024,
-  bufferPolicy: "close" as "close" | "drop",
-  idleTimeoutMs: 120_000,
-  maxConnections: 100_000,
-  maxConnectionsPerAddress: Infinity,
-  retryAfterSeconds: 5,
-  shutdownTimeoutMs: 10_000,
-});
-
 function invalid(message: string): UsageError {
   return new UsageError("ERR_INVALID_OPTION", `Invalid option: ${message}`);
 }

@@ -18,24 +18,12 @@ import { headSize } from "../core/_head_size.ts";
 import { checkErrorStatus } from "../core/_http_status.ts";
 import { type UpgradeRequest, validateUpgradeRequest } from "../core/handshake.ts";
 import { selectSubprotocol } from "../core/handshake_offers.ts";
-import { ReadyState } from "../core/state.ts";
-import {
-  type Clock,
-  type CloseInfo,
-  type ConnectionOptions,
-  type Connection,
-  type Handler,
-  type NativeTopics,
-  type NativeTopicServer,
-  type SendOptions,
-  systemClock,
-  type UpgradeAnswer,
-} from "../plugins/hooks.ts";
-import { callHook, type Tracked, type ConnectionSet, logHookFailure } from "./_pump.ts";
+import { ReadyState, transition, type Transition } from "../core/state.ts";
+import type { CloseInfo, ConnectionOptions, Handler, SendOptions, UpgradeAnswer } from "../plugins/hooks.ts";
+import { ConnectionBase } from "./_connection.ts";
+import type { ConnectionSet } from "./_registry.ts";
 import { isThenable } from "../plugins/_thenable.ts";
-import { bufferFullError, type IdleHandle, type IdleOps, LIMIT_DEFAULTS, RateLimiter, rateLimitError } from "./_limits.ts";
-
-const EMPTY = new Uint8Array(0); // the idle ping's payload
+import { NATIVE_TOPICS, type NativeTopics, type NativeTopicServer } from "../plugins/_native_topics.ts";
 
 /**
  * A runtime's server-side WebSocket, as a {@linkcode NativeSession} drives it.
@@ -72,14 +60,14 @@ export interface NativeSocket {
   resume?(): void;
   /** Whether the runtime tells when its queue drained (else the session polls `bufferedAmount`). */
   readonly drainEvents?: boolean;
-  /** The runtime's own topics, when it has them (Bun); the session offers them as `nativeTopics`. */
+  /** The runtime's own topics, when it has them (Bun); the session offers them to pub/sub under `NATIVE_TOPICS`. */
   readonly topics?: NativeSocketTopics;
 }
 
 /**
  * A runtime's own topics for one socket, as an adapter hands them to a
  * {@linkcode NativeSession} (which adds its state and limits to make the
- * context's `nativeTopics`).
+ * connection's {@linkcode NativeTopics} for pub/sub).
  *
  * @example
  * ```ts
@@ -112,7 +100,6 @@ export type UpgradeDecision<S> =
   | { response?: undefined; session: NativeSession<S>; protocol: string; headers: [string, string][] };
 
 const POLL_MS = 10;
-const DEFAULT_HIGH_WATER_MARK = 64 * 1024;
 const encoder = new TextEncoder();
 let lastId = 0;
 
@@ -146,7 +133,8 @@ function textResponse(status: number, body: string, headers: Record<string, stri
  *
  * @example
  * ```ts
- * import { ConnectionSet, resolveConnectionOptions } from "./_pump.ts";
+ * import { ConnectionSet } from "./_registry.ts";
+ * import { resolveConnectionOptions } from "./_options.ts";
  * import { prepareUpgrade } from "./_native.ts";
  *
  * const decision = await prepareUpgrade(new Request("http://a/"), "", {}, resolveConnectionOptions({}), new ConnectionSet());
@@ -211,7 +199,8 @@ export async function prepareUpgrade<S>(
 
 /**
  * One connection on a native path: the {@linkcode Connection} the hooks see,
- * fed by the adapter's `on*` calls.
+ * fed by the adapter's `on*` calls. Its state moves through core's
+ * transition table, as the engine's does.
  *
  * @example An adapter's part
  * ```ts
@@ -224,15 +213,7 @@ export async function prepareUpgrade<S>(
  * session.onClose(1000, "", true);
  * ```
  */
-export class NativeSession<S = Record<string, unknown>> implements Connection<S>, Tracked {
-  // What the server's idle sweep asks of a session: one object for every session.
-  static readonly #idleOps: IdleOps<NativeSession<never>> = {
-    open: (session) => session.#state === ReadyState.Open,
-    busy: (session) => session.#busy,
-    ping: (session) => session.#socket!.ping!(EMPTY),
-    close: (session) => session.close(CloseCode.GoingAway, "Idle timeout"),
-  };
-
+export class NativeSession<S = Record<string, unknown>> extends ConnectionBase<S> {
   /** Unique id of the connection within the process. */
   readonly id: string = `n${++lastId}`;
   /** The application's data for this connection. */
@@ -242,29 +223,13 @@ export class NativeSession<S = Record<string, unknown>> implements Connection<S>
   /** The peer's address. */
   readonly remoteAddress: string;
 
-  readonly #handler: Handler<S>;
-  readonly #set: ConnectionSet;
   readonly #maxMessageBytes: number;
-  readonly #closeTimeoutMs: number;
-  readonly #highWaterMark: number;
-  readonly #maxBuffered: number;
-  readonly #dropOverCap: boolean;
-  readonly #idleTimeoutMs: number;
-  readonly #rate: RateLimiter | undefined;
-  #idle: IdleHandle | undefined; // while open, with the idle timeout on
   #socket: NativeSocket | undefined;
   #protocol = "";
   #state: ReadyState = ReadyState.Connecting;
   #queue: (() => void | Promise<void>)[] = [];
-  #busy = false;
   #paused = false;
-  #needDrain = false;
-  #drainWaiters: (() => void)[] = [];
   #pollTimer: unknown;
-  #closeTimer: unknown;
-  #received = 0;
-  /** The timers this connection runs on. */
-  readonly clock: Clock;
   /** What we sent when the peer failed the connection, reported instead of the runtime's view. */
   #failure: CloseInfo | undefined;
   #closeReported = false;
@@ -285,19 +250,10 @@ export class NativeSession<S = Record<string, unknown>> implements Connection<S>
     options: Readonly<ConnectionOptions>,
     set: ConnectionSet,
   ) {
+    super(handler, options, set);
     this.request = request;
     this.remoteAddress = remoteAddress;
-    this.#handler = handler;
-    this.#set = set;
     this.#maxMessageBytes = options.maxMessageBytes ?? Infinity;
-    this.#closeTimeoutMs = options.closeTimeoutMs ?? 5000;
-    this.#highWaterMark = options.highWaterMark ?? DEFAULT_HIGH_WATER_MARK;
-    this.clock = options.clock ?? systemClock;
-    this.#maxBuffered = options.maxBufferedBytes ?? LIMIT_DEFAULTS.maxBufferedBytes;
-    this.#dropOverCap = (options.bufferPolicy ?? LIMIT_DEFAULTS.bufferPolicy) === "drop";
-    this.#idleTimeoutMs = options.idleTimeoutMs ?? LIMIT_DEFAULTS.idleTimeoutMs;
-    this.#rate = options.rateLimit === undefined ? undefined : new RateLimiter(options.rateLimit, this.clock);
-    set.add(this);
   }
 
   // ---- Connection ----
@@ -317,11 +273,6 @@ export class NativeSession<S = Record<string, unknown>> implements Connection<S>
     return undefined;
   }
 
-  /** Payload bytes received so far, plus one per message, ping and pong. */
-  get bytesReceived(): number {
-    return this.#received;
-  }
-
   /** The connection state. */
   get readyState(): ReadyState {
     return this.#state;
@@ -333,59 +284,20 @@ export class NativeSession<S = Record<string, unknown>> implements Connection<S>
   }
 
   /** The runtime's own topics (Bun), for pub/sub; `undefined` on a runtime without them. */
-  get nativeTopics(): NativeTopics | undefined {
+  get [NATIVE_TOPICS](): NativeTopics | undefined {
     return this.#topics;
-  }
-
-  /** Sends a message; `false` when the caller should wait for `drained()`. Nothing is compressed here. */
-  send(data: MessageData, _options?: SendOptions): boolean {
-    this.#requireOpen("send");
-    if (this.bufferedAmount > this.#maxBuffered) {
-      if (!this.#dropOverCap) {
-        this.#safely(() => this.#handler.error?.(this, bufferFullError(this.#maxBuffered)));
-        this.close(CloseCode.TryAgainLater, "Output buffer full");
-      }
-      return false;
-    }
-    const ok = this.#socket!.send(messageData(data));
-    if (!ok || this.bufferedAmount >= this.#highWaterMark) this.#startDrainWait();
-    return !this.#needDrain;
-  }
-
-  /** Sends a prepared message: the runtime frames `message.data`. */
-  sendPrepared(message: PreparedMessage): boolean {
-    return this.send(message.data);
-  }
-
-  /** Sends a ping. */
-  ping(data: MessageData = new Uint8Array(0)): void {
-    this.#requireOpen("ping");
-    const bytes = messageData(data);
-    const payload = typeof bytes === "string" ? encoder.encode(bytes) : bytes;
-    if (payload.length > 125) {
-      throw new UsageError("ERR_CONTROL_TOO_LONG", `Invalid ping payload: ${payload.length} bytes, at most 125`);
-    }
-    if (this.#socket!.ping === undefined) {
-      throw new UsageError("ERR_UNSUPPORTED", "Cannot ping: this runtime's native WebSocket server has no ping");
-    }
-    this.#socket!.ping(payload);
   }
 
   /** Starts the close handshake. */
   close(code: number = CloseCode.Normal, reason = ""): void {
     closePayload(code, reason); // throws UsageError on a code or reason that may not be sent
     if (this.#state === ReadyState.Connecting) {
-      this.#state = ReadyState.Closed;
-      this.#set.delete(this);
+      this.#move("abort");
+      this.set.delete(this);
       return;
     }
     if (this.#state !== ReadyState.Open) return;
-    this.#state = ReadyState.Closing;
-    this.#idle?.stop();
-    // The timer first: a runtime may report the close inside close() (Bun),
-    // and onClose() then clears it.
-    this.#closeTimer = this.clock.setTimeout(() => this.terminate(), this.#closeTimeoutMs);
-    this.#socket!.close(code, reason);
+    this.#closeWith(code, reason);
   }
 
   /** Drops the connection without a close handshake. */
@@ -396,22 +308,16 @@ export class NativeSession<S = Record<string, unknown>> implements Connection<S>
     this.onClose(CloseCode.Abnormal, "", false);
   }
 
-  /** Resolves when the output has drained below the high-water mark. */
-  drained(): Promise<void> {
-    if (!this.#needDrain || this.#state === ReadyState.Closed) return Promise.resolve();
-    return new Promise((resolve) => this.#drainWaiters.push(resolve));
-  }
-
   /**
    * Server shutdown: run the `shutdown` hook (after the hooks queued before
    * it), then close with `code`; refuse a handshake in progress.
    */
   shutdown(code: number, reason: string): void {
-    if (this.#state !== ReadyState.Open || this.#handler.shutdown === undefined) {
+    if (this.#state !== ReadyState.Open || this.handler.shutdown === undefined) {
       this.close(code, reason);
       return;
     }
-    this.#enqueue(() => this.#handler.shutdown!(this));
+    this.#enqueue(() => this.handler.shutdown!(this));
     this.#enqueue(() => {
       if (this.#state === ReadyState.Open) this.close(code, reason);
     });
@@ -423,14 +329,55 @@ export class NativeSession<S = Record<string, unknown>> implements Connection<S>
     else this.terminate();
   }
 
+  // ---- ConnectionBase ----
+
+  protected get sendable(): boolean {
+    return this.#state === ReadyState.Open;
+  }
+
+  protected get outputIdle(): boolean {
+    return !this.needDrain;
+  }
+
+  /** Nothing is compressed here. */
+  protected write(data: MessageData, _options: SendOptions | undefined): boolean {
+    const ok = this.#socket!.send(messageData(data));
+    if (!ok || this.bufferedAmount >= this.highWaterMark) this.#startDrainWait();
+    return !this.needDrain;
+  }
+
+  /** The runtime frames `message.data`. */
+  protected writePrepared(message: PreparedMessage): boolean {
+    return this.write(message.data, undefined);
+  }
+
+  protected writePing(payload: Uint8Array): void {
+    if (this.#socket!.ping === undefined) {
+      throw new UsageError("ERR_UNSUPPORTED", "Cannot ping: this runtime's native WebSocket server has no ping");
+    }
+    this.#socket!.ping(payload);
+  }
+
+  protected closeNow(code: number): void {
+    this.close(code);
+  }
+
+  protected closeTimedOut(): void {
+    this.terminate();
+  }
+
+  protected peerFault(error: ProtocolError): void {
+    this.fail(error);
+  }
+
   // ---- adapter → session ----
 
   /** The `upgrade` hook refused or failed: nothing will open. */
   failUpgrade(err?: unknown): void {
-    if (err !== undefined) this.#safely(() => this.#handler.error?.(this, err));
+    if (err !== undefined) this.report(err);
     if (this.#state === ReadyState.Connecting) {
-      this.#state = ReadyState.Closed;
-      this.#set.delete(this);
+      this.#move("reject");
+      this.set.delete(this);
     }
   }
 
@@ -445,24 +392,19 @@ export class NativeSession<S = Record<string, unknown>> implements Connection<S>
       socket.close(CloseCode.GoingAway, "Server shutting down");
       return;
     }
-    this.#state = ReadyState.Open;
+    this.#move("accept");
     if (socket.topics !== undefined) this.#topics = this.#nativeTopics(socket, socket.topics);
     // A runtime that cannot ping (Deno) runs its own idle timeout, set by the adapter.
-    if (this.#idleTimeoutMs > 0 && socket.ping !== undefined) {
-      this.#idle = this.#set.idleSweep(this.clock, this.#idleTimeoutMs, NativeSession.#idleOps as IdleOps<NativeSession<S>>).add(this);
-    }
-    this.#enqueue(() => this.#handler.open?.(this));
+    if (socket.ping !== undefined) this.startIdle();
+    this.#enqueue(() => this.handler.open?.(this));
   }
 
   /** A whole message arrived. */
   onMessage(data: string | Uint8Array): void {
     if (this.#state === ReadyState.Closed || this.#failure !== undefined) return;
-    this.#received += data.length + 1;
-    this.#idle?.touch();
-    if (this.#rate !== undefined && !this.#rate.take()) {
-      if (this.#rate.action === "close") this.fail(rateLimitError());
-      return;
-    }
+    this.received += data.length + 1;
+    this.idle?.touch();
+    if (this.overRate()) return;
     if (exceeds(data, this.#maxMessageBytes)) {
       this.fail(new ProtocolError(
         "WS_ERR_MESSAGE_TOO_BIG",
@@ -471,23 +413,23 @@ export class NativeSession<S = Record<string, unknown>> implements Connection<S>
       ));
       return;
     }
-    this.#enqueue(() => this.#handler.message?.(this, data));
+    this.#enqueue(() => this.handler.message?.(this, data));
   }
 
   /** A ping arrived (the runtime answered it). */
   onPing(data: Uint8Array): void {
-    this.#received += data.length + 1;
-    this.#idle?.touch();
+    this.received += data.length + 1;
+    this.idle?.touch();
     if (this.#state !== ReadyState.Open) return;
-    this.#enqueue(() => this.#handler.ping?.(this, data));
+    this.#enqueue(() => this.handler.ping?.(this, data));
   }
 
   /** A pong arrived. */
   onPong(data: Uint8Array): void {
-    this.#received += data.length + 1;
-    this.#idle?.touch();
+    this.received += data.length + 1;
+    this.idle?.touch();
     if (this.#state === ReadyState.Closed) return;
-    this.#enqueue(() => this.#handler.pong?.(this, data));
+    this.#enqueue(() => this.handler.pong?.(this, data));
   }
 
   /**
@@ -498,29 +440,23 @@ export class NativeSession<S = Record<string, unknown>> implements Connection<S>
   fail(error: ProtocolError, sent = false): void {
     if (this.#failure !== undefined || this.#state === ReadyState.Closed) return;
     this.#failure = { code: error.closeCode, reason: error.message, wasClean: false };
-    this.#safely(() => this.#handler.error?.(this, error));
+    this.report(error);
     if (sent || this.#state !== ReadyState.Open) return;
-    this.#state = ReadyState.Closing;
-    this.#idle?.stop();
-    this.#closeTimer = this.clock.setTimeout(() => this.terminate(), this.#closeTimeoutMs);
-    this.#socket?.close(error.closeCode, "");
+    this.#closeWith(error.closeCode, "");
   }
 
   /** The runtime reported a fault it handled itself: only the `error` hook hears of it. */
   reportError(error: unknown): void {
     if (this.#state === ReadyState.Closed) return;
-    this.#safely(() => this.#handler.error?.(this, error));
+    this.report(error);
   }
 
   /** The runtime's queue drained. */
   onDrain(): void {
-    if (!this.#needDrain || this.bufferedAmount >= this.#highWaterMark) return;
-    this.#needDrain = false;
+    if (!this.needDrain || this.bufferedAmount >= this.highWaterMark) return;
     this.clock.clearTimeout(this.#pollTimer);
-    this.#resolveDrain();
-    if (this.#state === ReadyState.Open || this.#state === ReadyState.Closing) {
-      this.#safely(() => this.#handler.drain?.(this));
-    }
+    this.drainedNow();
+    this.emitDrain();
   }
 
   /** The connection closed: `code`, `reason` and `wasClean` as the runtime saw them. */
@@ -528,19 +464,35 @@ export class NativeSession<S = Record<string, unknown>> implements Connection<S>
     if (this.#closeReported) return;
     this.#closeReported = true;
     const opened = this.#socket !== undefined && this.#state !== ReadyState.Connecting;
-    this.#state = ReadyState.Closed;
-    this.clock.clearTimeout(this.#closeTimer);
+    if (this.#state !== ReadyState.Closed) this.#move(wasClean ? "peerClose" : "transportEnd");
+    this.clock.clearTimeout(this.closeTimer);
     this.clock.clearTimeout(this.#pollTimer);
-    this.#idle?.stop();
-    this.#needDrain = false;
-    this.#resolveDrain();
-    this.#set.delete(this);
+    this.stopIdle();
+    this.drainedNow();
+    this.set.delete(this);
     if (!opened) return;
     const info: CloseInfo = this.#failure ?? { code: code === 0 ? CloseCode.NoStatus : code, reason, wasClean };
-    this.#enqueue(() => this.#handler.close?.(this, info));
+    this.#enqueue(() => this.handler.close?.(this, info));
   }
 
   // ---- internals ----
+
+  /** Moves the state through core's transition table; an action with no row there is a defect of ours. */
+  #move(action: Transition): void {
+    const next = transition(this.#state, action);
+    if (next === undefined) throw new Error(`duplex: native session cannot ${action} in state ${this.#state}`);
+    this.#state = next;
+  }
+
+  /** Sends our close frame first (a close, or a fault we found), and gives the peer `closeTimeoutMs` to answer. */
+  #closeWith(code: number, reason: string): void {
+    this.#move("localClose");
+    this.stopIdle();
+    // The timer first: a runtime may report the close inside close() (Bun),
+    // and onClose() then clears it.
+    this.startCloseTimer();
+    this.#socket?.close(code, reason);
+  }
 
   #nativeTopics(socket: NativeSocket, topics: NativeSocketTopics): NativeTopics {
     // deno-lint-ignore no-this-alias
@@ -553,7 +505,7 @@ export class NativeSession<S = Record<string, unknown>> implements Connection<S>
       get bufferedAmount() {
         return socket.bufferedAmount;
       },
-      maxBufferedBytes: this.#maxBuffered,
+      maxBufferedBytes: this.maxBuffered,
       subscribe: (topic) => topics.subscribe(topic),
       unsubscribe: (topic) => topics.unsubscribe(topic),
       publish: (topic, data) => topics.publish(topic, data),
@@ -561,43 +513,27 @@ export class NativeSession<S = Record<string, unknown>> implements Connection<S>
       // socket (which Bun's send reports as -1) waits for `drain`.
       delivered: () => {
         const buffered = socket.bufferedAmount;
-        if (buffered > 0 || buffered >= this.#highWaterMark) this.#startDrainWait();
+        if (buffered > 0 || buffered >= this.highWaterMark) this.#startDrainWait();
       },
     };
   }
 
-
-  #requireOpen(what: string): void {
-    if (this.#state === ReadyState.Open) return;
-    if (this.#state === ReadyState.Connecting) {
-      throw new UsageError("ERR_NOT_OPEN", `Cannot ${what}: the connection is not open yet`);
-    }
-    throw new UsageError("ERR_SEND_AFTER_CLOSE", `Cannot ${what}: the connection is closing or closed`);
-  }
-
   #startDrainWait(): void {
-    if (this.#needDrain) return;
-    this.#needDrain = true;
+    if (this.needDrain) return;
+    this.needDrain = true;
     if (this.#socket?.drainEvents) return;
     const poll = () => {
       this.#pollTimer = undefined;
-      if (!this.#needDrain) return;
+      if (!this.needDrain) return;
       this.onDrain();
-      if (this.#needDrain && this.#state !== ReadyState.Closed) this.#pollTimer = this.clock.setTimeout(poll, POLL_MS);
+      if (this.needDrain && this.#state !== ReadyState.Closed) this.#pollTimer = this.clock.setTimeout(poll, POLL_MS);
     };
     this.#pollTimer = this.clock.setTimeout(poll, POLL_MS);
   }
 
-  #resolveDrain(): void {
-    const waiters = this.#drainWaiters;
-    if (waiters.length === 0) return;
-    this.#drainWaiters = [];
-    for (const resolve of waiters) resolve();
-  }
-
   /** Runs hooks one at a time: while one is pending, later events wait and reading pauses. */
   #enqueue(hook: () => void | Promise<void>): void {
-    if (this.#busy) {
+    if (this.busy) {
       this.#queue.push(hook);
       return;
     }
@@ -607,19 +543,19 @@ export class NativeSession<S = Record<string, unknown>> implements Connection<S>
   #run(first: () => void | Promise<void>): void {
     let hook: (() => void | Promise<void>) | undefined = first;
     while (hook !== undefined) {
-      const pending = this.#call(hook);
+      const pending = this.call(hook);
       if (pending !== undefined) {
-        this.#busy = true;
+        this.busy = true;
         if (!this.#paused && this.#state !== ReadyState.Closed) {
           this.#paused = true;
           this.#socket?.pause?.();
         }
         pending.then(() => {
-          this.#busy = false;
-          this.#idle?.touch(); // the hook held the events: silence counts from its end
+          this.busy = false;
+          this.idle?.touch(); // the hook held the events: silence counts from its end
           const next = this.#queue.shift();
           if (next !== undefined) this.#run(next);
-          if (!this.#busy && this.#paused) {
+          if (!this.busy && this.#paused) {
             this.#paused = false;
             if (this.#state !== ReadyState.Closed) this.#socket?.resume?.();
           }
@@ -627,25 +563,6 @@ export class NativeSession<S = Record<string, unknown>> implements Connection<S>
         return;
       }
       hook = this.#queue.shift();
-    }
-  }
-
-  /** Calls a hook; a throw or a rejection closes the connection with 1011. */
-  #call(hook: () => void | Promise<void>): Promise<void> | undefined {
-    return callHook(hook, (err) => this.#hookFailed(err));
-  }
-
-  #hookFailed(err: unknown): void {
-    this.#safely(() => this.#handler.error?.(this, err));
-    if (this.#state === ReadyState.Open) this.close(CloseCode.InternalError);
-  }
-
-  #safely(fn: () => unknown): void {
-    try {
-      const result = fn();
-      if (isThenable(result)) result.then(undefined, logHookFailure);
-    } catch (err) {
-      logHookFailure(err);
     }
   }
 }

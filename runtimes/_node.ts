@@ -8,8 +8,10 @@
 import type { IncomingMessage } from "node:http";
 import type { Socket } from "node:net";
 import type { Duplex } from "node:stream";
-import type { Handler } from "../plugins/hooks.ts";
-import { type ConnectionOptions, type ConnectionSet, DEFAULT_HIGH_WATER_MARK, Pump, type Transport } from "./_pump.ts";
+import type { ConnectionOptions, Handler } from "../plugins/hooks.ts";
+import { Pump, type Transport } from "./_pump.ts";
+import type { ConnectionSet } from "./_registry.ts";
+import { DEFAULT_HIGH_WATER_MARK } from "./_options.ts";
 
 class NodeTransport implements Transport {
   readonly #socket: Duplex;

@@ -14,24 +14,14 @@ import { ProtocolError, UsageError } from "../core/errors.ts";
 import { CloseCode, closePayload } from "../core/close_code.ts";
 import type { DeflateParams } from "../core/deflate.ts";
 import { type Compression, type DeflateConfig, deflateConfig } from "./_deflate.ts";
-import { resolveLimits } from "../core/options.ts";
-import { addressKey, bufferFullError, checkLimitOptions, type IdleHandle, type IdleOps, IdleSweep, LIMIT_DEFAULTS, RateLimiter, rateLimitError } from "./_limits.ts";
+import { CONNECTION_DEFAULTS } from "./_options.ts";
+import type { ConnectionSet } from "./_registry.ts";
+import { ConnectionBase } from "./_connection.ts";
 import type { HeadLike, UpgradeRequest } from "../core/handshake.ts";
 import { selectSubprotocol } from "../core/handshake_offers.ts";
 import { ReadyState } from "../core/state.ts";
 import { isThenable } from "../plugins/_thenable.ts";
-import {
-  type Clock,
-  type CloseInfo,
-  type ConnectionOptions,
-  type Connection,
-  type Handler,
-  type SendOptions,
-  systemClock,
-  type UpgradeAnswer,
-} from "../plugins/hooks.ts";
-
-export type { ConnectionOptions };
+import type { CloseInfo, ConnectionOptions, Handler, SendOptions, UpgradeAnswer } from "../plugins/hooks.ts";
 
 /**
  * A socket as the pump sees it. `write` never drops bytes: it queues what
@@ -109,293 +99,12 @@ export function coalesce(chunks: Uint8Array[], limit: number = COALESCE_BYTES): 
 }
 
 const DRAIN_RECHECK_MS = 5;
-const DEFAULT_HANDSHAKE_TIMEOUT_MS = 10_000;
-/** The default `highWaterMark` of a connection's output, bytes. */
-export const DEFAULT_HIGH_WATER_MARK = 64 * 1024;
-
 let lastId = 0;
-
-/**
- * Checks connection options once, when a server is created, so that a bad
- * option fails there with a {@linkcode UsageError} rather than on the first
- * connection.
- *
- * @param options What the application passed.
- * @returns A frozen, complete copy, shared by every connection of the server.
- * @throws {UsageError} When a limit or timeout is not a valid integer, or
- *   `protocols` is not a list of strings.
- *
- * @example
- * ```ts
- * import { resolveConnectionOptions } from "./_pump.ts";
- *
- * const options = resolveConnectionOptions({ protocols: ["chat.v1"], closeTimeoutMs: 1000 });
- * console.log(options.maxMessageBytes); // 16777216
- * ```
- */
-export function resolveConnectionOptions(options: ConnectionOptions): Readonly<ConnectionOptions> {
-  const limits = resolveLimits(options);
-  for (const key of ["handshakeTimeoutMs", "highWaterMark"] as const) {
-    const value = options[key];
-    if (value !== undefined && (typeof value !== "number" || !Number.isSafeInteger(value) || value < 1)) {
-      throw new UsageError("ERR_INVALID_OPTION", `Invalid option: ${key} must be a positive integer, got ${String(value)}`);
-    }
-  }
-  const protocols = options.protocols ?? [];
-  if (!Array.isArray(protocols) || protocols.some((p) => typeof p !== "string" || p === "")) {
-    throw new UsageError("ERR_INVALID_OPTION", "Invalid option: protocols must be a list of non-empty strings");
-  }
-  checkLimitOptions(options);
-  const clock = options.clock ?? systemClock;
-  if (typeof clock !== "object" || clock === null || ["now", "setTimeout", "clearTimeout"].some((k) => typeof (clock as unknown as Record<string, unknown>)[k] !== "function")) {
-    throw new UsageError("ERR_INVALID_OPTION", "Invalid option: clock must have now, setTimeout and clearTimeout");
-  }
-  const resolved = Object.freeze({ ...options, ...limits, clock, protocols: Object.freeze([...protocols]) });
-  deflateConfig(resolved); // checks perMessageDeflate now, not at the first connection
-  return resolved;
-}
-
 const encoder = new TextEncoder();
 
 /** Throws what `Engine.close` would for a bad code or reason. */
 function closePayloadCheck(code: number | undefined, reason: string | undefined): void {
   closePayload(code ?? CloseCode.Normal, reason ?? "");
-}
-
-/**
- * Logs the failure of a hook that had nowhere else to report it (the `error`
- * or `drain` hook itself threw or rejected).
- *
- * @param err What the hook threw or rejected with.
- *
- * @example
- * ```ts
- * import { logHookFailure } from "./_pump.ts";
- *
- * logHookFailure(new Error("boom")); // console.error, never a throw
- * ```
- */
-export function logHookFailure(err: unknown): void {
-  console.error("duplex: a hook threw while handling another error:", err);
-}
-
-/**
- * Calls a hook for the raw pump and the native session alike: a throw or a
- * rejection goes to `failed`, never further.
- *
- * @param hook The hook call.
- * @param failed What to do with the hook's error.
- * @returns A promise that settles once an async hook is done, or `undefined` for a sync one.
- *
- * @example
- * ```ts
- * import { callHook } from "./_pump.ts";
- *
- * callHook(() => {
- *   throw new Error("boom");
- * }, (err) => console.error(err)); // undefined, and the error is reported
- * ```
- */
-export function callHook(hook: () => void | Promise<void>, failed: (err: unknown) => void): Promise<void> | undefined {
-  let result;
-  try {
-    result = hook();
-  } catch (err) {
-    failed(err);
-    return undefined;
-  }
-  if (!isThenable(result)) return undefined;
-  return result.then(undefined, failed);
-}
-
-/**
- * What a server's {@linkcode ConnectionSet} holds: a connection it can shut
- * down. Raw connections ({@linkcode Pump}) and native ones implement it.
- *
- * @example
- * ```ts
- * import type { Tracked } from "./_pump.ts";
- *
- * const connection: Tracked = {
- *   shutdown: (code, reason) => console.log(code, reason),
- *   destroy: () => console.log("destroyed"),
- * };
- * ```
- */
-export interface Tracked {
-  /**
-   * Runs the `shutdown` hook, then closes with `code` (or drops a handshake
-   * in progress); the set hears of it once the socket closed.
-   */
-  shutdown(code: number, reason: string): void;
-  /** Drops the socket now, whatever the state. */
-  destroy(): void;
-}
-
-/**
- * An upgrade the server turns down before the app sees it: 503 when full or
- * shutting down, 429 when the peer's address has too many connections.
- *
- * @example
- * ```ts
- * import type { Refusal } from "./_pump.ts";
- *
- * const refusal: Refusal = { status: 503, body: "Service Unavailable: too many connections", headers: [["Retry-After", "5"]] };
- * ```
- */
-export interface Refusal {
-  /** 503 or 429. */
-  status: number;
-  /** A short text body. */
-  body: string;
-  /** `Retry-After`. */
-  headers: [string, string][];
-}
-
-/**
- * The live connections of one server: admission (`maxConnections`,
- * `maxConnectionsPerAddress`) and shutdown.
- *
- * @example
- * ```ts
- * import { ConnectionSet } from "./_pump.ts";
- *
- * const set = new ConnectionSet({ maxConnections: 1000 });
- * // Every Pump created with `set` adds itself, and removes itself once its socket closed.
- * await set.shutdown(1001, "Server shutting down"); // resolves at once when empty
- * ```
- */
-export class ConnectionSet {
-  readonly #pumps = new Set<Tracked>();
-  readonly #admitted = new Map<Tracked, string>();
-  readonly #perAddress = new Map<string, number>();
-  readonly #maxConnections: number;
-  readonly #maxPerAddress: number;
-  readonly #retryAfter: string;
-  readonly #shutdownTimeoutMs: number;
-  readonly #clock: Clock;
-  #waiters: (() => void)[] = [];
-  #closing = false;
-  #sweeps: IdleSweep<unknown>[] = [];
-
-  /**
-   * @param options The server's connection options (already checked): the
-   *   admission limits, `shutdownTimeoutMs` and the clock.
-   */
-  constructor(options: Readonly<ConnectionOptions> = {}) {
-    this.#maxConnections = options.maxConnections ?? LIMIT_DEFAULTS.maxConnections;
-    this.#maxPerAddress = options.maxConnectionsPerAddress ?? LIMIT_DEFAULTS.maxConnectionsPerAddress;
-    this.#retryAfter = String(options.retryAfterSeconds ?? LIMIT_DEFAULTS.retryAfterSeconds);
-    this.#shutdownTimeoutMs = options.shutdownTimeoutMs ?? LIMIT_DEFAULTS.shutdownTimeoutMs;
-    this.#clock = options.clock ?? systemClock;
-  }
-
-  /** Whether `shutdown()` was called: new connections should be refused. */
-  get closing(): boolean {
-    return this.#closing;
-  }
-
-  /** Resolves once no connection is left. */
-  whenEmpty(): Promise<void> {
-    if (this.#pumps.size === 0) return Promise.resolve();
-    return new Promise((resolve) => this.#waiters.push(resolve));
-  }
-
-  /** Number of live connections (handshakes in progress included). */
-  get size(): number {
-    return this.#pumps.size;
-  }
-
-  /** Number of connections admitted: open, closing, or past the checks and in the `upgrade` hook. */
-  get admitted(): number {
-    return this.#admitted.size;
-  }
-
-  /** Iterates over the live connections. */
-  [Symbol.iterator](): IterableIterator<Tracked> {
-    return this.#pumps.values();
-  }
-
-  /**
-   * The server's idle sweep for one kind of connection: one timer for all
-   * of them, created on first use.
-   *
-   * @param clock The connections' clock.
-   * @param timeoutMs Their idle timeout, above 0.
-   * @param ops What the sweep asks of them (one object per kind of connection).
-   */
-  idleSweep<T>(clock: Clock, timeoutMs: number, ops: IdleOps<T>): IdleSweep<T> {
-    for (const sweep of this.#sweeps) {
-      if (sweep.clock === clock && sweep.timeoutMs === timeoutMs && sweep.ops === ops) return sweep as IdleSweep<T>;
-    }
-    const sweep = new IdleSweep(clock, timeoutMs, ops);
-    this.#sweeps.push(sweep as IdleSweep<unknown>);
-    return sweep;
-  }
-
-  /** Adds a connection. */
-  add(pump: Tracked): void {
-    this.#pumps.add(pump);
-  }
-
-  /**
-   * Counts a valid upgrade request against the limits, before the app's
-   * `upgrade` hook runs. It stays counted until {@linkcode delete}.
-   *
-   * @returns `undefined` when admitted, else the refusal to answer with.
-   */
-  admit(pump: Tracked, remoteAddress: string): Refusal | undefined {
-    const retry: [string, string][] = [["Retry-After", this.#retryAfter]];
-    if (this.#closing) return { status: 503, body: "Service Unavailable: shutting down", headers: retry };
-    if (this.#admitted.size >= this.#maxConnections) {
-      return { status: 503, body: "Service Unavailable: too many connections", headers: retry };
-    }
-    const key = addressKey(remoteAddress);
-    const count = this.#perAddress.get(key) ?? 0;
-    if (count >= this.#maxPerAddress) {
-      return { status: 429, body: "Too Many Requests: too many connections from this address", headers: retry };
-    }
-    this.#perAddress.set(key, count + 1);
-    this.#admitted.set(pump, key);
-    return undefined;
-  }
-
-  /** Removes a closed connection. */
-  delete(pump: Tracked): void {
-    const key = this.#admitted.get(pump);
-    if (key !== undefined) {
-      this.#admitted.delete(pump);
-      const count = this.#perAddress.get(key)! - 1;
-      if (count === 0) this.#perAddress.delete(key);
-      else this.#perAddress.set(key, count);
-    }
-    if (!this.#pumps.delete(pump)) return;
-    if (this.#pumps.size === 0) {
-      const waiters = this.#waiters;
-      this.#waiters = [];
-      for (const resolve of waiters) resolve();
-    }
-  }
-
-  /**
-   * Stops admitting, runs every open connection's `shutdown` hook and closes
-   * it with `code`, and resolves once every socket is closed. Handshakes in
-   * progress are dropped. Whatever is left after `shutdownTimeoutMs`
-   * (hooks that never return, peers that never answer) is destroyed.
-   */
-  shutdown(code: number, reason: string): Promise<void> {
-    if (!this.#closing) {
-      this.#closing = true;
-      for (const pump of [...this.#pumps]) pump.shutdown(code, reason);
-      if (this.#pumps.size > 0) {
-        const timer = this.#clock.setTimeout(() => {
-          for (const pump of [...this.#pumps]) pump.destroy();
-        }, this.#shutdownTimeoutMs);
-        void this.whenEmpty().then(() => this.#clock.clearTimeout(timer));
-      }
-    }
-    return this.whenEmpty();
-  }
 }
 
 /**
@@ -407,7 +116,9 @@ export class ConnectionSet {
  * @example An adapter's whole job
  * ```ts
  * import type { Socket } from "node:net";
- * import { ConnectionSet, Pump, resolveConnectionOptions, type Transport } from "./_pump.ts";
+ * import { Pump, type Transport } from "./_pump.ts";
+ * import { ConnectionSet } from "./_registry.ts";
+ * import { resolveConnectionOptions } from "./_options.ts";
  *
  * declare const socket: Socket;
  * declare const transport: Transport; // the socket, wrapped
@@ -419,15 +130,7 @@ export class ConnectionSet {
  * pump.start(); // raw bytes: the HTTP handshake comes first
  * ```
  */
-export class Pump<S = Record<string, unknown>> implements Connection<S>, Tracked {
-  // What the server's idle sweep asks of a pump: one object for every pump.
-  static readonly #idleOps: IdleOps<Pump<never>> = {
-    open: (pump) => pump.#engine.state === ReadyState.Open,
-    busy: (pump) => pump.#busy,
-    ping: (pump) => pump.ping(),
-    close: (pump) => pump.close(CloseCode.GoingAway, "Idle timeout"),
-  };
-
+export class Pump<S = Record<string, unknown>> extends ConnectionBase<S> {
   // The id as a number and the state object on first use: an idle
   // connection then holds neither a string nor an empty object.
   readonly #id: number = ++lastId;
@@ -435,36 +138,21 @@ export class Pump<S = Record<string, unknown>> implements Connection<S>, Tracked
 
   readonly #engine: Engine;
   readonly #transport: Transport;
-  readonly #handler: Handler<S>;
   readonly #protocols: readonly string[];
   readonly #handshakeTimeoutMs: number;
-  readonly #highWaterMark: number;
-  readonly #set: ConnectionSet;
-  readonly #clock: Clock;
   readonly #deflateConfig: DeflateConfig | undefined;
-  readonly #maxBuffered: number;
-  readonly #capAlways: boolean; // check the cap on every send, not only under backpressure
-  readonly #dropOverCap: boolean;
-  readonly #idleTimeoutMs: number;
-  readonly #rate: RateLimiter | undefined;
   #z: Compression | undefined; // permessage-deflate, once negotiated
   #closeAfter: [code: number | undefined, reason: string | undefined] | undefined; // close() waiting for queued sends
-  #received = 0;
 
-  #busy = false; // a hook's promise is pending: events wait
   #inLoop = false;
   #flushQueued = false;
-  #needDrain = false;
   #paused = false;
   #aborted = false; // the connection ended without a handshake: destroy, no FIN
   #ended = false; // the transport was ended or destroyed by us
   #closed = false; // the transport is closed
-  #drainWaiters: (() => void)[] | undefined; // allocated by the first drained() that waits
   #handshakeTimer: unknown;
-  #closeTimer: unknown;
   #lingerTimer: unknown;
   #drainRecheck: unknown;
-  #idle: IdleHandle | undefined; // while open, with the idle timeout on
   #shutdownClose: [code: number, reason: string] | undefined; // close() waiting for the shutdown hook
 
   /**
@@ -474,24 +162,16 @@ export class Pump<S = Record<string, unknown>> implements Connection<S>, Tracked
    * @param set The server's live connections; the pump adds and removes itself.
    */
   constructor(transport: Transport, handler: Handler<S>, options: ConnectionOptions, set: ConnectionSet) {
+    super(handler, options, set);
     this.#engine = new Engine(options);
     this.#transport = transport;
-    this.#handler = handler;
     this.#protocols = options.protocols ?? [];
-    this.#handshakeTimeoutMs = options.handshakeTimeoutMs ?? DEFAULT_HANDSHAKE_TIMEOUT_MS;
-    this.#highWaterMark = options.highWaterMark ?? DEFAULT_HIGH_WATER_MARK;
-    this.#set = set;
-    this.#clock = options.clock ?? systemClock;
+    this.#handshakeTimeoutMs = options.handshakeTimeoutMs ?? CONNECTION_DEFAULTS.handshakeTimeoutMs;
     this.#deflateConfig = deflateConfig(options);
-    this.#maxBuffered = options.maxBufferedBytes ?? LIMIT_DEFAULTS.maxBufferedBytes;
     // Without backpressure the output stays under twice the high-water mark
     // (the engine's batch plus the socket's buffer): checking the cap only
     // under backpressure is then exact, and costs nothing on the fast path.
-    this.#capAlways = this.#maxBuffered < 2 * this.#highWaterMark || this.#deflateConfig !== undefined;
-    this.#dropOverCap = (options.bufferPolicy ?? LIMIT_DEFAULTS.bufferPolicy) === "drop";
-    this.#idleTimeoutMs = options.idleTimeoutMs ?? LIMIT_DEFAULTS.idleTimeoutMs;
-    this.#rate = options.rateLimit === undefined ? undefined : new RateLimiter(options.rateLimit, this.#clock);
-    set.add(this);
+    this.capAlways = this.maxBuffered < 2 * this.highWaterMark || this.#deflateConfig !== undefined;
   }
 
   // ---- Connection ----
@@ -535,16 +215,6 @@ export class Pump<S = Record<string, unknown>> implements Connection<S>, Tracked
     return this.#engine.deflate;
   }
 
-  /** Bytes read from the socket so far. */
-  get bytesReceived(): number {
-    return this.#received;
-  }
-
-  /** The timers this connection runs on. */
-  get clock(): Clock {
-    return this.#clock;
-  }
-
   /** The connection state. */
   get readyState(): ReadyState {
     return this.#engine.state;
@@ -556,17 +226,23 @@ export class Pump<S = Record<string, unknown>> implements Connection<S>, Tracked
     return queued + this.#engine.outputBytes + (this.#closed ? 0 : this.#transport.bufferedAmount);
   }
 
-  /** Sends a message; `false` when the caller should wait for `drained()`. */
-  send(data: MessageData, options?: SendOptions): boolean {
-    if ((this.#needDrain || this.#capAlways) && this.#overCap()) return false;
+  /** Open, and no close waiting for the messages queued for zlib. */
+  protected get sendable(): boolean {
+    return this.#engine.state === ReadyState.Open && this.#closeAfter === undefined;
+  }
+
+  /** Nothing left in the engine or for zlib, and no backpressure. */
+  protected get outputIdle(): boolean {
+    return !this.needDrain && this.#engine.outputBytes === 0 && (this.#z === undefined || this.#z.pending === 0);
+  }
+
+  protected write(data: MessageData, options: SendOptions | undefined): boolean {
     if (this.#z !== undefined) return this.#sendDeflate(this.#z, messageData(data), options?.compress !== false, undefined);
     this.#engine.send(data);
     return this.#sent();
   }
 
-  /** Sends a message framed once for many recipients. */
-  sendPrepared(message: PreparedMessage): boolean {
-    if ((this.#needDrain || this.#capAlways) && this.#overCap()) return false;
+  protected writePrepared(message: PreparedMessage): boolean {
     if (this.#z !== undefined) return this.#sendDeflate(this.#z, message.data, true, message);
     this.#engine.sendPrepared(message);
     return this.#sent();
@@ -577,11 +253,6 @@ export class Pump<S = Record<string, unknown>> implements Connection<S>, Tracked
    * and the message stays uncompressed; else behind what waits, in order.
    */
   #sendDeflate(z: Compression, data: string | Uint8Array, compress: boolean, prepared: PreparedMessage | undefined): boolean {
-    const state = this.#engine.state;
-    if (state !== ReadyState.Open || this.#closeAfter !== undefined) {
-      if (state === ReadyState.Connecting) throw new UsageError("ERR_NOT_OPEN", "Cannot send: the connection is not open yet");
-      throw new UsageError("ERR_SEND_AFTER_CLOSE", "Cannot send: the connection is closing or closed");
-    }
     // A string's length is a lower bound of its UTF-8 size: good enough for a threshold.
     const squeeze = compress && data.length >= z.threshold;
     if (!squeeze && z.pending === 0) {
@@ -607,25 +278,11 @@ export class Pump<S = Record<string, unknown>> implements Connection<S>, Tracked
         this.#sent();
       });
     }
-    return !this.#needDrain && this.bufferedAmount < this.#highWaterMark;
-  }
-
-  /**
-   * Whether the output is over `maxBufferedBytes` while open: the send is
-   * then refused, and with `bufferPolicy: "close"` the connection closes
-   * with 1013.
-   */
-  #overCap(): boolean {
-    if (this.bufferedAmount <= this.#maxBuffered || this.#engine.state !== ReadyState.Open || this.#closeAfter !== undefined) return false;
-    if (!this.#dropOverCap) {
-      this.#safely(() => this.#handler.error?.(this, bufferFullError(this.#maxBuffered)));
-      this.close(CloseCode.TryAgainLater, "Output buffer full");
-    }
-    return true;
+    return !this.needDrain && this.bufferedAmount < this.highWaterMark;
   }
 
   #sent(): boolean {
-    if (this.#engine.outputBytes >= this.#highWaterMark) {
+    if (this.#engine.outputBytes >= this.highWaterMark) {
       // A burst of sends (from a hook too): hand the bytes to the socket now,
       // not at the end of the tick or of the loop, so that our own batch
       // never grows past the high-water mark.
@@ -633,12 +290,11 @@ export class Pump<S = Record<string, unknown>> implements Connection<S>, Tracked
     } else {
       this.#scheduleFlush();
     }
-    return !this.#needDrain && this.bufferedAmount < this.#highWaterMark;
+    return !this.needDrain && this.bufferedAmount < this.highWaterMark;
   }
 
-  /** Sends a ping. */
-  ping(data?: MessageData): void {
-    this.#engine.ping(data);
+  protected writePing(payload: Uint8Array): void {
+    this.#engine.ping(payload);
     this.#scheduleFlush();
   }
 
@@ -663,7 +319,7 @@ export class Pump<S = Record<string, unknown>> implements Connection<S>, Tracked
       return;
     }
     this.#flush();
-    if (!this.#needDrain && this.#engine.outputBytes === 0) this.#resolveDrain();
+    if (!this.needDrain && this.#engine.outputBytes === 0) this.resolveDrain();
   }
 
   /** Drops the connection without a close handshake. */
@@ -674,13 +330,6 @@ export class Pump<S = Record<string, unknown>> implements Connection<S>, Tracked
     this.#kick();
   }
 
-  /** Resolves when the output has drained below the high-water mark. */
-  drained(): Promise<void> {
-    if (!this.#needDrain && this.#engine.outputBytes === 0 && (this.#z === undefined || this.#z.pending === 0)) return Promise.resolve();
-    if (this.#closed) return Promise.resolve();
-    return new Promise((resolve) => (this.#drainWaiters ??= []).push(resolve));
-  }
-
   // ---- transport → pump ----
 
   /**
@@ -689,7 +338,7 @@ export class Pump<S = Record<string, unknown>> implements Connection<S>, Tracked
    */
   start(head?: HeadLike, rest?: Uint8Array): void {
     if (head === undefined) {
-      this.#handshakeTimer = this.#clock.setTimeout(() => this.#handshakeTimedOut(), this.#handshakeTimeoutMs);
+      this.#handshakeTimer = this.clock.setTimeout(() => this.#handshakeTimedOut(), this.#handshakeTimeoutMs);
       return;
     }
     this.#engine.receiveHead(head, rest);
@@ -698,10 +347,10 @@ export class Pump<S = Record<string, unknown>> implements Connection<S>, Tracked
 
   /** The socket read bytes. */
   onData(chunk: Uint8Array): void {
-    this.#received += chunk.length;
-    this.#idle?.touch();
+    this.received += chunk.length;
+    this.idle?.touch();
     this.#engine.receive(chunk);
-    if (this.#busy) {
+    if (this.busy) {
       // A hook is still running: keep the bytes, stop reading more.
       this.#pause();
       return;
@@ -717,22 +366,19 @@ export class Pump<S = Record<string, unknown>> implements Connection<S>, Tracked
 
   /** Everything written so far has been handed to the operating system. */
   onDrain(): void {
-    if (!this.#needDrain || this.#closed) return;
-    if (this.#transport.bufferedAmount >= this.#highWaterMark) {
+    if (!this.needDrain || this.#closed) return;
+    if (this.#transport.bufferedAmount >= this.highWaterMark) {
       // Bun's node:net emits `drain` while megabytes are still buffered:
       // check again shortly rather than report a drain that did not happen.
-      this.#drainRecheck ??= this.#clock.setTimeout(() => {
+      this.#drainRecheck ??= this.clock.setTimeout(() => {
         this.#drainRecheck = undefined;
         this.onDrain();
       }, DRAIN_RECHECK_MS);
       return;
     }
-    this.#needDrain = false;
-    this.#resolveDrain();
+    this.drainedNow();
     this.#updateReading();
-    if (this.#engine.state === ReadyState.Open || this.#engine.state === ReadyState.Closing) {
-      this.#safely(() => this.#handler.drain?.(this));
-    }
+    this.emitDrain();
   }
 
   /** The socket is closed (after an error, a reset, or our own end). */
@@ -744,8 +390,8 @@ export class Pump<S = Record<string, unknown>> implements Connection<S>, Tracked
     if (this.#engine.state !== ReadyState.Closed) this.#engine.receive(null);
     this.#run();
     this.#clearTimers();
-    this.#resolveDrain();
-    this.#set.delete(this);
+    this.resolveDrain();
+    this.set.delete(this);
   }
 
   /**
@@ -761,12 +407,12 @@ export class Pump<S = Record<string, unknown>> implements Connection<S>, Tracked
       return;
     }
     if (state !== ReadyState.Open) return;
-    if (this.#handler.shutdown === undefined) {
+    if (this.handler.shutdown === undefined) {
       this.close(code, reason);
       return;
     }
     this.#shutdownClose = [code, reason];
-    if (!this.#busy) this.#runShutdownHook();
+    if (!this.busy) this.#runShutdownHook();
   }
 
   /** Drops the socket now, whatever the state (the server's shutdown deadline). */
@@ -781,7 +427,7 @@ export class Pump<S = Record<string, unknown>> implements Connection<S>, Tracked
 
   /** Runs the `shutdown` hook as a hook of its own, then the close it was waiting for. */
   #runShutdownHook(): void {
-    const pending = this.#call(() => this.#handler.shutdown!(this));
+    const pending = this.call(() => this.handler.shutdown!(this));
     const close = () => {
       const [code, reason] = this.#shutdownClose!;
       this.#shutdownClose = undefined;
@@ -791,9 +437,9 @@ export class Pump<S = Record<string, unknown>> implements Connection<S>, Tracked
       close();
       return;
     }
-    this.#busy = true;
+    this.busy = true;
     pending.then(() => {
-      this.#busy = false;
+      this.busy = false;
       close();
       this.#run();
       this.#updateReading();
@@ -803,16 +449,16 @@ export class Pump<S = Record<string, unknown>> implements Connection<S>, Tracked
   // ---- the loop ----
 
   #run(): void {
-    if (this.#busy || this.#inLoop) return;
+    if (this.busy || this.#inLoop) return;
     this.#inLoop = true;
     try {
       for (let event = this.#engine.nextEvent(); event !== undefined; event = this.#engine.nextEvent()) {
         const pending = this.#dispatch(event);
         if (pending !== undefined) {
-          this.#busy = true;
+          this.busy = true;
           pending.then(() => {
-            this.#busy = false;
-            this.#idle?.touch(); // the hook held the events: silence counts from its end
+            this.busy = false;
+            this.idle?.touch(); // the hook held the events: silence counts from its end
             if (this.#shutdownClose !== undefined) this.#runShutdownHook();
             this.#run();
             this.#updateReading();
@@ -823,7 +469,7 @@ export class Pump<S = Record<string, unknown>> implements Connection<S>, Tracked
     } catch (err) {
       // Not a peer fault (those are events) nor a hook's (those are caught):
       // a defect of ours. It costs this connection only, never the process.
-      this.#safely(() => this.#handler.error?.(this, err));
+      this.report(err);
       this.#aborted = true;
       if (this.#engine.state !== ReadyState.Closed) this.#engine.abort();
     } finally {
@@ -841,7 +487,7 @@ export class Pump<S = Record<string, unknown>> implements Connection<S>, Tracked
    */
   #kick(): void {
     if (this.#inLoop) return;
-    if (this.#busy) {
+    if (this.busy) {
       this.#flush();
       this.#settle();
       return;
@@ -850,35 +496,33 @@ export class Pump<S = Record<string, unknown>> implements Connection<S>, Tracked
   }
 
   #dispatch(event: EngineEvent): Promise<void> | undefined {
-    const handler = this.#handler;
+    const handler = this.handler;
     switch (event.type) {
       case "upgrade":
         return this.#upgrade();
       case "rejected":
         return undefined;
       case "open":
-        this.#clock.clearTimeout(this.#handshakeTimer);
+        this.clock.clearTimeout(this.#handshakeTimer);
         this.#handshakeTimer = undefined;
-        if (this.#idleTimeoutMs > 0) {
-          this.#idle = this.#set.idleSweep(this.#clock, this.#idleTimeoutMs, Pump.#idleOps as IdleOps<Pump<S>>).add(this);
-        }
-        return this.#call(() => handler.open?.(this));
+        this.startIdle();
+        return this.call(() => handler.open?.(this));
       case "message":
-        if (this.#rate !== undefined && !this.#rate.take()) return this.#overRate();
-        return this.#call(() => handler.message?.(this, event.data));
+        if (this.overRate()) return undefined;
+        return this.call(() => handler.message?.(this, event.data));
       case "compressed":
-        if (this.#rate !== undefined && !this.#rate.take()) return this.#overRate();
+        if (this.overRate()) return undefined;
         return this.#inflate(event.data, event.binary);
       case "ping":
-        return this.#call(() => handler.ping?.(this, event.data));
+        return this.call(() => handler.ping?.(this, event.data));
       case "pong":
-        return this.#call(() => handler.pong?.(this, event.data));
+        return this.call(() => handler.pong?.(this, event.data));
       case "error":
-        this.#safely(() => handler.error?.(this, event.error));
+        this.report(event.error);
         return undefined;
       case "close": {
         const info: CloseInfo = { code: event.code, reason: event.reason, wasClean: event.wasClean };
-        return this.#call(() => handler.close?.(this, info));
+        return this.call(() => handler.close?.(this, info));
       }
     }
   }
@@ -894,59 +538,43 @@ export class Pump<S = Record<string, unknown>> implements Connection<S>, Tracked
       (bytes) => {
         const message = this.#engine.inflated(bytes, binary); // text not UTF-8: the engine failed the connection with 1007
         if (message === undefined) return undefined;
-        return this.#call(() => this.#handler.message?.(this, message));
+        return this.call(() => this.handler.message?.(this, message));
       },
       (error) => {
-        if (error instanceof ProtocolError) return this.#peerFault(error);
-        if (!(error instanceof UsageError)) this.#hookFailed(error); // not the codec closed with the socket
+        if (error instanceof ProtocolError) return this.peerFault(error);
+        if (!(error instanceof UsageError)) this.hookFailed(error); // not the codec closed with the socket
       },
     );
   }
 
-  /** A message over the rate limit: dropped, or the connection fails with 1008. */
-  #overRate(): undefined {
-    if (this.#rate!.action === "close") this.#peerFault(rateLimitError());
-    return undefined;
-  }
-
   /** The peer broke the protocol in a way the adapter found: the engine fails the connection. */
-  #peerFault(error: ProtocolError): void {
+  protected peerFault(error: ProtocolError): void {
     this.#closeAfter = undefined;
     this.#engine.fail(error);
   }
 
-  /** Calls a hook; a throw or a rejection closes the connection with 1011. */
-  #call(hook: () => void | Promise<void>): Promise<void> | undefined {
-    return callHook(hook, (err) => this.#hookFailed(err));
+  /** A hook failed: close with `code` now, ahead of the messages queued for zlib. */
+  protected closeNow(code: number): void {
+    this.#engine.close(code);
+    this.#kick();
   }
 
-  #hookFailed(err: unknown): void {
-    this.#safely(() => this.#handler.error?.(this, err));
-    if (this.#engine.state === ReadyState.Open) {
-      this.#engine.close(1011);
-      this.#kick();
-    }
-  }
-
-  /** Runs a hook whose failure has nowhere else to go. */
-  #safely(fn: () => unknown): void {
-    try {
-      const result = fn();
-      if (isThenable(result)) result.then(undefined, logHookFailure);
-    } catch (err) {
-      logHookFailure(err);
-    }
+  /** The peer did not answer our close frame in time. */
+  protected closeTimedOut(): void {
+    this.#aborted = true;
+    this.#engine.abort();
+    this.#kick();
   }
 
   #upgrade(): Promise<void> | undefined {
-    const refusal = this.#set.admit(this, this.remoteAddress);
+    const refusal = this.set.admit(this, this.remoteAddress);
     if (refusal !== undefined) {
       this.#engine.reject(refusal.status, refusal.body, refusal.headers);
       return undefined;
     }
     let answer;
     try {
-      answer = this.#handler.upgrade?.(this);
+      answer = this.handler.upgrade?.(this);
     } catch (err) {
       this.#upgradeFailed(err);
       return undefined;
@@ -973,7 +601,7 @@ export class Pump<S = Record<string, unknown>> implements Connection<S>, Tracked
         this.#engine.accept({ protocol, headers: answer?.headers, extensions: agreement.response, deflate: agreement.params });
         const z = this.#deflateConfig!.open(agreement.params, (error) => {
           // zlib failed to compress (out of memory): this connection only.
-          this.#safely(() => this.#handler.error?.(this, error));
+          this.report(error);
           this.terminate();
         });
         z.onIdle(() => this.#deflateIdle());
@@ -1004,7 +632,7 @@ export class Pump<S = Record<string, unknown>> implements Connection<S>, Tracked
   }
 
   #upgradeFailed(err: unknown): void {
-    this.#safely(() => this.#handler.error?.(this, err));
+    this.report(err);
     if (this.#engine.state === ReadyState.Connecting) this.#engine.reject(500, "Internal Server Error");
   }
 
@@ -1032,24 +660,17 @@ export class Pump<S = Record<string, unknown>> implements Connection<S>, Tracked
     const chunks = this.#engine.takeOutput();
     if (this.#closed || this.#ended) return;
     if (this.#transport.write(chunks)) {
-      if (!this.#needDrain) this.#resolveDrain();
-    } else if (!this.#needDrain) {
-      this.#needDrain = true;
+      if (!this.needDrain) this.resolveDrain();
+    } else if (!this.needDrain) {
+      this.needDrain = true;
       this.#updateReading();
     }
-  }
-
-  #resolveDrain(): void {
-    const waiters = this.#drainWaiters;
-    if (waiters === undefined) return;
-    this.#drainWaiters = undefined;
-    for (const resolve of waiters) resolve();
   }
 
   /** Read while no hook is pending and the output is below the high-water mark. */
   #updateReading(): void {
     if (this.#closed) return;
-    const pause = (this.#busy && this.#engine.inputBytes > 0) || (this.#needDrain && !this.#ended);
+    const pause = (this.busy && this.#engine.inputBytes > 0) || (this.needDrain && !this.#ended);
     if (pause) this.#pause();
     else if (this.#paused) {
       this.#paused = false;
@@ -1066,21 +687,12 @@ export class Pump<S = Record<string, unknown>> implements Connection<S>, Tracked
   /** Starts the timers and the socket teardown that the engine's state calls for. */
   #settle(): void {
     const state = this.#engine.state;
-    if (state === ReadyState.Closing && this.#closeTimer === undefined && !this.#ended) {
-      this.#closeTimer = this.#clock.setTimeout(() => {
-        this.#aborted = true;
-        this.#engine.abort();
-        this.#kick();
-      }, this.#engine.limits.closeTimeoutMs);
-    }
-    if (state !== ReadyState.Open && this.#idle !== undefined) {
-      this.#idle.stop();
-      this.#idle = undefined;
-    }
+    if (state === ReadyState.Closing && this.closeTimer === undefined && !this.#ended) this.startCloseTimer();
+    if (state !== ReadyState.Open && this.idle !== undefined) this.stopIdle();
     if (state !== ReadyState.Closed || this.#ended) return;
     this.#ended = true;
-    this.#clock.clearTimeout(this.#handshakeTimer);
-    this.#clock.clearTimeout(this.#closeTimer);
+    this.clock.clearTimeout(this.#handshakeTimer);
+    this.clock.clearTimeout(this.closeTimer);
     if (this.#closed) return;
     if (this.#aborted) {
       this.#transport.destroy();
@@ -1090,7 +702,7 @@ export class Pump<S = Record<string, unknown>> implements Connection<S>, Tracked
     // frame, keep reading (and discarding) until the peer's FIN so that no
     // reset can overtake the close frame, and destroy if it never comes.
     this.#transport.end();
-    this.#lingerTimer = this.#clock.setTimeout(() => this.#transport.destroy(), this.#engine.limits.closeTimeoutMs);
+    this.#lingerTimer = this.clock.setTimeout(() => this.#transport.destroy(), this.#engine.limits.closeTimeoutMs);
     if (this.#paused) {
       this.#paused = false;
       this.#transport.resume();
@@ -1098,12 +710,11 @@ export class Pump<S = Record<string, unknown>> implements Connection<S>, Tracked
   }
 
   #clearTimers(): void {
-    const clock = this.#clock;
+    const clock = this.clock;
     clock.clearTimeout(this.#handshakeTimer);
-    clock.clearTimeout(this.#closeTimer);
+    clock.clearTimeout(this.closeTimer);
     clock.clearTimeout(this.#lingerTimer);
     clock.clearTimeout(this.#drainRecheck);
-    this.#idle?.stop();
-    this.#idle = undefined;
+    this.stopIdle();
   }
 }

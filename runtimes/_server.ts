@@ -8,7 +8,8 @@
 import { CloseCode } from "../core/close_code.ts";
 import { UsageError } from "../core/errors.ts";
 import type { ConnectionOptions } from "../plugins/hooks.ts";
-import { ConnectionSet, resolveConnectionOptions } from "./_pump.ts";
+import { ConnectionSet } from "./_registry.ts";
+import { resolveConnectionOptions } from "./_options.ts";
 
 /**
  * A running server, whatever the runtime and the path.

@@ -33,7 +33,9 @@ import { CloseCode } from "../core/close_code.ts";
 import { UsageError } from "../core/errors.ts";
 import type { ConnectionOptions, Handler } from "../plugins/hooks.ts";
 import { nativeUpgrade, websocketHandler } from "./_bun_native.ts";
-import { coalesce, ConnectionSet, Pump, resolveConnectionOptions, type Transport } from "./_pump.ts";
+import { coalesce, Pump, type Transport } from "./_pump.ts";
+import { ConnectionSet } from "./_registry.ts";
+import { resolveConnectionOptions } from "./_options.ts";
 import { type ListenOptions, makeServer, serveSetup, type Server, type TlsCertificate } from "./_server.ts";
 
 export type { ListenOptions, Server, TlsCertificate };

@@ -29,8 +29,9 @@ import { createServer as createNetServer, type Server as NetServer, type Socket 
 import { createServer as createTlsServer, type TlsOptions } from "node:tls";
 import type { Duplex } from "node:stream";
 import { CloseCode } from "../core/close_code.ts";
-import type { Handler } from "../plugins/hooks.ts";
-import { type ConnectionOptions, ConnectionSet, resolveConnectionOptions } from "./_pump.ts";
+import type { ConnectionOptions, Handler } from "../plugins/hooks.ts";
+import { ConnectionSet } from "./_registry.ts";
+import { resolveConnectionOptions } from "./_options.ts";
 import { run } from "./_node.ts";
 import { makeServer, type Server, serveSetup } from "./_server.ts";
 

@@ -4,7 +4,9 @@
 import { setImmediate } from "node:timers";
 import type { Received } from "../../core/receiver.ts";
 import type { Clock, ConnectionOptions, Handler } from "../../plugins/hooks.ts";
-import { ConnectionSet, Pump, resolveConnectionOptions, type Transport } from "../../runtimes/_pump.ts";
+import { Pump, type Transport } from "../../runtimes/_pump.ts";
+import { ConnectionSet } from "../../runtimes/_registry.ts";
+import { resolveConnectionOptions } from "../../runtimes/_options.ts";
 import { bytes, cat, closeBody, decodeServerFrames, frame } from "../core/_util.ts";
 
 export { bytes, cat, closeBody, frame };

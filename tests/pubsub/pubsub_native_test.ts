@@ -9,7 +9,7 @@ import { describe, it } from "node:test";
 import type { PreparedMessage } from "../../core/prepared.ts";
 import { ReadyState } from "../../core/state.ts";
 import type { Peer } from "../../plugins/context.ts";
-import type { NativeTopics, NativeTopicServer } from "../../plugins/hooks.ts";
+import type { NativeTopics, NativeTopicServer } from "../../plugins/_native_topics.ts";
 import { Hub, type PubSubOptions } from "../../plugins/pubsub.ts";
 
 /** A runtime server: who is subscribed to what, and what was published. */

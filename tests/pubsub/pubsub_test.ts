@@ -13,7 +13,9 @@ import { App, type AppOptions } from "../../plugins/app.ts";
 import type { Peer } from "../../plugins/context.ts";
 import type { Middleware } from "../../plugins/pipeline.ts";
 import { type Backplane, type BackplaneLink, checkTopic, Hub, InProcessBackplane, type PubSubStats } from "../../plugins/pubsub.ts";
-import { ConnectionSet, Pump, resolveConnectionOptions } from "../../runtimes/_pump.ts";
+import { Pump } from "../../runtimes/_pump.ts";
+import { ConnectionSet } from "../../runtimes/_registry.ts";
+import { resolveConnectionOptions } from "../../runtimes/_options.ts";
 import { buildRequest, bytes, Conn, connect, deferred, errorLog, FakeClock, FakeTransport, flush } from "../plugins/_harness.ts";
 
 type State = { name: string; upper?: boolean; mute?: boolean; boom?: boolean };

@@ -10,7 +10,7 @@
 import assert from "node:assert/strict";
 import type { Socket } from "node:net";
 import { after, before, describe, it } from "node:test";
-import type { AppOptions, ListenOptions, Middleware, Server } from "../../mod.ts";
+import type { AppOptions, ListenOptions, Middleware, Peer, Server } from "../../mod.ts";
 import {
   allowOrigins,
   App,
@@ -686,6 +686,51 @@ export function runAppSuite(target: AppTarget): void {
         await busy.close();
       }
       assert.equal(busy.connections, 0);
+    });
+  });
+
+  describe(`${target.name}: app broadcast`, { skip: target.skip }, () => {
+    // The README's room loop: a peer that sent invalid JSON is closing (it
+    // has not answered our close frame) and is still in the room when
+    // another peer's message is broadcast. Sending to it drops the message;
+    // the sender is not failed with 1011 and gets its broadcast.
+    it("broadcasts past a peer that is closing: the sender stays open and gets its message, nothing is reported", async () => {
+      const room = new Set<Peer>();
+      const errors: unknown[] = [];
+      const results: boolean[] = [];
+      const app = new App()
+        .use({ open: (ctx) => void room.add(ctx.peer) })
+        .use(json<{ say: { type: "say"; text: string } }>({
+          say(_ctx, message) {
+            for (const peer of room) results.push(peer.send(message.text));
+          },
+        }))
+        .onError((error) => void errors.push(error));
+      const server = await start(app);
+      try {
+        const sender = await Client.open(server.url);
+        await until(() => room.size === 1, 3000, "the sender's open");
+        const leaving = await rawHandshake(server.port, upgradeRequest());
+        assert.equal(leaving.status, 101);
+        const heard = collect(leaving.socket, leaving.rest);
+        await until(() => room.size === 2, 3000, "the leaving peer's open");
+        leaving.socket.write(frame(1, "{not json"));
+        await until(() => scanFrames(heard.data()).some((f) => f.opcode === 8), 3000, "the close frame, left unanswered");
+        sender.ws.send(JSON.stringify({ type: "say", text: "hello" }));
+        assert.equal((await sender.messagesUntil(1))[0]!.data.toString(), "hello");
+        sender.ws.send(JSON.stringify({ type: "say", text: "still here" }));
+        assert.equal((await sender.messagesUntil(2))[1]!.data.toString(), "still here");
+        assert.equal(sender.ws.readyState, sender.ws.OPEN, "the sender is not closed");
+        assert.deepEqual(results, [true, false, true, false], "the closing peer's send() answers false");
+        assert.deepEqual(scanFrames(heard.data()).map((f) => f.opcode), [8], "nothing is written after the close frame");
+        assert.deepEqual(errors, [], "dropping a message for a closing peer is no error");
+        leaving.socket.destroy();
+        sender.ws.close();
+        await within(sender.closed);
+      } finally {
+        await server.close();
+      }
+      assert.equal(server.connections, 0);
     });
   });
 

@@ -31,7 +31,7 @@
 //   uncompressed. 13.3+ and 13.5+ run them again with 9 bits, accepted.
 import assert from "node:assert/strict";
 import { constants as zlibConstants, deflateRawSync } from "node:zlib";
-import { prng } from "../../bench/_prng.ts";
+import { prng } from "../_prng.ts";
 import {
   autobahnFragments,
   type ConformanceCase,

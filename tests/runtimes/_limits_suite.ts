@@ -2,7 +2,7 @@
 // suite_test.ts): admission (503, 429), the idle timeout, the rate limit, a
 // peer that never reads, and a graceful shutdown that loses nothing. The
 // exact timings are tested on the pump with a fake clock
-// (tests/plugins/limits_test.ts); here the limits must hold end to end.
+// (tests/runtimes/limits_test.ts); here the limits must hold end to end.
 import assert from "node:assert/strict";
 import { connect as netConnect, type Socket } from "node:net";
 import { describe, it } from "node:test";

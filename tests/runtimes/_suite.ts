@@ -12,6 +12,7 @@ import { readFileSync } from "node:fs";
 import { after, before, describe, it } from "node:test";
 import type { Connection, Handler, ListenOptions, Server } from "../../mod.ts";
 import { ProtocolError, UsageError } from "../../mod.ts";
+import { PreparedMessage } from "../../core/mod.ts";
 import { closeBody, frame } from "../core/_util.ts";
 import { Client, delay, rawConnect, rawHandshake, readAll, until, upgradeRequest, within } from "./_helpers.ts";
 
@@ -242,8 +243,10 @@ export function runSuite(target: Target): void {
       await server.close();
     });
 
-    it("refuses close codes that may not be sent, and send() after close", async () => {
+    it("refuses close codes that may not be sent; send() after close returns false and drops the message", async () => {
       const errors: string[] = [];
+      const hookErrors: unknown[] = [];
+      const late: unknown[] = [];
       const server = await start({
         message(ctx) {
           for (const code of [1005, 1006, 999, 5000]) {
@@ -255,11 +258,13 @@ export function runSuite(target: Target): void {
           }
           ctx.close(1000);
           try {
-            ctx.send("late");
+            late.push(ctx.send("late"), ctx.sendPrepared(new PreparedMessage("late")), ctx.ping());
+            ctx.send(42 as unknown as string); // a bad argument still throws
           } catch (err) {
             errors.push((err as UsageError).code);
           }
         },
+        error: (_ctx, error) => void hookErrors.push(error),
       });
       const client = await Client.open(server.url);
       client.ws.send("go");
@@ -269,9 +274,49 @@ export function runSuite(target: Target): void {
         "ERR_INVALID_CLOSE_CODE",
         "ERR_INVALID_CLOSE_CODE",
         "ERR_INVALID_CLOSE_CODE",
-        "ERR_SEND_AFTER_CLOSE",
+        "ERR_INVALID_DATA",
       ]);
-      assert.deepEqual(client.messages, []);
+      assert.deepEqual(late, [false, false, undefined], "send and sendPrepared answer false, ping does nothing");
+      assert.deepEqual(client.messages, [], "nothing written after the close frame");
+      assert.deepEqual(hookErrors, [], "dropping a late message is no error");
+      await server.close();
+    });
+
+    it("broadcasts past a peer that closed itself and has not answered: the sender stays open, no error", async () => {
+      const peers = new Set<Connection<unknown>>(); // never pruned: closing and closed peers stay in it
+      const errors: unknown[] = [];
+      const results: boolean[] = [];
+      const server = await start({
+        open: (conn) => void peers.add(conn),
+        message(conn, data) {
+          if (data === "bye") return conn.close(4000, "bye");
+          for (const peer of peers) results.push(peer.send(data));
+        },
+        error: (_conn, error) => void errors.push(error),
+      });
+      const sender = await Client.open(server.url);
+      await until(() => peers.size === 1, 3000, "the sender's open");
+      const leaving = await rawHandshake(server.port, upgradeRequest());
+      assert.equal(leaving.status, 101);
+      let heard = leaving.rest;
+      leaving.socket.on("data", (chunk: Buffer) => void (heard = Buffer.concat([heard, chunk])));
+      leaving.socket.on("error", () => {});
+      leaving.socket.resume();
+      await until(() => peers.size === 2, 3000, "the leaving peer's open");
+      leaving.socket.write(frame(1, "bye"));
+      await until(() => heard.includes(0x88), 3000, "the close frame, left unanswered");
+      const closeFrame = Buffer.from(heard);
+      sender.ws.send("hello");
+      assert.equal((await sender.messagesUntil(1))[0]!.data.toString(), "hello");
+      sender.ws.send("again");
+      assert.equal((await sender.messagesUntil(2))[1]!.data.toString(), "again");
+      assert.equal(sender.ws.readyState, sender.ws.OPEN, "the sender is not closed");
+      assert.deepEqual(results, [true, false, true, false], "the closing peer's send() answers false");
+      assert.deepEqual(heard, closeFrame, "nothing is written after the close frame");
+      assert.deepEqual(errors, [], "dropping a message for a closing peer is no error");
+      leaving.socket.destroy();
+      sender.ws.close();
+      await within(sender.closed);
       await server.close();
     });
 

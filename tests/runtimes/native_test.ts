@@ -6,9 +6,11 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { ProtocolError, UsageError } from "../../core/errors.ts";
+import { PreparedMessage } from "../../core/prepared.ts";
 import type { CloseInfo, Handler } from "../../plugins/hooks.ts";
 import { type NativeSession, type NativeSocket, prepareUpgrade } from "../../runtimes/_native.ts";
-import { ConnectionSet, resolveConnectionOptions } from "../../runtimes/_pump.ts";
+import { ConnectionSet } from "../../runtimes/_registry.ts";
+import { resolveConnectionOptions } from "../../runtimes/_options.ts";
 import { delay, until } from "./_helpers.ts";
 
 const UPGRADE_HEADERS = {
@@ -198,17 +200,27 @@ describe("native session: a connection", () => {
     assert.deepEqual(closes, [{ code: 1009, reason: "Message too big: over the limit of 4 bytes", wasClean: false }]);
   });
 
-  it("throws typed errors for sends before open and after close, and bad close codes", async () => {
+  it("throws for sends before open and bad close codes; after close, send() drops and answers false", async () => {
     const set = new ConnectionSet();
     const decision = await prepareUpgrade(request(), "", {}, resolveConnectionOptions({}), set);
     const session = decision.session!;
     assert.throws(() => session.send("early"), (e: unknown) => e instanceof UsageError && e.code === "ERR_NOT_OPEN");
-    session.attach(new FakeSocket(), "");
+    const socket = new FakeSocket();
+    session.attach(socket, "");
     assert.throws(() => session.close(1006), (e: unknown) => e instanceof UsageError && e.code === "ERR_INVALID_CLOSE_CODE");
     session.close(4000, "done");
-    assert.throws(() => session.send("late"), (e: unknown) => e instanceof UsageError && e.code === "ERR_SEND_AFTER_CLOSE");
+    assert.equal(session.send("late"), false);
+    assert.equal(session.sendPrepared(new PreparedMessage("late")), false);
+    session.ping(); // nothing, no throw
+    await session.drained(); // the close is under way: nothing waits
+    assert.throws(() => session.send(42 as unknown as string), (e: unknown) => e instanceof UsageError && e.code === "ERR_INVALID_DATA");
     session.close(4001); // a second close does nothing
     session.onClose(4000, "done", true);
+    assert.equal(session.send("closed"), false);
+    await session.drained();
+    assert.deepEqual(socket.sent, [], "nothing written after close");
+    assert.deepEqual(socket.pings, []);
+    assert.deepEqual(socket.closes, [[4000, "done"]]);
   });
 
   it("terminates a peer that does not answer the close within closeTimeoutMs and reports 1006", async () => {

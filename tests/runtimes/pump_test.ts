@@ -4,7 +4,9 @@ import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { UsageError } from "../../core/errors.ts";
 import type { Connection, Handler } from "../../plugins/hooks.ts";
-import { ConnectionSet, Pump, resolveConnectionOptions } from "../../runtimes/_pump.ts";
+import { Pump } from "../../runtimes/_pump.ts";
+import { ConnectionSet } from "../../runtimes/_registry.ts";
+import { resolveConnectionOptions } from "../../runtimes/_options.ts";
 import { FakeTransport as RecordingTransport } from "../plugins/_harness.ts";
 import { bytes, cat, closeBody, decodeServerFrames, frame, REQUEST, summary } from "../core/_util.ts";
 import { delay, until } from "./_helpers.ts";
@@ -136,7 +138,12 @@ describe("pump", () => {
     await until(() => transport.destroyed, 1000, "close timeout");
     assert.deepEqual(closes, [{ code: 1006, reason: "", wasClean: false }]);
     assert.equal(transport.ended, false, "destroyed, not ended");
-    assert.throws(() => ctx.send("late"), UsageError);
+    const written = transport.frames().length;
+    assert.equal(ctx.send("late"), false, "a closed connection drops the message");
+    ctx.ping(); // nothing, no throw
+    await ctx.drained(); // resolves at once
+    assert.equal(transport.frames().length, written, "nothing written after the close");
+    assert.throws(() => ctx.ping(new Uint8Array(126)), UsageError, "a bad argument still throws");
   });
 
   it("fails the connection: close frame first, then FIN", () => {

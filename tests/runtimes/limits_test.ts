@@ -6,9 +6,10 @@ import { describe, it } from "node:test";
 import { ProtocolError, UsageError } from "../../core/errors.ts";
 import type { Connection, Handler } from "../../plugins/hooks.ts";
 import { App } from "../../plugins/app.ts";
-import { ConnectionSet, resolveConnectionOptions } from "../../runtimes/_pump.ts";
+import { ConnectionSet } from "../../runtimes/_registry.ts";
+import { resolveConnectionOptions } from "../../runtimes/_options.ts";
 import { addressKey, RateLimiter } from "../../runtimes/_limits.ts";
-import { connect, deferred, FakeClock, flush, frame } from "./_harness.ts";
+import { connect, deferred, FakeClock, flush, frame } from "../plugins/_harness.ts";
 
 const echo: Handler = { message: (ctx, data) => void ctx.send(data) };
 

@@ -7,9 +7,9 @@ import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import fc from "fast-check";
 import { type IdleHandle, type IdleOps, IdleSweep } from "../../runtimes/_limits.ts";
-import { ConnectionSet } from "../../runtimes/_pump.ts";
+import { ConnectionSet } from "../../runtimes/_registry.ts";
 import { fuzzSeed } from "../core/_fuzz_props.ts";
-import { FakeClock } from "./_harness.ts";
+import { FakeClock } from "../plugins/_harness.ts";
 
 type Action = "ping" | "close";
 type Log = string[]; // "time conn action", sorted

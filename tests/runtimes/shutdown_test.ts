@@ -2,8 +2,8 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { App } from "../../plugins/app.ts";
-import { ConnectionSet } from "../../runtimes/_pump.ts";
-import { connect, deferred, FakeClock, flush } from "./_harness.ts";
+import { ConnectionSet } from "../../runtimes/_registry.ts";
+import { connect, deferred, FakeClock, flush } from "../plugins/_harness.ts";
 
 function recordingApp() {
   const closes: { id: string; code: number; reason: string; wasClean: boolean }[] = [];

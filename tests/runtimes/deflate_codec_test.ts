@@ -8,7 +8,7 @@ import { describe, it } from "node:test";
 import { fileURLToPath } from "node:url";
 import { constants, deflateRawSync, inflateRawSync } from "node:zlib";
 import { ProtocolError, UsageError } from "../../core/errors.ts";
-import { DeflateCodec, type DeflateParams, ZlibLimiter } from "../../plugins/_deflate_codec.ts";
+import { DeflateCodec, type DeflateParams, ZlibLimiter } from "../../runtimes/_deflate_codec.ts";
 
 /** The part of ws's `PerMessageDeflate` the tests drive (ws's own class, as its client). */
 interface WsDeflate {

@@ -1,4 +1,4 @@
-// The seeded PRNG of the benchmarks and of the tests' generated data.
+// The seeded PRNG of the tests' generated data and of the benchmarks.
 
 /**
  * mulberry32: a small seeded PRNG, uniform in [0, 1), so that a run's data
