@@ -28,7 +28,8 @@ import {
 import { CloseError, HttpError } from "./errors.ts";
 import type { DeflateParams } from "../core/deflate.ts";
 import type { Clock, CloseInfo, Connection, Handler, SendOptions, UpgradeAnswer } from "./hooks.ts";
-import { type Middleware, Pipeline } from "./pipeline.ts";
+import { type Middleware, PHASES, Pipeline } from "./pipeline.ts";
+import { checkMiddleware } from "./_check.ts";
 import { Hub, type PublishOptions, type PubSubOptions, type PubSubStats } from "./pubsub.ts";
 
 /**
@@ -183,6 +184,7 @@ export class App<S = Record<string, unknown>> implements Handler<S> {
    * @throws {UsageError} `ERR_INVALID_MIDDLEWARE` for anything else.
    */
   use(...middleware: Middleware<S>[]): this {
+    for (const item of middleware) checkMiddleware(item, PHASES, true);
     this.#pipeline.add(middleware);
     return this;
   }

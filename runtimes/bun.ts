@@ -35,6 +35,7 @@ import type { ConnectionOptions, Handler } from "../plugins/hooks.ts";
 import { nativeUpgrade, websocketHandler } from "./_bun_native.ts";
 import { coalesce, ConnectionSet, Pump, resolveConnectionOptions, type Transport } from "./_pump.ts";
 import { type ListenOptions, makeServer, serveSetup, type Server, type TlsCertificate } from "./_server.ts";
+import { checkServeArgs, CONNECTION_OPTIONS } from "./_check_args.ts";
 
 export type { ListenOptions, Server, TlsCertificate };
 
@@ -287,6 +288,7 @@ class BunTransport implements Transport {
  */
 export function serve<S = Record<string, unknown>>(handler: Handler<S>, options: ServeOptions = {}): Promise<Server> {
   try {
+    checkServeArgs(handler, options, "serve()");
     const { port, hostname, tls, connection, set } = serveSetup(options);
     const listener = bun().listen({
       hostname,
@@ -499,6 +501,7 @@ export function nativeHandler<S = Record<string, unknown>>(
   handler: Handler<S>,
   options: ConnectionOptions = {},
 ): NativeHandler {
+  checkServeArgs(handler, options, "nativeHandler()", CONNECTION_OPTIONS);
   const resolved = resolveConnectionOptions(options);
   const set = new ConnectionSet(resolved);
   return {
@@ -533,6 +536,7 @@ export function nativeHandler<S = Record<string, unknown>>(
  */
 export function serveNative<S = Record<string, unknown>>(handler: Handler<S>, options: ServeOptions = {}): Promise<Server> {
   try {
+    checkServeArgs(handler, options, "serveNative()");
     const { port, hostname, tls, connection, set } = serveSetup(options);
     const http = bun().serve({
       port,

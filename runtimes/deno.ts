@@ -32,6 +32,7 @@ import type { ConnectionOptions, Handler } from "../plugins/hooks.ts";
 import { nativeUpgrade } from "./_deno_native.ts";
 import { coalesce, ConnectionSet, Pump, resolveConnectionOptions, type Transport } from "./_pump.ts";
 import { type ListenOptions, makeServer, serveSetup, type Server, type TlsCertificate } from "./_server.ts";
+import { checkServeArgs, CONNECTION_OPTIONS } from "./_check_args.ts";
 
 export type { ListenOptions, Server, TlsCertificate };
 
@@ -277,6 +278,7 @@ function runConn<S>(conn: DenoConn, handler: Handler<S>, options: Readonly<Conne
  */
 export function serve<S = Record<string, unknown>>(handler: Handler<S>, options: ServeOptions = {}): Promise<Server> {
   try {
+    checkServeArgs(handler, options, "serve()");
     const { port, hostname, tls, connection, set } = serveSetup(options);
     const ns = deno();
     const listener = tls
@@ -358,6 +360,7 @@ export function nativeHandler<S = Record<string, unknown>>(
   handler: Handler<S>,
   options: ConnectionOptions = {},
 ): NativeHandler {
+  checkServeArgs(handler, options, "nativeHandler()", CONNECTION_OPTIONS);
   const resolved = resolveConnectionOptions(options);
   const set = new ConnectionSet(resolved);
   const upgrade = nativeUpgrade(handler, resolved, set);
@@ -392,6 +395,7 @@ export function nativeHandler<S = Record<string, unknown>>(
  */
 export function serveNative<S = Record<string, unknown>>(handler: Handler<S>, options: ServeOptions = {}): Promise<Server> {
   try {
+    checkServeArgs(handler, options, "serveNative()");
     const { port, hostname, tls, connection, set } = serveSetup(options);
     const upgrade = nativeUpgrade(handler, connection, set);
     const http = deno().serve(

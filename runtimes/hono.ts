@@ -51,6 +51,7 @@ import { nativeUpgrade as bunUpgrade, websocketHandler } from "./_bun_native.ts"
 import { hasDenoUpgrade, nativeUpgrade as denoUpgrade } from "./_deno_native.ts";
 import { run } from "./_node.ts";
 import { ConnectionSet, resolveConnectionOptions } from "./_pump.ts";
+import { checkHonoRoute } from "./_check_args.ts";
 import type { BunServer, BunWebSocketHandler } from "./bun.ts";
 import type { DenoServeInfo } from "./deno.ts";
 
@@ -523,6 +524,7 @@ class Route<S> {
     source: Handler<S> | ((c: any) => WSEvents<S> | Promise<WSEvents<S>>),
     options: UpgradeWebSocketOptions<S>,
   ) {
+    checkHonoRoute(source, options);
     const { use, app: appOptions, onError, ...connection } = options;
     this.options = resolveConnectionOptions(connection);
     this.set = new ConnectionSet(this.options);
