@@ -7,6 +7,7 @@
  * @module
  */
 
+import { describeValue } from "./_describe.ts";
 import { blockHeaders, fieldValue, RawRequestHead } from "./_fields.ts";
 import { sha1 } from "./_sha1.ts";
 import { HandshakeError, UsageError } from "./errors.ts";
@@ -688,7 +689,7 @@ export function checkErrorStatus(status: number): void {
   if (!Number.isInteger(status) || status < 400 || status > 599) {
     throw new UsageError(
       "ERR_INVALID_STATUS",
-      `Invalid status: it must be an integer from 400 to 599, got ${String(status)}`,
+      `Invalid status: it must be an integer from 400 to 599, got ${describeValue(status)}`,
     );
   }
 }

@@ -9,6 +9,7 @@
  * @module
  */
 
+import { describeValue } from "./_describe.ts";
 import { RawRequestHead } from "./_fields.ts";
 import { HandshakeError, UsageError } from "./errors.ts";
 import { DEFAULT_LIMITS } from "./options.ts";
@@ -135,9 +136,7 @@ export class RequestHeadParser {
     if (!Number.isSafeInteger(maxHeaderBytes) || maxHeaderBytes < 1) {
       throw new UsageError(
         "ERR_INVALID_OPTION",
-        `Invalid option: maxHeaderBytes must be an integer of at least 1, got ${
-          String(maxHeaderBytes)
-        }`,
+        `Invalid option: maxHeaderBytes must be an integer of at least 1, got ${describeValue(maxHeaderBytes)}`,
       );
     }
     this.#maxHeaderBytes = maxHeaderBytes;

@@ -8,6 +8,7 @@
  * @module
  */
 
+import { describeValue } from "../core/_describe.ts";
 import { Engine, type EngineEvent, type MessageData } from "../core/engine.ts";
 import { messageData, type PreparedMessage } from "../core/prepared.ts";
 import { ProtocolError, UsageError } from "../core/errors.ts";
@@ -137,7 +138,7 @@ export function resolveConnectionOptions(options: ConnectionOptions): Readonly<C
   for (const key of ["handshakeTimeoutMs", "highWaterMark"] as const) {
     const value = options[key];
     if (value !== undefined && (typeof value !== "number" || !Number.isSafeInteger(value) || value < 1)) {
-      throw new UsageError("ERR_INVALID_OPTION", `Invalid option: ${key} must be a positive integer, got ${String(value)}`);
+      throw new UsageError("ERR_INVALID_OPTION", `Invalid option: ${key} must be a positive integer, got ${describeValue(value)}`);
     }
   }
   const protocols = options.protocols ?? [];

@@ -36,6 +36,7 @@
  * @module
  */
 
+import { describeValue } from "../core/_describe.ts";
 import type { IncomingMessage } from "node:http";
 import type { Duplex } from "node:stream";
 import type { ReadyState } from "../core/state.ts";
@@ -875,7 +876,7 @@ export interface AttachOptions {
  */
 export function attach(server: UpgradeServer, app: FetchApp, options: AttachOptions = {}): Attached {
   const timeoutMs = options.handshakeTimeoutMs ?? 10_000;
-  if (!(timeoutMs > 0)) throw new UsageError("ERR_INVALID_OPTION", `handshakeTimeoutMs must be a positive number, got ${timeoutMs}`);
+  if (!(timeoutMs > 0)) throw new UsageError("ERR_INVALID_OPTION", `Invalid option: handshakeTimeoutMs must be a positive number, got ${describeValue(timeoutMs)}`);
   const routes = new Set<Route<any>>();
   const listener = (req: IncomingMessage, socket: Duplex, head: Buffer): void => {
     void handleUpgrade(req, socket, head);
