@@ -30,6 +30,7 @@ import type { DeflateParams } from "../core/deflate.ts";
 import type { Clock, CloseInfo, Connection, Handler, SendOptions, UpgradeAnswer } from "./hooks.ts";
 import { type Middleware, PHASES, Pipeline } from "./pipeline.ts";
 import { checkMiddleware } from "./_check.ts";
+import { INTERNAL_ERROR_REASON } from "../core/_close_reason.ts";
 import { Hub, type PublishOptions, type PubSubOptions, type PubSubStats } from "./pubsub.ts";
 
 /**
@@ -359,7 +360,7 @@ export class App<S = Record<string, unknown>> implements Handler<S> {
       return;
     }
     this.#report(error, ctx);
-    if (open) ctx.close(1011);
+    if (open) ctx.close(1011, INTERNAL_ERROR_REASON);
   }
 
   #report(error: unknown, ctx: EventContext<S>): void {

@@ -30,6 +30,8 @@ import {
 } from "../plugins/hooks.ts";
 import { callHook, type Tracked, type ConnectionSet, logHookFailure } from "./_pump.ts";
 import { isThenable } from "../plugins/_thenable.ts";
+import { closeReasonFor, INTERNAL_ERROR_REASON } from "../core/_close_reason.ts";
+import { logMessageTooBig } from "./_close_log.ts";
 import { bufferFullError, type IdleHandle, type IdleOps, LIMIT_DEFAULTS, RateLimiter, rateLimitError } from "./_limits.ts";
 
 const EMPTY = new Uint8Array(0); // the idle ping's payload
@@ -495,12 +497,13 @@ export class NativeSession<S = Record<string, unknown>> implements Connection<S>
   fail(error: ProtocolError, sent = false): void {
     if (this.#failure !== undefined || this.#state === ReadyState.Closed) return;
     this.#failure = { code: error.closeCode, reason: error.message, wasClean: false };
+    logMessageTooBig(this, error, this.#maxMessageBytes);
     this.#safely(() => this.#handler.error?.(this, error));
     if (sent || this.#state !== ReadyState.Open) return;
     this.#state = ReadyState.Closing;
     this.#idle?.stop();
     this.#closeTimer = this.clock.setTimeout(() => this.terminate(), this.#closeTimeoutMs);
-    this.#socket?.close(error.closeCode, "");
+    this.#socket?.close(error.closeCode, closeReasonFor(error.closeCode));
   }
 
   /** The runtime reported a fault it handled itself: only the `error` hook hears of it. */
@@ -634,7 +637,7 @@ export class NativeSession<S = Record<string, unknown>> implements Connection<S>
 
   #hookFailed(err: unknown): void {
     this.#safely(() => this.#handler.error?.(this, err));
-    if (this.#state === ReadyState.Open) this.close(CloseCode.InternalError);
+    if (this.#state === ReadyState.Open) this.close(CloseCode.InternalError, INTERNAL_ERROR_REASON);
   }
 
   #safely(fn: () => unknown): void {

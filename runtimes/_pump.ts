@@ -20,6 +20,8 @@ import { addressKey, bufferFullError, checkLimitOptions, type IdleHandle, type I
 import { type HeadLike, selectSubprotocol, type UpgradeRequest } from "../core/handshake.ts";
 import { ReadyState } from "../core/state.ts";
 import { isThenable } from "../plugins/_thenable.ts";
+import { INTERNAL_ERROR_REASON } from "../core/_close_reason.ts";
+import { logMessageTooBig } from "./_close_log.ts";
 import {
   type Clock,
   type CloseInfo,
@@ -875,6 +877,7 @@ export class Pump<S = Record<string, unknown>> implements Connection<S>, Tracked
       case "pong":
         return this.#call(() => handler.pong?.(this, event.data));
       case "error":
+        logMessageTooBig(this, event.error, this.#engine.limits.maxMessageBytes);
         this.#safely(() => handler.error?.(this, event.error));
         return undefined;
       case "close": {
@@ -930,7 +933,7 @@ export class Pump<S = Record<string, unknown>> implements Connection<S>, Tracked
   #hookFailed(err: unknown): void {
     this.#safely(() => this.#handler.error?.(this, err));
     if (this.#engine.state === ReadyState.Open) {
-      this.#engine.close(1011);
+      this.#engine.close(1011, INTERNAL_ERROR_REASON);
       this.#kick();
     }
   }
