@@ -51,10 +51,10 @@ export function closeReasonFor(code: number): string {
 export function invalidCloseCodeMessage(code: unknown): string {
   const range = "the application's own codes are 4000 to 4999";
   if (typeof code !== "number" || !Number.isInteger(code)) {
-    return `Invalid close code: expected an integer, got ${describeValue(code)}; ${range}`;
+    return `Invalid close code: expected an integer, got ${describeValue(code)} (${range})`;
   }
   if (code === 1005 || code === 1006 || code === 1015) {
-    return `Invalid close code: ${code} is only reported, never sent; to drop the connection, call terminate(), and ${range}`;
+    return `Invalid close code: ${code} is only reported, never sent (call terminate() to drop the connection; ${range})`;
   }
-  return `Invalid close code: ${code} may not be sent, ${range}`;
+  return `Invalid close code: ${code} may not be sent (${range})`;
 }
