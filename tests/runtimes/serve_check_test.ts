@@ -109,3 +109,23 @@ for (const transport of ["raw", "native"] as TransportName[]) {
     });
   });
 }
+
+describe("Hono's upgradeWebSocket() refuses at once", () => {
+  it('a handler with Hono-style names: Invalid handler: "onMessage" is not a hook, did you mean "message"?', async () => {
+    const { upgradeWebSocket } = await import("../../runtimes/hono.ts");
+    assert.throws(() => upgradeWebSocket({ onMessage() {} } as never), {
+      name: "UsageError",
+      code: "ERR_INVALID_HANDLER",
+      message: 'Invalid handler: "onMessage" is not a hook, did you mean "message"?',
+    });
+  });
+
+  it('an unknown option: Invalid option: "maxPayload" is not an option, did you mean "maxMessageBytes"?', async () => {
+    const { upgradeWebSocket } = await import("../../runtimes/hono.ts");
+    assert.throws(() => upgradeWebSocket(() => ({}), { maxPayload: 1 } as never), {
+      name: "UsageError",
+      code: "ERR_INVALID_OPTION",
+      message: 'Invalid option: "maxPayload" is not an option, did you mean "maxMessageBytes"?',
+    });
+  });
+});
