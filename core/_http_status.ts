@@ -6,6 +6,7 @@
  * @module
  */
 
+import { describeValue } from "./_describe.ts";
 import { UsageError } from "./errors.ts";
 
 /** Standard reason phrases (RFC 9110 §15) of the error statuses. */
@@ -58,7 +59,7 @@ export function checkErrorStatus(status: number): void {
   if (!Number.isInteger(status) || status < 400 || status > 599) {
     throw new UsageError(
       "ERR_INVALID_STATUS",
-      `Invalid status: it must be an integer from 400 to 599, got ${String(status)}`,
+      `Invalid status: it must be an integer from 400 to 599, got ${describeValue(status)}`,
     );
   }
 }

@@ -1,3 +1,4 @@
+import { invalidCloseCodeMessage } from "./_close_reason.ts";
 import { UsageError } from "./errors.ts";
 
 /**
@@ -145,7 +146,7 @@ const EMPTY = new Uint8Array(0);
 export function closePayload(code: number | undefined, reason = ""): Uint8Array {
   if (code === undefined) return EMPTY;
   if (!Number.isInteger(code) || !isValidWireCloseCode(code)) {
-    throw new UsageError("ERR_INVALID_CLOSE_CODE", `Invalid close code: ${code} may not be sent`);
+    throw new UsageError("ERR_INVALID_CLOSE_CODE", invalidCloseCodeMessage(code));
   }
   const reasonBytes = encoder.encode(reason);
   if (reasonBytes.length > 123) {

@@ -7,6 +7,7 @@
  * @module
  */
 
+import { describeValue } from "./_describe.ts";
 import { UsageError } from "./errors.ts";
 import type { ExtensionOffer } from "./handshake_offers.ts";
 
@@ -91,7 +92,7 @@ const WINDOW = /^(?:8|9|1[0-5])$/;
 function checkWindow(name: string, value: number | undefined): number | undefined {
   if (value === undefined) return undefined;
   if (!Number.isInteger(value) || value < 9 || value > 15) {
-    throw new UsageError("ERR_INVALID_OPTION", `Invalid option: ${name} must be an integer from 9 to 15, got ${String(value)}`);
+    throw new UsageError("ERR_INVALID_OPTION", `Invalid option: ${name} must be an integer from 9 to 15, got ${describeValue(value)}`);
   }
   return value;
 }
@@ -118,7 +119,7 @@ export function checkDeflateNegotiation(options: DeflateNegotiation): DeflateNeg
   for (const flag of ["serverNoContextTakeover", "clientNoContextTakeover"] as const) {
     const value = options[flag];
     if (value !== undefined && typeof value !== "boolean") {
-      throw new UsageError("ERR_INVALID_OPTION", `Invalid option: ${flag} must be a boolean, got ${String(value)}`);
+      throw new UsageError("ERR_INVALID_OPTION", `Invalid option: ${flag} must be a boolean, got ${describeValue(value)}`);
     }
   }
   return options;

@@ -7,6 +7,7 @@
  * @module
  */
 
+import { closeReasonFor } from "./_close_reason.ts";
 import { CloseCode, closePayload } from "./close_code.ts";
 import type { DeflateParams } from "./deflate.ts";
 import { HandshakeError, ProtocolError, UsageError } from "./errors.ts";
@@ -384,7 +385,7 @@ export class Engine {
 
   #fail(error: ProtocolError): void {
     // Our close frame may already be out (closing): never a second one.
-    if (this.#state === ReadyState.Open) this.#queue(encodeFrame(Opcode.Close, closePayload(error.closeCode, "")));
+    if (this.#state === ReadyState.Open) this.#queue(encodeFrame(Opcode.Close, closePayload(error.closeCode, closeReasonFor(error.closeCode))));
     this.#move("fail");
     this.#emit({ type: "error", error });
     this.#emit({ type: "close", code: error.closeCode, reason: error.message, wasClean: false });

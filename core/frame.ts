@@ -114,7 +114,7 @@ function writeHeader(
 
 function checkMask(mask: Uint8Array | undefined): void {
   if (mask !== undefined && mask.length !== 4) {
-    throw new UsageError("ERR_INVALID_MASK", `Masking key must be 4 bytes, got ${mask.length}`);
+    throw new UsageError("ERR_INVALID_MASK", `Masking key must be 4 bytes, got ${mask.length} bytes`);
   }
 }
 

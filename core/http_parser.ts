@@ -9,6 +9,7 @@
  * @module
  */
 
+import { describeValue } from "./_describe.ts";
 import { RawRequestHead } from "./_fields.ts";
 import { TCHAR } from "./_http_grammar.ts";
 import { HandshakeError, UsageError } from "./errors.ts";
@@ -131,9 +132,7 @@ export class RequestHeadParser {
     if (!Number.isSafeInteger(maxHeaderBytes) || maxHeaderBytes < 1) {
       throw new UsageError(
         "ERR_INVALID_OPTION",
-        `Invalid option: maxHeaderBytes must be an integer of at least 1, got ${
-          String(maxHeaderBytes)
-        }`,
+        `Invalid option: maxHeaderBytes must be an integer of at least 1, got ${describeValue(maxHeaderBytes)}`,
       );
     }
     this.#maxHeaderBytes = maxHeaderBytes;

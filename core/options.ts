@@ -16,6 +16,7 @@
  * @module
  */
 
+import { describeValue } from "./_describe.ts";
 import { UsageError } from "./errors.ts";
 
 /**
@@ -106,7 +107,7 @@ export function resolveLimits(options: Partial<Limits> = {}): Readonly<Limits> {
     if (typeof value !== "number" || !Number.isSafeInteger(value) || value < min) {
       throw new UsageError(
         "ERR_INVALID_OPTION",
-        `Invalid option: ${key} must be an integer of at least ${min}, got ${String(value)}`,
+        `Invalid option: ${key} must be an integer of at least ${min}, got ${describeValue(value)}`,
       );
     }
     out[key] = value;

@@ -29,9 +29,11 @@ import {
 import { CloseError, HttpError } from "./errors.ts";
 import type { DeflateParams } from "../core/deflate.ts";
 import type { Clock, CloseInfo, Connection, Handler, SendOptions, UpgradeAnswer } from "./hooks.ts";
-import { type Middleware, Pipeline } from "./pipeline.ts";
+import { type Middleware, PHASES, Pipeline } from "./pipeline.ts";
 import type { RouteParams } from "./params.ts";
 import { Router } from "./router.ts";
+import { checkMiddleware } from "./_check.ts";
+import { INTERNAL_ERROR_REASON } from "../core/_close_reason.ts";
 import { Hub, type PublishOptions, type PubSubOptions, type PubSubStats } from "./pubsub.ts";
 
 /**
@@ -187,6 +189,7 @@ export class App<S = Record<string, unknown>> implements Handler<S> {
    * @throws {UsageError} `ERR_INVALID_MIDDLEWARE` for anything else.
    */
   use(...middleware: Middleware<S>[]): this {
+    for (const item of middleware) checkMiddleware(item, PHASES, true);
     this.#pipeline.add(middleware);
     return this;
   }
@@ -398,7 +401,7 @@ export class App<S = Record<string, unknown>> implements Handler<S> {
       return;
     }
     this.#report(error, ctx);
-    if (open) ctx.close(1011);
+    if (open) ctx.close(1011, INTERNAL_ERROR_REASON);
   }
 
   #report(error: unknown, ctx: EventContext<S>): void {

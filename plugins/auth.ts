@@ -8,6 +8,7 @@
  * @module
  */
 
+import { describeValue } from "./_check.ts";
 import { CloseCode } from "../core/close_code.ts";
 import { UsageError } from "../core/errors.ts";
 import { ReadyState } from "../core/state.ts";
@@ -336,7 +337,7 @@ export interface FirstMessageAuthOptions<S = Record<string, unknown>> {
 export function authenticateWithin<S = Record<string, unknown>>(options: FirstMessageAuthOptions<S>): Phases<S> {
   const { timeoutMs, verify } = options ?? {};
   if (typeof timeoutMs !== "number" || !Number.isFinite(timeoutMs) || timeoutMs <= 0) {
-    throw new UsageError("ERR_INVALID_OPTION", `Invalid option: timeoutMs must be a positive number, got ${String(timeoutMs)}`);
+    throw new UsageError("ERR_INVALID_OPTION", `Invalid option: timeoutMs must be a positive number, got ${describeValue(timeoutMs)}`);
   }
   if (typeof verify !== "function") throw new UsageError("ERR_INVALID_OPTION", "Invalid option: verify must be a function");
   // Per connection: the deadline timer while waiting, `true` once authenticated.

@@ -5,6 +5,7 @@
  * @module
  */
 
+import { describeValue } from "../core/_describe.ts";
 import { isThenable } from "./_thenable.ts";
 import { UsageError } from "../core/errors.ts";
 
@@ -106,7 +107,7 @@ export function compose<C>(
   const links = [...middleware];
   for (const link of links) {
     if (typeof link !== "function") {
-      throw new UsageError("ERR_INVALID_MIDDLEWARE", `Invalid middleware: expected a function, got ${typeof link}`);
+      throw new UsageError("ERR_INVALID_MIDDLEWARE", `Invalid middleware: expected a function, got ${describeValue(link)}`);
     }
   }
   // A class, not closures made per call: no function is created per event

@@ -5,6 +5,7 @@
  * @module
  */
 
+import { describeValue } from "./_check.ts";
 import { UsageError } from "../core/errors.ts";
 import { ReadyState } from "../core/state.ts";
 import type { Peer } from "./context.ts";
@@ -58,7 +59,7 @@ export function heartbeat<S = Record<string, unknown>>(options: HeartbeatOptions
   const timeoutMs = options.timeoutMs ?? 10_000;
   for (const [name, value] of [["intervalMs", intervalMs], ["timeoutMs", timeoutMs]] as const) {
     if (typeof value !== "number" || !Number.isFinite(value) || value <= 0) {
-      throw new UsageError("ERR_INVALID_OPTION", `Invalid option: ${name} must be a positive number, got ${String(value)}`);
+      throw new UsageError("ERR_INVALID_OPTION", `Invalid option: ${name} must be a positive number, got ${describeValue(value)}`);
     }
   }
   const afterCheck = Math.max(intervalMs - timeoutMs, 0);

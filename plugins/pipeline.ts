@@ -9,6 +9,7 @@
 
 import type { Params } from "./params.ts";
 import { UsageError } from "../core/errors.ts";
+import { checkMiddleware, describeValue } from "./_check.ts";
 import { type Composed, compose, type Handle, type Next } from "./compose.ts";
 import type {
   CloseContext,
@@ -138,13 +139,14 @@ export class Pipeline<S = Record<string, unknown>> {
   add(middleware: readonly Middleware<S>[]): this {
     for (const item of middleware) {
       if (typeof item !== "function" && (typeof item !== "object" || item === null)) {
-        throw new UsageError("ERR_INVALID_MIDDLEWARE", `Invalid middleware: expected a function or an object of phases, got ${item === null ? "null" : typeof item}`);
+        throw new UsageError("ERR_INVALID_MIDDLEWARE", `Invalid middleware: expected a function or an object of phases, got ${describeValue(item)}`);
       }
+      checkMiddleware(item, PHASES);
       if (typeof item === "object") {
         for (const phase of PHASES) {
           const handle = item[phase];
           if (handle !== undefined && typeof handle !== "function") {
-            throw new UsageError("ERR_INVALID_MIDDLEWARE", `Invalid middleware: ${phase} must be a function, got ${typeof handle}`);
+            throw new UsageError("ERR_INVALID_MIDDLEWARE", `Invalid middleware: ${phase} must be a function, got ${describeValue(handle)}`);
           }
         }
       }

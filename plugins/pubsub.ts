@@ -9,6 +9,7 @@
  * @module
  */
 
+import { describeValue } from "./_check.ts";
 import { CloseCode } from "../core/close_code.ts";
 import { UsageError } from "../core/errors.ts";
 import { PreparedMessage } from "../core/prepared.ts";
@@ -301,11 +302,11 @@ export class Hub<S = Record<string, unknown>> {
   constructor(options: PubSubOptions, report: (error: unknown) => void, access?: HubNativeAccess<S>) {
     const max = options.maxBufferedBytes ?? 1024 * 1024;
     if (typeof max !== "number" || !Number.isSafeInteger(max) || max < 1) {
-      throw new UsageError("ERR_INVALID_OPTION", `Invalid option: maxBufferedBytes must be a positive integer, got ${String(max)}`);
+      throw new UsageError("ERR_INVALID_OPTION", `Invalid option: maxBufferedBytes must be a positive integer, got ${describeValue(max)}`);
     }
     const policy = options.slowPolicy ?? "drop";
     if (policy !== "drop" && policy !== "close") {
-      throw new UsageError("ERR_INVALID_OPTION", `Invalid option: slowPolicy must be "drop" or "close", got ${String(policy)}`);
+      throw new UsageError("ERR_INVALID_OPTION", `Invalid option: slowPolicy must be "drop" or "close", got ${describeValue(policy)}`);
     }
     this.#maxBuffered = max;
     this.#closeSlow = policy === "close";

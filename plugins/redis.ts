@@ -19,6 +19,7 @@
  * @module
  */
 
+import { describeValue } from "./_check.ts";
 import { UsageError } from "../core/errors.ts";
 import type { Backplane, BackplaneLink } from "./pubsub.ts";
 
@@ -280,7 +281,7 @@ export class RedisBackplane implements Backplane {
       throw new UsageError("ERR_INVALID_OPTION", "Invalid option: createClient must be a function that returns a Redis client");
     }
     const prefix = options.prefix ?? "duplex:";
-    if (typeof prefix !== "string") throw new UsageError("ERR_INVALID_OPTION", `Invalid option: prefix must be a string, got ${String(prefix)}`);
+    if (typeof prefix !== "string") throw new UsageError("ERR_INVALID_OPTION", `Invalid option: prefix must be a string, got ${describeValue(prefix)}`);
     this.#options = {
       createClient: options.createClient,
       prefix,
@@ -318,7 +319,7 @@ export class RedisBackplane implements Backplane {
 function bound(name: string, value: number | undefined, fallback: number): number {
   const n = value ?? fallback;
   if (typeof n !== "number" || !Number.isSafeInteger(n) || n < 0) {
-    throw new UsageError("ERR_INVALID_OPTION", `Invalid option: ${name} must be a non-negative integer, got ${String(n)}`);
+    throw new UsageError("ERR_INVALID_OPTION", `Invalid option: ${name} must be a non-negative integer, got ${describeValue(n)}`);
   }
   return n;
 }

@@ -9,6 +9,7 @@
  * @module
  */
 
+import { INTERNAL_ERROR_REASON } from "../core/_close_reason.ts";
 import { CloseCode } from "../core/close_code.ts";
 import type { DeflateParams } from "../core/deflate.ts";
 import type { MessageData } from "../core/engine.ts";
@@ -172,7 +173,7 @@ export abstract class ConnectionBase<S> implements Connection<S>, Tracked {
   /** Sends a ping (checked: at most 125 bytes) on an open connection. */
   protected abstract writePing(payload: Uint8Array): void;
   /** Starts the close handshake now, ahead of anything still queued (a hook failed). */
-  protected abstract closeNow(code: number): void;
+  protected abstract closeNow(code: number, reason: string): void;
   /** The close timer fired: the peer never answered our close frame. */
   protected abstract closeTimedOut(): void;
   /** The peer broke a rule that the adapter checks (rate limit, size): fail with its code. */
@@ -235,7 +236,7 @@ export abstract class ConnectionBase<S> implements Connection<S>, Tracked {
   /** A hook threw or rejected. */
   protected hookFailed(err: unknown): void {
     this.report(err);
-    if (this.readyState === ReadyState.Open) this.closeNow(CloseCode.InternalError);
+    if (this.readyState === ReadyState.Open) this.closeNow(CloseCode.InternalError, INTERNAL_ERROR_REASON);
   }
 
   /** Hands `err` to the `error` hook, whose own failure is only logged. */

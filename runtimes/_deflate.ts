@@ -7,6 +7,7 @@
  * @module
  */
 
+import { describeValue } from "../core/_describe.ts";
 import { checkDeflateNegotiation, type DeflateAgreement, type DeflateParams, negotiateDeflate } from "../core/deflate.ts";
 import { UsageError } from "../core/errors.ts";
 import type { ExtensionOffer } from "../core/handshake_offers.ts";
@@ -73,7 +74,7 @@ function integer(name: string, value: unknown, min: number, max: number): void {
   if (typeof value !== "number" || !Number.isInteger(value) || value < min || value > max) {
     throw new UsageError(
       "ERR_INVALID_OPTION",
-      `Invalid option: perMessageDeflate.${name} must be an integer from ${min}${max === Number.MAX_SAFE_INTEGER ? " up" : ` to ${max}`}, got ${String(value)}`,
+      `Invalid option: perMessageDeflate.${name} must be an integer from ${min}${max === Number.MAX_SAFE_INTEGER ? " up" : ` to ${max}`}, got ${describeValue(value)}`,
     );
   }
 }

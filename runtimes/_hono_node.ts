@@ -9,6 +9,7 @@
 
 import type { IncomingMessage } from "node:http";
 import type { Duplex } from "node:stream";
+import { describeValue } from "../core/_describe.ts";
 import { reasonPhrase } from "../core/_http_status.ts";
 import { UsageError } from "../core/errors.ts";
 import { run } from "./_node.ts";
@@ -149,7 +150,7 @@ export interface InjectWebSocketOptions {
  */
 export function injectWebSocket(server: UpgradeServer, app: FetchApp, options: InjectWebSocketOptions = {}): InjectedWebSocket {
   const timeoutMs = options.handshakeTimeoutMs ?? 10_000;
-  if (!(timeoutMs > 0)) throw new UsageError("ERR_INVALID_OPTION", `handshakeTimeoutMs must be a positive number, got ${timeoutMs}`);
+  if (!(timeoutMs > 0)) throw new UsageError("ERR_INVALID_OPTION", `Invalid option: handshakeTimeoutMs must be a positive number, got ${describeValue(timeoutMs)}`);
   const routes = new Set<Route<any>>();
   const listener = (req: IncomingMessage, socket: Duplex, head: Buffer): void => {
     void handleUpgrade(req, socket, head);

@@ -17,6 +17,7 @@ import type { CloseInfo, ConnectionOptions, Connection, Handler, UpgradeAnswer }
 import type { Middleware } from "../plugins/pipeline.ts";
 import { nativeUpgrade as bunUpgrade, websocketHandler } from "./_bun_native.ts";
 import { hasDenoUpgrade, nativeUpgrade as denoUpgrade } from "./_deno_native.ts";
+import { checkHonoRoute } from "./_check_args.ts";
 import { resolveConnectionOptions } from "./_options.ts";
 import { ConnectionSet } from "./_registry.ts";
 import type { BunServer, BunWebSocketHandler } from "./bun.ts";
@@ -278,6 +279,7 @@ export class Route<S> {
     source: Handler<S> | ((c: any) => WSEvents<S> | Promise<WSEvents<S>>),
     options: UpgradeWebSocketOptions<S>,
   ) {
+    checkHonoRoute(source, options);
     const { use, app: appOptions, onError, ...connection } = options;
     this.options = resolveConnectionOptions(connection);
     this.set = new ConnectionSet(this.options);

@@ -8,6 +8,7 @@
  * @module
  */
 
+import { describeValue } from "../core/_describe.ts";
 import { CloseCode } from "../core/close_code.ts";
 import { ProtocolError, UsageError } from "../core/errors.ts";
 import type { Clock, ConnectionOptions } from "../plugins/hooks.ts";
@@ -46,22 +47,22 @@ export function checkLimitOptions(options: ConnectionOptions): void {
   for (const [key, min, infinite] of counts) {
     const value = options[key];
     if (value !== undefined && !isCount(value, min, infinite)) {
-      throw invalid(`${key} must be an integer of at least ${min}${infinite ? " or Infinity" : ""}, got ${String(value)}`);
+      throw invalid(`${key} must be an integer of at least ${min}${infinite ? " or Infinity" : ""}, got ${describeValue(value)}`);
     }
   }
   const policy = options.bufferPolicy;
   if (policy !== undefined && policy !== "close" && policy !== "drop") {
-    throw invalid(`bufferPolicy must be "close" or "drop", got ${String(policy)}`);
+    throw invalid(`bufferPolicy must be "close" or "drop", got ${describeValue(policy)}`);
   }
   const rate = options.rateLimit;
   if (rate === undefined) return;
-  if (typeof rate !== "object" || rate === null) throw invalid(`rateLimit must be an object, got ${String(rate)}`);
-  if (!isCount(rate.messages, 1)) throw invalid(`rateLimit.messages must be a positive integer, got ${String(rate.messages)}`);
+  if (typeof rate !== "object" || rate === null) throw invalid(`rateLimit must be an object, got ${describeValue(rate)}`);
+  if (!isCount(rate.messages, 1)) throw invalid(`rateLimit.messages must be a positive integer, got ${describeValue(rate.messages)}`);
   if (rate.intervalMs !== undefined && !isCount(rate.intervalMs, 1)) {
-    throw invalid(`rateLimit.intervalMs must be a positive integer, got ${String(rate.intervalMs)}`);
+    throw invalid(`rateLimit.intervalMs must be a positive integer, got ${describeValue(rate.intervalMs)}`);
   }
   if (rate.action !== undefined && rate.action !== "close" && rate.action !== "drop") {
-    throw invalid(`rateLimit.action must be "close" or "drop", got ${String(rate.action)}`);
+    throw invalid(`rateLimit.action must be "close" or "drop", got ${describeValue(rate.action)}`);
   }
 }
 

@@ -24,6 +24,8 @@ import { ConnectionBase } from "./_connection.ts";
 import type { ConnectionSet } from "./_registry.ts";
 import { isThenable } from "../plugins/_thenable.ts";
 import { NATIVE_TOPICS, type NativeTopics, type NativeTopicServer } from "../plugins/_native_topics.ts";
+import { closeReasonFor } from "../core/_close_reason.ts";
+import { logMessageTooBig } from "./_close_log.ts";
 
 /**
  * A runtime's server-side WebSocket, as a {@linkcode NativeSession} drives it.
@@ -358,8 +360,8 @@ export class NativeSession<S = Record<string, unknown>> extends ConnectionBase<S
     this.#socket!.ping(payload);
   }
 
-  protected closeNow(code: number): void {
-    this.close(code);
+  protected closeNow(code: number, reason: string): void {
+    this.close(code, reason);
   }
 
   protected closeTimedOut(): void {
@@ -440,9 +442,10 @@ export class NativeSession<S = Record<string, unknown>> extends ConnectionBase<S
   fail(error: ProtocolError, sent = false): void {
     if (this.#failure !== undefined || this.#state === ReadyState.Closed) return;
     this.#failure = { code: error.closeCode, reason: error.message, wasClean: false };
+    logMessageTooBig(this, error, this.#maxMessageBytes);
     this.report(error);
     if (sent || this.#state !== ReadyState.Open) return;
-    this.#closeWith(error.closeCode, "");
+    this.#closeWith(error.closeCode, closeReasonFor(error.closeCode));
   }
 
   /** The runtime reported a fault it handled itself: only the `error` hook hears of it. */

@@ -6,6 +6,7 @@
  * @module
  */
 
+import { describeValue } from "../core/_describe.ts";
 import { UsageError } from "../core/errors.ts";
 import { resolveLimits } from "../core/options.ts";
 import { deflateConfig } from "./_deflate.ts";
@@ -62,7 +63,7 @@ export function resolveConnectionOptions(options: ConnectionOptions): Readonly<C
   for (const key of ["handshakeTimeoutMs", "highWaterMark"] as const) {
     const value = options[key];
     if (value !== undefined && (typeof value !== "number" || !Number.isSafeInteger(value) || value < 1)) {
-      throw new UsageError("ERR_INVALID_OPTION", `Invalid option: ${key} must be a positive integer, got ${String(value)}`);
+      throw new UsageError("ERR_INVALID_OPTION", `Invalid option: ${key} must be a positive integer, got ${describeValue(value)}`);
     }
   }
   const protocols = options.protocols ?? [];

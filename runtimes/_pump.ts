@@ -8,6 +8,7 @@
  * @module
  */
 
+import { describeValue } from "../core/_describe.ts";
 import { Engine, type EngineEvent, type MessageData } from "../core/engine.ts";
 import { messageData, type PreparedMessage } from "../core/prepared.ts";
 import { ProtocolError, UsageError } from "../core/errors.ts";
@@ -22,6 +23,7 @@ import { selectSubprotocol } from "../core/handshake_offers.ts";
 import { ReadyState } from "../core/state.ts";
 import { isThenable } from "../plugins/_thenable.ts";
 import type { CloseInfo, ConnectionOptions, Handler, SendOptions, UpgradeAnswer } from "../plugins/hooks.ts";
+import { logMessageTooBig } from "./_close_log.ts";
 
 /**
  * A socket as the pump sees it. `write` never drops bytes: it queues what
@@ -518,6 +520,7 @@ export class Pump<S = Record<string, unknown>> extends ConnectionBase<S> {
       case "pong":
         return this.call(() => handler.pong?.(this, event.data));
       case "error":
+        logMessageTooBig(this, event.error, this.#engine.limits.maxMessageBytes);
         this.report(event.error);
         return undefined;
       case "close": {
@@ -554,8 +557,8 @@ export class Pump<S = Record<string, unknown>> extends ConnectionBase<S> {
   }
 
   /** A hook failed: close with `code` now, ahead of the messages queued for zlib. */
-  protected closeNow(code: number): void {
-    this.#engine.close(code);
+  protected closeNow(code: number, reason: string): void {
+    this.#engine.close(code, reason);
     this.#kick();
   }
 

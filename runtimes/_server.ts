@@ -5,6 +5,7 @@
  * @module
  */
 
+import { describeValue } from "../core/_describe.ts";
 import { CloseCode } from "../core/close_code.ts";
 import { UsageError } from "../core/errors.ts";
 import type { ConnectionOptions } from "../plugins/hooks.ts";
@@ -80,10 +81,10 @@ export interface ListenOptions extends ConnectionOptions {
 /** Checks `port` and fills in the defaults. */
 export function listenAddress(port: unknown = 8080, hostname: unknown = "127.0.0.1"): { port: number; hostname: string } {
   if (typeof port !== "number" || !Number.isInteger(port) || port < 0 || port > 65535) {
-    throw new UsageError("ERR_INVALID_OPTION", `Invalid option: port must be an integer from 0 to 65535, got ${String(port)}`);
+    throw new UsageError("ERR_INVALID_OPTION", `Invalid option: port must be an integer from 0 to 65535, got ${describeValue(port)}`);
   }
   if (typeof hostname !== "string" || hostname === "") {
-    throw new UsageError("ERR_INVALID_OPTION", `Invalid option: hostname must be a non-empty string, got ${String(hostname)}`);
+    throw new UsageError("ERR_INVALID_OPTION", `Invalid option: hostname must be a non-empty string, got ${describeValue(hostname)}`);
   }
   return { port, hostname };
 }

@@ -37,6 +37,7 @@ import { coalesce, Pump, type Transport } from "./_pump.ts";
 import { ConnectionSet } from "./_registry.ts";
 import { resolveConnectionOptions } from "./_options.ts";
 import { type ListenOptions, makeServer, serveSetup, type Server, type TlsCertificate } from "./_server.ts";
+import { checkServeArgs, CONNECTION_OPTIONS } from "./_check_args.ts";
 
 export type { ListenOptions, Server, TlsCertificate };
 
@@ -289,6 +290,7 @@ class BunTransport implements Transport {
  */
 export function serve<S = Record<string, unknown>>(handler: Handler<S>, options: ServeOptions = {}): Promise<Server> {
   try {
+    checkServeArgs(handler, options, "serve()");
     const { port, hostname, tls, connection, set } = serveSetup(options);
     const listener = bun().listen({
       hostname,
@@ -501,6 +503,7 @@ export function nativeHandler<S = Record<string, unknown>>(
   handler: Handler<S>,
   options: ConnectionOptions = {},
 ): NativeHandler {
+  checkServeArgs(handler, options, "nativeHandler()", CONNECTION_OPTIONS);
   const resolved = resolveConnectionOptions(options);
   const set = new ConnectionSet(resolved);
   return {
@@ -535,6 +538,7 @@ export function nativeHandler<S = Record<string, unknown>>(
  */
 export function serveNative<S = Record<string, unknown>>(handler: Handler<S>, options: ServeOptions = {}): Promise<Server> {
   try {
+    checkServeArgs(handler, options, "serveNative()");
     const { port, hostname, tls, connection, set } = serveSetup(options);
     const http = bun().serve({
       port,

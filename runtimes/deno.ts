@@ -34,6 +34,7 @@ import { coalesce, Pump, type Transport } from "./_pump.ts";
 import { ConnectionSet } from "./_registry.ts";
 import { resolveConnectionOptions } from "./_options.ts";
 import { type ListenOptions, makeServer, serveSetup, type Server, type TlsCertificate } from "./_server.ts";
+import { checkServeArgs, CONNECTION_OPTIONS } from "./_check_args.ts";
 
 export type { ListenOptions, Server, TlsCertificate };
 
@@ -279,6 +280,7 @@ function runConn<S>(conn: DenoConn, handler: Handler<S>, options: Readonly<Conne
  */
 export function serve<S = Record<string, unknown>>(handler: Handler<S>, options: ServeOptions = {}): Promise<Server> {
   try {
+    checkServeArgs(handler, options, "serve()");
     const { port, hostname, tls, connection, set } = serveSetup(options);
     const ns = deno();
     const listener = tls
@@ -360,6 +362,7 @@ export function nativeHandler<S = Record<string, unknown>>(
   handler: Handler<S>,
   options: ConnectionOptions = {},
 ): NativeHandler {
+  checkServeArgs(handler, options, "nativeHandler()", CONNECTION_OPTIONS);
   const resolved = resolveConnectionOptions(options);
   const set = new ConnectionSet(resolved);
   const upgrade = nativeUpgrade(handler, resolved, set);
@@ -394,6 +397,7 @@ export function nativeHandler<S = Record<string, unknown>>(
  */
 export function serveNative<S = Record<string, unknown>>(handler: Handler<S>, options: ServeOptions = {}): Promise<Server> {
   try {
+    checkServeArgs(handler, options, "serveNative()");
     const { port, hostname, tls, connection, set } = serveSetup(options);
     const upgrade = nativeUpgrade(handler, connection, set);
     const http = deno().serve(

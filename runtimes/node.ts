@@ -34,6 +34,7 @@ import { ConnectionSet } from "./_registry.ts";
 import { resolveConnectionOptions } from "./_options.ts";
 import { run } from "./_node.ts";
 import { makeServer, type Server, serveSetup } from "./_server.ts";
+import { checkServeArgs, CONNECTION_OPTIONS } from "./_check_args.ts";
 
 export type { Server };
 
@@ -103,6 +104,7 @@ export function upgradeHandler<S = Record<string, unknown>>(
   handler: Handler<S>,
   options: ConnectionOptions = {},
 ): UpgradeHandler {
+  checkServeArgs(handler, options, "upgradeHandler()", CONNECTION_OPTIONS);
   const resolved = resolveConnectionOptions(options);
   const set = new ConnectionSet(resolved);
   return {
@@ -142,6 +144,7 @@ export function attach<S = Record<string, unknown>>(
   handler: Handler<S>,
   options: ConnectionOptions = {},
 ): UpgradeHandler {
+  checkServeArgs(handler, options, "attach()", CONNECTION_OPTIONS);
   const ws = upgradeHandler(handler, options);
   const listener = (req: IncomingMessage, socket: Duplex, head: Uint8Array) => ws.handleUpgrade(req, socket, head);
   server.on("upgrade", listener);
@@ -185,6 +188,7 @@ export async function serve<S = Record<string, unknown>>(
   handler: Handler<S>,
   options: ServeOptions = {},
 ): Promise<Server> {
+  checkServeArgs(handler, options, "serve()");
   const { port, hostname, tls, connection, set } = serveSetup(options);
   const onSocket = (socket: Socket) => run(socket, handler, connection, set);
   let server: NetServer;

@@ -6,8 +6,10 @@
  * @module
  */
 
+import { describeValue } from "../core/_describe.ts";
 import { UsageError } from "../core/errors.ts";
 import type { Handler } from "../plugins/hooks.ts";
+import { checkServeArgs, SERVE_OPTIONS } from "./_check_args.ts";
 import type { ListenOptions, Server } from "./_server.ts";
 
 /**
@@ -99,9 +101,10 @@ export async function serve<S = Record<string, unknown>>(
   handler: Handler<S>,
   options: ServeOptions = {},
 ): Promise<Server> {
+  checkServeArgs(handler, options, "serve()", SERVE_OPTIONS);
   const { transport = "raw", ...rest } = options;
   if (transport !== "raw" && transport !== "native") {
-    throw new UsageError("ERR_INVALID_OPTION", `Invalid option: transport must be "raw" or "native", got ${String(transport)}`);
+    throw new UsageError("ERR_INVALID_OPTION", `Invalid option: transport must be "raw" or "native", got ${describeValue(transport)}`);
   }
   switch (runtime()) {
     case "deno": {

@@ -368,7 +368,8 @@ function runOpen(chunks: Uint8Array[], limits: EngineOptions, options: OpenRunOp
           break;
         case "error":
           assert.ok([1002, 1007, 1009].includes(e.error.closeCode), `error close code ${e.error.closeCode}`);
-          if (before === ReadyState.Open) expected.push(wireOf({ type: "close", code: e.error.closeCode, reason: "" }));
+          // A 1009 says why (since 0.2.0); 1002 and 1007 carry no reason.
+          if (before === ReadyState.Open) expected.push(wireOf({ type: "close", code: e.error.closeCode, reason: e.error.closeCode === 1009 ? "Message too big" : "" }));
           break;
         case "close": {
           const previous = events[events.length - 2];

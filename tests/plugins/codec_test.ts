@@ -145,7 +145,7 @@ describe("json codec", () => {
     const conn = await connect(app);
     await conn.text('{"type":"x"}');
     assert.deepEqual(errors.errors, [boom]);
-    assert.deepEqual(conn.closes(), [{ code: 1011, reason: "" }]);
+    assert.deepEqual(conn.closes(), [{ code: 1011, reason: "Internal error" }]);
   });
 
   it("refuses a handler that is not a function", () => {

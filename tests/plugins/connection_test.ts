@@ -128,7 +128,7 @@ describe("App connection phase", () => {
     assert.equal(result, true);
     assert.deepEqual(errors.errors, [boom]);
     assert.deepEqual(errors.contexts, ["send"]);
-    assert.deepEqual(conn.frames(), [{ type: "close", code: 1011, reason: "" }]);
+    assert.deepEqual(conn.frames(), [{ type: "close", code: 1011, reason: "Internal error" }]);
   });
 
   it("sending after close answers false and drops the message, even through send middleware", async () => {
@@ -309,14 +309,14 @@ describe("App connection phase", () => {
     assert.deepEqual(errors.errors, [boom], "onError once, with the error");
     assert.deepEqual(errors.contexts, ["message"]);
     assert.deepEqual(errorPhase, [], "a middleware's error does not go to the error phase");
-    assert.deepEqual(a.frames(), [{ type: "close", code: 1011, reason: "" }]);
+    assert.deepEqual(a.frames(), [{ type: "close", code: 1011, reason: "Internal error" }]);
     assert.equal(a.readyState, 2);
     await b.text("still here");
     assert.deepEqual(b.frames(), [{ type: "text", data: "ok still here" }], "the other connection keeps working");
     assert.equal(b.readyState, 1);
     await a.text("after crash");
     assert.deepEqual(errors.errors, [boom], "no more errors");
-    assert.deepEqual(a.frames(), [{ type: "close", code: 1011, reason: "" }], "nothing else sent on the failed connection");
+    assert.deepEqual(a.frames(), [{ type: "close", code: 1011, reason: "Internal error" }], "nothing else sent on the failed connection");
   });
 
   it("an async rejection in a message handler reports once and closes with 1011", async () => {
@@ -331,7 +331,7 @@ describe("App connection phase", () => {
     const conn = await connect(app);
     await conn.text("x");
     assert.deepEqual(errors.errors, [boom]);
-    assert.deepEqual(conn.closes(), [{ code: 1011, reason: "" }]);
+    assert.deepEqual(conn.closes(), [{ code: 1011, reason: "Internal error" }]);
   });
 
   it("a throwing open handler closes with 1011", async () => {
@@ -345,7 +345,7 @@ describe("App connection phase", () => {
     assert.equal(conn.status, 101);
     assert.equal(errors.errors.length, 1);
     assert.deepEqual(errors.contexts, ["open"]);
-    assert.deepEqual(conn.closes(), [{ code: 1011, reason: "" }]);
+    assert.deepEqual(conn.closes(), [{ code: 1011, reason: "Internal error" }]);
   });
 
   it("a throwing close handler is reported without sending anything", async () => {

@@ -148,7 +148,7 @@ describe("authenticateWithin", () => {
     const conn = await connect(app);
     await conn.text("x");
     assert.deepEqual(errors.errors, [boom]);
-    assert.deepEqual(conn.closes(), [{ code: 1011, reason: "" }]);
+    assert.deepEqual(conn.closes(), [{ code: 1011, reason: "Internal error" }]);
   });
 
   it("clears the deadline when the peer leaves before authenticating", async () => {

@@ -506,14 +506,14 @@ describe("pub/sub: send middleware per recipient", () => {
     await flush();
     assert.deepEqual(a.conn.texts(), ["x"]);
     assert.deepEqual(b.conn.texts(), ["x"]);
-    assert.deepEqual(bad.conn.frames(), [{ type: "close", code: 1011, reason: "" }]);
+    assert.deepEqual(bad.conn.frames(), [{ type: "close", code: 1011, reason: "Internal error" }]);
     assert.equal(errors.errors.length, 1);
     assert.equal((errors.errors[0] as Error).message, "boom for bad");
     assert.deepEqual(errors.contexts, ["send"]);
     app.publish("t", "y");
     await flush();
     assert.deepEqual(a.conn.texts(), ["x", "y"]);
-    assert.deepEqual(bad.conn.frames(), [{ type: "close", code: 1011, reason: "" }], "nothing after its close");
+    assert.deepEqual(bad.conn.frames(), [{ type: "close", code: 1011, reason: "Internal error" }], "nothing after its close");
   });
 
   it("ctx.sendPrepared goes through the send middleware too", async () => {

@@ -484,7 +484,7 @@ export function runAppSuite(target: AppTarget): void {
       const bystander = await Client.open(`${server().url}/boom`);
       assert.equal((await bystander.roundTrip("before")).data.toString(), "before");
       victim.ws.send("boom");
-      assert.equal((await within(victim.closed)).code, 1011);
+      assert.deepEqual(await within(victim.closed), { code: 1011, reason: "Internal error" });
       assert.equal((await bystander.roundTrip("still here")).data.toString(), "still here");
       await delay(50);
       assert.deepEqual(errors, [{ message: "boom", type: "message", url: "/boom" }]);

@@ -353,9 +353,9 @@ export function runFaults(target: AppTarget): void {
           const bystander = await Client.open(`${server.url}/bystander`);
           assert.equal((await bystander.roundTrip("before")).data.toString(), "before");
           victim.ws.send("boom");
-          assert.deepEqual(await within(victim.closed), { code: 1011, reason: "" });
+          assert.deepEqual(await within(victim.closed), { code: 1011, reason: "Internal error" });
           await until(() => seen.closesOf("/victim").length > 0, 3000, "the victim's close hook");
-          assert.deepEqual(seen.closesOf("/victim"), [{ code: 1011, reason: "", wasClean: true }]);
+          assert.deepEqual(seen.closesOf("/victim"), [{ code: 1011, reason: "Internal error", wasClean: true }]);
           const errors = seen.errorsOf("/victim");
           assert.equal(errors.length, 1);
           assert.equal((errors[0] as Error).message, message);
@@ -375,9 +375,9 @@ export function runFaults(target: AppTarget): void {
         await withServer(handler, async (server) => {
           const bystander = await Client.open(`${server.url}/bystander`);
           const victim = new Client(`${server.url}/victim`);
-          assert.deepEqual(await within(victim.closed), { code: 1011, reason: "" });
+          assert.deepEqual(await within(victim.closed), { code: 1011, reason: "Internal error" });
           await until(() => seen.closesOf("/victim").length > 0, 3000, "the victim's close hook");
-          assert.deepEqual(seen.closesOf("/victim"), [{ code: 1011, reason: "", wasClean: true }]);
+          assert.deepEqual(seen.closesOf("/victim"), [{ code: 1011, reason: "Internal error", wasClean: true }]);
           assert.deepEqual(seen.errorsOf("/victim").map((e) => (e as Error).message), [message]);
           assert.deepEqual(victim.messages, []);
           assert.equal((await bystander.roundTrip("after")).data.toString(), "after");
@@ -453,7 +453,7 @@ export function runFaults(target: AppTarget): void {
             const victim = await Client.open(`${server.url}/victim`);
             const bystander = await Client.open(`${server.url}/bystander`);
             victim.ws.send("boom");
-            assert.deepEqual(await within(victim.closed), { code: 1011, reason: "" });
+            assert.deepEqual(await within(victim.closed), { code: 1011, reason: "Internal error" });
             // Logged, or escaped (an unhandled rejection is reported a turn later).
             await until(() => wasLogged(logs.logged, secondary) || escapes.has(secondary), 3000, "the error hook's own error");
             assert.equal((await bystander.roundTrip("after")).data.toString(), "after");
@@ -509,10 +509,10 @@ export function runFaults(target: AppTarget): void {
           const bystander = await Client.open(`${server.url}/bystander`);
           assert.equal((await bystander.roundTrip("before")).data.toString(), "before");
           victim.ws.send("boom");
-          assert.deepEqual(await within(victim.closed), { code: 1011, reason: "" });
+          assert.deepEqual(await within(victim.closed), { code: 1011, reason: "Internal error" });
           assert.equal((await bystander.roundTrip("after")).data.toString(), "after");
           await until(() => seen.closesOf("/victim").length > 0, 3000, "the victim's close middleware");
-          assert.deepEqual(seen.closesOf("/victim"), [{ code: 1011, reason: "", wasClean: true }]);
+          assert.deepEqual(seen.closesOf("/victim"), [{ code: 1011, reason: "Internal error", wasClean: true }]);
           assert.equal(reported.length, 1);
           assert.equal((reported[0]!.error as Error).message, message);
           assert.equal(reported[0]!.type, "message");
@@ -557,7 +557,7 @@ export function runFaults(target: AppTarget): void {
         await withServer(app, async (server) => {
           const bystander = await Client.open(`${server.url}/bystander`);
           const victim = new Client(`${server.url}/victim`);
-          assert.deepEqual(await within(victim.closed), { code: 1011, reason: "" });
+          assert.deepEqual(await within(victim.closed), { code: 1011, reason: "Internal error" });
           assert.equal((await bystander.roundTrip("after")).data.toString(), "after");
         });
         assert.deepEqual(reported.map((r) => [(r.error as Error).message, r.type, r.path]), [[message, "open", "/victim"]]);
@@ -648,7 +648,7 @@ export function runFaults(target: AppTarget): void {
           const victim = await Client.open(`${server.url}/victim`);
           const bystander = await Client.open(`${server.url}/bystander`);
           victim.ws.send("boom");
-          assert.deepEqual(await within(victim.closed), { code: 1011, reason: "" });
+          assert.deepEqual(await within(victim.closed), { code: 1011, reason: "Internal error" });
           // Logged, or escaped (an unhandled rejection is reported a turn later).
           await until(() => wasLogged(logs.logged, secondary) || escapes.has(secondary), 3000, "onError's own rejection");
           assert.equal((await bystander.roundTrip("after")).data.toString(), "after");

@@ -411,7 +411,9 @@ export function runSuite(target: Target): void {
           assert.deepEqual([...data.subarray(2, 4)], [code >> 8, code & 0xff]);
           assert.equal(data.length, 2 + data[1]!, "nothing after the close frame");
         } else {
-          assert.deepEqual([...data], [0x88, 0x02, code >> 8, code & 0xff], "one close frame, nothing after it");
+          // A 1009 says why (the contract since 0.2.0); the other protocol errors carry no reason.
+          const reason = [...Buffer.from(kind === "size" ? "Message too big" : "")];
+          assert.deepEqual([...data], [0x88, 2 + reason.length, code >> 8, code & 0xff, ...reason], "one close frame, nothing after it");
         }
         if (staysOpen) response.socket.destroy();
         await until(() => closes.length === 1, 3000, "close hook");
@@ -432,13 +434,25 @@ export function runSuite(target: Target): void {
       });
     }
 
-    it("closes with 1009 when a ws client sends more than maxMessageBytes", async () => {
-      const server = await start(echo, { maxMessageBytes: 64 * 1024 });
-      const client = await Client.open(server.url);
-      assert.equal((await client.roundTrip(bytes(64 * 1024))).data.length, 64 * 1024, "at the limit is fine");
-      client.ws.send(bytes(64 * 1024 + 1));
-      assert.equal((await within(client.closed)).code, 1009);
-      await server.close();
+    it("closes with 1009 and a reason when a ws client sends more than maxMessageBytes, and logs it once", async () => {
+      const warnings: string[] = [];
+      const warn = console.warn;
+      console.warn = (...args: unknown[]) => void warnings.push(args.map(String).join(" "));
+      try {
+        const ids: string[] = [];
+        const server = await start({ ...echo, open: (conn) => void ids.push(conn.id) }, { maxMessageBytes: 64 * 1024 });
+        const client = await Client.open(server.url);
+        assert.equal((await client.roundTrip(bytes(64 * 1024))).data.length, 64 * 1024, "at the limit is fine");
+        client.ws.send(bytes(64 * 1024 + 1));
+        const reason = differs("protocolErrorCloseReason") ? "Received too big message" : "Message too big";
+        assert.deepEqual(await within(client.closed), { code: 1009, reason });
+        await server.close();
+        const logged = warnings.filter((w) => w.includes("1009"));
+        assert.equal(logged.length, 1, "logged once");
+        assert.match(logged[0]!, new RegExp(`^duplex: connection ${ids[0]} closed with 1009 \\(maxMessageBytes is 65536\\): `));
+      } finally {
+        console.warn = warn;
+      }
     });
   });
 
@@ -563,7 +577,7 @@ export function runSuite(target: Target): void {
       const victim = await Client.open(server.url);
       const bystander = await Client.open(server.url);
       victim.ws.send("boom");
-      assert.equal((await within(victim.closed)).code, 1011);
+      assert.deepEqual(await within(victim.closed), { code: 1011, reason: "Internal error" });
       assert.equal((errors[0] as Error).message, "boom");
       assert.equal((await bystander.roundTrip("still here")).data.toString(), "still here");
       await server.close();
@@ -573,7 +587,7 @@ export function runSuite(target: Target): void {
       const server = await start({ message: () => Promise.reject(new Error("async boom")) });
       const client = await Client.open(server.url);
       client.ws.send("x");
-      assert.equal((await within(client.closed)).code, 1011);
+      assert.deepEqual(await within(client.closed), { code: 1011, reason: "Internal error" });
       await server.close();
     });
 

@@ -341,7 +341,7 @@ describe("shutdown", () => {
     void set.shutdown(1001, "Server shutting down");
     await flush();
     assert.equal((errors[0] as Error).message, "boom");
-    assert.deepEqual(conn.closes(), [{ code: 1011, reason: "" }]);
+    assert.deepEqual(conn.closes(), [{ code: 1011, reason: "Internal error" }]);
   });
 });
 

@@ -193,7 +193,7 @@ describe("native session: a connection", () => {
     }, { maxMessageBytes: 4 });
     session.onMessage("ééé"); // 6 bytes in UTF-8, 3 characters
     assert.deepEqual(messages, []);
-    assert.deepEqual(socket.closes, [[1009, ""]]);
+    assert.deepEqual(socket.closes, [[1009, "Message too big"]]);
     assert.ok(errors[0] instanceof ProtocolError);
     assert.equal((errors[0] as ProtocolError).closeCode, 1009);
     session.onClose(1009, "", true);
@@ -278,7 +278,7 @@ describe("native session: a connection", () => {
       close: (_ctx, info) => void closes.push(info),
     });
     session.onMessage("x");
-    assert.deepEqual(socket.closes, [[1011, ""]]);
+    assert.deepEqual(socket.closes, [[1011, "Internal error"]]);
     assert.equal((errors[0] as Error).message, "hook failed");
     session.onClose(0, "", true);
     assert.deepEqual(closes, [{ code: 1005, reason: "", wasClean: true }]);
