@@ -161,7 +161,7 @@ export function checkHandler(value: unknown, where: string): void {
  * ```ts
  * import { checkMiddleware } from "./_check.ts";
  *
- * checkMiddleware({ message: (_ctx, next) => next() }, ["message"]); // fine
+ * checkMiddleware({ message: () => undefined }, ["message"]); // fine
  * ```
  */
 export function checkMiddleware(value: unknown, phases: readonly string[], needsPhase = false): void {
