@@ -12,7 +12,6 @@ import { defineHeaders, type FieldSource, fieldValue, LazyHeaders, toHeaders } f
 import { hasListToken, trimSpace } from "./_http_grammar.ts";
 import { HandshakeError } from "./errors.ts";
 import { type ExtensionOffer, parseExtensions, parseProtocols } from "./handshake_offers.ts";
-import { describeValue } from "./_describe.ts";
 
 /**
  * The head of an HTTP request in either shape a runtime gives it: web

@@ -8,7 +8,6 @@
  * @module
  */
 
-import { describeValue } from "../core/_describe.ts";
 import { Engine, type EngineEvent, type MessageData } from "../core/engine.ts";
 import { messageData, type PreparedMessage } from "../core/prepared.ts";
 import { ProtocolError, UsageError } from "../core/errors.ts";
