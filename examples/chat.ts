@@ -32,7 +32,6 @@ import {
   fromQuery,
   heartbeat,
   json,
-  Router,
   runtime,
   serve,
   subprotocols,
@@ -60,32 +59,14 @@ const timeoutMs = numberFromEnv("HEARTBEAT_TIMEOUT_MS", 10_000);
 const redisUrl = process.env.REDIS_URL || undefined;
 
 /** What a client may send. */
-type Incoming = { say: { type: "say"; text: string } };
-/** Per-connection data. */
+type Say = { type: "say"; text: string };
+/** Per-connection data, declared once: the route, subprotocols() and json() below carry it. */
 type State = { name: string; room: string };
 
 const MAX_TEXT = 4096;
 /** Room names longer than this are refused (a topic has at most 1,024 characters). */
 const MAX_ROOM = 1000;
 const topicOf = (room: string) => `room:${room}`;
-
-const chatV1 = [
-  {
-    // A connection leaves its topics when it closes.
-    open(ctx) {
-      ctx.subscribe(topicOf(ctx.state.room));
-    },
-  },
-  json<Incoming, State>({
-    say(ctx, message) {
-      if (typeof message.text !== "string" || message.text.length > MAX_TEXT) {
-        throw new CloseError(CloseCode.PolicyViolation, `text must be a string of at most ${MAX_TEXT} characters`);
-      }
-      const said = JSON.stringify({ type: "said", from: ctx.state.name, text: message.text });
-      ctx.publish(topicOf(ctx.state.room), said, { self: true });
-    },
-  }),
-] satisfies Parameters<App<State>["use"]>;
 
 /** With REDIS_URL, a Redis backplane: ioredis is loaded only then. */
 async function redisBackplane(url: string): Promise<RedisBackplane> {
@@ -98,21 +79,37 @@ const app = new App<State>({
   onBackplaneError: (error) => console.error("redis backplane:", error instanceof Error ? error.message : error),
 })
   .use(heartbeat({ intervalMs, timeoutMs }))
-  .use(
-    new Router<State>().route(
-      "/chat/:room",
-      authenticate((offered) => offered === token, { from: [fromBearer(), fromQuery("token")], realm: "chat" }),
-      {
-        upgrade(ctx, next) {
-          const name = (ctx.query.get("name") ?? "").trim().slice(0, 32);
-          const room = ctx.params.room!;
-          if (room.length > MAX_ROOM) return ctx.reject(400, `Room name over ${MAX_ROOM} characters`);
-          ctx.state = { name: name === "" ? `guest-${ctx.id}` : name, room };
-          return next();
-        },
+  .route(
+    "/chat/:room",
+    authenticate((offered) => offered === token, { from: [fromBearer(), fromQuery("token")], realm: "chat" }),
+    {
+      upgrade(ctx, next) {
+        const name = (ctx.query.get("name") ?? "").trim().slice(0, 32);
+        const room = ctx.params.room;
+        if (room.length > MAX_ROOM) return ctx.reject(400, `Room name over ${MAX_ROOM} characters`);
+        ctx.state = { name: name === "" ? `guest-${ctx.id}` : name, room };
+        return next();
       },
-      subprotocols<State>({ "chat.v1": chatV1 }),
-    ),
+    },
+    subprotocols({
+      "chat.v1": [
+        {
+          // A connection leaves its topics when it closes.
+          open(ctx) {
+            ctx.subscribe(topicOf(ctx.state.room));
+          },
+        },
+        json({
+          say(ctx, message: Say) {
+            if (typeof message.text !== "string" || message.text.length > MAX_TEXT) {
+              throw new CloseError(CloseCode.PolicyViolation, `text must be a string of at most ${MAX_TEXT} characters`);
+            }
+            const said = JSON.stringify({ type: "said", from: ctx.state.name, text: message.text });
+            ctx.publish(topicOf(ctx.state.room), said, { self: true });
+          },
+        }),
+      ],
+    }),
   )
   .onError((error, ctx) => console.error(`connection ${ctx.id} (${ctx.type}):`, error));
 
