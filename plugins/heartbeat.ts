@@ -64,6 +64,7 @@ export function heartbeat<S = Record<string, unknown>>(options: HeartbeatOptions
   }
   const afterCheck = Math.max(intervalMs - timeoutMs, 0);
   const timers = new Map<Peer<S>, unknown>();
+  let warned = false;
 
   const schedule = (peer: Peer<S>, fn: () => void, delay: number): void => {
     timers.set(peer, peer.clock.setTimeout(fn, delay));
@@ -74,8 +75,18 @@ export function heartbeat<S = Record<string, unknown>>(options: HeartbeatOptions
     const seen = peer.bytesReceived;
     try {
       peer.ping();
-    } catch {
-      return; // cannot ping on this path (ERR_UNSUPPORTED): stop rather than drop a live peer
+    } catch (error) {
+      // Cannot ping on this path (Deno.serve: ERR_UNSUPPORTED): stop rather
+      // than drop a live peer, and say so once instead of doing nothing.
+      if (!warned) {
+        warned = true;
+        console.warn(
+          "duplex: heartbeat() cannot ping on this path, so it is off for its connections " +
+            `(${error instanceof Error ? error.message : String(error)}); ` +
+            "on Deno.serve, idleTimeoutMs makes Deno ping and drop silent peers instead",
+        );
+      }
+      return;
     }
     schedule(peer, () => check(peer, seen), timeoutMs);
   };

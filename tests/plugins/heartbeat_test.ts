@@ -4,7 +4,7 @@ import { describe, it } from "node:test";
 import { UsageError } from "../../core/errors.ts";
 import { App } from "../../plugins/app.ts";
 import { heartbeat, type HeartbeatOptions } from "../../plugins/heartbeat.ts";
-import { connect, deferred, flush, frame } from "./_harness.ts";
+import { connect, deferred, FakeClock, flush, frame } from "./_harness.ts";
 
 const INTERVAL = 1000;
 const TIMEOUT = 300;
@@ -203,6 +203,39 @@ describe("heartbeat", () => {
     for (const bad of [0, -1, Number.NaN, Number.POSITIVE_INFINITY, "1000" as unknown as number]) {
       assert.throws(() => heartbeat({ intervalMs: bad }), isOption, `intervalMs ${String(bad)}`);
       assert.throws(() => heartbeat({ timeoutMs: bad }), isOption, `timeoutMs ${String(bad)}`);
+    }
+  });
+});
+
+describe("heartbeat() on a path that cannot ping", () => {
+  it("stops for that connection, keeps it open, and says so once", async () => {
+    const clock = new FakeClock();
+    const warnings: string[] = [];
+    const warn = console.warn;
+    console.warn = (...args: unknown[]) => void warnings.push(args.map(String).join(" "));
+    try {
+      const middleware = heartbeat({ intervalMs: INTERVAL, timeoutMs: TIMEOUT });
+      let terminated = 0;
+      const peerThatCannotPing = () => ({
+        readyState: 1,
+        bytesReceived: 0,
+        clock,
+        ping(): void {
+          throw new UsageError("ERR_UNSUPPORTED", "Deno.serve cannot send pings");
+        },
+        terminate(): void {
+          terminated++;
+        },
+      });
+      for (const peer of [peerThatCannotPing(), peerThatCannotPing()]) {
+        await middleware.open!({ peer, clock } as never, () => undefined);
+      }
+      clock.advance(INTERVAL * 5);
+      assert.equal(terminated, 0, "a live peer is not dropped because it cannot be pinged");
+      assert.equal(warnings.length, 1, "one warning, not one per connection");
+      assert.match(warnings[0]!, /^duplex: heartbeat\(\) cannot ping on this path, so it is off for its connections \(Deno\.serve cannot send pings\)/);
+    } finally {
+      console.warn = warn;
     }
   });
 });
