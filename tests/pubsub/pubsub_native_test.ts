@@ -3,7 +3,7 @@
 // names, one runtime publish per server when it reaches exactly whom the
 // per-subscriber loop would, and the loop whenever it might not (a `send`
 // middleware, a slow subscriber, a count that disagrees). Runs on every
-// runtime; the real Bun.serve path is in tests/runtimes/bun_pubsub_test.ts.
+// runtime; the real Bun.serve path is in tests/pubsub/bun_pubsub_test.ts.
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import type { PreparedMessage } from "../../core/prepared.ts";

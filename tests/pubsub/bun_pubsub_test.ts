@@ -11,7 +11,7 @@ import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import { App, type AppOptions, type Middleware } from "../../mod.ts";
 import { type BunServer, type BunWebSocket, type BunWebSocketHandler, nativeHandler, serve } from "../../runtimes/bun.ts";
-import { Client, delay, rawHandshake, until, upgradeRequest, within } from "./_helpers.ts";
+import { Client, delay, rawHandshake, until, upgradeRequest, within } from "../runtimes/_helpers.ts";
 
 // The part of Bun's API these tests use (typed here: deno check has no Bun types).
 interface RealServer {
