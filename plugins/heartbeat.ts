@@ -29,6 +29,14 @@ export interface HeartbeatOptions {
 }
 
 /**
+ * Internal: the key under which a `heartbeat()` middleware holds its
+ * "cannot ping here" warning, `(message: string) => void`, given once per
+ * heartbeat. An adapter that knows at start that its connections cannot be
+ * pinged calls it; a heartbeat whose first ping fails calls it too.
+ */
+export const CANNOT_PING: unique symbol = Symbol("duplex.cannotPing");
+
+/**
  * Pings every connection every `intervalMs`; if nothing at all arrives
  * within `timeoutMs` after a ping, the connection is terminated (no close
  * handshake with a dead peer) and the `close` middleware hears code 1006,
@@ -65,6 +73,11 @@ export function heartbeat<S = Record<string, unknown>>(options: HeartbeatOptions
   const afterCheck = Math.max(intervalMs - timeoutMs, 0);
   const timers = new Map<Peer<S>, unknown>();
   let warned = false;
+  const cannotPing = (message: string): void => {
+    if (warned) return;
+    warned = true;
+    console.warn(`duplex: ${message}; on Deno.serve, idleTimeoutMs makes Deno ping and drop silent peers instead`);
+  };
 
   const schedule = (peer: Peer<S>, fn: () => void, delay: number): void => {
     timers.set(peer, peer.clock.setTimeout(fn, delay));
@@ -78,14 +91,7 @@ export function heartbeat<S = Record<string, unknown>>(options: HeartbeatOptions
     } catch (error) {
       // Cannot ping on this path (Deno.serve: ERR_UNSUPPORTED): stop rather
       // than drop a live peer, and say so once instead of doing nothing.
-      if (!warned) {
-        warned = true;
-        console.warn(
-          "duplex: heartbeat() cannot ping on this path, so it is off for its connections " +
-            `(${error instanceof Error ? error.message : String(error)}); ` +
-            "on Deno.serve, idleTimeoutMs makes Deno ping and drop silent peers instead",
-        );
-      }
+      cannotPing(`heartbeat() cannot ping on this path, so it is off for its connections (${error instanceof Error ? error.message : String(error)})`);
       return;
     }
     schedule(peer, () => check(peer, seen), timeoutMs);
@@ -97,9 +103,10 @@ export function heartbeat<S = Record<string, unknown>>(options: HeartbeatOptions
     schedule(peer, () => ping(peer), afterCheck);
   };
 
-  return {
-    // Tells an adapter that cannot ping (Hono's route on Deno.serve) to say so at start.
-    [Symbol.for("duplex.needsPing")]: true,
+  const middleware: Phases<S> & { [CANNOT_PING]: (message: string) => void } = {
+    // An adapter that knows at start that it cannot ping (Hono's route on
+    // Deno.serve) says so through this, and the warning is still given once.
+    [CANNOT_PING]: cannotPing,
     open(ctx, next) {
       const peer = ctx.peer;
       schedule(peer, () => ping(peer), intervalMs);
@@ -112,4 +119,5 @@ export function heartbeat<S = Record<string, unknown>>(options: HeartbeatOptions
       return next();
     },
   };
+  return middleware;
 }

@@ -17,6 +17,7 @@ import type { CloseInfo, ConnectionOptions, Connection, Handler, UpgradeAnswer }
 import type { Middleware } from "../plugins/pipeline.ts";
 import { nativeUpgrade as bunUpgrade, websocketHandler } from "./_bun_native.ts";
 import { hasDenoUpgrade, nativeUpgrade as denoUpgrade } from "./_deno_native.ts";
+import { CANNOT_PING } from "../plugins/heartbeat.ts";
 import { checkHonoRoute } from "./_check_args.ts";
 import { resolveConnectionOptions } from "./_options.ts";
 import { ConnectionSet } from "./_registry.ts";
@@ -271,9 +272,8 @@ export class Route<S> {
   inline = false;
   readonly #createEvents: ((c: any) => WSEvents<S> | Promise<WSEvents<S>>) | undefined;
   readonly #report: (error: unknown, route: { readonly path: string }) => void;
-  /** Whether `use` holds middleware that pings (heartbeat), which Deno.serve cannot. */
-  readonly #pings: boolean;
-  #warnedNoPing = false;
+  /** The "cannot ping" warnings of the heartbeats in `use`, which Deno.serve cannot serve. */
+  readonly #cannotPing: ((message: string) => void)[];
 
   constructor(
     source: Handler<S> | ((c: any) => WSEvents<S> | Promise<WSEvents<S>>),
@@ -285,7 +285,10 @@ export class Route<S> {
     this.set = new ConnectionSet(this.options);
     const report = onError ?? reportError;
     this.#report = report;
-    this.#pings = (use ?? []).some((m) => typeof m === "object" && m !== null && (m as { [NEEDS_PING]?: unknown })[NEEDS_PING] === true);
+    this.#cannotPing = (use ?? []).flatMap((m) => {
+      const warn = typeof m === "object" && m !== null ? (m as { [CANNOT_PING]?: unknown })[CANNOT_PING] : undefined;
+      return typeof warn === "function" ? [warn as (message: string) => void] : [];
+    });
     if (typeof source === "function") {
       const app = new App<S>(appOptions);
       for (const middleware of use ?? []) app.use(middleware);
@@ -350,12 +353,10 @@ export class Route<S> {
       return refusal ?? new Response(null);
     }
     if (hasDenoUpgrade()) {
-      if (this.#pings && !this.#warnedNoPing) {
-        this.#warnedNoPing = true;
-        console.warn(
-          `duplex: WebSocket route ${path}: heartbeat() cannot ping on Deno.serve (Deno.upgradeWebSocket's socket has no ping), ` +
-            "so it is off on this route. Deno's own idle timeout pings instead (idleTimeoutMs: a ping after half of it " +
-            "without traffic, 1001 at the full timeout); injectWebSocket() on a node:http server runs heartbeat() on Deno too",
+      for (const cannotPing of this.#cannotPing) {
+        cannotPing(
+          `WebSocket route ${path}: heartbeat() cannot ping on Deno.serve (Deno.upgradeWebSocket's socket has no ping), ` +
+            "so it is off on this route; injectWebSocket() on a node:http server runs heartbeat() on Deno too",
         );
       }
       const response = await denoUpgrade(bound, this.options, this.set)(c.req.raw, denoInfoOf(env));
@@ -375,8 +376,6 @@ export class Route<S> {
   }
 }
 
-/** The middleware marker of `heartbeat()`: it needs `ping()`, which `Deno.serve` lacks. */
-const NEEDS_PING = Symbol.for("duplex.needsPing");
 
 function reportError(error: unknown, route: { readonly path: string }): void {
   console.error(`duplex: WebSocket route ${route.path}:`, error);
