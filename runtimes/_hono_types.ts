@@ -8,7 +8,7 @@
  */
 
 import { UsageError } from "../core/errors.ts";
-import { ReadyState } from "../core/state.ts";
+import type { ReadyState } from "../core/state.ts";
 import type { App, AppOptions } from "../plugins/app.ts";
 import type { Peer } from "../plugins/context.ts";
 import type { ConnectionOptions } from "../plugins/hooks.ts";
@@ -287,10 +287,9 @@ export class WSContext<S = Record<string, unknown>> {
    * @throws {UsageError} `ERR_NOT_OPEN` before the connection opened; `ERR_INVALID_DATA` for a `Blob` this route did not receive.
    */
   send(data: string | ArrayBuffer | ArrayBufferView | Blob, options?: { compress?: boolean }): boolean {
-    const message = typeof data === "string" ? data : bytesOf(data);
-    const state = this.raw.readyState;
-    if (state === ReadyState.Closing || state === ReadyState.Closed) return false;
-    return this.raw.send(message, options);
+    // A closing or closed connection drops it and answers false, as every
+    // connection's send() does.
+    return this.raw.send(typeof data === "string" ? data : bytesOf(data), options);
   }
 
   /**

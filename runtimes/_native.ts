@@ -516,7 +516,7 @@ export class NativeSession<S = Record<string, unknown>> extends ConnectionBase<S
       // socket (which Bun's send reports as -1) waits for `drain`.
       delivered: () => {
         const buffered = socket.bufferedAmount;
-        if (buffered > 0 || buffered >= this.highWaterMark) this.#startDrainWait();
+        if (buffered > 0) this.#startDrainWait();
       },
     };
   }
