@@ -8,11 +8,25 @@
 
 import { describeValue } from "../core/_describe.ts";
 import { UsageError } from "../core/errors.ts";
+import type { Handler } from "./hooks.ts";
 
 export { describeValue };
 
+// Every hook of the Handler type, no more: the compiler keeps the two in step.
+const HOOK_KEYS = {
+  upgrade: true,
+  open: true,
+  message: true,
+  ping: true,
+  pong: true,
+  drain: true,
+  shutdown: true,
+  close: true,
+  error: true,
+} satisfies Record<keyof Handler, true>;
+
 /** The hooks of a {@linkcode Handler}. */
-export const HOOKS: readonly string[] = ["upgrade", "open", "message", "ping", "pong", "drain", "shutdown", "close", "error"];
+export const HOOKS: readonly string[] = Object.freeze(Object.keys(HOOK_KEYS));
 
 /** Names people bring from other libraries, and what Duplex calls them. */
 const ALIASES: Readonly<Record<string, string>> = {
@@ -97,10 +111,10 @@ function suggestion(name: string, candidates: readonly string[]): string {
   return guess === undefined ? "" : `, did you mean "${guess}"?`;
 }
 
-/** Own enumerable keys of a plain object; none for a class instance, whose methods are on its prototype. */
-function plainKeys(value: object): string[] {
+/** Own enumerable keys of a plain object; `undefined` for a class instance, whose methods are on its prototype. */
+function plainKeys(value: object): string[] | undefined {
   const proto = Object.getPrototypeOf(value);
-  return proto === null || proto === Object.prototype ? Object.keys(value) : [];
+  return proto === null || proto === Object.prototype ? Object.keys(value) : undefined;
 }
 
 /**
@@ -133,7 +147,7 @@ export function checkHandler(value: unknown, where: string): void {
   if (typeof value !== "object" || value === null) {
     throw new UsageError("ERR_INVALID_HANDLER", `Invalid handler: ${where} takes an object of hooks, got ${describeValue(value)}`);
   }
-  for (const key of plainKeys(value)) {
+  for (const key of plainKeys(value) ?? []) {
     if (!HOOKS.includes(key)) {
       throw new UsageError("ERR_INVALID_HANDLER", `Invalid handler: "${key}" is not a hook${suggestion(key, HOOKS)}`);
     }
@@ -167,14 +181,13 @@ export function checkHandler(value: unknown, where: string): void {
 export function checkMiddleware(value: unknown, phases: readonly string[], needsPhase = false): void {
   if (typeof value !== "object" || value === null) return;
   const keys = plainKeys(value);
+  if (keys === undefined) return; // a router or another class instance: the pipeline checks it
   for (const key of keys) {
     if (!phases.includes(key)) {
       throw new UsageError("ERR_INVALID_MIDDLEWARE", `Invalid middleware: "${key}" is not a phase${suggestion(key, phases)}`);
     }
   }
-  const proto = Object.getPrototypeOf(value);
-  if (!needsPhase || (proto !== null && proto !== Object.prototype)) return;
-  if (!keys.some((key) => (value as Record<string, unknown>)[key] !== undefined)) {
+  if (needsPhase && !keys.some((key) => (value as Record<string, unknown>)[key] !== undefined)) {
     throw new UsageError("ERR_INVALID_MIDDLEWARE", `Invalid middleware: the object has no phase, expected one of ${phases.join(", ")}`);
   }
 }

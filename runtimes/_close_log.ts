@@ -9,11 +9,11 @@
 
 import { CloseCode } from "../core/close_code.ts";
 
-const warned = new WeakSet<object>();
-
 /**
- * Logs a 1009 the server sends (`console.warn`), once per connection;
- * other faults are left to the `error` hook.
+ * Logs a 1009 the server sends (`console.warn`); other faults are left to
+ * the `error` hook. Its callers report a connection's fault once (the
+ * engine fails a connection once; the native session keeps its first
+ * failure), so it logs once per connection.
  *
  * @param conn The connection (its `id` is logged).
  * @param error The peer's fault.
@@ -31,8 +31,7 @@ const warned = new WeakSet<object>();
  */
 export function logMessageTooBig(conn: { readonly id: string }, error: unknown, maxMessageBytes: number): void {
   const closeCode = (error as { closeCode?: unknown } | null)?.closeCode;
-  if (closeCode !== CloseCode.MessageTooBig || warned.has(conn)) return;
-  warned.add(conn);
+  if (closeCode !== CloseCode.MessageTooBig) return;
   const detail = error instanceof Error ? `: ${error.message}` : "";
   console.warn(`duplex: connection ${conn.id} closed with 1009 (maxMessageBytes is ${maxMessageBytes})${detail}`);
 }
