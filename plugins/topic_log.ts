@@ -80,8 +80,9 @@ export interface LogRead {
  *
  * Rules an implementation keeps: offsets are contiguous within an epoch
  * (1, 2, 3…); a new epoch means the old history is gone; `watch` listeners
- * get every entry appended after they were added, once, in offset order,
- * and an entry that a read can see has been (or is being) handed to them.
+ * get every entry appended after they were added, once, in offset order.
+ * A watch may lag behind reads (a read may already see an entry that its
+ * listeners get later): the reliable layer skips what it already sent.
  *
  * @example A log that logs, around the memory one
  * ```ts
