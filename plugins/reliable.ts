@@ -307,7 +307,8 @@ class ReliableLayer<S> implements Reliable<S> {
     const conn = connOf(ctx.peer);
     let cs = this.#conns.get(conn);
     if (cs === undefined) {
-      if (this.#closed) return;
+      // Closed (by this layer, say) or closing: nothing more is handled.
+      if (this.#closed || conn.readyState !== ReadyState.Open) return;
       cs = { conn, queue: [], running: false, closed: false, full: false, subs: new Map() };
       this.#conns.set(conn, cs);
     }
