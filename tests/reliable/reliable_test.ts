@@ -213,8 +213,9 @@ describe("reliable: subscribe", () => {
     const { app, epoch, live } = await withHistory(2, {
       log: new MemoryTopicLog({ maxAgeMs: 1000, clock }),
     });
-    clock.t = 1500;
+    clock.t = 900;
     await live.publish("t", "m3");
+    clock.t = 1500; // m1 and m2 expired, m3 not
     const conn = await v1(app);
     await send(conn, {
       type: "subscribe",
