@@ -12,7 +12,7 @@ import { Hono } from "hono";
 import WebSocket from "ws";
 import { type ClientMessage, decodeServer, encode, type ServerMessage } from "../../client/_wire.ts";
 import { App, MemoryTopicLog, reliable, type Reliable, type ReliableOptions, runtime, serve } from "../../mod.ts";
-import { injectWebSocket, upgradeWebSocket } from "../../runtimes/hono.ts";
+import { injectWebSocket, upgradeWebSocket, websocket } from "../../runtimes/hono.ts";
 import { prng } from "../_prng.ts";
 import { delay, until, within } from "../runtimes/_helpers.ts";
 import { Op, WsClient } from "../runtimes/_wsclient.ts";
@@ -67,6 +67,30 @@ const targets: Target[] = [
           await new Promise((done) => server.close(done));
         },
       };
+    },
+  },
+  {
+    name: "a Hono route with use: [live] (Deno.serve(app.fetch))",
+    skip: on !== "deno" && "Deno only",
+    async start(live) {
+      const hono = new Hono();
+      hono.get("/ws", upgradeWebSocket(() => ({}), { use: [live] }));
+      const deno = (globalThis as any).Deno;
+      let resolve!: (port: number) => void;
+      const listening = new Promise<number>((done) => (resolve = done));
+      const server = deno.serve({ port: 0, hostname: "127.0.0.1", onListen: (addr: { port: number }) => resolve(addr.port) }, hono.fetch);
+      const port = await within(listening, 5000, "Deno.serve listening");
+      return { url: `ws://127.0.0.1:${port}/ws`, close: () => server.shutdown() };
+    },
+  },
+  {
+    name: "a Hono route with use: [live] (Bun.serve({ fetch: app.fetch, websocket }))",
+    skip: on !== "bun" && "Bun only",
+    start(live) {
+      const hono = new Hono();
+      hono.get("/ws", upgradeWebSocket(() => ({}), { use: [live] }));
+      const server = (globalThis as any).Bun.serve({ port: 0, hostname: "127.0.0.1", fetch: hono.fetch, websocket });
+      return Promise.resolve({ url: `ws://127.0.0.1:${server.port}/ws`, close: () => server.stop(true) });
     },
   },
 ];
