@@ -487,6 +487,7 @@ describe("reliable: bad input and limits", () => {
         '{"type":"subscribe","id":1}',
         '{"type":"nope","id":1}',
         '{"type":"ping","id":-1}',
+        `{"type":"${"é".repeat(200)}","id":1}`,
       ]
     ) {
       const { app } = setup();
