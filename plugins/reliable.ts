@@ -358,7 +358,13 @@ class ReliableLayer<S> implements Reliable<S> {
     if (this.#closed) return;
     this.#closed = true;
     for (const cs of [...this.#conns.values()]) this.#closeConn(cs, CloseCode.GoingAway, "Server going away");
-    for (const ts of this.#topics.values()) ts.unwatch();
+    for (const ts of this.#topics.values()) {
+      try {
+        ts.unwatch();
+      } catch (error) {
+        this.#report(error);
+      }
+    }
     this.#topics.clear();
     await this.#hub.close();
     await this.#log.close();

@@ -7,6 +7,7 @@ import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { UsageError } from "../../core/errors.ts";
 import { App } from "../../plugins/app.ts";
+import { type HonoContext, upgradeWebSocket } from "../../runtimes/hono.ts";
 import { reliable, type ReliableOptions } from "../../plugins/reliable.ts";
 import { MemoryTopicLog, type TopicLog } from "../../plugins/topic_log.ts";
 import { prng } from "../_prng.ts";
@@ -739,9 +740,12 @@ describe("reliable: options", () => {
     );
   });
 
-  it("is accepted by app.use and app.route", () => {
+  it("is accepted by app.use, app.route and a Hono route's use", () => {
     const live = reliable<{ user: string }>();
     new App<{ user: string }>().use(live).route("/rooms/:room", live);
+    new App<{ user: string }>().use(reliable()).route("/x", reliable());
+    upgradeWebSocket(() => ({}), { use: [live] });
+    upgradeWebSocket<HonoContext, { user: string }>(() => ({}), { use: [reliable()] });
   });
 });
 
