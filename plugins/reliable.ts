@@ -67,6 +67,8 @@ export interface ReliableOptions<S = Record<string, unknown>> {
   };
   /** Requests of one connection being handled or waiting; one more closes it with 4429. Default 1,024. */
   maxInFlight?: number;
+  /** Topics one connection may be subscribed to at once; a subscribe beyond is answered `error` `too_large`. Default 1,000. */
+  maxSubscriptions?: number;
   /** Entries per log read while replaying. Default 1,000. */
   replayBatch?: number;
   /**
@@ -187,7 +189,7 @@ interface TopicState<S> {
   epoch: string | undefined;
 }
 
-const OPTIONS = ["log", "authorize", "maxInFlight", "replayBatch", "maxBufferedBytes", "slowPolicy", "onError"];
+const OPTIONS = ["log", "authorize", "maxInFlight", "maxSubscriptions", "replayBatch", "maxBufferedBytes", "slowPolicy", "onError"];
 /** Reads at the seam that brought nothing new before a subscriber goes live anyway (its client then sees the hole). */
 const SEAM_RETRIES = 3;
 
@@ -253,6 +255,7 @@ class ReliableLayer<S> implements Reliable<S> {
   readonly #log: TopicLog;
   readonly #authorize: NonNullable<ReliableOptions<S>["authorize"]>;
   readonly #maxInFlight: number;
+  readonly #maxSubscriptions: number;
   readonly #batch: number;
   readonly #maxBuffered: number;
   readonly #closeSlow: boolean;
@@ -288,6 +291,7 @@ class ReliableLayer<S> implements Reliable<S> {
     this.#log = log;
     this.#authorize = authorize;
     this.#maxInFlight = positiveInteger("maxInFlight", options.maxInFlight, 1024);
+    this.#maxSubscriptions = positiveInteger("maxSubscriptions", options.maxSubscriptions, 1000);
     this.#batch = positiveInteger("replayBatch", options.replayBatch, 1000);
     this.#maxBuffered = positiveInteger("maxBufferedBytes", options.maxBufferedBytes, 1024 * 1024);
     this.#closeSlow = policy === "close";
@@ -453,6 +457,7 @@ class ReliableLayer<S> implements Reliable<S> {
     // A second subscribe restarts the subscription from its `from`.
     const previous = cs.subs.get(topic);
     if (previous !== undefined) this.#cancel(previous);
+    else if (cs.subs.size >= this.#maxSubscriptions) return this.#error(cs, id, "too_large", "Too many subscriptions on this connection");
     const sub: Sub<S> = { cs, topic, state: "pending", cancelled: false, epoch: "", last: 0, buffer: [], bufferBytes: 0, overflow: false };
     let ts: TopicState<S>;
     try {

@@ -480,6 +480,15 @@ describe("reliable: publish", () => {
 });
 
 describe("reliable: bad input and limits", () => {
+  it("answers too_large beyond maxSubscriptions topics on one connection", async () => {
+    const { app, live } = setup({ maxSubscriptions: 2 });
+    const conn = await v1(app);
+    for (const [id, topic] of [[1, "a"], [2, "b"], [3, "a"], [4, "c"]] as const) await send(conn, { type: "subscribe", id, topic, from: "now" });
+    await settle(() => received(conn).length === 4);
+    assert.deepEqual(received(conn).map((m) => m.type === "error" ? m.code : m.type), ["subscribed", "subscribed", "subscribed", "too_large"]);
+    assert.deepEqual([live.subscribers("a"), live.subscribers("b"), live.subscribers("c")], [1, 1, 0]);
+  });
+
   it("closes with 4400 on a message that is not a protocol message", async () => {
     for (
       const text of [
