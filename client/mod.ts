@@ -466,7 +466,7 @@ export class DuplexClient {
       const e: Pending = {
         key: `${this.#id}:${++this.#seq}`,
         topic,
-        data: typeof data === "string" ? data : data.slice(),
+        data: typeof data === "string" ? data : new Uint8Array(data), // a copy (Buffer#slice would not be)
         bytes,
         at: s.timers.now(),
         id: 0,
