@@ -249,6 +249,8 @@ interface Sub {
   pos: Position | undefined;
   /** The subscribe request awaiting its answer; messages wait until it comes. */
   req: number | undefined;
+  /** Whether a message was delivered: until then a subscription from `start` asks for `start` again. */
+  got: boolean;
 }
 
 const NOOP = (): void => {};
@@ -390,8 +392,10 @@ export class DuplexClient {
 
   /**
    * Subscribes to a topic, for as long as the client lives: after each
-   * reconnect the client resubscribes from the last message delivered, so
-   * `onMessage` sees each message once, in offset order. When the server
+   * reconnect the client resubscribes from the last message delivered
+   * (from where the first answer said for `now`; from `start` again while
+   * a `start` subscription has delivered nothing), so `onMessage` sees each
+   * message once, in offset order. When the server
    * no longer holds what was missed, `onResult` (and the `subscribed`
    * event) says `gap` and the stream continues from what it holds.
    *
@@ -422,7 +426,7 @@ export class DuplexClient {
     if (onResult !== undefined && typeof onResult !== "function") throw new TypeError("Invalid onResult: expected a function");
     if (this.#status === "closed") throw new DuplexError("closed", "The client is closed", topic);
     if (this.#subs.has(topic)) throw new TypeError(`Already subscribed to ${topic}: unsubscribe first`);
-    const sub: Sub = { topic, from, onMessage, onResult, pos: typeof from === "object" ? { epoch: from.epoch, offset: from.offset } : undefined, req: undefined };
+    const sub: Sub = { topic, from, onMessage, onResult, pos: typeof from === "object" ? { epoch: from.epoch, offset: from.offset } : undefined, req: undefined, got: false };
     this.#subs.set(topic, sub);
     this.#subscribe(sub);
     return {
@@ -713,6 +717,7 @@ export class DuplexClient {
         if (m.epoch === p.epoch && m.offset <= p.offset) return; // seen: a replay's overlap
         if (m.epoch !== p.epoch || m.offset !== p.offset + 1) return this.#subscribe(sub); // a hole: re-sync from the last
         sub.pos = { epoch: m.epoch, offset: m.offset };
+        sub.got = true;
         return call(sub.onMessage, { topic: m.topic, data: m.data, epoch: m.epoch, offset: m.offset });
       }
       case "subscribed": {
@@ -747,7 +752,8 @@ export class DuplexClient {
     if (sub.req !== undefined) this.#requests.delete(sub.req);
     const id = sub.req = ++this.#ids;
     this.#requests.set(id, sub);
-    this.#send({ type: "subscribe", id, topic: sub.topic, from: sub.pos ?? sub.from });
+    // from the last delivered; from `start` again while nothing was (a new epoch then is no gap)
+    this.#send({ type: "subscribe", id, topic: sub.topic, from: sub.from === "start" && !sub.got ? "start" : sub.pos ?? sub.from });
   }
 
   /** Takes a publish out of the queue and settles its promise. */

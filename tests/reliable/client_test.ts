@@ -473,6 +473,26 @@ describe("subscriptions", () => {
     t.client.close();
   });
 
+  it("a subscription from start resubscribes from start until a message is delivered", async () => {
+    const t = setup({ reconnect: { initialDelayMs: 1 } });
+    const got: string[] = [];
+    t.client.subscribe("t", (m) => void got.push(`${m.epoch}${m.offset}`), { from: "start" });
+    const ws = await t.connect();
+    ws.receive(subscribed(ws.of("subscribe")[0]!, "a", 0, "fresh"));
+    ws.drop(1012); // a restart: epoch "b" next
+    await t.timers.advance(1);
+    t.ws.open();
+    assert.equal(t.ws.of("subscribe")[0]!.from, "start");
+    t.ws.receive(subscribed(t.ws.of("subscribe")[0]!, "b", 0, "fresh"));
+    t.ws.receive(message("t", "b", 1));
+    t.ws.drop(1012);
+    await t.timers.advance(2);
+    t.ws.open();
+    assert.deepEqual(t.ws.of("subscribe")[0]!.from, { epoch: "b", offset: 1 });
+    assert.deepEqual(got, ["b1"]);
+    t.client.close();
+  });
+
   it("a hole re-subscribes from the last position; messages wait for the new answer", async () => {
     const t = setup();
     const got: number[] = [];
