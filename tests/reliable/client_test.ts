@@ -568,6 +568,35 @@ describe("subscriptions", () => {
     t.client.close();
   });
 
+  it("a subscribe answered unavailable is tried again after a backoff, from the same position", async () => {
+    const t = setup({ reconnect: { initialDelayMs: 100 } });
+    const got: number[] = [];
+    t.client.subscribe("t", (m) => void got.push(m.offset), { from: { epoch: "e", offset: 4 } });
+    const ws = await t.connect();
+    for (const [n, wait] of [[1, 100], [2, 200]] as const) {
+      const req = ws.of("subscribe").at(-1)!;
+      ws.receive({ type: "error", id: req.id, code: "unavailable", message: "history down" });
+      assert.equal(t.errors.at(-1)?.code, "unavailable");
+      await t.timers.advance(wait - 1);
+      assert.equal(ws.of("subscribe").length, n);
+      await t.timers.advance(1);
+      assert.equal(ws.of("subscribe").length, n + 1);
+      assert.deepEqual(ws.of("subscribe")[n]!.from, { epoch: "e", offset: 4 });
+    }
+    ws.receive(subscribed(ws.of("subscribe")[2]!, "e", 4, "recovered"));
+    ws.receive(message("t", "e", 5));
+    assert.deepEqual(got, [5]);
+    // an unsubscribe cancels a pending retry
+    const other = t.client.subscribe("u", () => {});
+    ws.receive({ type: "error", id: ws.of("subscribe").at(-1)!.id, code: "unavailable", message: "down" });
+    other.unsubscribe();
+    const count = ws.of("subscribe").length;
+    await t.timers.advance(10_000);
+    assert.equal(ws.of("subscribe").length, count);
+    t.client.close();
+    assert.equal(t.timers.pending.size, 0);
+  });
+
   it("delivers binary data as bytes", async () => {
     const t = setup();
     const got: unknown[] = [];
