@@ -17,6 +17,7 @@
  *   BENCH_ONLY=fanout npm run bench               # some parts only
  *   BENCH_ONLY=hono npm run bench                 # Duplex via Hono against Hono's helpers
  *   BENCH_ONLY=deflate npm run bench              # permessage-deflate: JSON chat, Duplex and ws, on Node
+ *   BENCH_ONLY=reliable npm run bench             # recoverable against plain topics, reconnect storm (bench/reliable.ts)
  *
  * For each workload (payload size × text/binary) and each repetition, it
  * starts each server afresh pinned to CPU 0, runs the generator pinned to
@@ -85,8 +86,8 @@ function envList(name: string, fallback: number[]): number[] {
  * against Hono's helper), and permessage-deflate (a JSON chat echo, with
  * and without compression, on Node).
  */
-type Part = "echo" | "memory" | "fanout" | "hono" | "deflate";
-const PARTS: readonly Part[] = ["echo", "memory", "fanout", "hono", "deflate"];
+type Part = "echo" | "memory" | "fanout" | "hono" | "deflate" | "reliable";
+const PARTS: readonly Part[] = ["echo", "memory", "fanout", "hono", "deflate", "reliable"];
 
 function selectParts(): Set<Part> {
   const raw = process.env.BENCH_ONLY;
@@ -95,7 +96,7 @@ function selectParts(): Set<Part> {
   if (wanted.length === 0) throw new RangeError(`Invalid BENCH_ONLY: no part in "${raw}"`);
   for (const part of wanted) {
     if (!(PARTS as readonly string[]).includes(part)) {
-      throw new RangeError(`Invalid BENCH_ONLY: unknown part "${part}" (expected echo, memory, fanout, hono and/or deflate)`);
+      throw new RangeError(`Invalid BENCH_ONLY: unknown part "${part}" (expected echo, memory, fanout, hono, deflate and/or reliable)`);
     }
   }
   return new Set(wanted as Part[]);
@@ -920,6 +921,7 @@ async function main(): Promise<void> {
   const honoOn = ONLY.has("hono");
   const deflateWanted = ONLY.has("deflate");
   const deflateOn = deflateWanted && SELECTED.some((r) => r.name === "node");
+  const reliableOn = ONLY.has("reliable");
   const startedAt = new Date();
   const commit = sh("git", ["rev-parse", "--short", "HEAD"]);
   const dirty = sh("git", ["status", "--porcelain", "--untracked-files=no"]) !== "" ? ", uncommitted changes" : "";
@@ -1395,6 +1397,7 @@ async function main(): Promise<void> {
     ...(fanoutOn ? [...fanoutTable, ``] : []),
     ...(honoOn ? [...honoTable, ``] : []),
     ...(deflateOn ? [...deflateTable, ``] : []),
+    ...(reliableOn ? [...reliableSection(failures), ``] : []),
     ...(failures.length > 0 ? [`## Failures`, ``, ...failures.map((f) => `- ${f}`), ``] : []),
     `## Runs`,
     ``,
@@ -1420,6 +1423,25 @@ async function main(): Promise<void> {
   mkdirSync(RESULTS, { recursive: true });
   writeFileSync(`${RESULTS}latest.md`, report);
   console.log(`\nWritten to bench/results/latest.md (${elapsed.toFixed(0)} s)`);
+}
+
+/**
+ * The `reliable` part: `bench/reliable.ts` in its own process (it drives
+ * its own server), its markdown section as it printed it.
+ */
+function reliableSection(failures: string[]): string[] {
+  console.log("\n== reliable delivery (bench/reliable.ts)");
+  const run = spawnSync(process.execPath, ["--import", "tsx", `${BENCH}reliable.ts`], {
+    cwd: ROOT,
+    env: { ...process.env, BENCH_REPS: String(REPS) },
+    encoding: "utf8",
+    stdio: ["ignore", "pipe", "inherit"],
+    timeout: 900_000,
+  });
+  if (run.status !== 0) failures.push(`reliable: bench/reliable.ts exited with ${run.status ?? run.signal}`);
+  const section = run.stdout.trim().split("\n");
+  console.log(section.join("\n"));
+  return section;
 }
 
 main().catch((err) => {
