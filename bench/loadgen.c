@@ -21,8 +21,17 @@
  * With -P the publisher connects to another port than the subscribers (two
  * server processes sharing a pub/sub backplane, say).
  *
+ * Burst mode (-B, echo mode only): the same closed loop, written the way a
+ * pipelining client writes (a browser behind a busy page, a server-to-server
+ * link). Each connection reads everything the socket holds, in chunks of up
+ * to its whole window, before it answers; then all the frames that may go
+ * (one per echo read, or the whole window at the start) leave in ONE write()
+ * call from one contiguous buffer. Without -B, the loop answers after every
+ * read, and a read holds at most two frames of the largest sizes, so that
+ * the server mostly sees one frame per write.
+ *
  *   loadgen -p PORT [-h 127.0.0.1] [-u /bench] [-c 64] [-i 16] [-s 32]
- *           [-t text|binary] [-w 1] (-d 3 | -n COUNT) [-T 60] [-I | -F [-P PORT]]
+ *           [-t text|binary] [-w 1] (-d 3 | -n COUNT) [-T 60] [-B | -I | -F [-P PORT]]
  *
  *   -h HOST     server address (IPv4 literal)           default 127.0.0.1
  *   -p PORT     server port                             required
@@ -43,6 +52,7 @@
  *               then hold them, silent, until stdin reaches EOF, SIGTERM or
  *               SIGINT arrives, or -d seconds pass; report any frame or close
  *               from the server as an error
+ *   -B          burst mode (see above)
  *   -F          fan-out mode (see above)
  *   -P PORT     -F: the publisher's server port         default: -p
  *
@@ -125,6 +135,7 @@ static uint64_t opt_count = 0;
 static double opt_limit = 0;
 static int opt_idle = 0;
 static int opt_fanout = 0;
+static int opt_burst = 0;
 static int opt_pub_port = -1; /* -F: the publisher's port (-1: the same as opt_port) */
 
 /* ---- state ---- */
@@ -134,6 +145,7 @@ static struct sockaddr_in server_addr;
 static struct sockaddr_in pub_addr; /* fan-out: the publisher's server (server_addr unless -P) */
 static uint8_t *frame;          /* one masked client frame, sent over and over */
 static size_t frame_len;
+static uint8_t *burst;          /* -B: opt_window copies of frame, back to back */
 static uint8_t *expected;       /* the payload the echo must carry */
 static uint8_t expected_b0;     /* FIN + opcode of the echo */
 static char request[512];
@@ -189,7 +201,7 @@ static void fail(conn_t *c, const char *fmt, ...) {
 
 static void usage(const char *why) {
   fprintf(stderr, "loadgen: %s\nusage: loadgen -p PORT [-h HOST] [-u PATH] [-c CONNS] [-i INFLIGHT] [-s BYTES] "
-                  "[-t text|binary] [-w WARMUP_S] (-d SECONDS | -n COUNT) [-T LIMIT_S] [-I | -F [-P PUB_PORT]]\n", why);
+                  "[-t text|binary] [-w WARMUP_S] (-d SECONDS | -n COUNT) [-T LIMIT_S] [-B | -I | -F [-P PUB_PORT]]\n", why);
   exit(2);
 }
 
@@ -252,6 +264,10 @@ static void build_frames(void) {
   memcpy(frame + p, mask, 4);
   p += 4;
   for (size_t i = 0; i < opt_size; i++) frame[p + i] = expected[i] ^ mask[i & 3];
+  if (opt_burst) {
+    burst = malloc(opt_window * frame_len);
+    for (uint32_t k = 0; k < opt_window; k++) memcpy(burst + (size_t)k * frame_len, frame, frame_len);
+  }
 #define UPGRADE_REQUEST "GET %s HTTP/1.1\r\n"                    \
                         "Host: %s:%d\r\n"                        \
                         "Upgrade: websocket\r\n"                 \
@@ -377,7 +393,45 @@ static void queue_messages(conn_t *c, uint32_t n, uint64_t t) {
   c->pend += n;
 }
 
+/* Updates the queue for `w` bytes written from its front. */
+static void consume_written(conn_t *c, size_t w) {
+  size_t left = w;
+  while (left > 0) {
+    size_t rest = frame_len - c->pend_off;
+    if (left >= rest) {
+      left -= rest;
+      c->pend--;
+      c->pend_off = 0;
+    } else {
+      c->pend_off += left;
+      left = 0;
+    }
+  }
+}
+
+/* -B: every queued frame in one write() (the frames are identical: burst holds the window's worth in a row). */
+static void flush_burst(conn_t *c) {
+  while (c->state == ST_OPEN && c->pend > 0) {
+    ssize_t w = write(c->fd, burst + c->pend_off, (size_t)c->pend * frame_len - c->pend_off);
+    if (w < 0) {
+      if (errno == EINTR) continue;
+      if (errno == EAGAIN || errno == EWOULDBLOCK) {
+        set_out(c, 1);
+        return;
+      }
+      fail(c, "write: %s", strerror(errno));
+      return;
+    }
+    consume_written(c, (size_t)w);
+  }
+  if (c->state == ST_OPEN && c->pend == 0) set_out(c, 0);
+}
+
 static void flush_conn(conn_t *c) {
+  if (opt_burst) {
+    flush_burst(c);
+    return;
+  }
   while (c->state == ST_OPEN && c->pend > 0) {
     struct iovec iov[MAX_IOV];
     uint32_t n = c->pend < MAX_IOV ? c->pend : MAX_IOV;
@@ -397,18 +451,7 @@ static void flush_conn(conn_t *c) {
       fail(c, "write: %s", strerror(errno));
       return;
     }
-    size_t left = (size_t)w;
-    while (left > 0) {
-      size_t rest = frame_len - c->pend_off;
-      if (left >= rest) {
-        left -= rest;
-        c->pend--;
-        c->pend_off = 0;
-      } else {
-        c->pend_off += left;
-        left = 0;
-      }
-    }
+    consume_written(c, (size_t)w);
   }
   if (c->state == ST_OPEN && c->pend == 0) set_out(c, 0);
 }
@@ -630,7 +673,17 @@ static int parse_handshake(conn_t *c) {
   return 1;
 }
 
+/* -B: answers every echo read so far, all at once. */
+static void answer_burst(conn_t *c, uint32_t *echoes) {
+  if (*echoes > 0 && c->state == ST_OPEN && sending()) {
+    queue_messages(c, *echoes, now_ns());
+    flush_conn(c);
+  }
+  *echoes = 0;
+}
+
 static void on_readable(conn_t *c) {
+  uint32_t burst_echoes = 0; /* -B: echoes read and not yet answered */
   for (;;) {
     if (c->state == ST_DEAD) return;
     if (c->rlen == c->rcap) {
@@ -640,7 +693,10 @@ static void on_readable(conn_t *c) {
     ssize_t r = read(c->fd, c->rbuf + c->rlen, c->rcap - c->rlen);
     if (r < 0) {
       if (errno == EINTR) continue;
-      if (errno == EAGAIN || errno == EWOULDBLOCK) return;
+      if (errno == EAGAIN || errno == EWOULDBLOCK) {
+        answer_burst(c, &burst_echoes);
+        return;
+      }
       fail(c, "read: %s", strerror(errno));
       return;
     }
@@ -664,6 +720,10 @@ static void on_readable(conn_t *c) {
       continue;
     }
     uint32_t echoes = parse_frames(c, t);
+    if (opt_burst) {
+      burst_echoes += echoes;
+      continue;
+    }
     if (echoes > 0 && sending()) {
       queue_messages(c, echoes, t);
       flush_conn(c);
@@ -774,19 +834,19 @@ static void print_json(void) {
            measured ? (double)lat_sum_us / (double)measured : 0.0, cpu, (unsigned long long)errors, error_json());
     return;
   }
-  printf("{\"mode\":\"load\",\"connections\":%u,\"inflight\":%u,\"size\":%zu,\"type\":\"%s\","
+  printf("{\"mode\":\"load\",\"burst\":%s,\"connections\":%u,\"inflight\":%u,\"size\":%zu,\"type\":\"%s\","
          "\"seconds\":%.3f,\"messages\":%llu,\"msgs_per_s\":%.0f,\"mb_per_s\":%.2f,"
          "\"p50_us\":%llu,\"p99_us\":%llu,\"p999_us\":%llu,\"max_us\":%llu,\"mean_us\":%.1f,"
          "\"gen_cpu\":%.3f,\"errors\":%llu,\"error\":\"%s\"}\n",
-         opt_conns, opt_window, opt_size, opt_text ? "text" : "binary", secs, (unsigned long long)measured, rate,
-         rate * (double)opt_size / 1e6, (unsigned long long)p50, (unsigned long long)p99,
+         opt_burst ? "true" : "false", opt_conns, opt_window, opt_size, opt_text ? "text" : "binary", secs,
+         (unsigned long long)measured, rate, rate * (double)opt_size / 1e6, (unsigned long long)p50, (unsigned long long)p99,
          (unsigned long long)p999, (unsigned long long)lat_max_us,
          measured ? (double)lat_sum_us / (double)measured : 0.0, cpu, (unsigned long long)errors, error_json());
 }
 
 int main(int argc, char **argv) {
   int opt, have_d = 0, have_u = 0;
-  while ((opt = getopt(argc, argv, "h:p:u:c:i:s:t:w:d:n:T:IFP:")) != -1) {
+  while ((opt = getopt(argc, argv, "h:p:u:c:i:s:t:w:d:n:T:BIFP:")) != -1) {
     switch (opt) {
       case 'h': opt_host = optarg; break;
       case 'p': opt_port = (int)parse_num(optarg, "port", 1, 65535); break;
@@ -803,6 +863,7 @@ int main(int argc, char **argv) {
       case 'd': opt_duration = parse_num(optarg, "duration", 0.001, 3600); have_d = 1; break;
       case 'n': opt_count = (uint64_t)parse_num(optarg, "count", 1, 1e15); break;
       case 'T': opt_limit = parse_num(optarg, "time limit", 0.001, 86400); break;
+      case 'B': opt_burst = 1; break;
       case 'I': opt_idle = 1; break;
       case 'F': opt_fanout = 1; break;
       case 'P': opt_pub_port = (int)parse_num(optarg, "publisher port", 1, 65535); break;
@@ -813,6 +874,7 @@ int main(int argc, char **argv) {
   if (opt_port < 0) usage("-p PORT is required");
   if (opt_count && have_d) usage("give -d or -n, not both");
   if (opt_idle && opt_fanout) usage("give -I or -F, not both");
+  if (opt_burst && (opt_idle || opt_fanout)) usage("-B goes with the echo mode only");
   if (opt_pub_port >= 0 && !opt_fanout) usage("-P needs -F");
   if (opt_path[0] != '/' || strlen(opt_path) > 200 || strpbrk(opt_path, " \r\n") != NULL) {
     usage("-u must be a path that starts with / (at most 200 bytes, no spaces or line breaks)");
@@ -853,7 +915,10 @@ int main(int argc, char **argv) {
     perror("loadgen: setup");
     return 1;
   }
-  size_t rcap = opt_idle ? 4096 : opt_fanout ? 2 * frame_len + 65536 : 2 * frame_len + 16384;
+  size_t rcap = opt_idle ? 4096
+                : opt_fanout ? 2 * frame_len + 65536
+                : opt_burst ? (size_t)opt_window * frame_len + 65536 /* a whole window in one read */
+                            : 2 * frame_len + 16384;
   for (uint32_t i = 0; i < total_conns; i++) {
     conns[i].fd = -1;
     conns[i].rcap = rcap;

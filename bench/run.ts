@@ -18,8 +18,12 @@
  *   BENCH_ONLY=hono npm run bench                 # Duplex via Hono against Hono's helpers
  *   BENCH_ONLY=deflate npm run bench              # permessage-deflate: JSON chat, Duplex and ws, on Node
  *   BENCH_ONLY=reliable npm run bench             # recoverable against plain topics, reconnect storm (bench/reliable.ts)
+ *   BENCH_LOAD=burst npm run bench                # the echo part in one load mode only (frame, burst)
  *
- * For each workload (payload size × text/binary) and each repetition, it
+ * For each workload (payload size × text/binary × load mode: "1 frame/write",
+ * the generator's closed loop that answers every read, and "burst",
+ * `loadgen -B`, a pipelining client that writes all the frames that may go
+ * in one write() and reads in large chunks) and each repetition, it
  * starts each server afresh pinned to CPU 0, runs the generator pinned to
  * CPU 1 (warm-up, then measure), and stops the server; then it measures the
  * memory each server needs per idle connection; then, for each fan-out
@@ -392,16 +396,50 @@ const REDIS_SKIPPED = REDIS_VERSION === undefined && ALL_FANOUT_SERVERS.some((s)
 /** Its runtime and name, unique across the run. */
 const serverId = (spec: ServerSpec): string => `${spec.runtime.name}/${spec.name}`;
 
+/**
+ * How the generator writes. "1 frame/write": its closed loop answers every
+ * read at once, so that the server mostly reads one frame at a time (the
+ * largest frames, at least). "burst" (`loadgen -B`): a pipelining client
+ * that reads all it can, in chunks of up to its whole window, then writes all
+ * the frames that may go in one write().
+ */
+interface LoadMode {
+  name: "frame" | "burst";
+  label: string;
+  args: string[];
+}
+
+const FRAME_MODE: LoadMode = { name: "frame", label: "1 frame/write", args: [] };
+const BURST_MODE: LoadMode = { name: "burst", label: "burst", args: ["-B"] };
+
+/** The echo part's load modes: `BENCH_LOAD` (frame, burst), both by default. */
+function selectLoadModes(): LoadMode[] {
+  const raw = process.env.BENCH_LOAD;
+  if (raw === undefined || raw.trim() === "") return [FRAME_MODE, BURST_MODE];
+  const wanted = raw.split(",").map((mode) => mode.trim().toLowerCase()).filter((mode) => mode !== "");
+  const modes = [FRAME_MODE, BURST_MODE].filter((mode) => wanted.includes(mode.name));
+  if (modes.length === 0 || modes.length !== new Set(wanted).size) {
+    throw new RangeError(`Invalid BENCH_LOAD: expected frame and/or burst, got "${raw}"`);
+  }
+  return modes;
+}
+
+const LOAD_MODES = selectLoadModes();
+
 interface Workload {
   label: string;
   size: number;
   kind: "text" | "binary";
+  mode: LoadMode;
 }
 
+/** The Hono part's workloads: one frame per write. */
 const WORKLOADS: Workload[] = [];
 for (const [size, sizeLabel] of [[32, "32 B"], [1024, "1 KiB"], [65536, "64 KiB"]] as const) {
-  for (const kind of ["text", "binary"] as const) WORKLOADS.push({ label: `${sizeLabel} ${kind}`, size, kind });
+  for (const kind of ["text", "binary"] as const) WORKLOADS.push({ label: `${sizeLabel} ${kind}`, size, kind, mode: FRAME_MODE });
 }
+/** The echo part's workloads: each one in every load mode. */
+const ECHO_WORKLOADS: Workload[] = WORKLOADS.flatMap((w) => LOAD_MODES.map((mode) => ({ ...w, mode })));
 
 /** A fan-out workload: text messages of FANOUT_SIZE bytes, `inflight` of them published and not yet everywhere. */
 interface FanoutWorkload {
@@ -560,6 +598,7 @@ async function runLoad(server: RunningServer, workload: Workload, path?: string)
     ...["-h", HOST, "-p", String(server.port), "-c", String(CONNECTIONS), "-i", String(INFLIGHT)],
     ...(path === undefined ? [] : ["-u", path]),
     ...["-s", String(workload.size), "-t", workload.kind, "-w", String(WARMUP), "-d", String(SECONDS)],
+    ...workload.mode.args,
   ];
   const proc = start([...pin(1), LOADGEN, ...args]);
   proc.child.stdin!.end();
@@ -957,7 +996,12 @@ async function main(): Promise<void> {
     ...(echoOn || honoOn
       ? [
         `- Load: ${CONNECTIONS} connections × ${INFLIGHT} messages in flight, ${WARMUP} s warm-up then ${SECONDS} s measured, ` +
-        `every echo verified`,
+        `every echo verified${
+          echoOn
+            ? `; echo part in ${LOAD_MODES.map((m) => `"${m.label}"`).join(" and ")} mode (burst: \`loadgen -B\`, all the ` +
+              `frames that may go in one write(), reads of up to a whole window)${honoOn ? `, Hono part in "${FRAME_MODE.label}" mode` : ""}`
+            : ""
+        }`,
       ]
       : []),
     ...(fanoutOn
@@ -1001,7 +1045,7 @@ async function main(): Promise<void> {
   const deflate = new Map<string, DeflateResult[]>(); // key: serverId
   const failures: string[] = [];
   const raw: string[] = [];
-  const key = (w: Workload, s: ServerSpec): string => `${w.label}|${serverId(s)}`;
+  const key = (w: Workload, s: ServerSpec): string => `${w.label}|${w.mode.name}|${serverId(s)}`;
   const fanKey = (w: FanoutWorkload, s: ServerSpec): string => `${w.label}|${serverId(s)}`;
   const push = <T>(map: Map<string, T[]>, k: string, value: T): void => {
     const list = map.get(k) ?? [];
@@ -1038,9 +1082,9 @@ async function main(): Promise<void> {
   for (let rep = 1; rep <= REPS; rep++) {
     const order = rep % 2 === 1 ? SERVERS : [...SERVERS].reverse();
     if (echoOn) {
-      for (const workload of WORKLOADS) {
+      for (const workload of ECHO_WORKLOADS) {
         for (const spec of order) {
-          const tag = `[${rep}/${REPS}] ${workload.label.padEnd(13)} ${serverTag(spec)}`;
+          const tag = `[${rep}/${REPS}] ${`${workload.label}, ${workload.mode.label}`.padEnd(28)} ${serverTag(spec)}`;
           await attempt(tag, echoRun(load, workload, spec));
         }
       }
@@ -1115,9 +1159,9 @@ async function main(): Promise<void> {
     `|---|${pairs.map(() => "--:|").join("")}`,
   ];
   if (echoOn) {
-    for (const workload of WORKLOADS) {
+    for (const workload of ECHO_WORKLOADS) {
       const cells = pairs.map(([s, ref]) => fmtRatio(rate(workload, s), rate(workload, ref)));
-      glance.push(`| ${workload.label} msg/s | ${cells.join(" | ")} |`);
+      glance.push(`| ${workload.label} msg/s, ${workload.mode.label} | ${cells.join(" | ")} |`);
     }
   }
   if (memoryOn) {
@@ -1134,16 +1178,16 @@ async function main(): Promise<void> {
     const table = [
       `## ${versions.get(runtime.name)}`,
       ``,
-      `| Workload | ${servers.map((s) => `${s.name} msg/s`).join(" | ")} | ${
+      `| Workload | Load | ${servers.map((s) => `${s.name} msg/s`).join(" | ")} | ${
         mine.map(([s, ref]) => ratioLabel(s, SERVERS, ref)).join(" | ")
       } | ${servers.map((s) => `${s.name} p50 / p99 µs`).join(" | ")} |`,
-      `|---|${servers.map(() => "--:|").join("")}${mine.map(() => "--:|").join("")}${servers.map(() => "--:|").join("")}`,
+      `|---|---|${servers.map(() => "--:|").join("")}${mine.map(() => "--:|").join("")}${servers.map(() => "--:|").join("")}`,
     ];
-    for (const workload of WORKLOADS) {
+    for (const workload of ECHO_WORKLOADS) {
       const rates = servers.map((s) => fmtInt(rate(workload, s)));
       const ratios = mine.map(([s, ref]) => fmtRatio(rate(workload, s), rate(workload, ref)));
       const latencies = servers.map((s) => fmtLatency(load.get(key(workload, s)) ?? []));
-      table.push(`| ${workload.label} | ${[...rates, ...ratios, ...latencies].join(" | ")} |`);
+      table.push(`| ${workload.label} | ${workload.mode.label} | ${[...rates, ...ratios, ...latencies].join(" | ")} |`);
     }
     sections.push(...table, ``);
   }

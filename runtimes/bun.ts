@@ -33,7 +33,7 @@ import { CloseCode } from "../core/close_code.ts";
 import { UsageError } from "../core/errors.ts";
 import type { ConnectionOptions, Handler } from "../plugins/hooks.ts";
 import { nativeUpgrade, websocketHandler } from "./_bun_native.ts";
-import { coalesce, Pump, type Transport } from "./_pump.ts";
+import { Pump, type Transport } from "./_pump.ts";
 import { ConnectionSet } from "./_registry.ts";
 import { resolveConnectionOptions } from "./_options.ts";
 import { type ListenOptions, makeServer, serveSetup, type Server, type TlsCertificate } from "./_server.ts";
@@ -115,6 +115,34 @@ export interface ServeOptions extends ListenOptions {}
 const WRITE_HIGH_WATER_MARK = 16 * 1024;
 /** Bytes read and held while the pump does not read, before the socket itself is paused. */
 const HOLD_BYTES = 64 * 1024;
+/** Consecutive chunks up to this many bytes in all leave in one `socket.write()`, joined in {@linkcode staging}. */
+const STAGING_BYTES = 256 * 1024;
+
+/**
+ * Where a write's chunks are joined. Bun's sockets have no `writev` and each
+ * `socket.write()` is a `send()` of its own: a 64 KiB echo went out as a
+ * 10-byte header segment, then its payload, where `Bun.serve` makes one
+ * `sendmsg`. One buffer for every connection, reused (a fresh one per write
+ * costs page faults on top of the copy): every write is synchronous, and what
+ * Bun does not take is copied out of it before the next write.
+ */
+let staging = new Uint8Array(0);
+
+/**
+ * Joins `chunks[start..end)`, `total` bytes (at most STAGING_BYTES), in the
+ * staging buffer.
+ *
+ * @returns A view of the staging buffer, valid until the next call.
+ */
+function stage(chunks: Uint8Array[], start: number, end: number, total: number): Uint8Array {
+  if (staging.length < total) staging = new Uint8Array(Math.min(STAGING_BYTES, Math.max(total, 2 * staging.length, 16 * 1024)));
+  let offset = 0;
+  for (let i = start; i < end; i++) {
+    staging.set(chunks[i]!, offset);
+    offset += chunks[i]!.length;
+  }
+  return staging.subarray(0, total);
+}
 
 class BunTransport implements Transport {
   readonly #socket: BunSocket;
@@ -170,22 +198,28 @@ class BunTransport implements Transport {
 
   write(chunks: Uint8Array[]): boolean {
     if (this.#closed || this.#endPending) return true;
-    for (const chunk of coalesce(chunks)) {
-      if (this.#queue.length > 0) {
-        this.#queue.push(chunk);
-        this.#queued += chunk.length;
-        continue;
-      }
-      const written = this.#socket.write(chunk);
+    let i = 0;
+    while (i < chunks.length && this.#queue.length === 0) {
+      // The next chunks that fit in the staging buffer go in one send; a bigger one alone.
+      let end = i + 1, total = chunks[i]!.length;
+      while (end < chunks.length && total + chunks[end]!.length <= STAGING_BYTES) total += chunks[end++]!.length;
+      const staged = end - i > 1;
+      const out = staged ? stage(chunks, i, end, total) : chunks[i]!;
+      const written = this.#socket.write(out);
       if (written < 0) return this.#broken();
-      if (written < chunk.length) {
-        // Bun took part of it (or none): keep the rest, in order, for `drain`.
-        const rest = chunk.subarray(written);
-        this.#queue.push(rest);
-        this.#queued += rest.length;
-      }
+      // Bun took part of it (or none): keep the rest, in order, for `drain`
+      // (copied out of the staging buffer, which the next write reuses).
+      if (written < out.length) this.#keep(staged ? out.slice(written) : out.subarray(written));
+      i = end;
     }
+    for (; i < chunks.length; i++) this.#keep(chunks[i]!);
     return this.#queued < WRITE_HIGH_WATER_MARK;
+  }
+
+  /** Queues bytes for `drain`. */
+  #keep(chunk: Uint8Array): void {
+    this.#queue.push(chunk);
+    this.#queued += chunk.length;
   }
 
   /** Writes what was queued; `true` once nothing is left. */
