@@ -3,7 +3,8 @@
  * entry is what an application imports: `serve()`, which starts the right
  * server for the runtime it runs on; the {@linkcode Handler} hooks and the
  * {@linkcode Connection} they receive; the {@linkcode App} pipeline with its
- * routers, auth, heartbeat, JSON codec and pub/sub; close codes and errors.
+ * routers, auth, heartbeat, JSON codec, pub/sub and recoverable topics
+ * ({@linkcode reliable}, the server side of `duplex.v1`); close codes and errors.
  *
  * Other entry points:
  * - `@duplex/ws/core`: the sans-IO RFC 6455 engine on its own;
@@ -106,3 +107,8 @@ export {
   type PubSubOptions,
   type PubSubStats,
 } from "./plugins/pubsub.ts";
+
+// Reliable delivery (duplex.v1)
+export { reliable, type Reliable, type ReliableOptions } from "./plugins/reliable.ts";
+export { type Appended, type LogEntry, type LogRead, MemoryTopicLog, type MemoryTopicLogOptions, type TopicLog } from "./plugins/topic_log.ts";
+export type { From, Gap, GapReason, Position } from "./client/_wire.ts";

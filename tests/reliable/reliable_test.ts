@@ -5,7 +5,6 @@
 // (4400, 4429, 1003, 1013), and that a closed connection leaves nothing.
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import type { ServerMessage } from "../../client/_wire.ts";
 import { UsageError } from "../../core/errors.ts";
 import { App } from "../../plugins/app.ts";
 import { reliable, type ReliableOptions } from "../../plugins/reliable.ts";
@@ -33,9 +32,6 @@ function setup<S = Record<string, unknown>>(options: ReliableOptions<S> = {}) {
   const app = new App<S>().use(live);
   return { live, app, errors };
 }
-
-const without = (messages: ServerMessage[], type: string) =>
-  messages.filter((m) => m.type !== type);
 
 describe("reliable: the subprotocol", () => {
   it("chooses duplex.v1 when offered; other connections pass through untouched", async () => {
@@ -323,7 +319,7 @@ describe("reliable: subscribe", () => {
     assert.deepEqual([
       a!.type,
       (a as { code?: string }).code,
-      a!.type === "error" && a.id,
+      a!.type === "error" && a!.id,
     ], ["error", "forbidden", 1]);
     assert.deepEqual([b!.type, (b as { code?: string }).code], [
       "error",
@@ -403,9 +399,9 @@ describe("reliable: publish", () => {
       received(conn).length === 3 && received(watcher).length === 2
     );
     const [a, b, c] = received(conn);
-    assert.equal(a!.type === "ack" && a.offset, 1);
-    assert.equal(b!.type === "error" && b.code, "forbidden");
-    assert.equal(c!.type === "ack" && c.offset, 1);
+    assert.equal(a!.type === "ack" && a!.offset, 1);
+    assert.equal(b!.type === "error" && b!.code, "forbidden");
+    assert.equal(c!.type === "ack" && c!.offset, 1);
     assert.deepEqual(dataOf(received(watcher)), ["anon: hello"]);
   });
 
@@ -435,11 +431,11 @@ describe("reliable: publish", () => {
     await settle(() => received(conn).length === 3);
     const [a, b, c] = received(conn);
     assert.deepEqual(
-      [a!.type === "ack" && a.id, a!.type === "ack" && a.offset],
+      [a!.type === "ack" && a!.id, a!.type === "ack" && a!.offset],
       [1, 1],
     );
     assert.deepEqual(
-      [b!.type === "ack" && b.id, b!.type === "ack" && b.offset],
+      [b!.type === "ack" && b!.id, b!.type === "ack" && b!.offset],
       [2, 1],
       "the retry acks the first offset",
     );
@@ -590,7 +586,6 @@ describe("reliable: the seam", () => {
       }[] = [];
       let epoch = "";
       let next = 1;
-      let published = 0;
       // Publishes from a client (pipelined) and from the server, interleaved with subscribes.
       const publishing = (async () => {
         while (next <= N) {
@@ -748,4 +743,4 @@ describe("reliable: options", () => {
   });
 });
 
-void without;
+
