@@ -67,6 +67,8 @@ export interface ReliableOptions<S = Record<string, unknown>> {
   };
   /** Requests of one connection being handled or waiting; one more closes it with 4429. Default 1,024. */
   maxInFlight?: number;
+  /** Topics one connection may be subscribed to at once; a subscribe beyond is answered `error` `too_large`. Default 1,000. */
+  maxSubscriptions?: number;
   /** Entries per log read while replaying. Default 1,000. */
   replayBatch?: number;
   /**
@@ -187,7 +189,7 @@ interface TopicState<S> {
   epoch: string | undefined;
 }
 
-const OPTIONS = ["log", "authorize", "maxInFlight", "replayBatch", "maxBufferedBytes", "slowPolicy", "onError"];
+const OPTIONS = ["log", "authorize", "maxInFlight", "maxSubscriptions", "replayBatch", "maxBufferedBytes", "slowPolicy", "onError"];
 /** Reads at the seam that brought nothing new before a subscriber goes live anyway (its client then sees the hole). */
 const SEAM_RETRIES = 3;
 
@@ -197,6 +199,11 @@ function positiveInteger(name: string, value: unknown, fallback: number): number
     throw new UsageError("ERR_INVALID_OPTION", `Invalid option: ${name} must be a positive integer, got ${describeValue(v)}`);
   }
   return v;
+}
+
+/** A close reason from text that may echo the peer's input: printable ASCII, within the 123 bytes a close frame allows. */
+function closeReason(text: string): string {
+  return text.replace(/[^\x20-\x7e]/g, "?").slice(0, 120);
 }
 
 /** The adapter's connection under an app's peer (protocol frames skip the app's `send` middleware). */
@@ -248,6 +255,7 @@ class ReliableLayer<S> implements Reliable<S> {
   readonly #log: TopicLog;
   readonly #authorize: NonNullable<ReliableOptions<S>["authorize"]>;
   readonly #maxInFlight: number;
+  readonly #maxSubscriptions: number;
   readonly #batch: number;
   readonly #maxBuffered: number;
   readonly #closeSlow: boolean;
@@ -283,6 +291,7 @@ class ReliableLayer<S> implements Reliable<S> {
     this.#log = log;
     this.#authorize = authorize;
     this.#maxInFlight = positiveInteger("maxInFlight", options.maxInFlight, 1024);
+    this.#maxSubscriptions = positiveInteger("maxSubscriptions", options.maxSubscriptions, 1000);
     this.#batch = positiveInteger("replayBatch", options.replayBatch, 1000);
     this.#maxBuffered = positiveInteger("maxBufferedBytes", options.maxBufferedBytes, 1024 * 1024);
     this.#closeSlow = policy === "close";
@@ -307,14 +316,15 @@ class ReliableLayer<S> implements Reliable<S> {
     const conn = connOf(ctx.peer);
     let cs = this.#conns.get(conn);
     if (cs === undefined) {
-      if (this.#closed) return;
+      // Closed (by this layer, say) or closing: nothing more is handled.
+      if (this.#closed || conn.readyState !== ReadyState.Open) return;
       cs = { conn, queue: [], running: false, closed: false, full: false, subs: new Map() };
       this.#conns.set(conn, cs);
     }
     if (cs.closed) return;
     if (typeof ctx.data !== "string") return this.#closeConn(cs, CloseCode.UnsupportedData, "duplex.v1 takes text frames only");
     const request = decodeClient(ctx.data);
-    if (typeof request === "string") return this.#closeConn(cs, WireClose.BadMessage, `Bad message: ${request}`.slice(0, 120));
+    if (typeof request === "string") return this.#closeConn(cs, WireClose.BadMessage, closeReason(`Bad message: ${request}`));
     if (cs.queue.length + (cs.running ? 1 : 0) >= this.#maxInFlight) {
       return this.#closeConn(cs, WireClose.TooManyRequests, "Too many requests in flight");
     }
@@ -352,7 +362,13 @@ class ReliableLayer<S> implements Reliable<S> {
     if (this.#closed) return;
     this.#closed = true;
     for (const cs of [...this.#conns.values()]) this.#closeConn(cs, CloseCode.GoingAway, "Server going away");
-    for (const ts of this.#topics.values()) ts.unwatch();
+    for (const ts of this.#topics.values()) {
+      try {
+        ts.unwatch();
+      } catch (error) {
+        this.#report(error);
+      }
+    }
     this.#topics.clear();
     await this.#hub.close();
     await this.#log.close();
@@ -441,6 +457,7 @@ class ReliableLayer<S> implements Reliable<S> {
     // A second subscribe restarts the subscription from its `from`.
     const previous = cs.subs.get(topic);
     if (previous !== undefined) this.#cancel(previous);
+    else if (cs.subs.size >= this.#maxSubscriptions) return this.#error(cs, id, "too_large", "Too many subscriptions on this connection");
     const sub: Sub<S> = { cs, topic, state: "pending", cancelled: false, epoch: "", last: 0, buffer: [], bufferBytes: 0, overflow: false };
     let ts: TopicState<S>;
     try {

@@ -171,7 +171,8 @@ interface History {
 }
 
 const MAX_DROPPED_RUNS = 32;
-const SWEEP_EVERY = 256;
+/** The longest time between two sweeps of every topic, in ms. */
+const SWEEP_MS = 30_000;
 
 /** A new epoch: random, unique per history. */
 function newEpoch(): string {
@@ -232,8 +233,8 @@ function positiveInteger(name: string, value: unknown, fallback: number): number
  * used for `maxAgeMs`, it is forgotten, epoch included: memory stays bounded
  * by the topics in use. A client that comes back to a forgotten topic gets
  * an `epoch` gap, which is true (its history is gone). Expiry runs on every
- * use of a topic and, for the others, in a sweep every few hundred
- * operations.
+ * use of a topic and, for the others, in a sweep of every topic at most
+ * every 30 seconds (or half of `maxAgeMs`), run by the next use of the log.
  *
  * @example
  * ```ts
@@ -251,7 +252,7 @@ export class MemoryTopicLog implements TopicLog {
   readonly #maxBytes: number;
   readonly #maxAgeMs: number;
   readonly #clock: { now(): number };
-  #operations = 0;
+  #lastSweep: number;
   #closed = false;
 
   /**
@@ -270,6 +271,7 @@ export class MemoryTopicLog implements TopicLog {
       throw new UsageError("ERR_INVALID_OPTION", `Invalid option: clock must be an object with now(), got ${describeValue(clock)}`);
     }
     this.#clock = clock;
+    this.#lastSweep = clock.now();
   }
 
   /** Number of topics held (with entries, watchers, or recently used). */
@@ -377,9 +379,12 @@ export class MemoryTopicLog implements TopicLog {
     if (this.#closed) throw new UsageError("ERR_CLOSED", "The topic log is closed");
   }
 
-  /** The topic's history, created when missing, expired entries dropped; sweeps the others now and then. */
+  /** The topic's history, created when missing, expired entries dropped; sweeps every topic now and then. */
   #history(topic: string, now: number): History {
-    if (++this.#operations % SWEEP_EVERY === 0) this.#sweep(now);
+    if (now - this.#lastSweep >= Math.min(SWEEP_MS, this.#maxAgeMs / 2)) {
+      this.#lastSweep = now;
+      this.#sweep(now);
+    }
     let h = this.#topics.get(topic);
     if (h === undefined) {
       h = {

@@ -7,6 +7,7 @@ import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { UsageError } from "../../core/errors.ts";
 import { App } from "../../plugins/app.ts";
+import { type HonoContext, upgradeWebSocket } from "../../runtimes/hono.ts";
 import { reliable, type ReliableOptions } from "../../plugins/reliable.ts";
 import { MemoryTopicLog, type TopicLog } from "../../plugins/topic_log.ts";
 import { prng } from "../_prng.ts";
@@ -213,8 +214,9 @@ describe("reliable: subscribe", () => {
     const { app, epoch, live } = await withHistory(2, {
       log: new MemoryTopicLog({ maxAgeMs: 1000, clock }),
     });
-    clock.t = 1500;
+    clock.t = 900;
     await live.publish("t", "m3");
+    clock.t = 1500; // m1 and m2 expired, m3 not
     const conn = await v1(app);
     await send(conn, {
       type: "subscribe",
@@ -478,6 +480,15 @@ describe("reliable: publish", () => {
 });
 
 describe("reliable: bad input and limits", () => {
+  it("answers too_large beyond maxSubscriptions topics on one connection", async () => {
+    const { app, live } = setup({ maxSubscriptions: 2 });
+    const conn = await v1(app);
+    for (const [id, topic] of [[1, "a"], [2, "b"], [3, "a"], [4, "c"]] as const) await send(conn, { type: "subscribe", id, topic, from: "now" });
+    await settle(() => received(conn).length === 4);
+    assert.deepEqual(received(conn).map((m) => m.type === "error" ? m.code : m.type), ["subscribed", "subscribed", "subscribed", "too_large"]);
+    assert.deepEqual([live.subscribers("a"), live.subscribers("b"), live.subscribers("c")], [1, 1, 0]);
+  });
+
   it("closes with 4400 on a message that is not a protocol message", async () => {
     for (
       const text of [
@@ -486,6 +497,7 @@ describe("reliable: bad input and limits", () => {
         '{"type":"subscribe","id":1}',
         '{"type":"nope","id":1}',
         '{"type":"ping","id":-1}',
+        `{"type":"${"é".repeat(200)}","id":1}`,
       ]
     ) {
       const { app } = setup();
@@ -574,7 +586,7 @@ describe("reliable: the seam", () => {
       const { app, live, errors } = setup({
         log,
         replayBatch: 16,
-        maxBufferedBytes: 4096,
+        maxBufferedBytes: 16 * 1024, // what is held for a replaying subscriber overflows now and then: the log is read again
         maxInFlight: 4096,
         authorize: { publish: () => true },
       });
@@ -737,9 +749,12 @@ describe("reliable: options", () => {
     );
   });
 
-  it("is accepted by app.use and app.route", () => {
+  it("is accepted by app.use, app.route and a Hono route's use", () => {
     const live = reliable<{ user: string }>();
     new App<{ user: string }>().use(live).route("/rooms/:room", live);
+    new App<{ user: string }>().use(reliable()).route("/x", reliable());
+    upgradeWebSocket(() => ({}), { use: [live] });
+    upgradeWebSocket<HonoContext, { user: string }>(() => ({}), { use: [reliable()] });
   });
 });
 
