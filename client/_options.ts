@@ -181,7 +181,8 @@ export interface ClientOptions {
   readonly connectTimeoutMs?: number;
   /**
    * Whether to retry after a close. Default: not after 1000 (from the server), 1002, 1003, 1007,
-   * 1008, 1009, 1010 and 4400–4499; every other code is retried.
+   * 1008, 1009, 1010 and 4400–4499 except 4429 (too many requests: later, then); every other code is
+   * retried.
    */
   readonly shouldRetry?: (close: CloseInfo) => boolean;
   /** The heartbeat, or `false` for none. */
@@ -210,7 +211,7 @@ export interface ClientOptions {
  */
 export function defaultShouldRetry(close: CloseInfo): boolean {
   const c = close.code;
-  return !(c === 1000 || c === 1002 || c === 1003 || (c >= 1007 && c <= 1010) || (c >= 4400 && c <= 4499));
+  return !(c === 1000 || c === 1002 || c === 1003 || (c >= 1007 && c <= 1010) || (c >= 4400 && c <= 4499 && c !== 4429));
 }
 
 /** Settings after checking. */

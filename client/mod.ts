@@ -249,6 +249,11 @@ interface Sub {
   pos: Position | undefined;
   /** The subscribe request awaiting its answer; messages wait until it comes. */
   req: number | undefined;
+  /** Whether a message was delivered: until then a subscription from `start` asks for `start` again. */
+  got: boolean;
+  /** `unavailable` answers in a row, and the timer of the next try. */
+  fails: number;
+  retry?: unknown;
 }
 
 const NOOP = (): void => {};
@@ -390,10 +395,14 @@ export class DuplexClient {
 
   /**
    * Subscribes to a topic, for as long as the client lives: after each
-   * reconnect the client resubscribes from the last message delivered, so
-   * `onMessage` sees each message once, in offset order. When the server
-   * no longer holds what was missed, `onResult` (and the `subscribed`
-   * event) says `gap` and the stream continues from what it holds.
+   * reconnect the client resubscribes from the last message delivered
+   * (from where the first answer said for `now`; from `start` again while
+   * a `start` subscription has delivered nothing), so `onMessage` sees each
+   * message once, in offset order. When the server no longer holds what
+   * was missed, `onResult` (and the `subscribed` event) says `gap` and the
+   * stream continues from what it holds. A refusal (an `error` event with
+   * the topic) ends the subscription, except `unavailable`, which is tried
+   * again after a backoff.
    *
    * @param topic The topic.
    * @param onMessage Called with each message.
@@ -422,7 +431,7 @@ export class DuplexClient {
     if (onResult !== undefined && typeof onResult !== "function") throw new TypeError("Invalid onResult: expected a function");
     if (this.#status === "closed") throw new DuplexError("closed", "The client is closed", topic);
     if (this.#subs.has(topic)) throw new TypeError(`Already subscribed to ${topic}: unsubscribe first`);
-    const sub: Sub = { topic, from, onMessage, onResult, pos: typeof from === "object" ? { epoch: from.epoch, offset: from.offset } : undefined, req: undefined };
+    const sub: Sub = { topic, from, onMessage, onResult, pos: typeof from === "object" ? { epoch: from.epoch, offset: from.offset } : undefined, req: undefined, got: false, fails: 0 };
     this.#subs.set(topic, sub);
     this.#subscribe(sub);
     return {
@@ -433,6 +442,7 @@ export class DuplexClient {
       unsubscribe: () => {
         if (this.#subs.get(topic) !== sub) return;
         this.#subs.delete(topic);
+        this.#s.timers.clearTimeout(sub.retry);
         if (sub.req !== undefined) this.#requests.delete(sub.req);
         sub.req = undefined;
         this.#send({ type: "unsubscribe", id: ++this.#ids, topic });
@@ -466,7 +476,7 @@ export class DuplexClient {
       const e: Pending = {
         key: `${this.#id}:${++this.#seq}`,
         topic,
-        data: typeof data === "string" ? data : data.slice(),
+        data: typeof data === "string" ? data : new Uint8Array(data), // a copy (Buffer#slice would not be)
         bytes,
         at: s.timers.now(),
         id: 0,
@@ -634,7 +644,10 @@ export class DuplexClient {
     }
     this.#sent = 0;
     this.#requests.clear();
-    for (const sub of this.#subs.values()) sub.req = undefined;
+    for (const sub of this.#subs.values()) {
+      sub.req = undefined;
+      this.#s.timers.clearTimeout(sub.retry);
+    }
     this.#armAge();
   }
 
@@ -646,10 +659,16 @@ export class DuplexClient {
     const next = this.#attempt + 1;
     if (next > s.maxRetries || !s.shouldRetry({ code, reason, attempt: next })) return this.#end(code, reason);
     this.#attempt = next;
-    const delayMs = s.random() * Math.min(s.maxDelayMs, s.initialDelayMs * s.factor ** (next - 1));
+    const delayMs = this.#backoff(next);
     this.#waiting = true;
     this.#state({ status: this.#everOpen ? "reconnecting" : "connecting", code, reason, attempt: next, delayMs });
     if (this.#waiting && !this.#offline) this.#later("conn", delayMs, () => this.#connect());
+  }
+
+  /** The wait before retry `n` (1 first): full jitter under an exponential bound. */
+  #backoff(n: number): number {
+    const s = this.#s;
+    return Math.min(s.random() * Math.min(s.maxDelayMs, s.initialDelayMs * s.factor ** (n - 1)), MAX_DELAY);
   }
 
   #end(code: number, reason: string): void {
@@ -713,12 +732,14 @@ export class DuplexClient {
         if (m.epoch === p.epoch && m.offset <= p.offset) return; // seen: a replay's overlap
         if (m.epoch !== p.epoch || m.offset !== p.offset + 1) return this.#subscribe(sub); // a hole: re-sync from the last
         sub.pos = { epoch: m.epoch, offset: m.offset };
+        sub.got = true;
         return call(sub.onMessage, { topic: m.topic, data: m.data, epoch: m.epoch, offset: m.offset });
       }
       case "subscribed": {
         if (!r || !("onMessage" in r) || r.req !== m.id || this.#subs.get(r.topic) !== r) return;
         this.#requests.delete(m.id);
         r.req = undefined;
+        r.fails = 0;
         const p = r.pos;
         r.pos = p && p.epoch === m.position.epoch && p.offset > m.position.offset ? p : m.position;
         const result: SubscribeResult = m.gap ? { topic: r.topic, result: m.result, position: m.position, gap: m.gap } : { topic: r.topic, result: m.result, position: m.position };
@@ -733,7 +754,12 @@ export class DuplexClient {
         const error = new DuplexError(m.code, m.message, r.topic);
         if ("key" in r) return this.#settle(r, error);
         this.#requests.delete(m.id);
-        if (this.#subs.get(r.topic) === r) this.#subs.delete(r.topic);
+        if (this.#subs.get(r.topic) === r) {
+          r.req = undefined;
+          // the history is down for now: try again after a backoff; any other refusal ends it
+          if (m.code === "unavailable") r.retry = this.#s.timers.setTimeout(() => this.#subscribe(r), this.#backoff(++r.fails));
+          else this.#subs.delete(r.topic);
+        }
         return this.#emit("error", error);
       }
       default: // pong, unsubscribed: only signs of life
@@ -747,7 +773,8 @@ export class DuplexClient {
     if (sub.req !== undefined) this.#requests.delete(sub.req);
     const id = sub.req = ++this.#ids;
     this.#requests.set(id, sub);
-    this.#send({ type: "subscribe", id, topic: sub.topic, from: sub.pos ?? sub.from });
+    // from the last delivered; from `start` again while nothing was (a new epoch then is no gap)
+    this.#send({ type: "subscribe", id, topic: sub.topic, from: sub.from === "start" && !sub.got ? "start" : sub.pos ?? sub.from });
   }
 
   /** Takes a publish out of the queue and settles its promise. */

@@ -66,6 +66,7 @@ const SUBPATH_EXPORTS = {
   "@duplex/ws/bun": ["serve", "nativeHandler"],
   "@duplex/ws/hono": ["upgradeWebSocket", "injectWebSocket", "websocket"],
   "@duplex/ws/redis": ["RedisBackplane", "BackplaneError"],
+  "@duplex/ws/client": ["DuplexClient", "DuplexError", "defaultShouldRetry"],
 };
 
 // Every subpath loads on the runtime and has its main exports; the root
@@ -88,6 +89,7 @@ import { attach } from "@duplex/ws/node";
 import { nativeHandler as denoHandler } from "@duplex/ws/deno";
 import { nativeHandler as bunHandler } from "@duplex/ws/bun";
 import { upgradeWebSocket } from "@duplex/ws/hono";
+import { DuplexClient, type Position } from "@duplex/ws/client";
 
 const handler: Handler = {
   message(ctx, data) {
@@ -100,7 +102,9 @@ const event: EngineEvent | undefined = engine.nextEvent();
 const state: number = engine.state;
 const app = new App().use((_ctx, next) => next());
 const route = upgradeWebSocket(() => ({ onMessage: (event, ws) => ws.send(event.data) }));
-export const used = [handler, event, state, app, route, attach, denoHandler, bunHandler, serve];
+const client = new DuplexClient("ws://127.0.0.1:1/", { WebSocket: class {} as never, browser: false });
+const position: Promise<Position> = client.publish("topic", "data");
+export const used = [handler, event, state, app, route, attach, denoHandler, bunHandler, serve, position];
 // @ts-expect-error: the types are real, not \`any\`: a port is a number.
 await serve(handler, { port: "8080" });
 `;
@@ -156,7 +160,7 @@ describe("the npm package, installed as a new user would", { skip }, () => {
 
   it("ships the built JavaScript, its types and the docs, and nothing else", () => {
     for (const f of ["package.json", "README.md", "LICENSE", "CHANGELOG.md", "SECURITY.md"]) assert.ok(files.includes(f), `${f} is missing`);
-    const entries = ["mod", "core/mod", "runtimes/node", "runtimes/deno", "runtimes/bun", "runtimes/hono", "plugins/redis"];
+    const entries = ["mod", "core/mod", "runtimes/node", "runtimes/deno", "runtimes/bun", "runtimes/hono", "plugins/redis", "client/mod"];
     for (const e of entries) {
       assert.ok(files.includes(`dist/${e}.js`), `dist/${e}.js is missing`);
       assert.ok(files.includes(`dist/${e}.d.ts`), `dist/${e}.d.ts is missing`);

@@ -24,6 +24,8 @@ export class ModelServer {
   #conns = new WeakMap<FakeSocket, { read: number; subs: Map<string, number>; skip: boolean; muted: boolean }>();
   /** The next subscribe answer also sends the message before its position again (an overlap at the seam). */
   overlapNext = false;
+  /** The next subscribe is answered `error unavailable` (the history is down for a moment). */
+  failNext = false;
 
   constructor() {
     this.restart();
@@ -118,6 +120,11 @@ export class ModelServer {
           break;
         }
         case "subscribe": {
+          if (this.failNext) {
+            this.failNext = false;
+            this.#out(ws, { type: "error", id: m.id, code: "unavailable", message: "history down" });
+            break;
+          }
           const log = this.#log(m.topic);
           const from = m.from;
           let after = log.first - 1;

@@ -1,6 +1,7 @@
 // A property test of the client's state machine (fast-check): any order of
 // opens, closes, timeouts, server answers and faults (holes, duplicates,
-// replays after reconnect, trimmed history, a new epoch) ends, once the
+// replays after reconnect, trimmed history, a new epoch, a subscribe
+// answered `unavailable`) ends, once the
 // network is good again, in the documented state: open, every message
 // delivered once and in order or covered by a reported gap, every publish
 // promise settled once (acked, or expired after waiting too long), each
@@ -28,7 +29,8 @@ type Action =
   | { t: "trim"; n: number }
   | { t: "restart" }
   | { t: "cut"; n: number }
-  | { t: "overlap" };
+  | { t: "overlap" }
+  | { t: "unavailable" };
 
 const action: fc.Arbitrary<Action> = fc.oneof(
   { weight: 3, arbitrary: fc.constant({ t: "open" } as const) },
@@ -43,6 +45,7 @@ const action: fc.Arbitrary<Action> = fc.oneof(
   { weight: 1, arbitrary: fc.constant({ t: "restart" } as const) },
   { weight: 2, arbitrary: fc.integer({ min: 1, max: 4 }).map((n) => ({ t: "cut", n }) as const) },
   { weight: 1, arbitrary: fc.constant({ t: "overlap" } as const) },
+  { weight: 1, arbitrary: fc.constant({ t: "unavailable" } as const) },
 );
 
 type Event = { kind: "message"; m: ClientMessageEvent } | { kind: "result"; r: SubscribeResult };
@@ -109,6 +112,9 @@ async function run(actions: Action[], initialTopicSize: number): Promise<void> {
         break;
       case "overlap":
         server.overlapNext = true;
+        break;
+      case "unavailable":
+        server.failNext = true;
         break;
       case "restart":
         server.restart();
