@@ -3,7 +3,8 @@
 // exactly once and in order, through any number of disconnects. Exits 0 once
 // it has printed COUNT messages; on a gap (messages the history no longer
 // holds: trimmed, expired, or a new epoch after a restart) prints one line
-// starting with `GAP` and exits 3; 2 on a usage error.
+// starting with `GAP` and exits 3; 2 on a usage error; 1 when the server
+// refuses the subscription or the client gives up (status `closed`).
 //
 //   node --import tsx examples/reliable/subscribe.ts ws://127.0.0.1:8080 news 1000
 //   deno run -A examples/reliable/subscribe.ts ws://127.0.0.1:8080 news 1000
@@ -28,6 +29,18 @@ client.on("subscribed", (result) => {
   const gap = result.gap;
   const lost = gap === undefined ? "" : ` ${gap.reason}: epoch ${gap.epoch}, from offset ${gap.from}${gap.to === undefined ? "" : ` to ${gap.to}`}`;
   finish(`GAP${lost}\n`, Exit.Gap);
+});
+
+// A refusal (forbidden, invalid…) ends the subscription; `unavailable` is retried by the client.
+client.on("error", (error) => {
+  if (done || error.topic !== topic || error.code === "unavailable") return;
+  process.stderr.write(`subscribe refused: ${error.code}: ${error.message}\n`);
+  finish("", Exit.Failed);
+});
+client.on("status", (event) => {
+  if (done || event.status !== "closed") return;
+  process.stderr.write(`connection closed for good${event.code === undefined ? "" : `: ${event.code} ${event.reason ?? ""}`}\n`);
+  finish("", Exit.Failed);
 });
 
 client.subscribe(topic, (message) => {
