@@ -1,8 +1,8 @@
 // The Hono chat demo: a page at `/`, the Duplex client it loads at
 // `/client.js` (bundled from client/mod.ts by esbuild as the server starts),
 // its WebSocket at `/ws` (see app.ts for the protocols), on the same port as
-// `/health`. Runs unchanged on the three
-// runtimes, each with its own HTTP server:
+// `/health`. Runs unchanged on the three runtimes, each with its own HTTP
+// server:
 //
 //   node --import tsx examples/hono-chat/server.ts    (@hono/node-server; `npm start`)
 //   deno run -A examples/hono-chat/server.ts          (Deno.serve)
