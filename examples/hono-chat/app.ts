@@ -1,50 +1,60 @@
 // The Hono chat app, runtime-agnostic: `server.ts` serves it on Node, Deno
 // or Bun; tests may import it and serve it themselves.
 //
-//   GET /        the chat page (page.ts)
-//   GET /health  `ok`: a plain route on the WebSocket's port
-//   GET /ws      the WebSocket: ?room=<room>&name=<name>, subprotocol chat.v1
+//   GET /           the chat page (page.ts)
+//   GET /client.js  the Duplex client for the page, bundled from client/mod.ts (client_bundle.ts)
+//   GET /health     `ok`: a plain route on the WebSocket's port
+//   GET /ws         the WebSocket: ?name=<name> (and ?room=<room> for chat.v1)
 //
-// Protocol, JSON text messages over `chat.v1`:
+// A room is the recoverable topic `room:<room>` of Duplex's reliable layer
+// (`reliable()`, protocol `duplex.v1`, see PROTOCOL.md): its history is the
+// topic's log, the last 100 messages of each room in this process's memory.
+// The page subscribes from the start of that history and publishes through
+// the client; after its network drops, the client resubscribes from the
+// last message it showed and gets every message it missed, once.
 //
-//   ← { "type": "history", "messages": [said…] }       once, right after the open: the room's last 100
-//   → { "type": "say", "text": "hello" }
-//   ← { "type": "said", "id": 1767225600000, "room": "lobby", "from": "ada", "text": "hello", "at": "2026-01-01T00:00:00.000Z" }
-//                                                      to everyone in the room, the sender included
+// Each message is stored as JSON text, stamped by the server with its
+// sender's name (from `?name=` at the upgrade) and time:
 //
-// `id` grows with every message (any room), and across restarts: it is the
-// time in ms, or the last id + 1 (rooms.ts); clients de-duplicate and order
-// by it. A room is the Duplex pub/sub topic `room:<room>`; its history lives
-// in this process's memory.
+//   { "id": 1767225600000, "from": "ada", "text": "hello", "at": "2026-01-01T00:00:00.000Z" }
 //
-// What is refused, and how:
-// - a client that does not offer `chat.v1`: 400 before the upgrade (the
-//   Duplex `subprotocols()` router);
-// - a room or a name over 64 characters: 400 before the upgrade; an empty
-//   or missing room is `lobby`, an empty or missing name `guest-<id>`;
-// - a binary message: close 1003 (unsupported data);
-// - text that is not JSON, or JSON that is not `{ "type": "say", "text": string }`:
-//   close 1007 (invalid payload);
-// - a text over 4,096 characters: close 1009 (message too big); a message
-//   over 64 KiB does not even get parsed: Duplex's engine closes with 1009;
-// - a text that is empty or only white space: ignored.
+// A client publishes the bare text (at most 4,096 characters, not blank) on
+// `room:<room>` (a room name has 1 to 64 characters); anything else is
+// answered `error forbidden`. `id` grows with every message of any room and
+// across restarts (the time in ms, or the last id + 1): the order of the
+// older `chat.v1` clients.
+//
+// The older protocol, `chat.v1`, still works on `/ws?room=<room>&name=<name>`,
+// bridged onto the same topics:
+//
+//   ← { "type": "history", "messages": [said…] }       once, right after the open: the room's history
+//   → { "type": "say", "text": "hello" }                published on the room's topic
+//   ← { "type": "said", "id", "room", "from", "text", "at" }   every message of the room, the sender's included
+//
+// chat.v1 refuses a binary message with 1003, text that is not `{ "type":
+// "say", "text": string }` with 1007, a text over 4,096 characters with 1009;
+// a message over 64 KiB is refused by Duplex's engine with 1009. A client
+// offering neither subprotocol gets 400 before the upgrade, and so does a
+// room or name over 64 characters.
 //
 // The heartbeat pings every connection every `heartbeatIntervalMs` and drops
 // one that shows no life within `heartbeatTimeoutMs` (Deno's native server
-// cannot ping: there the heartbeat stands down).
+// cannot ping: there the heartbeat stands down; the page's client has its
+// own, application-level heartbeat).
 import { Hono } from "hono";
 import { logger } from "hono/logger";
-import { CloseCode, heartbeat, type Phases, subprotocols } from "../../mod.ts";
-import { type HonoContext, upgradeWebSocket, type WebSocketRoute } from "../../runtimes/hono.ts";
+import { CloseCode, heartbeat, type LogEntry, MemoryTopicLog, type Phases, reliable, type Reliable, subprotocols } from "../../mod.ts";
+import { type HonoContext, upgradeWebSocket, type WebSocketRoute, type WSContext } from "../../runtimes/hono.ts";
 import { PAGE } from "./page.ts";
-import { Rooms } from "./rooms.ts";
 
 /** The longest room or name accepted, in characters. */
 export const MAX_NAME = 64;
 /** The longest text accepted, in characters. */
 export const MAX_TEXT = 4096;
-/** The subprotocol spoken on `/ws`. */
+/** The older subprotocol, still spoken on `/ws`. */
 export const PROTOCOL = "chat.v1";
+/** The prefix of a room's topic. */
+export const ROOM_PREFIX = "room:";
 
 /** Options of {@linkcode createChatApp}. */
 export interface ChatOptions {
@@ -56,12 +66,22 @@ export interface ChatOptions {
   log?: boolean;
   /** Messages kept per room. Default 100. */
   historyLimit?: number;
+  /** The client module served at `/client.js` (see client_bundle.ts); without it, `/client.js` is 404. */
+  clientJs?: string;
 }
 
 /** Who a connection is, set before the upgrade: `ws.raw.state`. */
 export interface Member {
   room: string;
   name: string;
+}
+
+/** A stored message, as JSON text in the room's topic. */
+export interface Message {
+  readonly id: number;
+  readonly from: string;
+  readonly text: string;
+  readonly at: string;
 }
 
 /** The WebSocket route: Hono middleware with the Duplex app and its connections. */
@@ -73,11 +93,20 @@ export interface Chat {
   readonly app: Hono;
   /** The `/ws` route; `ws.close()` ends every chat connection. */
   readonly ws: ChatRoute;
+  /** The reliable layer: rooms are its topics. */
+  readonly live: Reliable<Member>;
   /** The rooms' history. */
-  readonly rooms: Rooms;
+  readonly log: MemoryTopicLog;
 }
 
-const topicOf = (room: string): string => `room:${room}`;
+const topicOf = (room: string): string => `${ROOM_PREFIX}${room}`;
+
+/** The room of a topic, when it is a room's. */
+function roomOf(topic: string): string | undefined {
+  if (!topic.startsWith(ROOM_PREFIX)) return undefined;
+  const room = topic.slice(ROOM_PREFIX.length);
+  return room !== "" && room.length <= MAX_NAME ? room : undefined;
+}
 
 /** Reads and checks `?room=` and `?name=`; refuses with 400 before the upgrade. */
 const join: Phases<Member> = {
@@ -98,21 +127,105 @@ function textOf(message: unknown): string | undefined {
   return type === "say" && typeof text === "string" ? text : undefined;
 }
 
+/** The stored message, or undefined for data that is not one. */
+function parseMessage(data: string | Uint8Array): Message | undefined {
+  if (typeof data !== "string") return undefined;
+  try {
+    const m = JSON.parse(data) as Message;
+    return typeof m === "object" && m !== null && typeof m.id === "number" ? m : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** A chat.v1 member of a room: what it has been sent so far. */
+interface Legacy {
+  readonly ws: WSContext<Member>;
+  /** The offset of the last message sent; undefined while its history is read (live ones wait in `held`). */
+  last?: { epoch: string; offset: number };
+  held: LogEntry[];
+}
+
 /**
- * Builds the chat: the Hono app with `/`, `/health` and `/ws`.
+ * Builds the chat: the Hono app with `/`, `/client.js`, `/health` and `/ws`.
  *
- * @param options Heartbeat timing, logging and history size.
- * @returns The app, its WebSocket route and its rooms.
+ * @param options Heartbeat timing, logging, history size and the client module.
+ * @returns The app, its WebSocket route, the reliable layer and its log.
  */
 export function createChatApp(options: ChatOptions = {}): Chat {
-  const rooms = new Rooms(options.historyLimit ?? 100);
-  const ws = upgradeWebSocket<HonoContext, Member>(() => ({
-    onOpen(_event, ws) {
-      const { room } = ws.raw.state;
-      ws.raw.subscribe(topicOf(room));
-      ws.send(JSON.stringify({ type: "history", messages: rooms.history(room) }));
+  const log = new MemoryTopicLog({ maxMessages: options.historyLimit ?? 100 });
+  let lastId = 0;
+  /** Stamps a text with its sender and time: what the room's topic stores. */
+  const stamp = (from: string, text: string, now = new Date()): string => {
+    const id = lastId = Math.max(lastId + 1, now.getTime());
+    return JSON.stringify({ id, from, text, at: now.toISOString() } satisfies Message);
+  };
+
+  const live = reliable<Member>({
+    log,
+    authorize: {
+      subscribe: (_ctx, topic) => roomOf(topic) !== undefined,
+      publish(ctx, topic, data) {
+        if (roomOf(topic) === undefined || typeof data !== "string") return false;
+        if (data.length > MAX_TEXT || data.trim() === "") return false;
+        return stamp(ctx.state.name, data);
+      },
     },
-    onMessage(event, ws) {
+  });
+
+  // chat.v1 members, by room; each room with members has one watch on its topic.
+  const rooms = new Map<string, { members: Set<Legacy>; unwatch: () => void }>();
+  const said = (room: string, entry: LogEntry) => {
+    const m = parseMessage(entry.data);
+    return m && JSON.stringify({ type: "said", id: m.id, room, from: m.from, text: m.text, at: m.at });
+  };
+  const deliver = (room: string, member: Legacy, entry: LogEntry) => {
+    const last = member.last!;
+    if (entry.epoch === last.epoch && entry.offset <= last.offset) return;
+    member.last = { epoch: entry.epoch, offset: entry.offset };
+    const text = said(room, entry);
+    if (text !== undefined) member.ws.send(text);
+  };
+  const enter = async (member: Legacy) => {
+    const { room } = member.ws.raw.state;
+    let joined = rooms.get(room);
+    if (joined === undefined) {
+      const members = new Set<Legacy>();
+      const unwatch = log.watch(topicOf(room), (entry) => {
+        for (const m of members) {
+          if (m.last === undefined) m.held.push(entry);
+          else deliver(room, m, entry);
+        }
+      });
+      rooms.set(room, joined = { members, unwatch });
+    }
+    joined.members.add(member);
+    const read = await log.read(topicOf(room), "start", options.historyLimit ?? 100);
+    const messages = read.entries.map((e) => parseMessage(e.data)).filter((m) => m !== undefined)
+      .map((m) => ({ type: "said", id: m.id, room, from: m.from, text: m.text, at: m.at }));
+    member.ws.send(JSON.stringify({ type: "history", messages }));
+    member.last = { epoch: read.epoch, offset: read.last };
+    for (const entry of member.held.splice(0)) deliver(room, member, entry);
+  };
+  const leave = (member: Legacy) => {
+    const { room } = member.ws.raw.state;
+    const joined = rooms.get(room);
+    if (joined === undefined || !joined.members.delete(member) || joined.members.size > 0) return;
+    joined.unwatch();
+    rooms.delete(room);
+  };
+  const legacy = new WeakMap<WSContext<Member>, Legacy>();
+
+  const ws = upgradeWebSocket<HonoContext, Member>(() => ({
+    // duplex.v1 connections are the reliable layer's: only chat.v1 ones get here.
+    async onOpen(_event, ws) {
+      if (ws.protocol !== PROTOCOL) return;
+      const member: Legacy = { ws, held: [] };
+      legacy.set(ws, member);
+      await enter(member);
+    },
+    async onMessage(event, ws) {
+      if (ws.protocol !== PROTOCOL) return;
       const { room, name } = ws.raw.state;
       if (typeof event.data !== "string") return ws.close(CloseCode.UnsupportedData, "Text messages only");
       let message: unknown;
@@ -125,24 +238,35 @@ export function createChatApp(options: ChatOptions = {}): Chat {
       if (text === undefined) return ws.close(CloseCode.InvalidPayload, 'Expected {"type":"say","text":string}');
       if (text.length > MAX_TEXT) return ws.close(CloseCode.MessageTooBig, `Text over ${MAX_TEXT} characters`);
       if (text.trim() === "") return;
-      ws.raw.publish(topicOf(room), JSON.stringify(rooms.add(room, name, text)), { self: true });
+      await live.publish(topicOf(room), stamp(name, text));
+    },
+    onClose(_event, ws) {
+      const member = legacy.get(ws);
+      if (member !== undefined) leave(member);
     },
   }), {
     maxMessageBytes: 64 * 1024,
-    // Browsers always offer it; the room's history on join shrinks several
+    // Browsers always offer it; a room's history on (re)join shrinks several
     // times. Where Duplex frames (Node); Deno.serve and Bun.serve decline it.
     perMessageDeflate: { threshold: 256 },
     use: [
       heartbeat<Member>({ intervalMs: options.heartbeatIntervalMs, timeoutMs: options.heartbeatTimeoutMs }),
-      subprotocols<Member>({ [PROTOCOL]: [] }),
       join,
+      // Chooses duplex.v1 when offered, and handles those connections.
+      live,
+      // The rest must speak chat.v1 (400 otherwise).
+      subprotocols<Member>({ "duplex.v1": [], [PROTOCOL]: [] }),
     ],
   });
 
   const app = new Hono();
   if (options.log === true) app.use(logger());
   app.get("/", (c) => c.html(PAGE));
+  const clientJs = options.clientJs;
+  if (clientJs !== undefined) {
+    app.get("/client.js", (c) => c.body(clientJs, 200, { "content-type": "text/javascript; charset=utf-8", "cache-control": "no-cache" }));
+  }
   app.get("/health", (c) => c.text("ok"));
   app.get("/ws", ws);
-  return { app, ws, rooms };
+  return { app, ws, live, log };
 }

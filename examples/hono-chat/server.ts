@@ -1,6 +1,8 @@
-// The Hono chat demo: a page at `/`, its WebSocket at `/ws` (see app.ts for
-// the protocol), on the same port as `/health`. Runs unchanged on the three
-// runtimes, each with its own HTTP server:
+// The Hono chat demo: a page at `/`, the Duplex client it loads at
+// `/client.js` (bundled from client/mod.ts by esbuild as the server starts),
+// its WebSocket at `/ws` (see app.ts for the protocols), on the same port as
+// `/health`. Runs unchanged on the three runtimes, each with its own HTTP
+// server:
 //
 //   node --import tsx examples/hono-chat/server.ts    (@hono/node-server; `npm start`)
 //   deno run -A examples/hono-chat/server.ts          (Deno.serve)
@@ -16,6 +18,7 @@ import process from "node:process";
 import { runtime } from "../../mod.ts";
 import { injectWebSocket, websocket } from "../../runtimes/hono.ts";
 import { createChatApp } from "./app.ts";
+import { buildClient } from "./client_bundle.ts";
 
 function numberFromEnv(name: string, fallback: number): number {
   const raw = process.env[name];
@@ -35,10 +38,11 @@ if (!Number.isInteger(port) || port < 0 || port > 65535) {
   process.exit(2);
 }
 
-const { app, ws } = createChatApp({
+const { app, ws, live } = createChatApp({
   heartbeatIntervalMs: numberFromEnv("HEARTBEAT_INTERVAL_MS", 30_000),
   heartbeatTimeoutMs: numberFromEnv("HEARTBEAT_TIMEOUT_MS", 10_000),
   log: process.env.LOG === "1",
+  clientJs: await buildClient(),
 });
 
 /** A started server: its bound port, and how to stop it. */
@@ -99,12 +103,13 @@ async function start(): Promise<Started> {
 
 const server = await start();
 console.log(`listening on http://${hostname}:${server.port}`);
-console.log(`runtime: ${runtime()}, routes: / (page), /health, /ws (chat.v1)`);
+console.log(`runtime: ${runtime()}, routes: / (page), /client.js, /health, /ws (duplex.v1, chat.v1)`);
 
 for (const signal of ["SIGINT", "SIGTERM"] as const) {
   process.once(signal, async () => {
     await ws.close(1001, "Server shutting down");
     await server.stop();
+    await live.close();
     process.exit(0);
   });
 }
