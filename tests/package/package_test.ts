@@ -159,13 +159,13 @@ describe("the npm package, installed as a new user would", { skip }, () => {
   });
 
   it("ships the built JavaScript, its types and the docs, and nothing else", () => {
-    for (const f of ["package.json", "README.md", "LICENSE", "CHANGELOG.md", "SECURITY.md"]) assert.ok(files.includes(f), `${f} is missing`);
+    for (const f of ["package.json", "README.md", "LICENSE", "CHANGELOG.md", "PROTOCOL.md", "SECURITY.md"]) assert.ok(files.includes(f), `${f} is missing`);
     const entries = ["mod", "core/mod", "runtimes/node", "runtimes/deno", "runtimes/bun", "runtimes/hono", "plugins/redis", "client/mod"];
     for (const e of entries) {
       assert.ok(files.includes(`dist/${e}.js`), `dist/${e}.js is missing`);
       assert.ok(files.includes(`dist/${e}.d.ts`), `dist/${e}.d.ts is missing`);
     }
-    const stray = files.filter((f) => !/^(package\.json|README\.md|LICENSE|CHANGELOG\.md|SECURITY\.md|dist\/.+\.(js|d\.ts))$/.test(f));
+    const stray = files.filter((f) => !/^(package\.json|README\.md|LICENSE|CHANGELOG\.md|PROTOCOL\.md|SECURITY\.md|dist\/.+\.(js|d\.ts))$/.test(f));
     assert.deepEqual(stray, [], "files a user does not need");
     assert.ok(!files.some((f) => f.startsWith("dist/tests/") || f.startsWith("dist/examples/") || f.startsWith("dist/bench/")));
   });
