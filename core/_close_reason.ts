@@ -33,6 +33,32 @@ export function closeReasonFor(code: number): string {
   return "";
 }
 
+/** The most a close reason may take: 125 bytes of control payload, less the 2-byte code. */
+const MAX_REASON_BYTES = 123;
+const encoder = new TextEncoder();
+const scratch = new Uint8Array(MAX_REASON_BYTES);
+
+/**
+ * Cuts a close reason that may echo a peer's input (a message type, say)
+ * to what fits a close frame: at most 123 bytes of UTF-8, never splitting a
+ * character.
+ *
+ * @param reason The reason as written.
+ * @returns Its longest prefix that fits.
+ *
+ * @example
+ * ```ts
+ * import { fitCloseReason } from "./_close_reason.ts";
+ *
+ * console.log(new TextEncoder().encode(fitCloseReason("é".repeat(100))).length); // 122
+ * ```
+ */
+export function fitCloseReason(reason: string): string {
+  if (reason.length <= MAX_REASON_BYTES / 3) return reason; // 3 bytes per UTF-16 unit at most
+  const { read } = encoder.encodeInto(reason, scratch);
+  return read === reason.length ? reason : reason.slice(0, read);
+}
+
 /**
  * The message of the `ERR_INVALID_CLOSE_CODE` usage error: codes that are
  * only reported (1005, 1006, 1015) point at `terminate()`, and every

@@ -5,6 +5,7 @@
  * @module
  */
 
+import { fitCloseReason } from "../core/_close_reason.ts";
 import { CloseCode } from "../core/close_code.ts";
 import { UsageError } from "../core/errors.ts";
 import type { Next } from "./compose.ts";
@@ -136,14 +137,7 @@ export function json<M extends Record<string, { type: string }>, S = Record<stri
       const handler = table.get(type);
       if (handler !== undefined) return handler(ctx, message);
       if (passUnknown) return next();
-      throw new CloseError(CloseCode.UnsupportedData, truncate(`Unknown message type: ${type}`));
+      throw new CloseError(CloseCode.UnsupportedData, fitCloseReason(`Unknown message type: ${type}`));
     },
   };
-}
-
-/** Keeps a close reason within 123 bytes of UTF-8. */
-function truncate(reason: string): string {
-  const encoder = new TextEncoder();
-  while (encoder.encode(reason).length > 123) reason = reason.slice(0, -1);
-  return reason;
 }

@@ -11,6 +11,7 @@
 import { checkOptions, describeValue } from "./_check.ts";
 import { isThenable } from "./_thenable.ts";
 import { nativeTopicsOf } from "./_native_topics.ts";
+import { fitCloseReason } from "../core/_close_reason.ts";
 import { CloseCode } from "../core/close_code.ts";
 import { UsageError } from "../core/errors.ts";
 import { ReadyState } from "../core/state.ts";
@@ -201,11 +202,6 @@ function positiveInteger(name: string, value: unknown, fallback: number): number
   return v;
 }
 
-/** A close reason from text that may echo the peer's input: printable ASCII, within the 123 bytes a close frame allows. */
-function closeReason(text: string): string {
-  return text.replace(/[^\x20-\x7e]/g, "?").slice(0, 120);
-}
-
 /** The adapter's connection under an app's peer (protocol frames skip the app's `send` middleware). */
 function connOf<S>(peer: Peer<S>): Connection<S> {
   return (peer as { conn?: Connection<S> }).conn ?? peer;
@@ -324,7 +320,7 @@ class ReliableLayer<S> implements Reliable<S> {
     if (cs.closed) return;
     if (typeof ctx.data !== "string") return this.#closeConn(cs, CloseCode.UnsupportedData, "duplex.v1 takes text frames only");
     const request = decodeClient(ctx.data);
-    if (typeof request === "string") return this.#closeConn(cs, WireClose.BadMessage, closeReason(`Bad message: ${request}`));
+    if (typeof request === "string") return this.#closeConn(cs, WireClose.BadMessage, fitCloseReason(`Bad message: ${request}`));
     if (cs.queue.length + (cs.running ? 1 : 0) >= this.#maxInFlight) {
       return this.#closeConn(cs, WireClose.TooManyRequests, "Too many requests in flight");
     }
