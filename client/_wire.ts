@@ -81,6 +81,27 @@ export const MAX_EPOCH = 128;
 
 const ERROR_CODES: readonly string[] = ["forbidden", "invalid", "unavailable", "too_large"];
 
+/**
+ * The size of a message's data in bytes: a string's UTF-8 length (counted,
+ * not encoded), or the bytes' length. What both sides bound histories and
+ * queues by.
+ *
+ * @param data The data.
+ * @returns Its size in bytes.
+ */
+export function byteLength(data: string | Uint8Array): number {
+  if (typeof data !== "string") return data.byteLength;
+  let n = data.length;
+  for (let i = 0; i < data.length; i++) {
+    const c = data.charCodeAt(i);
+    if (c < 0x80) continue;
+    if (c < 0x800) n += 1;
+    else if (c >= 0xd800 && c < 0xdc00 && (data.charCodeAt(i + 1) & 0xfc00) === 0xdc00) i++, n += 2; // a pair: 4 bytes for 2 units
+    else n += 2; // 3 bytes (a lone surrogate becomes U+FFFD)
+  }
+  return n;
+}
+
 // ---- encoding ----
 
 /**

@@ -39,7 +39,7 @@
  * @module
  */
 
-import { decodeServer, encode, type From, MAX_TOPIC, PROTOCOL_V1, type Position } from "./_wire.ts";
+import { byteLength, decodeServer, encode, type From, MAX_TOPIC, PROTOCOL_V1, type Position } from "./_wire.ts";
 import type { Gap } from "./_wire.ts";
 import { type ClientOptions, type HeartbeatOptions, type Settings, settings, type WebSocketLike } from "./_options.ts";
 
@@ -258,18 +258,6 @@ interface Sub {
 
 const NOOP = (): void => {};
 
-/** UTF-8 length of a string, without encoding it. */
-function utf8Length(s: string): number {
-  let n = s.length;
-  for (let i = 0; i < s.length; i++) {
-    const c = s.charCodeAt(i);
-    if (c >= 0xd800 && c < 0xdc00) i++, n++; // a pair: 4 bytes for 2 units
-    else if (c >= 0x800) n += 2;
-    else if (c >= 0x80) n++;
-  }
-  return n;
-}
-
 /** Runs a user callback; a throw is reported asynchronously and never breaks the client. */
 function call<T>(f: ((v: T) => void) | undefined, v: T): void {
   try {
@@ -472,7 +460,7 @@ export class DuplexClient {
     if (this.#status === "closed") return Promise.reject(new DuplexError("closed", "The client is closed", topic));
     return new Promise((resolve, reject) => {
       const s = this.#s;
-      const bytes = typeof data === "string" ? utf8Length(data) : data.byteLength;
+      const bytes = byteLength(data);
       const e: Pending = {
         key: `${this.#id}:${++this.#seq}`,
         topic,

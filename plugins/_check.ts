@@ -219,3 +219,27 @@ export function checkOptions(value: unknown, known: readonly string[], where: st
     }
   }
 }
+
+/**
+ * Reads an integer option that must be at least 1.
+ *
+ * @param name The option's name, for the message.
+ * @param value What was passed; `undefined` takes `fallback`.
+ * @param fallback The default.
+ * @returns The value.
+ * @throws {UsageError} `ERR_INVALID_OPTION` for anything but a positive safe integer.
+ *
+ * @example
+ * ```ts
+ * import { positiveIntegerOption } from "./_check.ts";
+ *
+ * console.log(positiveIntegerOption("maxMessages", undefined, 10_000)); // 10000
+ * ```
+ */
+export function positiveIntegerOption(name: string, value: unknown, fallback: number): number {
+  const v = value ?? fallback;
+  if (typeof v !== "number" || !Number.isSafeInteger(v) || v < 1) {
+    throw new UsageError("ERR_INVALID_OPTION", `Invalid option: ${name} must be a positive integer, got ${describeValue(v)}`);
+  }
+  return v;
+}

@@ -9,7 +9,7 @@
  * @module
  */
 
-import { describeValue } from "./_check.ts";
+import { describeValue, positiveIntegerOption } from "./_check.ts";
 import { CloseCode } from "../core/close_code.ts";
 import { UsageError } from "../core/errors.ts";
 import { PreparedMessage } from "../core/prepared.ts";
@@ -300,10 +300,7 @@ export class Hub<S = Record<string, unknown>> {
    * @throws {UsageError} `ERR_INVALID_OPTION` for a bad limit or policy.
    */
   constructor(options: PubSubOptions, report: (error: unknown) => void, access?: HubNativeAccess<S>) {
-    const max = options.maxBufferedBytes ?? 1024 * 1024;
-    if (typeof max !== "number" || !Number.isSafeInteger(max) || max < 1) {
-      throw new UsageError("ERR_INVALID_OPTION", `Invalid option: maxBufferedBytes must be a positive integer, got ${describeValue(max)}`);
-    }
+    const max = positiveIntegerOption("maxBufferedBytes", options.maxBufferedBytes, 1024 * 1024);
     const policy = options.slowPolicy ?? "drop";
     if (policy !== "drop" && policy !== "close") {
       throw new UsageError("ERR_INVALID_OPTION", `Invalid option: slowPolicy must be "drop" or "close", got ${describeValue(policy)}`);

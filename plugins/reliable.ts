@@ -8,7 +8,7 @@
  * @module
  */
 
-import { checkOptions, describeValue } from "./_check.ts";
+import { checkOptions, describeValue, positiveIntegerOption } from "./_check.ts";
 import { isThenable } from "./_thenable.ts";
 import { nativeTopicsOf } from "./_native_topics.ts";
 import { fitCloseReason } from "../core/_close_reason.ts";
@@ -194,14 +194,6 @@ const OPTIONS = ["log", "authorize", "maxInFlight", "maxSubscriptions", "replayB
 /** Reads at the seam that brought nothing new before a subscriber goes live anyway (its client then sees the hole). */
 const SEAM_RETRIES = 3;
 
-function positiveInteger(name: string, value: unknown, fallback: number): number {
-  const v = value ?? fallback;
-  if (typeof v !== "number" || !Number.isSafeInteger(v) || v < 1) {
-    throw new UsageError("ERR_INVALID_OPTION", `Invalid option: ${name} must be a positive integer, got ${describeValue(v)}`);
-  }
-  return v;
-}
-
 /** The adapter's connection under an app's peer (protocol frames skip the app's `send` middleware). */
 function connOf<S>(peer: Peer<S>): Connection<S> {
   return (peer as { conn?: Connection<S> }).conn ?? peer;
@@ -286,10 +278,10 @@ class ReliableLayer<S> implements Reliable<S> {
     }
     this.#log = log;
     this.#authorize = authorize;
-    this.#maxInFlight = positiveInteger("maxInFlight", options.maxInFlight, 1024);
-    this.#maxSubscriptions = positiveInteger("maxSubscriptions", options.maxSubscriptions, 1000);
-    this.#batch = positiveInteger("replayBatch", options.replayBatch, 1000);
-    this.#maxBuffered = positiveInteger("maxBufferedBytes", options.maxBufferedBytes, 1024 * 1024);
+    this.#maxInFlight = positiveIntegerOption("maxInFlight", options.maxInFlight, 1024);
+    this.#maxSubscriptions = positiveIntegerOption("maxSubscriptions", options.maxSubscriptions, 1000);
+    this.#batch = positiveIntegerOption("replayBatch", options.replayBatch, 1000);
+    this.#maxBuffered = positiveIntegerOption("maxBufferedBytes", options.maxBufferedBytes, 1024 * 1024);
     this.#closeSlow = policy === "close";
     this.#onError = onError;
     // Its own hub: frames each entry once, applies the slow-subscriber policy, and uses

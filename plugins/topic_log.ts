@@ -7,10 +7,9 @@
  * @module
  */
 
-import { describeValue } from "./_check.ts";
-import { checkOptions } from "./_check.ts";
+import { checkOptions, describeValue, positiveIntegerOption } from "./_check.ts";
 import { UsageError } from "../core/errors.ts";
-import type { From, Gap, GapReason } from "../client/_wire.ts";
+import { byteLength, type From, type Gap, type GapReason } from "../client/_wire.ts";
 
 /**
  * One entry of a topic's history.
@@ -182,36 +181,6 @@ function newEpoch(): string {
   return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
 }
 
-/** UTF-8 length of a string, without encoding it. */
-function utf8Length(text: string): number {
-  let n = text.length;
-  for (let i = 0; i < text.length; i++) {
-    const c = text.charCodeAt(i);
-    if (c < 0x80) continue;
-    if (c < 0x800) n += 1;
-    else if (c >= 0xd800 && c <= 0xdbff && i + 1 < text.length) {
-      const d = text.charCodeAt(i + 1);
-      if (d >= 0xdc00 && d <= 0xdfff) {
-        n += 2; // a pair: 4 bytes for 2 code units
-        i++;
-      } else n += 2;
-    } else n += 2;
-  }
-  return n;
-}
-
-function sizeOf(data: string | Uint8Array): number {
-  return typeof data === "string" ? utf8Length(data) : data.byteLength;
-}
-
-function positiveInteger(name: string, value: unknown, fallback: number): number {
-  const v = value ?? fallback;
-  if (typeof v !== "number" || !Number.isSafeInteger(v) || v < 1) {
-    throw new UsageError("ERR_INVALID_OPTION", `Invalid option: ${name} must be a positive integer, got ${describeValue(v)}`);
-  }
-  return v;
-}
-
 /**
  * A {@linkcode TopicLog} in memory: a history per topic, bounded by
  * `maxMessages`, `maxBytes` and `maxAgeMs` (the oldest entries go first).
@@ -263,9 +232,9 @@ export class MemoryTopicLog implements TopicLog {
    */
   constructor(options: MemoryTopicLogOptions = {}) {
     checkOptions(options, ["maxMessages", "maxBytes", "maxAgeMs", "clock"], "MemoryTopicLog");
-    this.#maxMessages = positiveInteger("maxMessages", options.maxMessages, 10_000);
-    this.#maxBytes = positiveInteger("maxBytes", options.maxBytes, 16 * 1024 * 1024);
-    this.#maxAgeMs = positiveInteger("maxAgeMs", options.maxAgeMs, 3_600_000);
+    this.#maxMessages = positiveIntegerOption("maxMessages", options.maxMessages, 10_000);
+    this.#maxBytes = positiveIntegerOption("maxBytes", options.maxBytes, 16 * 1024 * 1024);
+    this.#maxAgeMs = positiveIntegerOption("maxAgeMs", options.maxAgeMs, 3_600_000);
     const clock = options.clock ?? { now: () => Date.now() };
     if (typeof clock !== "object" || clock === null || typeof clock.now !== "function") {
       throw new UsageError("ERR_INVALID_OPTION", `Invalid option: clock must be an object with now(), got ${describeValue(clock)}`);
@@ -291,7 +260,7 @@ export class MemoryTopicLog implements TopicLog {
    */
   append(topic: string, data: string | Uint8Array, key?: string): Appended {
     this.#check();
-    const size = sizeOf(data);
+    const size = byteLength(data);
     if (size > this.#maxBytes) {
       throw new UsageError("ERR_TOO_LARGE", `Entry too large: ${size} bytes, the history of a topic holds at most ${this.#maxBytes}`);
     }
