@@ -2,7 +2,10 @@
 // PORT=0 on one runtime, stopped with SIGTERM.
 import { type ChildProcess, spawn } from "node:child_process";
 import process from "node:process";
+import type { Page } from "playwright-core";
+import { runtime } from "../../mod.ts";
 import { command, root, type RuntimeName, within } from "../runtimes/_helpers.ts";
+import { CHROMIUM, chromiumMissing, inCi } from "./_chromium.ts";
 
 export const SCRIPT = "examples/hono-chat/server.ts";
 
@@ -81,3 +84,32 @@ export async function startDemo(runtime: RuntimeName, extraEnv: Record<string, s
     },
   };
 }
+
+/**
+ * Why the demo's browser tests skip here, or `false`: they run from Node
+ * only (they start Node, Deno and Bun processes themselves), with Chromium.
+ */
+export function demoSkipReason(): string | false {
+  const on = runtime();
+  if (on !== "node") return `runs from Node only (npm run test:node): it starts Node, Deno and Bun processes itself; not on ${on}`;
+  if (chromiumMissing(on) && !inCi) {
+    return `chromium not found at ${CHROMIUM} (apt-get install chromium, or set CHROMIUM_PATH); CI installs it, and there this test fails without it`;
+  }
+  return false;
+}
+
+/** A message as the demo page shows it. */
+export interface Shown {
+  offset: number;
+  from: string;
+  text: string;
+}
+
+/** The messages the demo page shows, in order. */
+export const shown = (page: Page): Promise<Shown[]> =>
+  page.$$eval("#messages li[data-testid=message]", (items) =>
+    items.map((li) => ({
+      offset: Number((li as HTMLElement).dataset.offset),
+      from: li.querySelector(".from")?.textContent ?? "",
+      text: li.querySelector(".text")?.textContent ?? "",
+    })));

@@ -24,39 +24,14 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import type { Browser, BrowserContext, Page } from "playwright-core";
-import { runtime } from "../../mod.ts";
-import { CHROMIUM, chromiumMissing, inCi, launchChromium } from "./_chromium.ts";
-import { type Demo, startDemo } from "./_demo.ts";
+import { launchChromium } from "./_chromium.ts";
+import { type Demo, demoSkipReason, shown, startDemo } from "./_demo.ts";
 import { Client, delay, type RuntimeName } from "../runtimes/_helpers.ts";
 
-const on = runtime();
 const RUNTIMES: RuntimeName[] = ["node", "deno", "bun"];
 /** Every wait on the page; the whole scenario stays well under the test's timeout. */
 const WAIT_MS = 8000;
 const TEST_MS = 30_000;
-
-function skipReason(): string | false {
-  if (on !== "node") return `runs from Node only (npm run test:node): it starts Node, Deno and Bun processes itself; not on ${on}`;
-  if (chromiumMissing(on) && !inCi) {
-    return `chromium not found at ${CHROMIUM} (apt-get install chromium, or set CHROMIUM_PATH); CI installs it, and there this test fails without it`;
-  }
-  return false;
-}
-
-/** A message as the page shows it. */
-interface Shown {
-  offset: number;
-  from: string;
-  text: string;
-}
-
-const shown = (page: Page): Promise<Shown[]> =>
-  page.$$eval("#messages li[data-testid=message]", (items) =>
-    items.map((li) => ({
-      offset: Number((li as HTMLElement).dataset.offset),
-      from: li.querySelector(".from")?.textContent ?? "",
-      text: li.querySelector(".text")?.textContent ?? "",
-    })));
 
 const untilShown = (page: Page, n: number, what: string) =>
   page.waitForFunction((n) => document.querySelectorAll("#messages li[data-testid=message]").length >= n, n, { timeout: WAIT_MS })
@@ -83,7 +58,7 @@ async function say(page: Page, text: string): Promise<void> {
   await page.click("#send");
 }
 
-const skip = skipReason();
+const skip = demoSkipReason();
 
 // The skip goes on each test, not on the suite: `bun test` reports a skipped
 // suite as nothing at all, but a skipped test as skipped, under this title.

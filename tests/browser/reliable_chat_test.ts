@@ -17,41 +17,16 @@ import { after, before, describe, it } from "node:test";
 import type { Browser, BrowserContext, Page } from "playwright-core";
 import WebSocket from "ws";
 import { type ClientOptions, DuplexClient } from "../../client/mod.ts";
-import { runtime } from "../../mod.ts";
 import { CutProxy } from "../reliable/_cut_proxy.ts";
 import { delay, type RuntimeName } from "../runtimes/_helpers.ts";
-import { CHROMIUM, chromiumMissing, inCi, launchChromium } from "./_chromium.ts";
-import { type Demo, startDemo } from "./_demo.ts";
+import { launchChromium } from "./_chromium.ts";
+import { type Demo, demoSkipReason, shown, startDemo } from "./_demo.ts";
 
-const on = runtime();
 const RUNTIMES: RuntimeName[] = ["node", "deno", "bun"];
 const WAIT_MS = 10_000;
 /** The page's heartbeat (interval and timeout), in ms: a blackhole is noticed within twice this. */
 const HEARTBEAT_MS = 500;
 const SEED = Number(process.env.RELIABLE_SEED ?? Date.now() % 100_000);
-
-function skipReason(): string | false {
-  if (on !== "node") return `runs from Node only (npm run test:node): it starts Node, Deno and Bun processes itself; not on ${on}`;
-  if (chromiumMissing(on) && !inCi) {
-    return `chromium not found at ${CHROMIUM} (apt-get install chromium, or set CHROMIUM_PATH); CI installs it, and there this test fails without it`;
-  }
-  return false;
-}
-
-/** A message as the page shows it. */
-interface Shown {
-  offset: number;
-  from: string;
-  text: string;
-}
-
-const shown = (page: Page): Promise<Shown[]> =>
-  page.$$eval("#messages li[data-testid=message]", (items) =>
-    items.map((li) => ({
-      offset: Number((li as HTMLElement).dataset.offset),
-      from: li.querySelector(".from")?.textContent ?? "",
-      text: li.querySelector(".text")?.textContent ?? "",
-    })));
 
 const statuses = (page: Page): Promise<string[]> =>
   page.evaluate(() => (window as unknown as { chat: { statuses: string[] } }).chat.statuses);
@@ -88,7 +63,7 @@ function assertWentBack(all: string[], mark: number): void {
   assert.ok(lost >= 0 && seen.indexOf("open", lost) > lost && seen.at(-1) === "open", `statuses: ${seen.join(" → ")}`);
 }
 
-const skip = skipReason();
+const skip = demoSkipReason();
 
 describe(`the chat page catching up through a cutting proxy, in Chromium, on Node, Deno and Bun${skip ? ` (skipped: ${skip})` : ""}`, () => {
   let browser: Browser | undefined;
