@@ -409,37 +409,23 @@ static void consume_written(conn_t *c, size_t w) {
   }
 }
 
-/* -B: every queued frame in one write() (the frames are identical: burst holds the window's worth in a row). */
-static void flush_burst(conn_t *c) {
-  while (c->state == ST_OPEN && c->pend > 0) {
-    ssize_t w = write(c->fd, burst + c->pend_off, (size_t)c->pend * frame_len - c->pend_off);
-    if (w < 0) {
-      if (errno == EINTR) continue;
-      if (errno == EAGAIN || errno == EWOULDBLOCK) {
-        set_out(c, 1);
-        return;
-      }
-      fail(c, "write: %s", strerror(errno));
-      return;
-    }
-    consume_written(c, (size_t)w);
-  }
-  if (c->state == ST_OPEN && c->pend == 0) set_out(c, 0);
-}
-
 static void flush_conn(conn_t *c) {
-  if (opt_burst) {
-    flush_burst(c);
-    return;
-  }
   while (c->state == ST_OPEN && c->pend > 0) {
     struct iovec iov[MAX_IOV];
-    uint32_t n = c->pend < MAX_IOV ? c->pend : MAX_IOV;
-    iov[0].iov_base = frame + c->pend_off;
-    iov[0].iov_len = frame_len - c->pend_off;
-    for (uint32_t k = 1; k < n; k++) {
-      iov[k].iov_base = frame;
-      iov[k].iov_len = frame_len;
+    uint32_t n;
+    if (opt_burst) {
+      /* -B: every queued frame in one contiguous write (the frames are identical: burst holds the window's worth in a row). */
+      iov[0].iov_base = burst + c->pend_off;
+      iov[0].iov_len = (size_t)c->pend * frame_len - c->pend_off;
+      n = 1;
+    } else {
+      n = c->pend < MAX_IOV ? c->pend : MAX_IOV;
+      iov[0].iov_base = frame + c->pend_off;
+      iov[0].iov_len = frame_len - c->pend_off;
+      for (uint32_t k = 1; k < n; k++) {
+        iov[k].iov_base = frame;
+        iov[k].iov_len = frame_len;
+      }
     }
     ssize_t w = writev(c->fd, iov, (int)n);
     if (w < 0) {
