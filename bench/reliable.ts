@@ -145,13 +145,12 @@ async function publishRate(kind: "plain" | "reliable"): Promise<number> {
     const sub = new DuplexClient(url, options);
     const pub = new DuplexClient(url, options);
     let received = 0;
-    const all = new Promise<void>((resolve) => {
-      sub.subscribe("t", () => ++received === PUBLISHES && resolve(), {
-        onResult: () => subscribed(),
+    let all!: Promise<void>;
+    await new Promise<void>((subscribed) => {
+      all = new Promise<void>((resolve) => {
+        sub.subscribe("t", () => ++received === PUBLISHES && resolve(), { onResult: () => subscribed() });
       });
     });
-    let subscribed!: () => void;
-    await new Promise<void>((resolve) => (subscribed = resolve));
     const started = performance.now();
     const payload = "x".repeat(32);
     const acks: Promise<unknown>[] = [];
