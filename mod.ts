@@ -111,4 +111,29 @@ export {
 // Reliable delivery (duplex.v1)
 export { reliable, type Reliable, type ReliableOptions } from "./plugins/reliable.ts";
 export { type Appended, type LogEntry, type LogRead, MemoryTopicLog, type MemoryTopicLogOptions, type TopicLog } from "./plugins/topic_log.ts";
-export type { From, Gap, GapReason, Position } from "./client/_wire.ts";
+export type { From, Gap, GapReason, Position, WireErrorCode, WireFailure, WireIssue } from "./client/_wire.ts";
+
+// Contracts: typed, validated events and calls (duplex.v1)
+export { contract } from "./plugins/contract.ts";
+export type {
+  CallDefinition,
+  CallDefinitionOf,
+  CallErrors,
+  CallInput,
+  CallName,
+  CallOutput,
+  ClientEventData,
+  ClientEventName,
+  Contract,
+  ContractDefinition,
+  ContractOf,
+  EventSchemas,
+  IdempotentCallName,
+  InputOf,
+  IsStream,
+  OutputOf,
+  ServerEventData,
+  ServerEventName,
+  StandardSchemaV1,
+  StandardTypedV1,
+} from "./client/_contract.ts";

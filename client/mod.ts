@@ -57,12 +57,16 @@ export type {
   WebSocketLike,
 } from "./_options.ts";
 
-/** The codes of a {@linkcode DuplexError}: the server's four, then the client's own. */
+/** The codes of a {@linkcode DuplexError}: the server's eight, then the client's own. */
 export type DuplexErrorCode =
   | "forbidden"
   | "invalid"
   | "unavailable"
   | "too_large"
+  | "not_found"
+  | "failed"
+  | "cancelled"
+  | "busy"
   | "queue_full"
   | "expired"
   | "closed"
