@@ -57,7 +57,7 @@ export type {
   WebSocketLike,
 } from "./_options.ts";
 
-/** The codes of a {@linkcode DuplexError}: the server's eight, then the client's own. */
+/** The codes of a {@linkcode DuplexError}: the server's, then the client's own. */
 export type DuplexErrorCode =
   | "forbidden"
   | "invalid"
