@@ -488,6 +488,9 @@ interface Call {
 
 const NOOP = (): void => {};
 
+/** A call's error, without server details. */
+const failure = (code: DuplexErrorCode, message: string, call: string): DuplexError => new DuplexError(code, message, undefined, { call });
+
 /** Runs a user callback; a throw is reported asynchronously and never breaks the client. */
 function call<T>(f: ((v: T) => void) | undefined, v: T): void {
   try {
@@ -793,58 +796,36 @@ export class DuplexClient<C extends ContractDefinition = AnyContract> {
     const credit = options.credit ?? 16;
     if (!Number.isSafeInteger(credit) || credit < 1) throw new RangeError(`Invalid credit: expected an integer >= 1, got ${credit}`);
     const buf: unknown[] = [];
+    /** Consumers waiting for an item (one, under `for await`). */
+    const waits: [(r: IteratorResult<any, undefined>) => void, (e: DuplexError) => void][] = [];
     /** Items the server may still send. */
     let out = credit;
+    /** The end, once known; its error is thrown once. */
     let end: [DuplexError | undefined] | undefined;
-    let wait: [(r: IteratorResult<unknown>) => void, (e: DuplexError) => void] | undefined;
-    const grant = (): void => {
-      const n = credit - buf.length - out;
-      if (c && c.id && n * 2 >= credit) {
-        out += n;
-        this.#send({ type: "credit", id: c.id, n });
+    const pump = (): void => {
+      for (let w; (w = waits[0]) && (buf.length || end);) {
+        waits.shift();
+        if (buf.length) {
+          this.#s.timers.clearTimeout(c?.timer);
+          w[0]({ value: buf.shift(), done: false });
+          const n = credit - buf.length - out; // grant in batches of half the window at least
+          if (c?.id && n * 2 >= credit) out += n, this.#send({ type: "credit", id: c.id, n });
+        } else if (end![0]) w[1](end![0]), end![0] = undefined;
+        else w[0]({ value: undefined, done: true });
       }
     };
-    const c = this.#call(name, input, options, credit, (v) => {
-      out--;
-      if (!wait) return void buf.push(v);
-      this.#s.timers.clearTimeout(c!.timer);
-      wait[0]({ value: v, done: false });
-      wait = undefined;
-      grant();
-    }, (e) => {
-      if (end) return;
-      end = [e];
-      if (!wait) return;
-      end[0] = undefined;
-      if (e) wait[1](e);
-      else wait[0]({ value: undefined, done: true });
-      wait = undefined;
-    });
+    const c = this.#call(name, input, options, credit, (v) => void (out--, buf.push(v), pump()), (e) => void (end ??= [e], pump()));
     const it: CallStream<any> = {
-      next: () => {
-        if (buf.length) {
-          const value = buf.shift();
-          grant();
-          return Promise.resolve({ value, done: false });
-        }
-        if (end) {
-          const e = end[0];
-          end[0] = undefined; // thrown once, then done
-          return e ? Promise.reject(e) : Promise.resolve({ value: undefined, done: true });
-        }
-        return new Promise((resolve, reject) => {
-          wait = [resolve, reject];
-          this.#arm(c!, ms);
-        });
-      },
+      next: () =>
+        new Promise((resolve, reject) => {
+          waits.push([resolve, reject]);
+          pump();
+          if (waits.length && c) this.#arm(c, ms);
+        }),
       return: () => {
         buf.length = 0;
-        if (!end) {
-          end = [undefined];
-          wait?.[0]({ value: undefined, done: true });
-          wait = undefined;
-          this.#finish(c!, new DuplexError("cancelled", "Stopped by the consumer", undefined, { call: name }));
-        }
+        if (!end) end = [undefined], this.#finish(c!, failure("cancelled", "Stopped by the consumer", name));
+        pump();
         return Promise.resolve({ value: undefined, done: true });
       },
       [Symbol.asyncIterator]: () => it,
@@ -973,9 +954,9 @@ export class DuplexClient<C extends ContractDefinition = AnyContract> {
 
   /** Starts a call (or a stream, with `item`); settles it at once when the client is closed or the signal aborted. */
   #call(name: string, input: unknown, o: CallOptions, credit: number | undefined, item: Call["item"], done: Call["done"]): Call | undefined {
-    const fail = (code: DuplexErrorCode, message: string) => void done(new DuplexError(code, message, undefined, { call: name }));
-    if (this.#status === "closed") return fail("closed", "The client is closed");
-    if (o.signal?.aborted) return fail("cancelled", "Aborted before the call");
+    if (this.#status === "closed" || o.signal?.aborted) {
+      return void done(failure(o.signal?.aborted ? "cancelled" : "closed", "The client is closed, or the signal aborted", name));
+    }
     const c: Call = {
       name,
       input,
@@ -985,7 +966,7 @@ export class DuplexClient<C extends ContractDefinition = AnyContract> {
       item,
       done,
       signal: o.signal,
-      abort: () => this.#finish(c, new DuplexError("cancelled", "Aborted by the caller", undefined, { call: name })),
+      abort: () => this.#finish(c, failure("cancelled", "Aborted", name)),
     };
     o.signal?.addEventListener("abort", c.abort);
     this.#calls.add(c);
@@ -999,7 +980,7 @@ export class DuplexClient<C extends ContractDefinition = AnyContract> {
     try {
       this.#send({ type: "call", id, name: c.name, input: c.input, key: c.idem, credit: c.credit });
     } catch (e) {
-      return this.#finish(c, new DuplexError("invalid", `Cannot encode the input: ${e instanceof Error ? e.message : String(e)}`, undefined, { call: c.name }));
+      return this.#finish(c, failure("invalid", `Cannot encode the input: ${e}`, c.name));
     }
     c.id = id;
     this.#requests.set(id, c);
@@ -1009,7 +990,7 @@ export class DuplexClient<C extends ContractDefinition = AnyContract> {
   #arm(c: Call, ms: number): void {
     this.#s.timers.clearTimeout(c.timer);
     if (ms === Infinity || !this.#calls.has(c)) return;
-    c.timer = this.#s.timers.setTimeout(() => this.#finish(c, new DuplexError("timeout", `No answer within ${ms} ms`, undefined, { call: c.name })), Math.min(ms, MAX_DELAY));
+    c.timer = this.#s.timers.setTimeout(() => this.#finish(c, failure("timeout", `No answer within ${ms} ms`, c.name)), Math.min(ms, MAX_DELAY));
   }
 
   /** Settles a call; one the server still runs (timed out, aborted) is cancelled there. */
@@ -1136,7 +1117,7 @@ export class DuplexClient<C extends ContractDefinition = AnyContract> {
       if (!c.id) continue;
       c.id = 0;
       // an idempotent call goes again with its key; any other may have run
-      if (c.idem === undefined) this.#finish(c, new DuplexError("closed", "The connection dropped during the call (it may have run)", undefined, { call: c.name }));
+      if (c.idem === undefined) this.#finish(c, failure("closed", "Connection lost during the call", c.name));
     }
     for (const sub of this.#subs.values()) {
       sub.req = undefined;
@@ -1178,7 +1159,7 @@ export class DuplexClient<C extends ContractDefinition = AnyContract> {
     this.#queue = [];
     this.#bytes = 0;
     for (const e of queue) e.reject(new DuplexError("closed", `Closed before the ack: ${code} ${reason}`.trim(), e.topic));
-    for (const c of this.#calls) this.#finish(c, new DuplexError("closed", `Closed before the answer: ${code} ${reason}`.trim(), undefined, { call: c.name }));
+    for (const c of this.#calls) this.#finish(c, failure("closed", `Closed before the answer: ${code} ${reason}`.trim(), c.name));
     this.#subs.clear();
     this.#emit("status", { status: "closed", code, reason });
   }
