@@ -4,7 +4,9 @@
  * server for the runtime it runs on; the {@linkcode Handler} hooks and the
  * {@linkcode Connection} they receive; the {@linkcode App} pipeline with its
  * routers, auth, heartbeat, JSON codec, pub/sub and recoverable topics
- * ({@linkcode reliable}, the server side of `duplex.v1`); close codes and errors.
+ * ({@linkcode reliable}, the server side of `duplex.v1`) and typed, validated
+ * calls and events ({@linkcode contract}, {@linkcode serveContract}); close
+ * codes and errors.
  *
  * Other entry points:
  * - `@duplex/ws/core`: the sans-IO RFC 6455 engine on its own;
@@ -114,7 +116,18 @@ export { type Appended, type LogEntry, type LogRead, MemoryTopicLog, type Memory
 export type { From, Gap, GapReason, Position, WireErrorCode, WireFailure, WireIssue } from "./client/_wire.ts";
 
 // Contracts: typed, validated events and calls (duplex.v1)
-export { contract } from "./plugins/contract.ts";
+export {
+  CallError,
+  type CallContext,
+  type CallHandler,
+  type CallHandlers,
+  type ClientEventContext,
+  contract,
+  type ContractServer,
+  type EventHandlers,
+  type ServeContractOptions,
+  serveContract,
+} from "./plugins/contract.ts";
 export type {
   CallDefinition,
   CallDefinitionOf,

@@ -231,11 +231,11 @@ export interface ContractDefinition {
  */
 export interface Contract<D extends ContractDefinition = ContractDefinition> {
   /** Events the client may send. */
-  readonly client: D extends { readonly client: infer E extends EventSchemas } ? E : Record<never, never>;
+  readonly client: D extends { readonly client?: infer E extends EventSchemas } ? E : Record<never, never>;
   /** Events the server may send. */
-  readonly server: D extends { readonly server: infer E extends EventSchemas } ? E : Record<never, never>;
+  readonly server: D extends { readonly server?: infer E extends EventSchemas } ? E : Record<never, never>;
   /** Calls. */
-  readonly calls: D extends { readonly calls: infer E extends { readonly [name: string]: CallDefinition } } ? E : Record<never, never>;
+  readonly calls: D extends { readonly calls?: infer E extends { readonly [name: string]: CallDefinition } } ? E : Record<never, never>;
 }
 
 /**
