@@ -59,6 +59,7 @@ import type {
 
 export type {
   CallDefinition,
+  CallDefinitionOf,
   CallErrors,
   CallInput,
   CallName,
@@ -70,7 +71,9 @@ export type {
   ContractOf,
   EventSchemas,
   IdempotentCallName,
+  InputOf,
   IsStream,
+  OutputOf,
   ServerEventData,
   ServerEventName,
   StandardSchemaV1,
@@ -207,9 +210,11 @@ export interface AnyContract {
  *
  * @example
  * ```ts
+ * import { z } from "zod";
+ * import { contract } from "@duplex/ws";
  * import type { UnaryCallName } from "@duplex/ws/client";
- * import type { chat } from "./contract.ts";
- * const name: UnaryCallName<typeof chat> = "history";
+ * const chat = contract({ calls: { history: { output: z.array(z.string()) }, tail: { output: z.string(), stream: true } } });
+ * const name: UnaryCallName<typeof chat> = "history"; // not "tail"
  * ```
  */
 export type UnaryCallName<C> = string extends CallName<C> ? string : { [N in CallName<C>]: IsStream<C, N> extends true ? never : N }[CallName<C>];
@@ -219,18 +224,15 @@ export type UnaryCallName<C> = string extends CallName<C> ? string : { [N in Cal
  *
  * @example
  * ```ts
+ * import { z } from "zod";
+ * import { contract } from "@duplex/ws";
  * import type { StreamCallName } from "@duplex/ws/client";
- * import type { chat } from "./contract.ts";
- * const name: StreamCallName<typeof chat> = "tail";
+ * const chat = contract({ calls: { history: { output: z.array(z.string()) }, tail: { output: z.string(), stream: true } } });
+ * const name: StreamCallName<typeof chat> = "tail"; // not "history"
  * ```
  */
 export type StreamCallName<C> = string extends CallName<C> ? string : { [N in CallName<C>]: IsStream<C, N> extends true ? N : never }[CallName<C>];
 
-type Input<C, N> = N extends CallName<C> ? CallInput<C, N> : never;
-type Output<C, N> = N extends CallName<C> ? CallOutput<C, N> : never;
-/** A call's input and options: the input may be left out when it may be `undefined`. */
-type Args<T, O> = undefined extends T ? [input?: T, options?: O] : [input: T, options?: O];
-type Failure<E> = E extends { readonly name: infer K; readonly data: infer D } ? DuplexError & { readonly code: "failed"; readonly name: K; readonly data: D } : never;
 
 /**
  * How a call of a contract fails when its handler throws: a
@@ -242,8 +244,12 @@ type Failure<E> = E extends { readonly name: infer K; readonly data: infer D } ?
  * @typeParam N The call (default: any of them).
  * @example
  * ```ts
- * import { DuplexClient, DuplexError, type CallFailure } from "@duplex/ws/client";
- * import type { chat } from "./contract.ts";
+ * import { z } from "zod";
+ * import { contract } from "@duplex/ws";
+ * import { type CallFailure, DuplexClient, DuplexError } from "@duplex/ws/client";
+ * const chat = contract({
+ *   calls: { send: { input: z.object({ room: z.string(), text: z.string() }), errors: { TooFast: z.object({ retryInMs: z.number() }) } } },
+ * });
  * const client = new DuplexClient<typeof chat>("wss://example.com/ws");
  * try {
  *   await client.call("send", { room: "lobby", text: "hi" });
@@ -255,9 +261,9 @@ type Failure<E> = E extends { readonly name: infer K; readonly data: infer D } ?
  * }
  * ```
  */
-export type CallFailure<C, N extends CallName<C> = CallName<C>> = Failure<{ [M in N]: CallErrors<C, M> }[N] | { readonly name: "Error"; readonly data: undefined }>;
-
-type Named<F, K> = F extends { readonly name: infer X } ? K extends X ? F & { readonly name: K } : never : never;
+export type CallFailure<C, N extends CallName<C> = CallName<C>> = ({ [M in N]: CallErrors<C, M> }[N] | { readonly name: "Error"; readonly data: undefined }) extends infer E
+  ? E extends { readonly name: infer K; readonly data: infer D } ? DuplexError & { readonly code: "failed"; readonly name: K; readonly data: D } : never
+  : never;
 
 /**
  * A stream's items, as an async iterator: `for await` it; `break` (or
@@ -761,10 +767,13 @@ export class DuplexClient<C extends ContractDefinition = AnyContract> {
    * }
    * ```
    */
-  call<N extends UnaryCallName<C>>(name: N, ...[input, options = {}]: Args<Input<C, N>, CallOptions>): Promise<Output<C, N>> {
+  call<N extends CallName<C> & UnaryCallName<C>>(
+    name: N,
+    ...[input, options = {}]: undefined extends CallInput<C, N> ? [input?: CallInput<C, N>, options?: CallOptions] : [input: CallInput<C, N>, options?: CallOptions]
+  ): Promise<CallOutput<C, N>> {
     const ms = checkCall(name, options, options?.timeoutMs ?? this.#s.callTimeoutMs);
     return new Promise((resolve, reject) => {
-      const c = this.#call(name, input, options, undefined, undefined, (e, v) => e ? reject(e) : resolve(v as Output<C, N>));
+      const c = this.#call(name, input, options, undefined, undefined, (e, v) => e ? reject(e) : resolve(v as CallOutput<C, N>));
       if (c) this.#arm(c, ms);
     });
   }
@@ -791,7 +800,10 @@ export class DuplexClient<C extends ContractDefinition = AnyContract> {
    * }
    * ```
    */
-  stream<N extends StreamCallName<C>>(name: N, ...[input, options = {}]: Args<Input<C, N>, StreamOptions>): CallStream<Output<C, N>> {
+  stream<N extends CallName<C> & StreamCallName<C>>(
+    name: N,
+    ...[input, options = {}]: undefined extends CallInput<C, N> ? [input?: CallInput<C, N>, options?: StreamOptions] : [input: CallInput<C, N>, options?: StreamOptions]
+  ): CallStream<CallOutput<C, N>> {
     const ms = checkCall(name, options, options?.timeoutMs ?? Infinity);
     const credit = options.credit ?? 16;
     if (!Number.isSafeInteger(credit) || credit < 1) throw new RangeError(`Invalid credit: expected an integer >= 1, got ${credit}`);
@@ -893,8 +905,12 @@ export class DuplexClient<C extends ContractDefinition = AnyContract> {
    * @returns Whether it is that error.
    * @example
    * ```ts
+   * import { z } from "zod";
+   * import { contract } from "@duplex/ws";
    * import { DuplexClient } from "@duplex/ws/client";
-   * import type { chat } from "./contract.ts";
+   * const chat = contract({
+   *   calls: { send: { input: z.object({ room: z.string(), text: z.string() }), errors: { TooFast: z.object({ retryInMs: z.number() }) } } },
+   * });
    * const client = new DuplexClient<typeof chat>("wss://example.com/ws");
    * try {
    *   await client.call("send", { room: "lobby", text: "hi" });
@@ -903,7 +919,10 @@ export class DuplexClient<C extends ContractDefinition = AnyContract> {
    * }
    * ```
    */
-  isCallError<K extends CallFailure<C>["name"]>(error: unknown, name: K): error is Named<CallFailure<C>, K> {
+  isCallError<K extends CallFailure<C>["name"]>(
+    error: unknown,
+    name: K,
+  ): error is CallFailure<C> extends infer F ? F extends { readonly name: infer X } ? K extends X ? F & { readonly name: K } : never : never : never {
     return error instanceof DuplexError && error.code === "failed" && error.name === name;
   }
 

@@ -6,7 +6,7 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { DuplexClient, DuplexError } from "../../client/mod.ts";
-import { FakeSocket, outcome, type Sent, setup, tick } from "../reliable/_fake.ts";
+import { FakeSocket, type Sent, setup, tick } from "../reliable/_fake.ts";
 
 /** The sent messages of a socket that are about calls (call, cancel, credit, emit). */
 const calls = (ws: FakeSocket): Sent[] => ws.sent.filter((m) => ["call", "cancel", "credit", "emit"].includes(m.type));
