@@ -540,8 +540,10 @@ interface ConnState<S> {
   /** Aborts when the connection closes (events' signal). */
   readonly controller: AbortController;
   closed: boolean;
-  /** The last write met backpressure: streams wait for `drained()` before pulling. */
+  /** A write met backpressure: streams wait for `drained()` before pulling. */
   full: boolean;
+  /** The wait for the output to drain, while one runs. */
+  draining: Promise<void> | undefined;
 }
 
 const SERVE_OPTIONS = ["calls", "events", "validateOutput", "maxCallsInFlight", "maxQueued", "dedupeWindowMs", "maxDedupeKeys", "dedupeScope", "clock", "onError"];
@@ -659,7 +661,7 @@ class ContractLayer<C extends Contract<any>, S> implements ContractServer<C, S> 
     let cs = this.#conns.get(conn);
     if (cs === undefined) {
       if (this.#closed || conn.readyState !== ReadyState.Open) return;
-      cs = { conn, calls: new Map(), events: [], eventsRunning: false, controller: new AbortController(), closed: false, full: false };
+      cs = { conn, calls: new Map(), events: [], eventsRunning: false, controller: new AbortController(), closed: false, full: false, draining: undefined };
       this.#conns.set(conn, cs);
     }
     if (cs.closed) return;
@@ -784,7 +786,11 @@ class ContractLayer<C extends Contract<any>, S> implements ContractServer<C, S> 
     const scoped = `${this.#scope === undefined ? "" : this.#scope(ctx.peer)}\u0000${run.name}\u0000${key}`;
     const inputHash = hash(JSON.stringify(input) ?? "");
     this.#sweep();
-    const known = this.#keys.get(scoped);
+    let known = this.#keys.get(scoped);
+    if (known?.outcome !== undefined && known.expires <= this.#clock.now()) {
+      this.#keys.delete(scoped); // past its window, behind a run that holds the sweep up
+      known = undefined;
+    }
     if (known !== undefined) {
       if (known.hash !== inputHash) {
         return this.#answer(run, { type: "error", code: "invalid", message: "The idempotency key was used with another input", issues: [{ message: "The idempotency key was used with another input" }] });
@@ -812,15 +818,11 @@ class ContractLayer<C extends Contract<any>, S> implements ContractServer<C, S> 
     });
   }
 
-  /** Forgets keys past their window (the oldest first; one still running stops the sweep). */
+  /** Forgets keys past their window, oldest first, up to the first one running or still in its window. */
   #sweep(): void {
     const now = this.#clock.now();
     for (const entry of this.#keys.values()) {
-      if (entry.outcome === undefined) {
-        if (this.#keys.size <= this.#maxKeys) break;
-        continue;
-      }
-      if (entry.expires > now) break;
+      if (entry.outcome === undefined || entry.expires > now) break;
       this.#keys.delete(entry.key);
     }
   }
@@ -937,9 +939,8 @@ class ContractLayer<C extends Contract<any>, S> implements ContractServer<C, S> 
         run.wake = undefined;
         if (signal.aborted) return undefined;
         if (run.cs.full) {
-          // The last write met backpressure: no item is pulled until the output drains.
-          run.cs.full = false;
-          await run.cs.conn.drained();
+          // A write met backpressure: no stream of the connection pulls an item until the output drains.
+          await this.#drained(run.cs);
           if (signal.aborted) return undefined;
         }
         let step: IteratorResult<unknown>;
@@ -982,6 +983,14 @@ class ContractLayer<C extends Contract<any>, S> implements ContractServer<C, S> 
         }
       }
     }
+  }
+
+  /** One wait for the output to drain, shared by the connection's streams. */
+  #drained(cs: ConnState<S>): Promise<void> {
+    return cs.draining ??= cs.conn.drained().then(() => {
+      cs.full = false;
+      cs.draining = undefined;
+    });
   }
 
   #answer(run: Run<S>, outcome: Outcome): void {
