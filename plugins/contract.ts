@@ -180,12 +180,49 @@ export class CallError<N extends string = string, D = unknown> extends Error {
   }
 }
 
-/** The input a handler receives: the input schema's output type (validated). */
-type HandlerInput<C, N> = CallDefinitionOf<C, N> extends { readonly input?: infer S } ? OutputOf<S> : undefined;
-/** What a handler returns (a stream: yields): the output schema's input type. */
-type HandlerOutput<C, N> = CallDefinitionOf<C, N> extends { readonly output?: infer S } ? InputOf<S> : undefined;
-/** A declared error: `ctx.error(name, data)`. */
-type ErrorSchemas<C, N> = CallDefinitionOf<C, N> extends { readonly errors?: infer E extends EventSchemas } ? E : Record<never, never>;
+/**
+ * The input a call's handler receives: its input schema's output type
+ * (validated; transforms applied).
+ *
+ * @example
+ * ```ts
+ * import { z } from "zod";
+ * import { contract, type HandlerInput } from "@duplex/ws";
+ *
+ * const c = contract({ calls: { len: { input: z.string().transform((s) => s.length) } } });
+ * const n: HandlerInput<typeof c, "len"> = 3;
+ * ```
+ */
+export type HandlerInput<C, N> = CallDefinitionOf<C, N> extends { readonly input?: infer S } ? OutputOf<S> : undefined;
+
+/**
+ * What a call's handler returns (a stream's: yields): its output schema's
+ * input type.
+ *
+ * @example
+ * ```ts
+ * import { z } from "zod";
+ * import { contract, type HandlerOutput } from "@duplex/ws";
+ *
+ * const c = contract({ calls: { now: { output: z.number() } } });
+ * const out: HandlerOutput<typeof c, "now"> = Date.now();
+ * ```
+ */
+export type HandlerOutput<C, N> = CallDefinitionOf<C, N> extends { readonly output?: infer S } ? InputOf<S> : undefined;
+
+/**
+ * The declared errors of a call: a schema per name (empty when none).
+ *
+ * @example
+ * ```ts
+ * import { z } from "zod";
+ * import { type CallErrorSchemas, contract } from "@duplex/ws";
+ *
+ * const c = contract({ calls: { send: { errors: { TooFast: z.number() } } } });
+ * const names: (keyof CallErrorSchemas<typeof c, "send">)[] = ["TooFast"];
+ * ```
+ */
+export type CallErrorSchemas<C, N> = CallDefinitionOf<C, N> extends { readonly errors?: infer E extends EventSchemas } ? E : Record<never, never>;
 
 /**
  * What a call's handler gets besides its input: the signal that aborts it,
@@ -231,7 +268,7 @@ export interface CallContext<C extends Contract<any>, N extends CallName<C> = Ca
    *
    * @returns The error.
    */
-  error<E extends keyof ErrorSchemas<C, N> & string>(name: E, data: InputOf<ErrorSchemas<C, N>[E]>, message?: string): CallError<E, InputOf<ErrorSchemas<C, N>[E]>>;
+  error<E extends keyof CallErrorSchemas<C, N> & string>(name: E, data: InputOf<CallErrorSchemas<C, N>[E]>, message?: string): CallError<E, InputOf<CallErrorSchemas<C, N>[E]>>;
 }
 
 /**
