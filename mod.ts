@@ -80,7 +80,7 @@ export type {
 } from "./plugins/context.ts";
 export { type Branching, Router, type SubprotocolOptions, subprotocols } from "./plugins/router.ts";
 export type { ParamNames, Params, RouteParams } from "./plugins/params.ts";
-export { json, type JsonHandlers, type JsonOptions } from "./plugins/codec.ts";
+export { json, type JsonHandlers, type JsonOptions, type JsonSchemaOptions, type ValidatedJsonHandlers } from "./plugins/codec.ts";
 
 // Auth and liveness
 export {
@@ -119,12 +119,15 @@ export type { From, Gap, GapReason, Position, WireErrorCode, WireFailure, WireIs
 export {
   CallError,
   type CallContext,
+  type CallErrorSchemas,
   type CallHandler,
   type CallHandlers,
   type ClientEventContext,
   contract,
   type ContractServer,
   type EventHandlers,
+  type HandlerInput,
+  type HandlerOutput,
   type ServeContractOptions,
   serveContract,
 } from "./plugins/contract.ts";

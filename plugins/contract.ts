@@ -180,12 +180,49 @@ export class CallError<N extends string = string, D = unknown> extends Error {
   }
 }
 
-/** The input a handler receives: the input schema's output type (validated). */
-type HandlerInput<C, N> = CallDefinitionOf<C, N> extends { readonly input?: infer S } ? OutputOf<S> : undefined;
-/** What a handler returns (a stream: yields): the output schema's input type. */
-type HandlerOutput<C, N> = CallDefinitionOf<C, N> extends { readonly output?: infer S } ? InputOf<S> : undefined;
-/** A declared error: `ctx.error(name, data)`. */
-type ErrorSchemas<C, N> = CallDefinitionOf<C, N> extends { readonly errors?: infer E extends EventSchemas } ? E : Record<never, never>;
+/**
+ * The input a call's handler receives: its input schema's output type
+ * (validated; transforms applied).
+ *
+ * @example
+ * ```ts
+ * import { z } from "zod";
+ * import { contract, type HandlerInput } from "@duplex/ws";
+ *
+ * const c = contract({ calls: { len: { input: z.string().transform((s) => s.length) } } });
+ * const n: HandlerInput<typeof c, "len"> = 3;
+ * ```
+ */
+export type HandlerInput<C, N> = CallDefinitionOf<C, N> extends { readonly input?: infer S } ? OutputOf<S> : undefined;
+
+/**
+ * What a call's handler returns (a stream's: yields): its output schema's
+ * input type.
+ *
+ * @example
+ * ```ts
+ * import { z } from "zod";
+ * import { contract, type HandlerOutput } from "@duplex/ws";
+ *
+ * const c = contract({ calls: { now: { output: z.number() } } });
+ * const out: HandlerOutput<typeof c, "now"> = Date.now();
+ * ```
+ */
+export type HandlerOutput<C, N> = CallDefinitionOf<C, N> extends { readonly output?: infer S } ? InputOf<S> : undefined;
+
+/**
+ * The declared errors of a call: a schema per name (empty when none).
+ *
+ * @example
+ * ```ts
+ * import { z } from "zod";
+ * import { type CallErrorSchemas, contract } from "@duplex/ws";
+ *
+ * const c = contract({ calls: { send: { errors: { TooFast: z.number() } } } });
+ * const names: (keyof CallErrorSchemas<typeof c, "send">)[] = ["TooFast"];
+ * ```
+ */
+export type CallErrorSchemas<C, N> = CallDefinitionOf<C, N> extends { readonly errors?: infer E extends EventSchemas } ? E : Record<never, never>;
 
 /**
  * What a call's handler gets besides its input: the signal that aborts it,
@@ -231,7 +268,7 @@ export interface CallContext<C extends Contract<any>, N extends CallName<C> = Ca
    *
    * @returns The error.
    */
-  error<E extends keyof ErrorSchemas<C, N> & string>(name: E, data: InputOf<ErrorSchemas<C, N>[E]>, message?: string): CallError<E, InputOf<ErrorSchemas<C, N>[E]>>;
+  error<E extends keyof CallErrorSchemas<C, N> & string>(name: E, data: InputOf<CallErrorSchemas<C, N>[E]>, message?: string): CallError<E, InputOf<CallErrorSchemas<C, N>[E]>>;
 }
 
 /**
@@ -540,8 +577,10 @@ interface ConnState<S> {
   /** Aborts when the connection closes (events' signal). */
   readonly controller: AbortController;
   closed: boolean;
-  /** The last write met backpressure: streams wait for `drained()` before pulling. */
+  /** A write met backpressure: streams wait for `drained()` before pulling. */
   full: boolean;
+  /** The wait for the output to drain, while one runs. */
+  draining: Promise<void> | undefined;
 }
 
 const SERVE_OPTIONS = ["calls", "events", "validateOutput", "maxCallsInFlight", "maxQueued", "dedupeWindowMs", "maxDedupeKeys", "dedupeScope", "clock", "onError"];
@@ -659,7 +698,7 @@ class ContractLayer<C extends Contract<any>, S> implements ContractServer<C, S> 
     let cs = this.#conns.get(conn);
     if (cs === undefined) {
       if (this.#closed || conn.readyState !== ReadyState.Open) return;
-      cs = { conn, calls: new Map(), events: [], eventsRunning: false, controller: new AbortController(), closed: false, full: false };
+      cs = { conn, calls: new Map(), events: [], eventsRunning: false, controller: new AbortController(), closed: false, full: false, draining: undefined };
       this.#conns.set(conn, cs);
     }
     if (cs.closed) return;
@@ -784,7 +823,11 @@ class ContractLayer<C extends Contract<any>, S> implements ContractServer<C, S> 
     const scoped = `${this.#scope === undefined ? "" : this.#scope(ctx.peer)}\u0000${run.name}\u0000${key}`;
     const inputHash = hash(JSON.stringify(input) ?? "");
     this.#sweep();
-    const known = this.#keys.get(scoped);
+    let known = this.#keys.get(scoped);
+    if (known?.outcome !== undefined && known.expires <= this.#clock.now()) {
+      this.#keys.delete(scoped); // past its window, behind a run that holds the sweep up
+      known = undefined;
+    }
     if (known !== undefined) {
       if (known.hash !== inputHash) {
         return this.#answer(run, { type: "error", code: "invalid", message: "The idempotency key was used with another input", issues: [{ message: "The idempotency key was used with another input" }] });
@@ -812,15 +855,11 @@ class ContractLayer<C extends Contract<any>, S> implements ContractServer<C, S> 
     });
   }
 
-  /** Forgets keys past their window (the oldest first; one still running stops the sweep). */
+  /** Forgets keys past their window, oldest first, up to the first one running or still in its window. */
   #sweep(): void {
     const now = this.#clock.now();
     for (const entry of this.#keys.values()) {
-      if (entry.outcome === undefined) {
-        if (this.#keys.size <= this.#maxKeys) break;
-        continue;
-      }
-      if (entry.expires > now) break;
+      if (entry.outcome === undefined || entry.expires > now) break;
       this.#keys.delete(entry.key);
     }
   }
@@ -937,9 +976,8 @@ class ContractLayer<C extends Contract<any>, S> implements ContractServer<C, S> 
         run.wake = undefined;
         if (signal.aborted) return undefined;
         if (run.cs.full) {
-          // The last write met backpressure: no item is pulled until the output drains.
-          run.cs.full = false;
-          await run.cs.conn.drained();
+          // A write met backpressure: no stream of the connection pulls an item until the output drains.
+          await this.#drained(run.cs);
           if (signal.aborted) return undefined;
         }
         let step: IteratorResult<unknown>;
@@ -982,6 +1020,14 @@ class ContractLayer<C extends Contract<any>, S> implements ContractServer<C, S> 
         }
       }
     }
+  }
+
+  /** One wait for the output to drain, shared by the connection's streams. */
+  #drained(cs: ConnState<S>): Promise<void> {
+    return cs.draining ??= cs.conn.drained().then(() => {
+      cs.full = false;
+      cs.draining = undefined;
+    });
   }
 
   #answer(run: Run<S>, outcome: Outcome): void {

@@ -75,7 +75,7 @@ const byType = <T extends ServerMessage["type"]>(messages: ServerMessage[], type
 
 for (const { name, chat } of validators) {
 
-  function setup(options: Partial<ServeContractOptions<Chat, State>> = {}) {
+  const setup = (options: Partial<ServeContractOptions<Chat, State>> = {}) => {
     const r = recorder();
     const errors: unknown[] = [];
     const events: string[] = [];
@@ -93,7 +93,7 @@ for (const { name, chat } of validators) {
     } as ServeContractOptions<Chat, State>);
     const app = new App<State>().use(served, { open: (ctx) => void peers.push(ctx.peer) });
     return { ...r, served, app, errors, events, peers };
-  }
+  };
 
   describe(`contract (${name}): calls`, () => {
     it("answers a valid call with its result, and chooses duplex.v1", async () => {
