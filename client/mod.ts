@@ -39,7 +39,7 @@
  * @module
  */
 
-import { byteLength, decodeServer, encode, type From, MAX_TOPIC, PROTOCOL_V1, type Position } from "./_wire.ts";
+import { byteLength, decodeServer, encode, type From, MAX_NAME, MAX_TOPIC, PROTOCOL_V1, type Position } from "./_wire.ts";
 import type { Gap } from "./_wire.ts";
 import { type ClientOptions, type HeartbeatOptions, type Settings, settings, type WebSocketLike } from "./_options.ts";
 import type {
@@ -523,7 +523,8 @@ function checkTopic(topic: unknown): asserts topic is string {
 }
 
 function checkName(name: unknown): asserts name is string {
-  if (typeof name !== "string" || name === "") throw new TypeError("Invalid name: expected a non-empty string");
+  // a longer name would be a malformed message, which closes the connection
+  if (typeof name !== "string" || name === "" || name.length > MAX_NAME) throw new TypeError(`Invalid name: expected a non-empty string of at most ${MAX_NAME} characters`);
 }
 
 /** Checks a call's name and options; returns its timeout. */
