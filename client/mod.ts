@@ -1133,15 +1133,15 @@ export class DuplexClient<C extends ContractDefinition = AnyContract> {
     }
     this.#sent = 0;
     this.#requests.clear();
+    for (const sub of this.#subs.values()) {
+      sub.req = undefined;
+      this.#s.timers.clearTimeout(sub.retry);
+    }
     for (const c of this.#calls) {
       if (!c.id) continue;
       c.id = 0;
       // an idempotent call goes again with its key; any other may have run
       if (c.idem === undefined) this.#finish(c, failure("closed", "Connection lost during the call", c.name));
-    }
-    for (const sub of this.#subs.values()) {
-      sub.req = undefined;
-      this.#s.timers.clearTimeout(sub.retry);
     }
     this.#armAge();
   }
@@ -1175,11 +1175,11 @@ export class DuplexClient<C extends ContractDefinition = AnyContract> {
     b?.removeEventListener("offline", this.#onOffline);
     b?.removeEventListener("visibilitychange", this.#onVisible);
     this.#status = "closed";
+    for (const c of this.#calls) this.#finish(c, failure("closed", `Closed before the answer: ${code} ${reason}`.trim(), c.name));
     const queue = this.#queue;
     this.#queue = [];
     this.#bytes = 0;
     for (const e of queue) e.reject(new DuplexError("closed", `Closed before the ack: ${code} ${reason}`.trim(), e.topic));
-    for (const c of this.#calls) this.#finish(c, failure("closed", `Closed before the answer: ${code} ${reason}`.trim(), c.name));
     this.#subs.clear();
     this.#emit("status", { status: "closed", code, reason });
   }
@@ -1257,11 +1257,11 @@ export class DuplexClient<C extends ContractDefinition = AnyContract> {
         for (const f of [...this.#events.get(m.name) ?? []]) call(f, m.data);
         return;
       case "error": {
-        if (!r) return;
-        if ("done" in r) {
+        if (r && "done" in r) {
           this.#requests.delete(m.id);
           return this.#finish(r, new DuplexError(m.code, m.message, undefined, { call: r.name, ...m.error, issues: m.issues }));
         }
+        if (!r) return;
         const error = new DuplexError(m.code, m.message, r.topic);
         if ("key" in r) return this.#settle(r, error);
         this.#requests.delete(m.id);
