@@ -1,6 +1,7 @@
 /**
  * `@duplex/ws/client`: a WebSocket client for the `duplex.v1` protocol
- * (PROTOCOL.md) that reconnects on its own and loses nothing on the way.
+ * (PROTOCOL.md) that reconnects on its own and loses nothing on the way,
+ * with typed calls and events when given the server's contract.
  * Subscriptions resume from their last offset, so each message reaches the
  * app once and in order (or the app is told, per topic, what was lost);
  * publishes wait in a bounded queue and each promise settles with the
@@ -18,6 +19,25 @@
  *   onResult: (r) => r.result === "gap" && console.warn("missed messages", r.gap),
  * });
  * const position = await client.publish("room:1", "hello");
+ * ```
+ *
+ * With a server's contract (see `contract()` and `serveContract()` in
+ * `@duplex/ws`), imported as a type only: typed calls with timeouts,
+ * streams with backpressure, and events both ways.
+ *
+ * ```ts
+ * import { z } from "zod";
+ * import { contract } from "@duplex/ws";
+ * import { DuplexClient } from "@duplex/ws/client";
+ * // in an app: import type { chat } from "./chat.ts";
+ * const chat = contract({
+ *   server: { typing: z.object({ name: z.string() }) },
+ *   calls: { history: { input: z.object({ room: z.string() }), output: z.array(z.string()), idempotent: true } },
+ * });
+ *
+ * const client = new DuplexClient<typeof chat>("wss://example.com/chat", { idempotent: ["history"] });
+ * const lines: string[] = await client.call("history", { room: "lobby" }, { timeoutMs: 5_000 });
+ * client.onEvent("typing", ({ name }) => console.log(`${name} is typing`));
  * ```
  *
  * On Node 20, with `ws`'s WebSocket and a token fetched for every attempt:
@@ -852,7 +872,7 @@ export class DuplexClient<C extends ContractDefinition = AnyContract> {
    * events are for what is only worth saying now (typing, presence);
    * use {@linkcode DuplexClient.call} or {@linkcode DuplexClient.publish}
    * for what must arrive. The server closes the connection with 4422 when
-   * it does not validate.
+   * it does not validate, and the client does not reconnect after that.
    *
    * @param name The event's name.
    * @param data Its data (JSON).
