@@ -820,7 +820,14 @@ class ContractLayer<C extends Contract<any>, S> implements ContractServer<C, S> 
 
   /** An idempotent call: joins the key's run (in flight or done), or starts it. */
   #idempotent(run: Run<S>, def: CallDefinition, input: unknown, key: string, ctx: MessageContext<S>): void {
-    const scoped = `${this.#scope === undefined ? "" : this.#scope(ctx.peer)}\u0000${run.name}\u0000${key}`;
+    let scope = "";
+    try {
+      if (this.#scope !== undefined) scope = String(this.#scope(ctx.peer));
+    } catch (error) {
+      this.#report(error);
+      return this.#answer(run, GENERIC_FAILURE);
+    }
+    const scoped = `${scope}\u0000${run.name}\u0000${key}`;
     const inputHash = hash(JSON.stringify(input) ?? "");
     this.#sweep();
     let known = this.#keys.get(scoped);
@@ -842,13 +849,19 @@ class ContractLayer<C extends Contract<any>, S> implements ContractServer<C, S> 
     this.#keys.set(scoped, entry);
     while (this.#keys.size > this.#maxKeys) this.#evict(this.#keys.values().next().value!);
     void this.#execute(run, def, input, key, ctx, entry.controller.signal).then((outcome) => {
-      if (this.#keys.get(scoped) !== entry) return; // cancelled or evicted: forgotten
-      if (outcome === undefined || entry.controller.signal.aborted) return void this.#keys.delete(scoped);
-      // An input that failed validation never ran: it is not kept.
-      if (outcome.type === "error" && outcome.code === "invalid") this.#keys.delete(scoped);
-      else {
-        entry.outcome = outcome;
-        entry.expires = this.#clock.now() + this.#window;
+      const kept = this.#keys.get(scoped) === entry; // not evicted meanwhile
+      if (outcome === undefined) {
+        // Stopped before it ran (every waiter cancelled): nothing to keep or answer.
+        if (kept) this.#keys.delete(scoped);
+        return;
+      }
+      if (kept) {
+        // An input that failed validation never ran: it is not kept.
+        if (outcome.type === "error" && outcome.code === "invalid") this.#keys.delete(scoped);
+        else {
+          entry.outcome = outcome;
+          entry.expires = this.#clock.now() + this.#window;
+        }
       }
       for (const waiter of entry.waiters) this.#answer(waiter, outcome);
       entry.waiters.clear();
