@@ -751,7 +751,7 @@ class ContractLayer<C extends Contract<any>, S> implements ContractServer<C, S> 
   }
 
   emit<E extends ServerEventName<C>>(to: Connection<any> | Iterable<Connection<any>>, name: E, data: InputOf<C["server"][E]>): number {
-    const schema = this.#contract.server[name];
+    const schema = Object.hasOwn(this.#contract.server, name) ? this.#contract.server[name] : undefined;
     if (schema === undefined) throw new UsageError("ERR_UNKNOWN_EVENT", `Unknown event: the contract declares no server event ${JSON.stringify(name)}`);
     const targets = Symbol.iterator in to ? [...to] : [to];
     if (!this.#validateOutput) return this.#emitNow(targets, name, data);
@@ -1117,7 +1117,7 @@ class ContractLayer<C extends Contract<any>, S> implements ContractServer<C, S> 
         if (result.issues) {
           return this.#closeConn(cs, WireClose.InvalidEvent, fitCloseReason(`Invalid event ${name}: ${describeIssues(result.issues)}`));
         }
-        const handler = this.#events[name];
+        const handler = Object.hasOwn(this.#events, name) ? this.#events[name] : undefined;
         if (handler !== undefined) {
           const peer = ctx.peer;
           const ectx: ClientEventContext<Contract, S> = {

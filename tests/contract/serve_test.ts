@@ -174,6 +174,7 @@ for (const { name, chat } of validators) {
       assert.ok(errors[0] instanceof UsageError && errors[0].code === "ERR_INVALID_OUTPUT");
       assert.throws(() => served.emit([], "said", { room: 1 } as never), (e: unknown) => e instanceof UsageError && e.code === "ERR_INVALID_OUTPUT");
       assert.throws(() => served.emit([], "nope" as never, {} as never), (e: unknown) => e instanceof UsageError && e.code === "ERR_UNKNOWN_EVENT");
+      assert.throws(() => served.emit([], "toString" as never, {} as never), (e: unknown) => e instanceof UsageError && e.code === "ERR_UNKNOWN_EVENT");
     });
 
     it("closes with 4400 on malformed, deeply nested or duplicate-id messages, and 1003 on binary", async () => {
