@@ -813,9 +813,9 @@ class ContractLayer<C extends Contract<any>, S> implements ContractServer<C, S> 
     const run: Run<S> = { cs, id, name, controller: new AbortController(), credit: credit ?? Infinity, wake: undefined, ended: false, entry: undefined };
     cs.calls.set(id, run);
     if (def.idempotent === true && key !== undefined) return this.#idempotent(run, def, input, key, ctx);
-    void this.#execute(run, def, input, key, ctx, run.controller.signal).then((outcome) => {
+    this.#execute(run, def, input, key, ctx, run.controller.signal).then((outcome) => {
       if (outcome !== undefined) this.#answer(run, outcome);
-    });
+    }, (error) => this.#crashed(error, [run]));
   }
 
   /** An idempotent call: joins the key's run (in flight or done), or starts it. */
@@ -865,7 +865,16 @@ class ContractLayer<C extends Contract<any>, S> implements ContractServer<C, S> 
       }
       for (const waiter of entry.waiters) this.#answer(waiter, outcome);
       entry.waiters.clear();
+    }).catch((error) => {
+      if (this.#keys.get(scoped) === entry) this.#keys.delete(scoped);
+      this.#crashed(error, [...entry.waiters]);
     });
+  }
+
+  /** A bug of this layer (never expected): reported, and the calls answered rather than left hanging. */
+  #crashed(error: unknown, runs: Run<S>[]): void {
+    this.#report(error);
+    for (const run of runs) this.#answer(run, GENERIC_FAILURE);
   }
 
   /** Forgets keys past their window, oldest first, up to the first one running or still in its window. */
