@@ -9,6 +9,7 @@
  * per request; round trips per second, the median of `BENCH_REPS` runs.
  * - bare echo: the server sends each text message back unparsed (the floor:
  *   framing and the event loop);
+ * - JSON echo: parsed and re-encoded, nothing else (what JSON itself costs);
  * - validated call (Zod / Valibot): a `duplex.v1` `call`, decoded, the
  *   input validated by the contract's schema, the handler run, the `result`
  *   encoded;
@@ -72,11 +73,11 @@ function open(url: string, protocols?: string[]): Promise<WebSocket> {
   });
 }
 
-type Kind = "echo" | "zod" | "valibot" | "checked";
+type Kind = "echo" | "json" | "zod" | "valibot" | "checked";
 
 /** Round trips per second on one route: CONNECTIONS clients with WINDOW requests each in flight. */
 async function roundTrips(port: number, kind: Kind): Promise<number> {
-  const clients = await Promise.all(Array.from({ length: CONNECTIONS }, () => open(`ws://127.0.0.1:${port}/${kind}`, kind === "echo" ? undefined : ["duplex.v1"])));
+  const clients = await Promise.all(Array.from({ length: CONNECTIONS }, () => open(`ws://127.0.0.1:${port}/${kind}`, kind === "echo" || kind === "json" ? undefined : ["duplex.v1"])));
   let counting = false;
   let count = 0;
   let stopped = false;
@@ -84,9 +85,9 @@ async function roundTrips(port: number, kind: Kind): Promise<number> {
   const bare = JSON.stringify(INPUT);
   for (const ws of clients) {
     let id = 0;
-    const next = () => ws.send(kind === "echo" ? bare : JSON.stringify({ type: "call", id: ++id, name: "echo", input: INPUT }));
+    const next = () => ws.send(kind === "echo" || kind === "json" ? bare : JSON.stringify({ type: "call", id: ++id, name: "echo", input: INPUT }));
     ws.on("message", (data: Buffer) => {
-      if (kind !== "echo" && failed === "") {
+      if (kind !== "echo" && kind !== "json" && failed === "") {
         const text = data.toString();
         if (!text.startsWith('{"type":"result"')) failed = text.slice(0, 200);
       }
@@ -117,7 +118,7 @@ const fmt = (n: number): string => n >= 1e6 ? `${(n / 1e6).toFixed(2)}M` : n >= 
 
 async function main(): Promise<void> {
   if (PINNED) spawnSync("taskset", ["-cp", "1", String(process.pid)]);
-  const kinds: Kind[] = ["echo", "zod", "valibot", "checked"];
+  const kinds: Kind[] = ["echo", "json", "zod", "valibot", "checked"];
   const runs = new Map<Kind, number[]>(kinds.map((k) => [k, []]));
   for (let rep = 0; rep < REPS; rep++) {
     for (const kind of kinds) {
@@ -141,6 +142,7 @@ async function main(): Promise<void> {
     `| row | round trips/s | vs bare echo |`,
     `|---|--:|--:|`,
     row("bare message echo (no parsing)", "echo"),
+    row("JSON echo (parsed and re-encoded, no validation)", "json"),
     row("validated call, Zod (`serveContract`, input checked)", "zod"),
     row("validated call, Valibot", "valibot"),
     row("validated call, Zod, input and output checked (`validateOutput`)", "checked"),

@@ -4,6 +4,7 @@
  * side by side, so that both are measured by the same clients in one run.
  *
  *   /echo      every text message is sent back as it came (no parsing)
+ *   /json      every text message is parsed and sent back re-encoded (JSON's own cost)
  *   /zod       `duplex.v1` with `serveContract()`: the call `echo` validates its
  *              input with Zod and returns it
  *   /valibot   the same contract with Valibot
@@ -39,6 +40,7 @@ const valibotChat = contract({
 const limits = { maxCallsInFlight: 1000, onError: (e: unknown) => console.error(e) };
 const app = new App();
 app.route("/echo", { message: (ctx) => void ctx.send(ctx.data) });
+app.route("/json", { message: (ctx) => void ctx.send(JSON.stringify(JSON.parse(String(ctx.data)))) });
 app.route("/zod", serveContract(zodChat, { calls: { echo: (m) => m }, ...limits }));
 app.route("/valibot", serveContract(valibotChat, { calls: { echo: (m) => m }, ...limits }));
 app.route("/checked", serveContract(zodChat, { calls: { echo: (m) => m }, validateOutput: true, ...limits }));
