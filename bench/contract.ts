@@ -6,7 +6,10 @@
  *
  * Each row: `CONNECTIONS` `ws` clients, each keeping `WINDOW` requests in
  * flight for `BENCH_SECONDS` (after a warm-up), the same ~60 B JSON object
- * per request; round trips per second, the median of `BENCH_REPS` runs.
+ * per request; round trips per second, and the server's CPU time per round
+ * trip (user + system, from `process.cpuUsage()` in the server: the figure
+ * that moves least when other processes share the machine), the median of
+ * `BENCH_REPS` runs.
  * - bare echo: the server sends each text message back unparsed (the floor:
  *   framing and the event loop);
  * - JSON echo: parsed and re-encoded, nothing else (what JSON itself costs);
@@ -75,8 +78,19 @@ function open(url: string, protocols?: string[]): Promise<WebSocket> {
 
 type Kind = "echo" | "json" | "zod" | "valibot" | "checked";
 
-/** Round trips per second on one route: CONNECTIONS clients with WINDOW requests each in flight. */
-async function roundTrips(port: number, kind: Kind): Promise<number> {
+/** The server's CPU time so far, in µs. */
+async function serverCpu(port: number): Promise<number> {
+  const ws = await open(`ws://127.0.0.1:${port}/cpu`);
+  const answer = await new Promise<string>((resolve) => {
+    ws.once("message", (data: Buffer) => resolve(data.toString()));
+    ws.send("cpu");
+  });
+  ws.terminate();
+  return Number(answer);
+}
+
+/** Round trips per second on one route (CONNECTIONS clients with WINDOW requests each in flight), and the server's CPU µs per round trip. */
+async function roundTrips(port: number, kind: Kind): Promise<{ rate: number; cpu: number }> {
   const clients = await Promise.all(Array.from({ length: CONNECTIONS }, () => open(`ws://127.0.0.1:${port}/${kind}`, kind === "echo" || kind === "json" ? undefined : ["duplex.v1"])));
   let counting = false;
   let count = 0;
@@ -97,16 +111,18 @@ async function roundTrips(port: number, kind: Kind): Promise<number> {
     for (let i = 0; i < WINDOW; i++) next();
   }
   await new Promise((resolve) => setTimeout(resolve, 1000)); // warm-up
+  const cpuBefore = await serverCpu(port);
   counting = true;
   const started = performance.now();
   await new Promise((resolve) => setTimeout(resolve, SECONDS * 1000));
   const seconds = (performance.now() - started) / 1000;
   counting = false;
+  const cpuAfter = await serverCpu(port);
   stopped = true;
   const rate = count / seconds;
   for (const ws of clients) ws.terminate();
   if (failed !== "") throw new Error(`${kind}: unexpected answer ${failed}`);
-  return rate;
+  return { rate, cpu: (cpuAfter - cpuBefore) / count };
 }
 
 function median(values: number[]): number {
@@ -120,11 +136,14 @@ async function main(): Promise<void> {
   if (PINNED) spawnSync("taskset", ["-cp", "1", String(process.pid)]);
   const kinds: Kind[] = ["echo", "json", "zod", "valibot", "checked"];
   const runs = new Map<Kind, number[]>(kinds.map((k) => [k, []]));
+  const cpus = new Map<Kind, number[]>(kinds.map((k) => [k, []]));
   for (let rep = 0; rep < REPS; rep++) {
     for (const kind of kinds) {
       const server = await startServer();
       try {
-        runs.get(kind)!.push(await roundTrips(server.port, kind));
+        const { rate, cpu } = await roundTrips(server.port, kind);
+        runs.get(kind)!.push(rate);
+        cpus.get(kind)!.push(cpu);
       } finally {
         await server.stop();
       }
@@ -132,15 +151,17 @@ async function main(): Promise<void> {
     console.error(`rep ${rep + 1}/${REPS} done`);
   }
   const echo = median(runs.get("echo")!);
+  const echoCpu = median(cpus.get("echo")!);
   const row = (label: string, kind: Kind) => {
     const m = median(runs.get(kind)!);
-    return `| ${label} | ${fmt(m)} | ${(m / echo).toFixed(2)}× |`;
+    const c = median(cpus.get(kind)!);
+    return `| ${label} | ${fmt(m)} | ${(m / echo).toFixed(2)}× | ${c.toFixed(1)} | ${(c / echoCpu).toFixed(2)}× |`;
   };
   const lines = [
     `## Validated calls (Node, raw transport; ${CONNECTIONS} connections × ${WINDOW} in flight, ${SECONDS} s; median of ${REPS})`,
     ``,
-    `| row | round trips/s | vs bare echo |`,
-    `|---|--:|--:|`,
+    `| row | round trips/s | vs bare echo | server CPU µs per round trip | vs bare echo |`,
+    `|---|--:|--:|--:|--:|`,
     row("bare message echo (no parsing)", "echo"),
     row("JSON echo (parsed and re-encoded, no validation)", "json"),
     row("validated call, Zod (`serveContract`, input checked)", "zod"),
@@ -148,6 +169,7 @@ async function main(): Promise<void> {
     row("validated call, Zod, input and output checked (`validateOutput`)", "checked"),
     ``,
     `Raw (per s): ${kinds.map((k) => `${k} ${runs.get(k)!.map(fmt).join(", ")}`).join("; ")}.`,
+    `Raw (server CPU µs per round trip): ${kinds.map((k) => `${k} ${cpus.get(k)!.map((c) => c.toFixed(1)).join(", ")}`).join("; ")}.`,
   ];
   console.log(lines.join("\n"));
 }

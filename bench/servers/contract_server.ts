@@ -9,12 +9,14 @@
  *              input with Zod and returns it
  *   /valibot   the same contract with Valibot
  *   /checked   the Zod contract with `validateOutput: true` (input and output validated)
+ *   /cpu       answers any message with this process's CPU time so far, in µs (user + system)
  *
  *   PORT=0 node --import tsx bench/servers/contract_server.ts
  *
  * @module
  */
 
+import process from "node:process";
 import { z } from "zod";
 import * as v from "valibot";
 import { App, contract, serve, serveContract } from "../../mod.ts";
@@ -44,6 +46,12 @@ app.route("/json", { message: (ctx) => void ctx.send(JSON.stringify(JSON.parse(S
 app.route("/zod", serveContract(zodChat, { calls: { echo: (m) => m }, ...limits }));
 app.route("/valibot", serveContract(valibotChat, { calls: { echo: (m) => m }, ...limits }));
 app.route("/checked", serveContract(zodChat, { calls: { echo: (m) => m }, validateOutput: true, ...limits }));
+app.route("/cpu", {
+  message(ctx) {
+    const { user, system } = process.cpuUsage();
+    ctx.send(String(user + system));
+  },
+});
 app.onError((error) => console.error(error));
 
 const server = await serve(app, { port: benchPort(), hostname: "127.0.0.1", maxBufferedBytes: 64 * 1024 * 1024 });
