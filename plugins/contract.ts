@@ -531,6 +531,29 @@ export function serveContract<C extends Contract<any>, S = Record<string, unknow
   return new ContractLayer<C, S>(contract, options as unknown as ServeContractOptions<Contract, S>);
 }
 
+/**
+ * An abort flag whose `AbortSignal` is made only when a handler asks for it:
+ * an `AbortController` costs more than a small call's validation.
+ */
+class Abort {
+  #controller: AbortController | undefined;
+  aborted = false;
+
+  get signal(): AbortSignal {
+    if (this.#controller === undefined) {
+      this.#controller = new AbortController();
+      if (this.aborted) this.#controller.abort();
+    }
+    return this.#controller.signal;
+  }
+
+  abort(): void {
+    if (this.aborted) return;
+    this.aborted = true;
+    this.#controller?.abort();
+  }
+}
+
 /** What a finished call answers (without its id). */
 type Outcome =
   | { readonly type: "result"; readonly value: unknown }
@@ -541,7 +564,7 @@ interface Run<S> {
   readonly cs: ConnState<S>;
   readonly id: number;
   readonly name: string;
-  readonly controller: AbortController;
+  readonly abort: Abort;
   /** Items the client still accepts (a stream). */
   credit: number;
   /** Wakes a stream waiting for credit. */
@@ -555,7 +578,7 @@ interface Run<S> {
 interface DedupeEntry<S> {
   readonly key: string;
   readonly hash: number;
-  readonly controller: AbortController;
+  readonly abort: Abort;
   readonly waiters: Set<Run<S>>;
   outcome: Outcome | undefined;
   /** When it may be forgotten (set once done). */
@@ -575,7 +598,7 @@ interface ConnState<S> {
   readonly events: QueuedEvent<S>[];
   eventsRunning: boolean;
   /** Aborts when the connection closes (events' signal). */
-  readonly controller: AbortController;
+  readonly abort: Abort;
   closed: boolean;
   /** A write met backpressure: streams wait for `drained()` before pulling. */
   full: boolean;
@@ -698,7 +721,7 @@ class ContractLayer<C extends Contract<any>, S> implements ContractServer<C, S> 
     let cs = this.#conns.get(conn);
     if (cs === undefined) {
       if (this.#closed || conn.readyState !== ReadyState.Open) return;
-      cs = { conn, calls: new Map(), events: [], eventsRunning: false, controller: new AbortController(), closed: false, full: false, draining: undefined };
+      cs = { conn, calls: new Map(), events: [], eventsRunning: false, abort: new Abort(), closed: false, full: false, draining: undefined };
       this.#conns.set(conn, cs);
     }
     if (cs.closed) return;
@@ -751,7 +774,7 @@ class ContractLayer<C extends Contract<any>, S> implements ContractServer<C, S> 
   }
 
   emit<E extends ServerEventName<C>>(to: Connection<any> | Iterable<Connection<any>>, name: E, data: InputOf<C["server"][E]>): number {
-    const schema = this.#contract.server[name];
+    const schema = Object.hasOwn(this.#contract.server, name) ? this.#contract.server[name] : undefined;
     if (schema === undefined) throw new UsageError("ERR_UNKNOWN_EVENT", `Unknown event: the contract declares no server event ${JSON.stringify(name)}`);
     const targets = Symbol.iterator in to ? [...to] : [to];
     if (!this.#validateOutput) return this.#emitNow(targets, name, data);
@@ -794,7 +817,7 @@ class ContractLayer<C extends Contract<any>, S> implements ContractServer<C, S> 
     if (this.#closed) return Promise.resolve();
     this.#closed = true;
     for (const cs of [...this.#conns.values()]) this.#closeConn(cs, CloseCode.GoingAway, "Server going away");
-    for (const entry of this.#keys.values()) if (entry.outcome === undefined) entry.controller.abort();
+    for (const entry of this.#keys.values()) if (entry.outcome === undefined) entry.abort.abort();
     this.#keys.clear();
     return Promise.resolve();
   }
@@ -810,17 +833,24 @@ class ContractLayer<C extends Contract<any>, S> implements ContractServer<C, S> 
     if (cs.calls.size >= this.#maxCalls) {
       return this.#send(cs, { type: "error", id, code: "busy", message: "Too many calls in flight on this connection" });
     }
-    const run: Run<S> = { cs, id, name, controller: new AbortController(), credit: credit ?? Infinity, wake: undefined, ended: false, entry: undefined };
+    const run: Run<S> = { cs, id, name, abort: new Abort(), credit: credit ?? Infinity, wake: undefined, ended: false, entry: undefined };
     cs.calls.set(id, run);
     if (def.idempotent === true && key !== undefined) return this.#idempotent(run, def, input, key, ctx);
-    void this.#execute(run, def, input, key, ctx, run.controller.signal).then((outcome) => {
+    this.#execute(run, def, input, key, ctx, run.abort).then((outcome) => {
       if (outcome !== undefined) this.#answer(run, outcome);
-    });
+    }, (error) => this.#crashed(error, [run]));
   }
 
   /** An idempotent call: joins the key's run (in flight or done), or starts it. */
   #idempotent(run: Run<S>, def: CallDefinition, input: unknown, key: string, ctx: MessageContext<S>): void {
-    const scoped = `${this.#scope === undefined ? "" : this.#scope(ctx.peer)}\u0000${run.name}\u0000${key}`;
+    let scope = "";
+    try {
+      if (this.#scope !== undefined) scope = String(this.#scope(ctx.peer));
+    } catch (error) {
+      this.#report(error);
+      return this.#answer(run, GENERIC_FAILURE);
+    }
+    const scoped = `${scope}\u0000${run.name}\u0000${key}`;
     const inputHash = hash(JSON.stringify(input) ?? "");
     this.#sweep();
     let known = this.#keys.get(scoped);
@@ -837,22 +867,37 @@ class ContractLayer<C extends Contract<any>, S> implements ContractServer<C, S> 
       run.entry = known;
       return;
     }
-    const entry: DedupeEntry<S> = { key: scoped, hash: inputHash, controller: new AbortController(), waiters: new Set([run]), outcome: undefined, expires: Infinity };
+    const entry: DedupeEntry<S> = { key: scoped, hash: inputHash, abort: new Abort(), waiters: new Set([run]), outcome: undefined, expires: Infinity };
     run.entry = entry;
     this.#keys.set(scoped, entry);
     while (this.#keys.size > this.#maxKeys) this.#evict(this.#keys.values().next().value!);
-    void this.#execute(run, def, input, key, ctx, entry.controller.signal).then((outcome) => {
-      if (this.#keys.get(scoped) !== entry) return; // cancelled or evicted: forgotten
-      if (outcome === undefined || entry.controller.signal.aborted) return void this.#keys.delete(scoped);
-      // An input that failed validation never ran: it is not kept.
-      if (outcome.type === "error" && outcome.code === "invalid") this.#keys.delete(scoped);
-      else {
-        entry.outcome = outcome;
-        entry.expires = this.#clock.now() + this.#window;
+    void this.#execute(run, def, input, key, ctx, entry.abort).then((outcome) => {
+      const kept = this.#keys.get(scoped) === entry; // not evicted meanwhile
+      if (outcome === undefined) {
+        // Stopped before it ran (every waiter cancelled): nothing to keep or answer.
+        if (kept) this.#keys.delete(scoped);
+        return;
+      }
+      if (kept) {
+        // An input that failed validation never ran: it is not kept.
+        if (outcome.type === "error" && outcome.code === "invalid") this.#keys.delete(scoped);
+        else {
+          entry.outcome = outcome;
+          entry.expires = this.#clock.now() + this.#window;
+        }
       }
       for (const waiter of entry.waiters) this.#answer(waiter, outcome);
       entry.waiters.clear();
+    }).catch((error) => {
+      if (this.#keys.get(scoped) === entry) this.#keys.delete(scoped);
+      this.#crashed(error, [...entry.waiters]);
     });
+  }
+
+  /** A bug of this layer (never expected): reported, and the calls answered rather than left hanging. */
+  #crashed(error: unknown, runs: Run<S>[]): void {
+    this.#report(error);
+    for (const run of runs) this.#answer(run, GENERIC_FAILURE);
   }
 
   /** Forgets keys past their window, oldest first, up to the first one running or still in its window. */
@@ -867,14 +912,14 @@ class ContractLayer<C extends Contract<any>, S> implements ContractServer<C, S> 
   /** Drops a key to bound the store; a run nobody waits for any more is aborted. */
   #evict(entry: DedupeEntry<S>): void {
     this.#keys.delete(entry.key);
-    if (entry.outcome === undefined && entry.waiters.size === 0) entry.controller.abort();
+    if (entry.outcome === undefined && entry.waiters.size === 0) entry.abort.abort();
   }
 
   /**
    * Validates the input and runs the handler: the outcome to answer, or
    * `undefined` when the call was answered already (a stream, a cancel).
    */
-  async #execute(run: Run<S>, def: CallDefinition, input: unknown, key: string | undefined, mctx: MessageContext<S>, signal: AbortSignal): Promise<Outcome | undefined> {
+  async #execute(run: Run<S>, def: CallDefinition, input: unknown, key: string | undefined, mctx: MessageContext<S>, abort: Abort): Promise<Outcome | undefined> {
     let value: unknown = undefined;
     if (def.input !== undefined) {
       let result: Validation;
@@ -890,10 +935,12 @@ class ContractLayer<C extends Contract<any>, S> implements ContractServer<C, S> 
     } else if (input !== undefined) {
       return { type: "error", code: "invalid", message: "Invalid input", issues: [{ message: "This call takes no input" }] };
     }
-    if (signal.aborted) return undefined;
+    if (abort.aborted) return undefined;
     const peer = mctx.peer;
     const ctx: CallContext<Contract, string, S> = {
-      signal,
+      get signal(): AbortSignal {
+        return abort.signal;
+      },
       name: run.name,
       id: run.id,
       key: def.idempotent === true ? key : undefined,
@@ -968,7 +1015,7 @@ class ContractLayer<C extends Contract<any>, S> implements ContractServer<C, S> 
     } catch (error) {
       return this.#failure(run.name, def, error);
     }
-    const signal = run.controller.signal;
+    const signal = run.abort;
     let finished = false;
     try {
       for (;;) {
@@ -1066,13 +1113,13 @@ class ContractLayer<C extends Contract<any>, S> implements ContractServer<C, S> 
   /** Aborts a call's handler; an idempotent run only once nobody waits for it (`cancelled`), never for a disconnect. */
   #stop(run: Run<S>, cancelled: boolean): void {
     run.ended = true;
-    run.controller.abort();
+    run.abort.abort();
     run.wake?.();
     const entry = run.entry;
     if (entry === undefined) return;
     entry.waiters.delete(run);
     if (cancelled && entry.waiters.size === 0 && entry.outcome === undefined) {
-      entry.controller.abort();
+      entry.abort.abort();
       if (this.#keys.get(entry.key) === entry) this.#keys.delete(entry.key);
     }
   }
@@ -1104,11 +1151,13 @@ class ContractLayer<C extends Contract<any>, S> implements ContractServer<C, S> 
         if (result.issues) {
           return this.#closeConn(cs, WireClose.InvalidEvent, fitCloseReason(`Invalid event ${name}: ${describeIssues(result.issues)}`));
         }
-        const handler = this.#events[name];
+        const handler = Object.hasOwn(this.#events, name) ? this.#events[name] : undefined;
         if (handler !== undefined) {
           const peer = ctx.peer;
           const ectx: ClientEventContext<Contract, S> = {
-            signal: cs.controller.signal,
+            get signal(): AbortSignal {
+              return cs.abort.signal;
+            },
             peer,
             get state(): S {
               return peer.state;
@@ -1136,7 +1185,7 @@ class ContractLayer<C extends Contract<any>, S> implements ContractServer<C, S> 
     if (cs.closed) return;
     cs.closed = true;
     cs.events.length = 0;
-    cs.controller.abort();
+    cs.abort.abort();
     for (const run of [...cs.calls.values()]) {
       cs.calls.delete(run.id);
       this.#stop(run, false);

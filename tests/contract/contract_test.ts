@@ -4,7 +4,7 @@ import { describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { z } from "zod";
 import * as v from "valibot";
-import { contract, UsageError } from "../../mod.ts";
+import { contract, serveContract, UsageError } from "../../mod.ts";
 import type {
   CallErrors,
   CallInput,
@@ -66,6 +66,51 @@ describe("contract types", () => {
     // A bare definition works as well as a contract.
     const bare: CallInput<{ calls: { a: { input: typeof Msg } } }, "a"> = { text: "", at: 0 };
     assert.ok([names, notACall, input, transformed, output, badOutput, none, errors, badError, noErrors, streams, idempotent, notIdempotent, events, notAnEvent, bare]);
+  });
+});
+
+describe("serveContract() types", () => {
+  it("types handlers from the contract: validated input, output, declared errors, events", () => {
+    const options = {
+      calls: {
+        history: ({ room }: { room: string }) => [{ text: room, at: 1 }],
+        send: () => "three",
+        async *tail({ room }: { room: string }) {
+          yield { text: room, at: 0 };
+        },
+        ping: () => undefined,
+      },
+    };
+    // @ts-expect-error send's output is a number, not a string
+    serveContract(chat, options);
+    // At run time, the unknown event handler is refused.
+    assert.throws(() => serveContract(chat, {
+      calls: {
+        // @ts-expect-error history's handler must return messages
+        history: () => 42,
+        send: ({ n }, ctx) => {
+          const length: number = n; // the handler gets the schema's output (the transform applied)
+          // @ts-expect-error not a declared error of send
+          if (length > 10) throw ctx.error("Unknown", {});
+          // @ts-expect-error TooFast's data is { retryInMs: number }
+          if (length > 5) throw ctx.error("TooFast", { retryInMs: "soon" });
+          if (length > 3) throw ctx.error("TooFast", { retryInMs: 100 });
+          // @ts-expect-error "said" needs room and text
+          ctx.emit("said", { room: "r" });
+          return length;
+        },
+        // @ts-expect-error a stream's handler must be an async generator (an async iterable)
+        tail: () => ({ text: "", at: 0 }),
+        ping: () => undefined,
+      },
+      events: {
+        typing: ({ room }, ctx) => void ctx.emit("said", { room, text: "typing" }),
+        // @ts-expect-error not a client event of the contract
+        shout: () => {},
+      },
+    }), /shout/);
+    // @ts-expect-error every call needs a handler
+    assert.throws(() => serveContract(chat, { calls: { history: () => [], tail: async function* () {}, ping: () => undefined } }));
   });
 });
 

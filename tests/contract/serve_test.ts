@@ -174,6 +174,7 @@ for (const { name, chat } of validators) {
       assert.ok(errors[0] instanceof UsageError && errors[0].code === "ERR_INVALID_OUTPUT");
       assert.throws(() => served.emit([], "said", { room: 1 } as never), (e: unknown) => e instanceof UsageError && e.code === "ERR_INVALID_OUTPUT");
       assert.throws(() => served.emit([], "nope" as never, {} as never), (e: unknown) => e instanceof UsageError && e.code === "ERR_UNKNOWN_EVENT");
+      assert.throws(() => served.emit([], "toString" as never, {} as never), (e: unknown) => e instanceof UsageError && e.code === "ERR_UNKNOWN_EVENT");
     });
 
     it("closes with 4400 on malformed, deeply nested or duplicate-id messages, and 1003 on binary", async () => {
@@ -376,6 +377,27 @@ for (const { name, chat } of validators) {
       await call("c"); // a is evicted: at most two keys
       await call("a");
       assert.deepEqual(log, ["history a", "history a", "history b", "history c", "history a"]);
+    });
+
+    it("a run evicted from a full store while in flight still answers its callers", async () => {
+      const { app, log, open } = setup({ maxDedupeKeys: 1 });
+      const conn = await v1(app);
+      await send(conn, { type: "call", id: 1, name: "history", input: { room: "a" }, key: "a" });
+      await send(conn, { type: "call", id: 2, name: "history", input: { room: "b" }, key: "b" }); // evicts a
+      open(0);
+      open(1);
+      await settle(() => received(conn).length === 2);
+      assert.deepEqual(received(conn).map((m) => m.type === "result" && m.id).sort(), [1, 2]);
+      assert.equal(log.length, 2);
+    });
+
+    it("a dedupeScope that throws answers failed and is reported", async () => {
+      const { app, errors } = setup({ dedupeScope: () => { throw new Error("no user"); } });
+      const conn = await v1(app);
+      await send(conn, { type: "call", id: 1, name: "history", input: { room: "a" }, key: "a" });
+      await settle(() => received(conn).length === 1);
+      assert.equal((received(conn)[0] as { code: string }).code, "failed");
+      assert.match(String(errors[0]), /no user/);
     });
 
     it("an idempotent call without a key is not deduplicated", async () => {
