@@ -5,7 +5,8 @@
 // round trips, invalid input with its issues, declared and undeclared
 // errors, timeouts and aborts that stop the handler, a disconnect that stops
 // it too, streams that the server pulls only as the client grants credit,
-// `break` that finishes the server's generator, events both ways, an
+// `break` that finishes the server's generator, events both ways, `busy`
+// beyond the server's calls in flight, an
 // idempotent call that survives a cut connection and runs once, a plain one
 // that rejects `closed`, and calls next to reliable() subscriptions on one
 // connection. The client runs on ws's WebSocket on Node 20 and on the
@@ -155,10 +156,11 @@ for (const target of targets) {
         for (const s of servers) await s.close();
       });
 
-      async function start(withReliable = false) {
+      async function start(withReliable = false, maxCallsInFlight?: number) {
         const h = handlers();
         const errors: unknown[] = [];
         const served = serveContract<Chat, any>(chat, {
+          ...(maxCallsInFlight === undefined ? {} : { maxCallsInFlight }),
           calls: h.calls,
           events: { typing: ({ room }, ctx) => void (h.seen.typing.push(room), ctx.emit("said", { room, text: "someone is typing" })) },
           onError: (e) => void errors.push(e),
@@ -299,6 +301,17 @@ for (const target of targets) {
         await until(() => c.status === "open", 3000, "open");
         c.emit("typing", { room: "" });
         assert.deepEqual(await within(closed, 3000, "closed"), { status: "closed", code: 4422, reason: (await closed as any).reason });
+      });
+
+      it("calls beyond the server's limit in flight reject with busy; the others go on", async () => {
+        const { client } = await start(false, 3);
+        const c = client();
+        const outcomes = await Promise.all(
+          Array.from({ length: 8 }, () => c.call("wait", { ms: 100 }).then((v) => v, (e: DuplexError) => e.code)),
+        );
+        assert.deepEqual(outcomes.filter((o) => o === "waited 100").length, 3);
+        assert.deepEqual(outcomes.filter((o) => o === "busy").length, 5);
+        assert.equal(await c.call("wait", { ms: 1 }), "waited 1", "served again once they finished");
       });
 
       it("calls and reliable subscriptions share one connection", async () => {
