@@ -3,14 +3,14 @@
 // and Bun, a Hono route behind @hono/node-server + injectWebSocket()), with
 // the test contract written with Zod and with Valibot (_contracts.ts): typed
 // round trips, invalid input with its issues, declared and undeclared
-// errors, timeouts and aborts that stop the handler, a disconnect that stops
-// it too, streams that the server pulls only as the client grants credit,
-// `break` that finishes the server's generator, events both ways, `busy`
-// beyond the server's calls in flight, an
-// idempotent call that survives a cut connection and runs once, a plain one
-// that rejects `closed`, and calls next to reliable() subscriptions on one
-// connection. The client runs on ws's WebSocket on Node 20 and on the
-// global one on Deno and Bun.
+// errors, timeouts and aborts that stop the handler, a disconnect and the
+// server closing its contract that stop it too (the call rejects `closed`),
+// an idempotent call that survives a cut connection and runs once, streams
+// that the server pulls only as the client grants credit, `break` that
+// finishes the server's generator, events both ways, 4422 for a bad event,
+// `busy` beyond the server's calls in flight, and calls next to reliable()
+// subscriptions on one connection. The client runs on ws's WebSocket on
+// Node 20 and on the global one on Deno and Bun.
 import assert from "node:assert/strict";
 import { after, describe, it } from "node:test";
 import { serve as serveNodeServer } from "@hono/node-server";
@@ -233,6 +233,17 @@ for (const target of targets) {
         await until(() => seen.waits[0]!.aborted, 3000, "the handler's signal aborted by the disconnect");
         await until(() => c.status === "open", 3000, "reconnected");
         assert.equal(await c.call("add", { a: 1, b: 2 }), 3);
+      });
+
+      it("the server stopping its contract cancels the running handler, and the call rejects with closed", async () => {
+        const { client, seen, served } = await start();
+        const c = client({ reconnect: { maxRetries: 0 } });
+        const p = failure(c.call("wait", { ms: 10_000 }));
+        await until(() => seen.waits.length === 1, 3000, "the call running");
+        await served.close();
+        assert.equal(seen.waits[0]!.aborted, true, "the handler's signal fired");
+        const e = await p;
+        assert.equal(e.code, "closed");
       });
 
       it("an idempotent call survives a cut connection: sent again with its key, run once", async () => {
