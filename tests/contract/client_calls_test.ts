@@ -351,6 +351,18 @@ describe("streams", () => {
     t.client.close();
   });
 
+  it("several next() calls waiting at once get the items in order, then the end", async () => {
+    const t = setupCalls();
+    const ws = await t.connect();
+    const it = t.client.stream("feed", undefined, { credit: 8 });
+    const waits = [it.next(), it.next(), it.next()];
+    ws.receive({ type: "item", id: 1, value: "a" });
+    ws.receive({ type: "item", id: 1, value: "b" });
+    ws.receive({ type: "result", id: 1 });
+    assert.deepEqual(await Promise.all(waits), [{ value: "a", done: false }, { value: "b", done: false }, { value: undefined, done: true }]);
+    t.client.close();
+  });
+
   it("credit 1: one item at a time", async () => {
     const t = setupCalls();
     const ws = await t.connect();
