@@ -18,6 +18,7 @@
  *   BENCH_ONLY=hono npm run bench                 # Duplex via Hono against Hono's helpers
  *   BENCH_ONLY=deflate npm run bench              # permessage-deflate: JSON chat, Duplex and ws, on Node
  *   BENCH_ONLY=reliable npm run bench             # recoverable against plain topics, reconnect storm (bench/reliable.ts)
+ *   BENCH_ONLY=contract npm run bench             # validated calls against a bare echo (bench/contract.ts)
  *   BENCH_LOAD=burst npm run bench                # the echo part in one load mode only (frame, burst)
  *
  * For each workload (payload size × text/binary × load mode: "1 frame/write",
@@ -90,8 +91,8 @@ function envList(name: string, fallback: number[]): number[] {
  * against Hono's helper), and permessage-deflate (a JSON chat echo, with
  * and without compression, on Node).
  */
-type Part = "echo" | "memory" | "fanout" | "hono" | "deflate" | "reliable";
-const PARTS: readonly Part[] = ["echo", "memory", "fanout", "hono", "deflate", "reliable"];
+type Part = "echo" | "memory" | "fanout" | "hono" | "deflate" | "reliable" | "contract";
+const PARTS: readonly Part[] = ["echo", "memory", "fanout", "hono", "deflate", "reliable", "contract"];
 
 function selectParts(): Set<Part> {
   const raw = process.env.BENCH_ONLY;
@@ -100,7 +101,7 @@ function selectParts(): Set<Part> {
   if (wanted.length === 0) throw new RangeError(`Invalid BENCH_ONLY: no part in "${raw}"`);
   for (const part of wanted) {
     if (!(PARTS as readonly string[]).includes(part)) {
-      throw new RangeError(`Invalid BENCH_ONLY: unknown part "${part}" (expected echo, memory, fanout, hono, deflate and/or reliable)`);
+      throw new RangeError(`Invalid BENCH_ONLY: unknown part "${part}" (expected echo, memory, fanout, hono, deflate, reliable and/or contract)`);
     }
   }
   return new Set(wanted as Part[]);
@@ -961,6 +962,7 @@ async function main(): Promise<void> {
   const deflateWanted = ONLY.has("deflate");
   const deflateOn = deflateWanted && SELECTED.some((r) => r.name === "node");
   const reliableOn = ONLY.has("reliable");
+  const contractOn = ONLY.has("contract");
   const startedAt = new Date();
   const commit = sh("git", ["rev-parse", "--short", "HEAD"]);
   const dirty = sh("git", ["status", "--porcelain", "--untracked-files=no"]) !== "" ? ", uncommitted changes" : "";
@@ -1442,6 +1444,7 @@ async function main(): Promise<void> {
     ...(honoOn ? [...honoTable, ``] : []),
     ...(deflateOn ? [...deflateTable, ``] : []),
     ...(reliableOn ? [...reliableSection(failures), ``] : []),
+    ...(contractOn ? [...contractSection(failures), ``] : []),
     ...(failures.length > 0 ? [`## Failures`, ``, ...failures.map((f) => `- ${f}`), ``] : []),
     `## Runs`,
     ``,
@@ -1483,6 +1486,25 @@ function reliableSection(failures: string[]): string[] {
     timeout: 900_000,
   });
   if (run.status !== 0) failures.push(`reliable: bench/reliable.ts exited with ${run.status ?? run.signal}`);
+  const section = run.stdout.trim().split("\n");
+  console.log(section.join("\n"));
+  return section;
+}
+
+/**
+ * The `contract` part: `bench/contract.ts` in its own process (it drives
+ * its own server), its markdown section as it printed it.
+ */
+function contractSection(failures: string[]): string[] {
+  console.log("\n== validated calls (bench/contract.ts)");
+  const run = spawnSync(process.execPath, ["--import", "tsx", `${BENCH}contract.ts`], {
+    cwd: ROOT,
+    env: { ...process.env, BENCH_REPS: String(REPS) },
+    encoding: "utf8",
+    stdio: ["ignore", "pipe", "inherit"],
+    timeout: 900_000,
+  });
+  if (run.status !== 0) failures.push(`contract: bench/contract.ts exited with ${run.status ?? run.signal}`);
   const section = run.stdout.trim().split("\n");
   console.log(section.join("\n"));
   return section;

@@ -20,9 +20,9 @@ import type { CloseContext, MessageContext, Peer, UpgradeContext } from "./conte
 import type { Connection } from "./hooks.ts";
 import { checkTopic, Hub } from "./pubsub.ts";
 import { type LogEntry, type LogRead, MemoryTopicLog, type TopicLog } from "./topic_log.ts";
+import { claim, connOf, decodeOnce, isClaimed } from "./_v1.ts";
 import {
   type ClientMessage,
-  decodeClient,
   encode,
   encodeEntry,
   type From,
@@ -194,11 +194,6 @@ const OPTIONS = ["log", "authorize", "maxInFlight", "maxSubscriptions", "replayB
 /** Reads at the seam that brought nothing new before a subscriber goes live anyway (its client then sees the hole). */
 const SEAM_RETRIES = 3;
 
-/** The adapter's connection under an app's peer (protocol frames skip the app's `send` middleware). */
-function connOf<S>(peer: Peer<S>): Connection<S> {
-  return (peer as { conn?: Connection<S> }).conn ?? peer;
-}
-
 /**
  * Recoverable topics over `duplex.v1`: returns middleware that serves the
  * connections offering the protocol (others pass through untouched), and a
@@ -311,13 +306,27 @@ class ReliableLayer<S> implements Reliable<S> {
     }
     if (cs.closed) return;
     if (typeof ctx.data !== "string") return this.#closeConn(cs, CloseCode.UnsupportedData, "duplex.v1 takes text frames only");
-    const request = decodeClient(ctx.data);
+    const request = decodeOnce(ctx, ctx.data);
     if (typeof request === "string") return this.#closeConn(cs, WireClose.BadMessage, fitCloseReason(`Bad message: ${request}`));
+    if (request.type === "call" || request.type === "cancel" || request.type === "credit" || request.type === "emit") {
+      // Calls and events: the contract layer's, if it comes after this one.
+      const result = next();
+      if (isThenable(result)) return result.then(() => this.#unclaimed(cs!, request, ctx));
+      return this.#unclaimed(cs, request, ctx);
+    }
+    claim(ctx);
     if (cs.queue.length + (cs.running ? 1 : 0) >= this.#maxInFlight) {
       return this.#closeConn(cs, WireClose.TooManyRequests, "Too many requests in flight");
     }
     cs.queue.push({ request, ctx });
     if (!cs.running) void this.#pump(cs);
+  }
+
+  /** A call or event that no layer after this one handled: a call is answered `not_found`, an event closes with 4422. */
+  #unclaimed(cs: ConnState<S>, request: ClientMessage, ctx: MessageContext<S>): void {
+    if (isClaimed(ctx) || cs.closed) return;
+    if (request.type === "call") this.#error(cs, request.id, "not_found", "This server has no calls here");
+    else if (request.type === "emit") this.#closeConn(cs, WireClose.InvalidEvent, "Invalid event: this server takes no events here");
   }
 
   close(): Promise<void>;
