@@ -8,7 +8,9 @@
  * Hono's `upgradeWebSocket` (`@duplex/ws/hono`) with Hono's own helper on
  * the same runtime; and, in the `deflate` part, permessage-deflate on Node:
  * a JSON chat echo through `ws` clients (`bench/deflate_load.ts`), Duplex
- * and `ws` with and without compression, messages/s and bytes on the wire.
+ * and `ws` with and without compression, messages/s and bytes on the wire;
+ * the `reliable` and `contract` parts run `bench/reliable.ts` and
+ * `bench/contract.ts` (validated calls against a bare echo) on their own.
  * See `bench/README.md`.
  *
  *   npm run bench

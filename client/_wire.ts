@@ -209,14 +209,19 @@ const isCount = (v: unknown): v is number => isId(v) && v > 0;
  */
 export function nestedDeeper(text: string, max: number): boolean {
   let depth = 0;
-  let inString = false;
   for (let i = 0; i < text.length; i++) {
     const c = text.charCodeAt(i);
-    if (inString) {
-      if (c === 92) i++; // a backslash: skip the escaped character
-      else if (c === 34) inString = false;
-    } else if (c === 34) inString = true;
-    else if (c === 123 || c === 91) {
+    if (c === 34) {
+      // A string: on to its closing quote (indexOf is fast on long data), past escaped quotes.
+      for (;;) {
+        const quote = text.indexOf('"', i + 1);
+        if (quote < 0) return false; // unterminated: JSON.parse refuses it
+        let slash = quote - 1;
+        while (text.charCodeAt(slash) === 92) slash--;
+        i = quote;
+        if ((quote - 1 - slash) % 2 === 0) break; // an even run of backslashes: not escaped
+      }
+    } else if (c === 123 || c === 91) {
       if (++depth > max) return true;
     } else if (c === 125 || c === 93) depth--;
   }

@@ -1,6 +1,6 @@
 // serveContract() over real sockets, on every server of the runtime it runs
-// on (serve()'s raw transport, the native one on Deno and Bun, and Hono
-// routes with `use: [served]`), with `ws` clients speaking duplex.v1 JSON by
+// on (serve()'s raw transport, attach() to node:http, the native one on Deno
+// and Bun, and Hono routes with `use: [served]`), with `ws` clients speaking duplex.v1 JSON by
 // hand, against Zod and Valibot contracts: calls, issues, typed errors,
 // streams under a slow consumer, cancellation by the client and by a
 // disconnect, idempotent retries across connections, and the attacker list
@@ -14,6 +14,9 @@ import WebSocket from "ws";
 import { type ClientMessage, decodeServer, encode, type ServerMessage } from "../../client/_wire.ts";
 import { App, type CallHandlers, type Middleware, reliable, runtime, serve, serveContract, type ServeContractOptions } from "../../mod.ts";
 import { injectWebSocket, upgradeWebSocket, websocket } from "../../runtimes/hono.ts";
+import { attach } from "../../runtimes/node.ts";
+import { createServer } from "node:http";
+import type { AddressInfo } from "node:net";
 import { rawConnect, until, upgradeRequest, within } from "../runtimes/_helpers.ts";
 import { frame } from "../core/_util.ts";
 import { type Chat, validators } from "./_contracts.ts";
@@ -40,6 +43,23 @@ const targets: Target[] = [
     async start(use) {
       const server = await serve(new App().use(...use), { port: 0, hostname: "127.0.0.1", maxMessageBytes: MAX_MESSAGE });
       return { url: server.url, close: () => server.close() };
+    },
+  },
+  {
+    name: `attach() to a node:http server on ${on}`,
+    skip: false,
+    async start(use) {
+      const http = createServer((_req, res) => res.end("not a WebSocket"));
+      const ws = attach(http, new App().use(...use), { maxMessageBytes: MAX_MESSAGE });
+      await new Promise<void>((resolve) => http.listen(0, "127.0.0.1", resolve));
+      const { port } = http.address() as AddressInfo;
+      return {
+        url: `ws://127.0.0.1:${port}/`,
+        async close() {
+          await ws.close();
+          await new Promise((done) => http.close(done));
+        },
+      };
     },
   },
   {

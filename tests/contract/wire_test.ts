@@ -2,6 +2,7 @@
 // each one encoded and decoded back, every field checked, nothing thrown.
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
+import fc from "fast-check";
 import { type ClientMessage, decodeClient, decodeServer, encode, MAX_DEPTH, nestedDeeper, type ServerMessage } from "../../client/_wire.ts";
 
 const nested = (depth: number): string => "[".repeat(depth) + "]".repeat(depth);
@@ -79,6 +80,18 @@ describe("contract wire messages", () => {
     assert.match(decodeClient(deep) as string, /nested deeper than 64 levels/);
     const deepEvent = `{"type":"emit","name":"a","data":${"{\"a\":".repeat(100_000)}1${"}".repeat(100_000)}}`;
     assert.match(decodeClient(deepEvent) as string, /nested deeper/);
+  });
+
+  it("measures nesting as JSON.parse would build it, whatever the strings hold", () => {
+    const depthOf = (v: unknown): number =>
+      typeof v === "object" && v !== null ? 1 + Math.max(0, ...Object.values(v).map(depthOf)) : 0;
+    const tricky = fc.oneof(fc.string(), fc.constantFrom('"', "\\", '\\"', "[{", "}]", '\\\\"[['));
+    const value = fc.letrec((tie) => ({
+      v: fc.oneof({ depthSize: "small" }, tricky, fc.integer(), fc.array(tie("v"), { maxLength: 3 }), fc.dictionary(tricky, tie("v"), { maxKeys: 3 })),
+    })).v;
+    fc.assert(fc.property(value, fc.integer({ min: 0, max: 6 }), (v, max) => {
+      assert.equal(nestedDeeper(JSON.stringify(v), max), depthOf(v) > max);
+    }), { numRuns: 2000 });
   });
 
   it("keeps binary data to publish and message: an event's object data stays JSON", () => {
