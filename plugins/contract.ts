@@ -8,7 +8,7 @@
 
 import { checkOptions, describeValue, positiveIntegerOption } from "./_check.ts";
 import { isThenable } from "./_thenable.ts";
-import { claim, connOf, decodeOnce, isClaimed } from "./_v1.ts";
+import { claim, closeQuietly, connOf, decodeOnce, isClaimed, reportTo, sendMessage, writeFrame } from "./_v1.ts";
 import { fitCloseReason } from "../core/_close_reason.ts";
 import { CloseCode } from "../core/close_code.ts";
 import { UsageError } from "../core/errors.ts";
@@ -663,6 +663,8 @@ class ContractLayer<C extends Contract<any>, S> implements ContractServer<C, S> 
   readonly #scope: ((peer: Peer<S>) => string) | undefined;
   readonly #clock: Clock;
   readonly #onError: (error: unknown) => void;
+  /** To `onError` (a bound function: also handed to the shared writes). */
+  readonly #report = (error: unknown): void => reportTo(this.#onError, "contract", error);
   readonly #conns = new Map<Connection<S>, ConnState<S>>();
   /** Idempotency keys, oldest first. */
   readonly #keys = new Map<string, DedupeEntry<S>>();
@@ -1195,32 +1197,15 @@ class ContractLayer<C extends Contract<any>, S> implements ContractServer<C, S> 
 
   #closeConn(cs: ConnState<S>, code: number, reason: string): void {
     this.#release(cs);
-    try {
-      cs.conn.close(code, reason);
-    } catch (error) {
-      this.#report(error);
-    }
+    closeQuietly(cs.conn, code, reason, this.#report);
   }
 
   #send(cs: ConnState<S>, message: ServerMessage): void {
-    this.#write(cs, encode(message));
+    sendMessage(cs, message, this.#report);
   }
 
   /** Writes a frame on the connection itself, past the app's `send` middleware. */
   #write(cs: ConnState<S>, text: string): void {
-    if (cs.closed || cs.conn.readyState !== ReadyState.Open) return;
-    try {
-      if (!cs.conn.send(text)) cs.full = true;
-    } catch (error) {
-      this.#report(error);
-    }
-  }
-
-  #report(error: unknown): void {
-    try {
-      this.#onError(error);
-    } catch (secondary) {
-      console.error("duplex: contract: onError threw:", secondary, "while handling:", error);
-    }
+    writeFrame(cs, text, this.#report);
   }
 }

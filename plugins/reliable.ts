@@ -20,10 +20,9 @@ import type { CloseContext, MessageContext, Peer, UpgradeContext } from "./conte
 import type { Connection } from "./hooks.ts";
 import { checkTopic, Hub } from "./pubsub.ts";
 import { type LogEntry, type LogRead, MemoryTopicLog, type TopicLog } from "./topic_log.ts";
-import { claim, connOf, decodeOnce, isClaimed } from "./_v1.ts";
+import { claim, closeQuietly, connOf, decodeOnce, isClaimed, reportTo, sendMessage, writeFrame } from "./_v1.ts";
 import {
   type ClientMessage,
-  encode,
   encodeEntry,
   type From,
   type Position,
@@ -243,6 +242,8 @@ class ReliableLayer<S> implements Reliable<S> {
   readonly #maxBuffered: number;
   readonly #closeSlow: boolean;
   readonly #onError: (error: unknown) => void;
+  /** To `onError` (a bound function: also handed to the shared writes). */
+  readonly #report = (error: unknown): void => reportTo(this.#onError, "reliable", error);
   readonly #hub: Hub<S>;
   readonly #conns = new Map<Connection<S>, ConnState<S>>();
   readonly #topics = new Map<string, TopicState<S>>();
@@ -679,15 +680,11 @@ class ReliableLayer<S> implements Reliable<S> {
 
   #closeConn(cs: ConnState<S>, code: number, reason: string): void {
     this.#release(cs);
-    try {
-      cs.conn.close(code, reason);
-    } catch (error) {
-      this.#report(error);
-    }
+    closeQuietly(cs.conn, code, reason, this.#report);
   }
 
   #send(cs: ConnState<S>, message: ServerMessage): void {
-    this.#write(cs, encode(message));
+    sendMessage(cs, message, this.#report);
   }
 
   #error(cs: ConnState<S>, id: number, code: WireErrorCode, message: string): void {
@@ -696,19 +693,6 @@ class ReliableLayer<S> implements Reliable<S> {
 
   /** Writes a frame on the connection itself, past the app's `send` middleware. */
   #write(cs: ConnState<S>, text: string): void {
-    if (cs.closed || cs.conn.readyState !== ReadyState.Open) return;
-    try {
-      if (!cs.conn.send(text)) cs.full = true;
-    } catch (error) {
-      this.#report(error);
-    }
-  }
-
-  #report(error: unknown): void {
-    try {
-      this.#onError(error);
-    } catch (secondary) {
-      console.error("duplex: reliable: onError threw:", secondary, "while handling:", error);
-    }
+    writeFrame(cs, text, this.#report);
   }
 }
