@@ -13,74 +13,18 @@
 // Node 20 and on the global one on Deno and Bun.
 import assert from "node:assert/strict";
 import { after, describe, it } from "node:test";
-import { serve as serveNodeServer } from "@hono/node-server";
-import { Hono } from "hono";
 import { DuplexClient, DuplexError, type WebSocketConstructor } from "../../client/mod.ts";
-import { App, type Middleware, reliable, runtime, serve } from "../../mod.ts";
+import { type Middleware, reliable } from "../../mod.ts";
 import { type CallHandlers, serveContract } from "../../plugins/contract.ts";
 import type { Peer } from "../../plugins/context.ts";
-import { injectWebSocket, upgradeWebSocket } from "../../runtimes/hono.ts";
 import { delay, until, within } from "../runtimes/_helpers.ts";
+import { serverTargets, type Started } from "../_sockets.ts";
 import { type Chat, validators } from "./_contracts.ts";
 
-const on = runtime();
 const g = globalThis as Record<string, unknown>;
 const WebSocket: WebSocketConstructor = typeof g.WebSocket === "function" ? g.WebSocket as WebSocketConstructor : (await import("ws")).WebSocket;
 
-interface Started {
-  url: string;
-  close(): Promise<void>;
-}
-
-interface Target {
-  name: string;
-  skip: string | false;
-  start(use: Middleware<any>[]): Promise<Started>;
-}
-
-const targets: Target[] = [
-  {
-    name: `serve() raw on ${on}`,
-    skip: false,
-    async start(use) {
-      const app = new App();
-      for (const m of use) app.use(m);
-      const server = await serve(app, { port: 0, hostname: "127.0.0.1" });
-      return { url: server.url, close: () => server.close() };
-    },
-  },
-  {
-    name: `serve() native on ${on}`,
-    skip: on === "node" && "Deno and Bun only",
-    async start(use) {
-      const app = new App();
-      for (const m of use) app.use(m);
-      const server = await serve(app, { port: 0, hostname: "127.0.0.1", transport: "native" });
-      return { url: server.url, close: () => server.close() };
-    },
-  },
-  {
-    name: `a Hono route (@hono/node-server + injectWebSocket() on ${on})`,
-    skip: false,
-    async start(use) {
-      const hono = new Hono();
-      hono.get("/ws", upgradeWebSocket(() => ({}), { use }));
-      let resolve!: (port: number) => void;
-      const listening = new Promise<number>((done) => (resolve = done));
-      const server = serveNodeServer({ fetch: hono.fetch, port: 0, hostname: "127.0.0.1", overrideGlobalObjects: false }, (info) => resolve(info.port));
-      const ws = injectWebSocket(server as Parameters<typeof injectWebSocket>[0], hono);
-      const port = await within(listening, 5000, "node-server listening");
-      return {
-        url: `ws://127.0.0.1:${port}/ws`,
-        async close() {
-          await ws.close();
-          (server as { closeAllConnections?(): void }).closeAllConnections?.();
-          await new Promise((done) => server.close(done));
-        },
-      };
-    },
-  },
-];
+const targets = serverTargets(["raw", "native", "honoNode"]);
 
 /** The DuplexError a promise rejects with. */
 async function failure(p: Promise<unknown>): Promise<DuplexError> {

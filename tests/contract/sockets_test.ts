@@ -8,162 +8,18 @@
 // gets its documented answer while another client keeps being served.
 import assert from "node:assert/strict";
 import { after, describe, it } from "node:test";
-import { serve as serveNodeServer } from "@hono/node-server";
-import { Hono } from "hono";
 import WebSocket from "ws";
-import { type ClientMessage, decodeServer, encode, type ServerMessage } from "../../client/_wire.ts";
-import { App, type CallHandlers, type Middleware, reliable, runtime, serve, serveContract, type ServeContractOptions } from "../../mod.ts";
-import { injectWebSocket, upgradeWebSocket, websocket } from "../../runtimes/hono.ts";
-import { attach } from "../../runtimes/node.ts";
-import { createServer } from "node:http";
-import type { AddressInfo } from "node:net";
+import { encode } from "../../client/_wire.ts";
+import { type CallHandlers, type Middleware, reliable, serveContract, type ServeContractOptions } from "../../mod.ts";
+import { assertV1, serverTargets, type Started, V1 } from "../_sockets.ts";
 import { rawConnect, until, upgradeRequest, within } from "../runtimes/_helpers.ts";
 import { frame } from "../core/_util.ts";
 import { type Chat, validators } from "./_contracts.ts";
 
-const on = runtime();
 /** The message limit of every target: what the oversized test goes over. */
 const MAX_MESSAGE = 256 * 1024; // above the 200 KB of 100,000 levels of nesting
 
-interface Started {
-  url: string;
-  close(): Promise<void>;
-}
-
-interface Target {
-  name: string;
-  skip: string | false;
-  start(use: Middleware<any>[]): Promise<Started>;
-}
-
-const targets: Target[] = [
-  {
-    name: `serve() raw on ${on}`,
-    skip: false,
-    async start(use) {
-      const server = await serve(new App().use(...use), { port: 0, hostname: "127.0.0.1", maxMessageBytes: MAX_MESSAGE });
-      return { url: server.url, close: () => server.close() };
-    },
-  },
-  {
-    name: `attach() to a node:http server on ${on}`,
-    skip: false,
-    async start(use) {
-      const http = createServer((_req, res) => res.end("not a WebSocket"));
-      const ws = attach(http, new App().use(...use), { maxMessageBytes: MAX_MESSAGE });
-      await new Promise<void>((resolve) => http.listen(0, "127.0.0.1", resolve));
-      const { port } = http.address() as AddressInfo;
-      return {
-        url: `ws://127.0.0.1:${port}/`,
-        async close() {
-          await ws.close();
-          await new Promise((done) => http.close(done));
-        },
-      };
-    },
-  },
-  {
-    name: `serve() native on ${on}`,
-    skip: on === "node" && "Deno and Bun only",
-    async start(use) {
-      const server = await serve(new App().use(...use), { port: 0, hostname: "127.0.0.1", transport: "native", maxMessageBytes: MAX_MESSAGE });
-      return { url: server.url, close: () => server.close() };
-    },
-  },
-  {
-    name: `a Hono route (@hono/node-server + injectWebSocket() on ${on})`,
-    skip: false,
-    async start(use) {
-      const hono = new Hono();
-      hono.get("/ws", upgradeWebSocket(() => ({}), { use, maxMessageBytes: MAX_MESSAGE }));
-      let resolve!: (port: number) => void;
-      const listening = new Promise<number>((done) => (resolve = done));
-      const server = serveNodeServer({ fetch: hono.fetch, port: 0, hostname: "127.0.0.1", overrideGlobalObjects: false }, (info) => resolve(info.port));
-      const ws = injectWebSocket(server as Parameters<typeof injectWebSocket>[0], hono);
-      const port = await within(listening, 5000, "node-server listening");
-      return {
-        url: `ws://127.0.0.1:${port}/ws`,
-        async close() {
-          await ws.close();
-          (server as { closeAllConnections?(): void }).closeAllConnections?.();
-          await new Promise((done) => server.close(done));
-        },
-      };
-    },
-  },
-  {
-    name: "a Hono route (Deno.serve(app.fetch))",
-    skip: on !== "deno" && "Deno only",
-    async start(use) {
-      const hono = new Hono();
-      hono.get("/ws", upgradeWebSocket(() => ({}), { use, maxMessageBytes: MAX_MESSAGE }));
-      const deno = (globalThis as any).Deno;
-      let resolve!: (port: number) => void;
-      const listening = new Promise<number>((done) => (resolve = done));
-      const server = deno.serve({ port: 0, hostname: "127.0.0.1", onListen: (addr: { port: number }) => resolve(addr.port) }, hono.fetch);
-      const port = await within(listening, 5000, "Deno.serve listening");
-      return { url: `ws://127.0.0.1:${port}/ws`, close: () => server.shutdown() };
-    },
-  },
-  {
-    name: "a Hono route (Bun.serve({ fetch: app.fetch, websocket }))",
-    skip: on !== "bun" && "Bun only",
-    start(use) {
-      const hono = new Hono();
-      hono.get("/ws", upgradeWebSocket(() => ({}), { use, maxMessageBytes: MAX_MESSAGE }));
-      const server = (globalThis as any).Bun.serve({ port: 0, hostname: "127.0.0.1", fetch: hono.fetch, websocket });
-      return Promise.resolve({ url: `ws://127.0.0.1:${server.port}/ws`, close: () => server.stop(true) });
-    },
-  },
-];
-
-/** A duplex.v1 client by hand: sends JSON, keeps every server message. */
-class V1 {
-  readonly ws: WebSocket;
-  readonly messages: ServerMessage[] = [];
-  readonly closed: Promise<{ code: number; reason: string }>;
-
-  private constructor(url: string) {
-    this.ws = new WebSocket(url, ["duplex.v1"], { perMessageDeflate: false, maxPayload: 64 * 1024 * 1024 });
-    this.ws.on("message", (data: Buffer, isBinary: boolean) => {
-      const m = isBinary ? "binary" : decodeServer(data.toString());
-      if (typeof m === "string") throw new Error(`not a server message: ${m}`);
-      this.messages.push(m);
-    });
-    this.ws.on("error", () => {});
-    this.closed = new Promise((resolve) => this.ws.on("close", (code: number, reason: Buffer) => resolve({ code, reason: reason.toString() })));
-  }
-
-  static async open(url: string): Promise<V1> {
-    const c = new V1(url);
-    await within(new Promise<void>((resolve, reject) => (c.ws.once("open", () => resolve()), c.ws.once("error", reject))), 5000, "open");
-    assert.equal(c.ws.protocol, "duplex.v1");
-    return c;
-  }
-
-  send(message: ClientMessage): void {
-    this.ws.send(encode(message));
-  }
-
-  of<T extends ServerMessage["type"]>(type: T, id?: number): Extract<ServerMessage, { type: T }>[] {
-    return this.messages.filter((m) => m.type === type && (id === undefined || (m as { id?: number }).id === id)) as Extract<ServerMessage, { type: T }>[];
-  }
-
-  /** The final answer (result or error) of a call. */
-  answer(id: number): ServerMessage | undefined {
-    return this.messages.find((m) => (m.type === "result" || m.type === "error") && m.id === id);
-  }
-
-  wait(check: (c: V1) => boolean, what: string, ms = 5000): Promise<void> {
-    return until(() => check(this), ms, what);
-  }
-
-  async call(message: Extract<ClientMessage, { type: "call" }>, ms = 5000): Promise<ServerMessage> {
-    this.send(message);
-    await this.wait((c) => c.answer(message.id) !== undefined, `answer to ${message.name} #${message.id}`, ms);
-    return this.answer(message.id)!;
-  }
-}
+const targets = serverTargets(["raw", "attach", "native", "honoNode", "honoDeno", "honoBun"], { maxMessageBytes: MAX_MESSAGE });
 
 /** Handlers that record what ran; `tail` yields big items so a paused reader fills the socket. */
 function handlers() {
@@ -218,7 +74,7 @@ for (const target of targets) {
       const server = await target.start([served, ...extra]);
       running.push(server);
       const open = async () => {
-        const c = await V1.open(server.url);
+        const c = assertV1(await V1.open(server.url));
         clients.push(c);
         return c;
       };
