@@ -1445,8 +1445,8 @@ async function main(): Promise<void> {
     ...(fanoutOn ? [...fanoutTable, ``] : []),
     ...(honoOn ? [...honoTable, ``] : []),
     ...(deflateOn ? [...deflateTable, ``] : []),
-    ...(reliableOn ? [...reliableSection(failures), ``] : []),
-    ...(contractOn ? [...contractSection(failures), ``] : []),
+    ...(reliableOn ? [...scriptSection("reliable", "reliable delivery", failures), ``] : []),
+    ...(contractOn ? [...scriptSection("contract", "validated calls", failures), ``] : []),
     ...(failures.length > 0 ? [`## Failures`, ``, ...failures.map((f) => `- ${f}`), ``] : []),
     `## Runs`,
     ``,
@@ -1475,38 +1475,20 @@ async function main(): Promise<void> {
 }
 
 /**
- * The `reliable` part: `bench/reliable.ts` in its own process (it drives
- * its own server), its markdown section as it printed it.
+ * A part that is a bench script of its own (`reliable`: `bench/reliable.ts`,
+ * `contract`: `bench/contract.ts`), run in its own process (it drives its
+ * own server): its markdown section as it printed it.
  */
-function reliableSection(failures: string[]): string[] {
-  console.log("\n== reliable delivery (bench/reliable.ts)");
-  const run = spawnSync(process.execPath, ["--import", "tsx", `${BENCH}reliable.ts`], {
+function scriptSection(part: "reliable" | "contract", title: string, failures: string[]): string[] {
+  console.log(`\n== ${title} (bench/${part}.ts)`);
+  const run = spawnSync(process.execPath, ["--import", "tsx", `${BENCH}${part}.ts`], {
     cwd: ROOT,
     env: { ...process.env, BENCH_REPS: String(REPS) },
     encoding: "utf8",
     stdio: ["ignore", "pipe", "inherit"],
     timeout: 900_000,
   });
-  if (run.status !== 0) failures.push(`reliable: bench/reliable.ts exited with ${run.status ?? run.signal}`);
-  const section = run.stdout.trim().split("\n");
-  console.log(section.join("\n"));
-  return section;
-}
-
-/**
- * The `contract` part: `bench/contract.ts` in its own process (it drives
- * its own server), its markdown section as it printed it.
- */
-function contractSection(failures: string[]): string[] {
-  console.log("\n== validated calls (bench/contract.ts)");
-  const run = spawnSync(process.execPath, ["--import", "tsx", `${BENCH}contract.ts`], {
-    cwd: ROOT,
-    env: { ...process.env, BENCH_REPS: String(REPS) },
-    encoding: "utf8",
-    stdio: ["ignore", "pipe", "inherit"],
-    timeout: 900_000,
-  });
-  if (run.status !== 0) failures.push(`contract: bench/contract.ts exited with ${run.status ?? run.signal}`);
+  if (run.status !== 0) failures.push(`${part}: bench/${part}.ts exited with ${run.status ?? run.signal}`);
   const section = run.stdout.trim().split("\n");
   console.log(section.join("\n"));
   return section;
