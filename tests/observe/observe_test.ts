@@ -8,7 +8,7 @@ import { after, before, describe, it } from "node:test";
 import * as otel from "@opentelemetry/api";
 import { type MetricData, MeterProvider, MetricReader, type ResourceMetrics } from "@opentelemetry/sdk-metrics";
 import { InMemorySpanExporter, type ReadableSpan, SimpleSpanProcessor, TracerProvider } from "@opentelemetry/sdk-trace";
-import { App, CloseError, observe, type Observer, runtime, type Server, serve, type TransportName } from "../../mod.ts";
+import { App, CloseError, MemoryTopicLog, observe, type Observer, reliable, runtime, type Server, serve, type TransportName } from "../../mod.ts";
 import { Client, rawHandshake, until, upgradeRequest } from "../runtimes/_helpers.ts";
 import { encodeFrame } from "../runtimes/_wsclient.ts";
 
@@ -206,6 +206,38 @@ describe(`observe(): snapshot and closePeer on ${runtime()}`, () => {
       await two.closed;
     } finally {
       await server.close();
+    }
+  });
+});
+
+describe(`observe(): recovery results of reliable() on ${runtime()}`, () => {
+  it("exports fresh, recovered and gap subscriptions", async () => {
+    const live = reliable({ log: new MemoryTopicLog({ maxMessages: 2 }) });
+    const reader = new TestReader();
+    const meterProvider = new MeterProvider({ readers: [reader] });
+    const obs = observe({ reliable: live, meter: meterProvider.getMeter("t") });
+    const server = await serve(new App().use(obs, live), { port: 0, hostname: "127.0.0.1" });
+    try {
+      let epoch = "";
+      for (let i = 1; i <= 4; i++) epoch = (await live.publish("t", `m${i}`)).epoch;
+      const c = await Client.open(`ws://127.0.0.1:${server.port}/`, "duplex.v1");
+      c.ws.send(JSON.stringify({ type: "subscribe", id: 1, topic: "t", from: "now" }));
+      c.ws.send(JSON.stringify({ type: "subscribe", id: 2, topic: "u", from: { epoch, offset: 0 } }));
+      c.ws.send(JSON.stringify({ type: "subscribe", id: 3, topic: "t", from: { epoch, offset: 3 } }));
+      const c2 = await Client.open(`ws://127.0.0.1:${server.port}/`, "duplex.v1");
+      c2.ws.send(JSON.stringify({ type: "subscribe", id: 1, topic: "t", from: { epoch, offset: 0 } }));
+      await until(() => live.stats.fresh + live.stats.recovered + live.stats.gap === 4, 3000, "four answers");
+      const results = (await reader.collect()).resourceMetrics;
+      const by = (result: string) => value(results, "duplex.reliable.subscriptions", { "duplex.reliable.result": result });
+      assert.deepEqual([by("fresh"), by("recovered"), by("gap")], [live.stats.fresh, live.stats.recovered, live.stats.gap]);
+      assert.equal(live.stats.recovered, 1, "offset 3 of t is still there");
+      assert.ok(live.stats.gap >= 1, "offset 0 of t was trimmed");
+      c.ws.close();
+      c2.ws.close();
+      await Promise.all([c.closed, c2.closed]);
+    } finally {
+      await server.close();
+      await live.close();
     }
   });
 });
