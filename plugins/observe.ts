@@ -358,8 +358,6 @@ export interface Observer<S = Record<string, unknown>> {
    * @throws {UsageError} For a code that may not be sent or a reason over 123 bytes.
    */
   closePeer(id: string, code?: number, reason?: string): boolean;
-  /** Internal: what adapters call (see `plugins/_observer.ts`). */
-  readonly [OBSERVER]: UpgradeObserver;
 }
 
 // ---- the numbers ----
@@ -545,7 +543,7 @@ export function observe<S = Record<string, unknown>>(options: ObserveOptions = {
     },
   };
 
-  const middleware: Observer<S> = {
+  const middleware: Observer<S> & { [OBSERVER]: UpgradeObserver } = {
     [OBSERVER]: observer,
 
     upgrade(ctx, next) {
