@@ -23,7 +23,7 @@ import type {
   UpgradeContext,
 } from "./context.ts";
 import { HttpError } from "./errors.ts";
-import { CLOSED_BY, COUNTS, type ObservedApp, OBSERVER, OPENING_AT, type TrafficCounts, TRANSPORT, type UpgradeObserver } from "./_observer.ts";
+import { CLOSED_BY, COUNTS, type ObservedApp, OBSERVER, type TrafficCounts, TRANSPORT, type UpgradeObserver } from "./_observer.ts";
 
 // ---- OpenTelemetry, structurally (no run-time dependency) ----
 
@@ -490,6 +490,7 @@ export function observe<S = Record<string, unknown>>(options: ObserveOptions = {
 
   const live = new Map<Peer<any>, Tracked>();
   const pending = new Map<string, Pending>();
+  const opening = new WeakMap<object, number>(); // connection → clock time it started
   const series = new Map<string, Series>();
   const refused = new Map<number, number>();
   const closes = new Map<string, { code: number; by: string; route: string; n: number }>();
@@ -537,6 +538,9 @@ export function observe<S = Record<string, unknown>>(options: ObserveOptions = {
       app = owner;
     },
     refused: countRefusal,
+    opening(conn, now) {
+      opening.set(conn, now);
+    },
     backpressure(bytes) {
       buffered.record(bytes, {});
       otel?.buffered.record(bytes, { "duplex.runtime": RUNTIME });
@@ -589,7 +593,7 @@ export function observe<S = Record<string, unknown>>(options: ObserveOptions = {
       const now = ctx.clock.now();
       const p = pending.get(ctx.id);
       pending.delete(ctx.id);
-      const began = (conn as { [OPENING_AT]?: number } | undefined)?.[OPENING_AT] ?? p?.start;
+      const began = (conn === undefined ? undefined : opening.get(conn)) ?? p?.start;
       const route = options.route !== undefined ? String(options.route(ctx)) : routeOf(ctx.request.url, ctx.params);
       const transport = (conn as { [TRANSPORT]?: string } | undefined)?.[TRANSPORT] ?? "raw";
       const s = seriesOf(route, transport);
