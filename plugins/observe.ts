@@ -431,6 +431,10 @@ interface Pending {
   span: ObserveSpan | undefined;
 }
 
+/** Upgrades in progress beyond this many trigger a sweep of those older than PENDING_MAX_MS. */
+const PENDING_SWEEP_AT = 256;
+const PENDING_MAX_MS = 60_000;
+
 const RUNTIME = "Deno" in globalThis ? "deno" : "Bun" in globalThis ? "bun" : "node";
 const SPAN_SERVER = 1;
 const SPAN_CONSUMER = 4;
@@ -565,6 +569,7 @@ export function observe<S = Record<string, unknown>>(options: ObserveOptions = {
           },
         }, parentOf(api, ctx.headers.get("traceparent")) as never);
       }
+      if (pending.size >= PENDING_SWEEP_AT) sweepPending(start);
       pending.set(ctx.id, { start, span });
       const after = () => {
         if (ctx.response !== undefined) refusedByApp(ctx.response.status);
@@ -732,6 +737,20 @@ export function observe<S = Record<string, unknown>>(options: ObserveOptions = {
       return false;
     },
   };
+
+  /**
+   * Forgets upgrades that neither opened nor were reported refused (the
+   * socket went away while the app decided; an app that stopped its chain
+   * without refusing, with no adapter to report the 403): their spans end.
+   */
+  function sweepPending(now: number): void {
+    for (const [id, p] of pending) {
+      if (now - p.start < PENDING_MAX_MS) continue;
+      pending.delete(id);
+      p.span?.setAttribute("duplex.upgrade.outcome", "abandoned");
+      p.span?.end();
+    }
+  }
 
   /** Spans one message as a child of its connection's upgrade span. */
   function spanned(rec: Tracked, ctx: MessageContext<S>, next: Next): void | Promise<void> {
