@@ -182,8 +182,11 @@ export interface ObserveOptions {
   sampleEvery?: number;
   /** A backplane whose `stats` to export (queue, drops): a `RedisBackplane`. */
   backplane?: { readonly stats: Readonly<{ queued: number; queuedBytes: number; dropped: number; published: number; received: number }> };
-  /** A `reliable()` layer whose recovery results to export. */
-  reliable?: { readonly stats: Readonly<{ fresh: number; recovered: number; gap: number }> };
+  /**
+   * A `reliable()` layer: its recovery results are exported, and its topics
+   * (its subscriptions are not in `peer.topics`) listed by `snapshot()`.
+   */
+  reliable?: { readonly stats: Readonly<{ fresh: number; recovered: number; gap: number }>; topics?(): ReadonlyMap<string, number> };
 }
 
 /**
@@ -294,7 +297,7 @@ export interface ObserveSnapshot {
   totals: ObserveTotals;
   /** The open connections. */
   connections: ObservedConnection[];
-  /** Topics with subscribers among the observed connections. */
+  /** Topics with subscribers among the observed connections (and those of `reliable`, when given). */
   topics: { topic: string; subscribers: number }[];
   /** Connections with at least `slowBufferedBytes` buffered, most buffered first. */
   slow: { id: string; buffered: number }[];
@@ -704,6 +707,8 @@ export function observe<S = Record<string, unknown>>(options: ObserveOptions = {
         for (const topic of topicsOf(peer)) topics.set(topic, (topics.get(topic) ?? 0) + 1);
       }
       slow.sort((a, b) => b.buffered - a.buffered);
+      const recoverable = reliable?.topics?.();
+      if (recoverable !== undefined) for (const [topic, n] of recoverable) topics.set(topic, (topics.get(topic) ?? 0) + n);
       const t = totals();
       return {
         at: Date.now(),
