@@ -98,6 +98,21 @@ export {
   type Verify,
 } from "./plugins/auth.ts";
 export { heartbeat, type HeartbeatOptions } from "./plugins/heartbeat.ts";
+export {
+  type ObserveAttributes,
+  type ObservedClose,
+  type ObservedConnection,
+  type ObserveMeter,
+  type ObserveObservable,
+  type ObserveOptions,
+  type ObserveOtelApi,
+  type Observer,
+  type ObserveSnapshot,
+  type ObserveSpan,
+  type ObserveTotals,
+  type ObserveTracer,
+  observe,
+} from "./plugins/observe.ts";
 
 // Pub/sub
 export {
@@ -111,7 +126,7 @@ export {
 } from "./plugins/pubsub.ts";
 
 // Reliable delivery (duplex.v1)
-export { reliable, type Reliable, type ReliableOptions } from "./plugins/reliable.ts";
+export { reliable, type Reliable, type ReliableOptions, type ReliableStats } from "./plugins/reliable.ts";
 export { type Appended, type LogEntry, type LogRead, MemoryTopicLog, type MemoryTopicLogOptions, type TopicLog } from "./plugins/topic_log.ts";
 export type { From, Gap, GapReason, Position, WireErrorCode, WireFailure, WireIssue } from "./client/_wire.ts";
 

@@ -21,6 +21,7 @@
  *   BENCH_ONLY=deflate npm run bench              # permessage-deflate: JSON chat, Duplex and ws, on Node
  *   BENCH_ONLY=reliable npm run bench             # recoverable against plain topics, reconnect storm (bench/reliable.ts)
  *   BENCH_ONLY=contract npm run bench             # validated calls against a bare echo (bench/contract.ts)
+ *   BENCH_ONLY=observe npm run bench              # metrics on (observe()) against off, 32 B echo on Node
  *   BENCH_LOAD=burst npm run bench                # the echo part in one load mode only (frame, burst)
  *
  * For each workload (payload size × text/binary × load mode: "1 frame/write",
@@ -93,8 +94,8 @@ function envList(name: string, fallback: number[]): number[] {
  * against Hono's helper), and permessage-deflate (a JSON chat echo, with
  * and without compression, on Node).
  */
-type Part = "echo" | "memory" | "fanout" | "hono" | "deflate" | "reliable" | "contract";
-const PARTS: readonly Part[] = ["echo", "memory", "fanout", "hono", "deflate", "reliable", "contract"];
+type Part = "echo" | "memory" | "fanout" | "hono" | "deflate" | "reliable" | "contract" | "observe";
+const PARTS: readonly Part[] = ["echo", "memory", "fanout", "hono", "deflate", "reliable", "contract", "observe"];
 
 function selectParts(): Set<Part> {
   const raw = process.env.BENCH_ONLY;
@@ -103,7 +104,7 @@ function selectParts(): Set<Part> {
   if (wanted.length === 0) throw new RangeError(`Invalid BENCH_ONLY: no part in "${raw}"`);
   for (const part of wanted) {
     if (!(PARTS as readonly string[]).includes(part)) {
-      throw new RangeError(`Invalid BENCH_ONLY: unknown part "${part}" (expected echo, memory, fanout, hono, deflate, reliable and/or contract)`);
+      throw new RangeError(`Invalid BENCH_ONLY: unknown part "${part}" (expected echo, memory, fanout, hono, deflate, reliable, contract and/or observe)`);
     }
   }
   return new Set(wanted as Part[]);
@@ -441,8 +442,21 @@ const WORKLOADS: Workload[] = [];
 for (const [size, sizeLabel] of [[32, "32 B"], [1024, "1 KiB"], [65536, "64 KiB"]] as const) {
   for (const kind of ["text", "binary"] as const) WORKLOADS.push({ label: `${sizeLabel} ${kind}`, size, kind, mode: FRAME_MODE });
 }
+/**
+ * The `observe` part (Node): the same App echo (`PIPELINE=app`) with
+ * `observe()` first ("metrics on") and without ("metrics off"), 32 B text
+ * in every load mode. The cost target: on ≥ 0.95× off.
+ */
+const OBSERVE_SERVERS: ServerSpec[] = [
+  { runtime: runtimeOf("node"), name: "metrics off", role: "peer", file: "bench/servers/duplex.ts", env: { PIPELINE: "app" } },
+  { runtime: runtimeOf("node"), name: "metrics on", role: "duplex", file: "bench/servers/duplex.ts", env: { PIPELINE: "app", OBSERVE: "1" } },
+];
+const OBSERVE_TARGET = 0.95;
+
 /** The echo part's workloads: each one in every load mode. */
 const ECHO_WORKLOADS: Workload[] = WORKLOADS.flatMap((w) => LOAD_MODES.map((mode) => ({ ...w, mode })));
+/** The observe part's workloads: 32 B text in every load mode. */
+const OBSERVE_WORKLOADS: Workload[] = ECHO_WORKLOADS.filter((w) => w.size === 32 && w.kind === "text");
 
 /** A fan-out workload: text messages of FANOUT_SIZE bytes, `inflight` of them published and not yet everywhere. */
 interface FanoutWorkload {
@@ -932,6 +946,13 @@ function compileLoadgen(): void {
   if (out.status !== 0) throw new Error(`gcc failed with exit code ${out.status}`);
 }
 
+/** CPU time (user + system) of a process so far, in seconds, from /proc (Linux). */
+function cpuSeconds(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  return (Number(fields[11]) + Number(fields[12])) / 100; // utime, stime in clock ticks (USER_HZ 100)
+}
+
 /** `npm run build`: dist/, which Node servers run Duplex from (bench/_dist_hooks.mjs). */
 function buildPackage(): void {
   const out = spawnSync("npm", ["run", "-s", "build"], { cwd: ROOT, stdio: "inherit" });
@@ -965,6 +986,7 @@ async function main(): Promise<void> {
   const deflateOn = deflateWanted && SELECTED.some((r) => r.name === "node");
   const reliableOn = ONLY.has("reliable");
   const contractOn = ONLY.has("contract");
+  const observeOn = ONLY.has("observe") && SELECTED.some((r) => r.name === "node");
   const startedAt = new Date();
   const commit = sh("git", ["rev-parse", "--short", "HEAD"]);
   const dirty = sh("git", ["status", "--porcelain", "--untracked-files=no"]) !== "" ? ", uncommitted changes" : "";
@@ -977,6 +999,7 @@ async function main(): Promise<void> {
     fanoutOn && "fan-out",
     honoOn && "echo through Hono",
     deflateOn && "permessage-deflate",
+    observeOn && "metrics on vs off",
   ].filter(Boolean);
   const header = [
     `# Duplex benchmark: ${parts.join(", ")} (${SELECTED.map((r) => r.title).join(", ")})`,
@@ -1047,6 +1070,8 @@ async function main(): Promise<void> {
   const memory = new Map<string, MemoryResult[]>(); // key: serverId
   const fanout = new Map<string, FanoutResult[]>(); // key: `${fan-out workload}|${serverId}`
   const deflate = new Map<string, DeflateResult[]>(); // key: serverId
+  const observeLoad = new Map<string, LoadResult[]>(); // key: `${workload}|${serverId}`
+  const observeCpu = new Map<string, number[]>(); // key: as observeLoad; server CPU µs per echoed message
   const failures: string[] = [];
   const raw: string[] = [];
   const key = (w: Workload, s: ServerSpec): string => `${w.label}|${w.mode.name}|${serverId(s)}`;
@@ -1132,6 +1157,31 @@ async function main(): Promise<void> {
         for (const spec of honoOrder) {
           const tag = `[${rep}/${REPS}] ${workload.label.padEnd(13)} ${serverTag(spec)}`;
           await attempt(tag, echoRun(honoLoad, workload, spec));
+        }
+      }
+    }
+    if (observeOn) {
+      const observeOrder = rep % 2 === 1 ? OBSERVE_SERVERS : [...OBSERVE_SERVERS].reverse();
+      for (const workload of OBSERVE_WORKLOADS) {
+        for (const spec of observeOrder) {
+          const tag = `[${rep}/${REPS}] ${`${workload.label}, ${workload.mode.label}`.padEnd(28)} ${serverTag(spec)}`;
+          await attempt(tag, async () => {
+            // Throughput swings with whatever else runs on the machine; the
+            // server's CPU time per message much less: both are reported.
+            const server = await startServer(spec);
+            try {
+              const before = cpuSeconds(server.pid);
+              const result = await runLoad(server, workload, spec.path);
+              const usPerMsg = (cpuSeconds(server.pid) - before) * 1e6 / (result.msgs_per_s * (WARMUP + SECONDS));
+              push(observeLoad, key(workload, spec), result);
+              push(observeCpu, key(workload, spec), usPerMsg);
+              return `${fmtInt(result.msgs_per_s).padStart(9)} msg/s  server ${usPerMsg.toFixed(2)} µs CPU/msg  p50 ${
+                fmtInt(result.p50_us).padStart(7)
+              } µs  p99 ${fmtInt(result.p99_us).padStart(7)} µs`;
+            } finally {
+              await stopServer(server);
+            }
+          });
         }
       }
     }
@@ -1428,6 +1478,34 @@ async function main(): Promise<void> {
     ]
     : [];
 
+  // Metrics on vs off: the cost of observe() on the App echo.
+  const observeRate = (w: Workload, s: ServerSpec): number => median((observeLoad.get(key(w, s)) ?? []).map((r) => r.msgs_per_s));
+  const [metricsOff, metricsOn] = OBSERVE_SERVERS as [ServerSpec, ServerSpec];
+  const observeCost = (w: Workload, s: ServerSpec): number => median(observeCpu.get(key(w, s)) ?? []);
+  const observeTable = [
+    `## Metrics on vs off (Node)`,
+    ``,
+    `The App echo of \`bench/servers/duplex.ts\` (\`PIPELINE=app\`: heartbeat, a middleware on every event, a router) ` +
+    `with \`observe()\` first (no meter: its own counters, what \`prometheus()\` and \`snapshot()\` read) and without. ` +
+    `On/off: msg/s with metrics over msg/s without; the target is at least ${OBSERVE_TARGET}×. Throughput moves with ` +
+    `anything else the machine runs, so the server's CPU time per echoed message (from /proc, over warm-up and ` +
+    `measure, ≈) is given too: off/on CPU is the throughput one CPU-bound server would keep, the fairer ratio.`,
+    ``,
+    `| Workload | Load | Off msg/s | On msg/s | On/off | Off CPU µs/msg | On CPU µs/msg | Off/on CPU | Target | Off p50 / p99 µs | On p50 / p99 µs |`,
+    `|---|---|--:|--:|--:|--:|--:|--:|---|--:|--:|`,
+  ];
+  for (const workload of OBSERVE_WORKLOADS) {
+    const off = observeRate(workload, metricsOff);
+    const on = observeRate(workload, metricsOn);
+    const offCpu = observeCost(workload, metricsOff);
+    const onCpu = observeCost(workload, metricsOn);
+    const met = (ratio: number) => (ratio >= OBSERVE_TARGET ? "met" : "**missed**");
+    observeTable.push(
+      `| ${workload.label} | ${workload.mode.label} | ${fmtInt(off)} | ${fmtInt(on)} | ${fmtRatio(on, off)} | ${offCpu.toFixed(2)} | ${
+        onCpu.toFixed(2)
+      } | ${fmtRatio(offCpu, onCpu)} | ≥ ${OBSERVE_TARGET}: msg/s ${met(on / off)}, CPU ${met(offCpu / onCpu)} | ${fmtLatency(observeLoad.get(key(workload, metricsOff)) ?? [])} | ${fmtLatency(observeLoad.get(key(workload, metricsOn)) ?? [])} |`,
+    );
+  }
   const elapsed = (Date.now() - startedAt.getTime()) / 1000;
   const report = [
     ...header,
@@ -1447,6 +1525,7 @@ async function main(): Promise<void> {
     ...(deflateOn ? [...deflateTable, ``] : []),
     ...(reliableOn ? [...scriptSection("reliable", "reliable delivery", failures), ``] : []),
     ...(contractOn ? [...scriptSection("contract", "validated calls", failures), ``] : []),
+    ...(observeOn ? [...observeTable, ``] : []),
     ...(failures.length > 0 ? [`## Failures`, ``, ...failures.map((f) => `- ${f}`), ``] : []),
     `## Runs`,
     ``,
@@ -1465,6 +1544,7 @@ async function main(): Promise<void> {
   if (fanoutOn) console.log(`\n${fanoutTable.join("\n")}`);
   if (honoOn) console.log(`\n${honoTable.join("\n")}`);
   if (deflateOn) console.log(`\n${deflateTable.join("\n")}`);
+  if (observeOn) console.log(`\n${observeTable.join("\n")}`);
   if (failures.length > 0) {
     console.log(`\n${failures.length} failure(s):\n${failures.join("\n")}`);
     process.exitCode = 1;

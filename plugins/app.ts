@@ -35,6 +35,7 @@ import { Router } from "./router.ts";
 import { checkMiddleware } from "./_check.ts";
 import { INTERNAL_ERROR_REASON } from "../core/_close_reason.ts";
 import { Hub, type PublishOptions, type PubSubOptions, type PubSubStats } from "./pubsub.ts";
+import { OBSERVER, type UpgradeObserver } from "./_observer.ts";
 
 /**
  * Options of an {@linkcode App}: its pub/sub backplane and slow-subscriber
@@ -191,6 +192,31 @@ export class App<S = Record<string, unknown>> implements Handler<S> {
   use(...middleware: Middleware<S>[]): this {
     for (const item of middleware) checkMiddleware(item, PHASES, true);
     this.#pipeline.add(middleware);
+    for (const item of middleware) {
+      // An observe() middleware: the adapters tell it what the pipeline cannot see.
+      const observer = (item as { [OBSERVER]?: UpgradeObserver })[OBSERVER];
+      if (observer === undefined) continue;
+      observer.attach(this);
+      const before = observers.get(this);
+      observers.set(
+        this,
+        before === undefined ? observer : {
+          attach: () => {},
+          refused: (status, id) => {
+            before.refused(status, id);
+            observer.refused(status, id);
+          },
+          opening: (conn, now) => {
+            before.opening?.(conn, now);
+            observer.opening?.(conn, now);
+          },
+          backpressure: (bytes) => {
+            before.backpressure?.(bytes);
+            observer.backpressure?.(bytes);
+          },
+        },
+      );
+    }
     return this;
   }
 
@@ -432,6 +458,17 @@ export class App<S = Record<string, unknown>> implements Handler<S> {
     return new HttpError(500, "Internal Server Error").toResponse();
   }
 }
+
+/** The observers of apps that `use()`d an `observe()` middleware. */
+const observers = new WeakMap<object, UpgradeObserver>();
+
+// What adapters read (see `plugins/_observer.ts`): on the prototype, not in
+// the class body, so that the public type does not carry an internal one.
+Object.defineProperty(App.prototype, OBSERVER, {
+  get(this: object): UpgradeObserver | undefined {
+    return observers.get(this);
+  },
+});
 
 /** The peer an app builds around an adapter's context. */
 class AppPeer<S> implements Peer<S> {

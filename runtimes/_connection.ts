@@ -23,6 +23,7 @@ import { type Clock, type Connection, type ConnectionOptions, type Handler, type
 import { bufferFullError, type IdleHandle, type IdleOps, RateLimiter, rateLimitError } from "./_limits.ts";
 import { CONNECTION_DEFAULTS } from "./_options.ts";
 import type { ConnectionSet, Tracked } from "./_registry.ts";
+import { COUNTS, observerOf, type TrafficCounts } from "../plugins/_observer.ts";
 
 const EMPTY = new Uint8Array(0);
 const encoder = new TextEncoder();
@@ -129,6 +130,12 @@ export abstract class ConnectionBase<S> implements Connection<S>, Tracked {
   /** Our place in the server's idle sweep, while open with the idle timeout on. */
   protected idle: IdleHandle | undefined;
   #drainWaiters: (() => void)[] | undefined; // allocated by the first drained() that waits
+  /** Messages handed to the `message` hook (for observers: plain counts, read when they collect). */
+  protected messagesIn = 0;
+  /** Messages accepted by `send()`. */
+  protected messagesOut = 0;
+  /** Bytes handed to the socket. */
+  protected bytesOut = 0;
 
   /**
    * @param handler The application's hooks.
@@ -145,6 +152,8 @@ export abstract class ConnectionBase<S> implements Connection<S>, Tracked {
     this.closeTimeoutMs = options.closeTimeoutMs ?? DEFAULT_LIMITS.closeTimeoutMs;
     this.#idleTimeoutMs = options.idleTimeoutMs ?? CONNECTION_DEFAULTS.idleTimeoutMs;
     this.#rate = options.rateLimit === undefined ? undefined : new RateLimiter(options.rateLimit, this.clock);
+    // An observer times the handshake from here; it keeps the time, not the connection.
+    observerOf(handler)?.opening?.(this, this.clock.now());
     set.add(this);
   }
 
@@ -181,6 +190,11 @@ export abstract class ConnectionBase<S> implements Connection<S>, Tracked {
   /** Whether the output is below the high-water mark with nothing left to hand over. */
   protected abstract readonly outputIdle: boolean;
 
+  /** For observers: what this connection carried so far. */
+  get [COUNTS](): TrafficCounts {
+    return { messagesIn: this.messagesIn, messagesOut: this.messagesOut, bytesIn: this.received, bytesOut: this.bytesOut };
+  }
+
   // ---- Connection ----
 
   /** Payload bytes (native) or socket bytes (raw) received so far. */
@@ -195,6 +209,7 @@ export abstract class ConnectionBase<S> implements Connection<S>, Tracked {
   send(data: MessageData, options?: SendOptions): boolean {
     if (!this.sendable) return this.#refuse(data);
     if ((this.needDrain || this.capAlways) && this.#overCap()) return false;
+    this.messagesOut++;
     return this.write(data, options);
   }
 
@@ -202,6 +217,7 @@ export abstract class ConnectionBase<S> implements Connection<S>, Tracked {
   sendPrepared(message: PreparedMessage): boolean {
     if (!this.sendable) return this.#refuse(message.data);
     if ((this.needDrain || this.capAlways) && this.#overCap()) return false;
+    this.messagesOut++;
     return this.writePrepared(message);
   }
 
@@ -260,6 +276,12 @@ export abstract class ConnectionBase<S> implements Connection<S>, Tracked {
     if (rate === undefined || rate.take()) return false;
     if (rate.action === "close") this.peerFault(rateLimitError());
     return true;
+  }
+
+  /** The output went over the high-water mark: an observer records how much waits. */
+  protected backpressured(): void {
+    const observer = observerOf(this.handler);
+    if (observer?.backpressure !== undefined) observer.backpressure(this.bufferedAmount);
   }
 
   /** The output drained below the high-water mark: resolves the `drained()` waiters. */
