@@ -86,7 +86,7 @@ export interface RedisTopicLogOptions {
    * quits them in `close()`. See {@linkcode RedisLogClient}.
    */
   createClient: (role: "commands" | "subscriber") => RedisLogClient;
-  /** Put before every key and channel, so that apps sharing a Redis keep apart. Default `"duplex:"`. */
+  /** Put before every key and channel, so that apps sharing a Redis keep apart; no `{` or `}`. Default `"duplex:"`. */
   prefix?: string;
   /** Most entries kept per topic; the oldest go first (exact, in the append itself). Default 10,000. */
   maxMessages?: number;
@@ -339,7 +339,8 @@ interface Side {
  * retried publish is stored once whichever process receives it.
  *
  * **Keys.** A topic `T` uses three keys that share the hash tag `{T}`, so
- * that in a Redis Cluster a topic lives in one slot: `${prefix}{T}:s` (a
+ * that in a Redis Cluster a topic lives in one slot (in the tag, `%` and `}`
+ * of the topic are written `%25` and `%7D`): `${prefix}{T}:s` (a
  * stream: the entries, id `${offset}-0`, fields `d` data, `b` `"1"` when
  * binary, `k` idempotency key, `t` Redis time in ms), `${prefix}{T}:m` (a
  * hash: `epoch`, `last` offset, and why offsets before the oldest held are
@@ -420,7 +421,9 @@ export class RedisTopicLog implements TopicLog {
       throw new UsageError("ERR_INVALID_OPTION", "Invalid option: createClient must be a function that returns a Redis client");
     }
     const prefix = options.prefix ?? "duplex:";
-    if (typeof prefix !== "string") throw new UsageError("ERR_INVALID_OPTION", `Invalid option: prefix must be a string, got ${describeValue(prefix)}`);
+    if (typeof prefix !== "string" || /[{}]/.test(prefix)) {
+      throw new UsageError("ERR_INVALID_OPTION", `Invalid option: prefix must be a string without { or } (the topic is the hash tag), got ${describeValue(prefix)}`);
+    }
     const onError = options.onError ?? ((error: unknown) => console.error("duplex: redis log:", error));
     if (typeof onError !== "function") {
       throw new UsageError("ERR_INVALID_OPTION", `Invalid option: onError must be a function, got ${describeValue(onError)}`);
@@ -450,7 +453,7 @@ export class RedisTopicLog implements TopicLog {
    * ```
    */
   keys(topic: string): { stream: string; meta: string; keys: string; channel: string } {
-    const base = `${this.#prefix}{${topic}}:`;
+    const base = `${this.#prefix}{${topic.replace(/[%}]/g, (c) => (c === "%" ? "%25" : "%7D"))}}:`;
     return { stream: `${base}s`, meta: `${base}m`, keys: `${base}k`, channel: `${base}c` };
   }
 
@@ -528,9 +531,10 @@ export class RedisTopicLog implements TopicLog {
 
   /**
    * Hands every entry appended to `topic` from now on (by any process) to
-   * `listener`, in offset order, once. The first listener of a topic
-   * subscribes to its channel; entries appended before that took effect are
-   * not handed on.
+   * `listener`, in offset order, once. The first listener of a topic reads
+   * the topic's last offset and subscribes to its channel: what is appended
+   * after that read is handed on (some of it once `SUBSCRIBE` is answered,
+   * read from the stream).
    *
    * @param topic The topic.
    * @param listener Gets each entry; a throw is reported to `onError`.
@@ -559,6 +563,8 @@ export class RedisTopicLog implements TopicLog {
         removed: false,
       };
       this.#watched.set(channel, w);
+      // The cursor is read now; once SUBSCRIBE is answered, what came after it is read too.
+      void this.#sync(w);
       if (this.#ready(sub)) this.#subscribeAll([w]);
       this.#armTouch();
     }
