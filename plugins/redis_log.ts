@@ -83,7 +83,9 @@ export interface RedisTopicLogOptions {
    * once for the `"commands"` (appends and reads), once for the
    * `"subscriber"` (live entries; a subscribed Redis connection can send
    * nothing else). Each call must return a new client. The log owns them: it
-   * quits them in `close()`. See {@linkcode RedisLogClient}.
+   * quits them in `close()`. See {@linkcode RedisLogClient}. With ioredis,
+   * `autoResendUnfulfilledCommands: false` keeps a command that was lost
+   * with its connection (and reported failed) from running later.
    */
   createClient: (role: "commands" | "subscriber") => RedisLogClient;
   /** Put before every key and channel, so that apps sharing a Redis keep apart; no `{` or `}`. Default `"duplex:"`. */
@@ -306,6 +308,8 @@ interface Watched {
   /** The cursor: the epoch and offset handed to the listeners last; `undefined` before the first sync. */
   epoch: string | undefined;
   last: number;
+  /** Epochs it moved on from, newest last (a late entry of one is skipped). */
+  retired: string[];
   /** SUBSCRIBE answered on the current subscriber connection. */
   subscribed: boolean;
   /** A catch-up from the stream is running. */
@@ -553,6 +557,7 @@ export class RedisTopicLog implements TopicLog {
         listeners: new Set(),
         epoch: undefined,
         last: 0,
+        retired: [],
         subscribed: false,
         syncing: false,
         dirty: false,
@@ -768,18 +773,35 @@ export class RedisTopicLog implements TopicLog {
       return this.#report(new BackplaneError("ERR_BACKPLANE_MESSAGE", `A message on Redis channel ${JSON.stringify(w.channel)} is not a log entry; skipped`));
     }
     if (w.syncing || w.epoch === undefined) return this.#hold(w, entry);
-    if (entry.epoch !== w.epoch) {
-      // A new history: from its first entry on, read from the stream if this is not it.
-      if (entry.offset === 1) return this.#hand(w, entry);
-      w.epoch = entry.epoch;
-      w.last = 0;
-      this.#hold(w, entry);
-      return void this.#sync(w);
-    }
-    if (entry.offset <= w.last) return; // handed on already (by a catch-up)
-    if (entry.offset === w.last + 1) return this.#hand(w, entry);
+    if (this.#offer(w, entry)) return;
     this.#hold(w, entry); // a hole: the stream has what is missing
     void this.#sync(w);
+  }
+
+  /**
+   * Hands a live entry on if it is the next one; skips it if handed on
+   * already (or of an epoch left behind). `false`: entries are missing
+   * before it (a hole, or a new epoch not from its start): read the stream.
+   */
+  #offer(w: Watched, entry: LogEntry): boolean {
+    if (entry.epoch !== w.epoch) {
+      if (w.retired.includes(entry.epoch)) return true;
+      this.#newEpoch(w, entry.epoch);
+    }
+    if (entry.offset <= w.last) return true;
+    if (entry.offset !== w.last + 1) return false;
+    this.#hand(w, entry);
+    return true;
+  }
+
+  /** The topic's history is a new one: the cursor starts before its first entry. */
+  #newEpoch(w: Watched, epoch: string): void {
+    if (w.epoch !== undefined) {
+      w.retired.push(w.epoch);
+      if (w.retired.length > 8) w.retired.shift();
+    }
+    w.epoch = epoch;
+    w.last = 0;
   }
 
   #hold(w: Watched, entry: LogEntry): void {
@@ -791,9 +813,8 @@ export class RedisTopicLog implements TopicLog {
     }
   }
 
-  /** Hands an entry to the listeners and moves the cursor. */
+  /** Hands an entry (of the cursor's epoch) to the listeners and moves the cursor. */
   #hand(w: Watched, entry: LogEntry): void {
-    w.epoch = entry.epoch;
     w.last = entry.offset;
     for (const listener of [...w.listeners]) {
       try {
@@ -836,10 +857,7 @@ export class RedisTopicLog implements TopicLog {
             await this.#rewound(w, read.last);
             continue;
           }
-          if (read.epoch !== w.epoch) {
-            w.epoch = read.epoch;
-            w.last = 0;
-          }
+          if (read.epoch !== w.epoch) this.#newEpoch(w, read.epoch);
           for (const entry of read.entries) if (entry.offset > w.last) this.#hand(w, entry);
           if (w.removed) return;
           if (read.entries.length === 0 || w.last >= read.last) break;
@@ -848,22 +866,10 @@ export class RedisTopicLog implements TopicLog {
         const held = w.held;
         w.held = [];
         for (const entry of held) {
-          if (entry.epoch !== w.epoch) {
-            if (entry.offset === 1) {
-              this.#hand(w, entry);
-              continue;
-            }
-            w.epoch = entry.epoch;
-            w.last = 0;
-            w.dirty = true;
+          if (!this.#offer(w, entry)) {
+            w.dirty = true; // the rest is read from the stream in the next round
             break;
           }
-          if (entry.offset <= w.last) continue;
-          if (entry.offset !== w.last + 1) {
-            w.dirty = true;
-            break;
-          }
-          this.#hand(w, entry);
         }
         if (w.overflow) w.dirty = true;
       } while (w.dirty && !w.removed && this.#closing === undefined);

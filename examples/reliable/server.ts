@@ -54,8 +54,14 @@ async function redisLog(url: string): Promise<TopicLog> {
   const { Redis } = await import("ioredis");
   const { RedisTopicLog } = await import("../../plugins/redis.ts");
   return new RedisTopicLog({
-    // Reconnect quickly (at most 1 s apart): the log fails commands fast meanwhile.
-    createClient: (role) => new Redis(url, { connectionName: `duplex-${role}`, retryStrategy: (n: number) => Math.min(50 * n, 1000) }),
+    // Reconnect quickly (at most 1 s apart): the log fails commands fast meanwhile, and a
+    // command lost with its connection (reported failed) does not run later.
+    createClient: (role) =>
+      new Redis(url, {
+        connectionName: `duplex-${role}`,
+        retryStrategy: (n: number) => Math.min(50 * n, 1000),
+        autoResendUnfulfilledCommands: false,
+      }),
     maxMessages: history,
     maxAgeMs,
     onError: (error) => console.error("redis log:", error instanceof Error ? error.message : error),

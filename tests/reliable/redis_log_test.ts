@@ -266,6 +266,37 @@ describe(`RedisTopicLog on a real Redis${skip ? ` (skipped: ${skip})` : ""}`, { 
     assert.deepEqual((await b.read(topic, { epoch, offset: 2 }, 10)).gap, { reason: "epoch", epoch, from: 3 });
     await until(() => got.length === 1);
     assert.deepEqual(got, [{ epoch: after.epoch, offset: 1, data: "after the flush" }], "the watch hands on the new epoch");
+    // A late message of the old epoch is skipped; one in no known format is reported and skipped.
+    const channel = a.keys(topic).channel;
+    await admin.publish(channel, `${epoch}\n2\n0\nstale`);
+    await admin.publish(channel, "not an entry");
+    await a.append(topic, "next");
+    await until(() => got.length === 2);
+    await delay(50);
+    assert.deepEqual(got.map((e) => [e.epoch, e.offset, e.data]), [[after.epoch, 1, "after the flush"], [after.epoch, 2, "next"]]);
+    assert.ok(b.errors.some((e) => e instanceof BackplaneError && e.code === "ERR_BACKPLANE_MESSAGE"));
+  });
+
+  it("starts a new epoch when Redis holds less than was handed on (its persistence lost acked entries)", async () => {
+    const a = open();
+    const b = open();
+    const topic = fresh();
+    const w = await watching(b, topic, a);
+    let epoch = "";
+    for (let i = 0; i < 10; i++) epoch = (await a.append(topic, `m${i}`)).epoch;
+    await until(() => w.got.length === 10);
+    // As if Redis restarted from an older snapshot: the last five entries are gone, `last` went back.
+    const k = a.keys(topic);
+    const last = w.after + 10;
+    await admin.xdel(k.stream, ...Array.from({ length: 5 }, (_, i) => `${last - i}-0`));
+    await admin.hset(k.meta, "last", String(last - 5));
+    await admin.call("CLIENT", "KILL", "TYPE", "pubsub"); // the watch reconnects and catches up
+    await until(() => b.errors.some((e) => e instanceof BackplaneError && e.code === "ERR_REDIS_REWOUND"), 5000, "ERR_REDIS_REWOUND");
+    const next = await a.append(topic, "after");
+    assert.notEqual(next.epoch, epoch, "a new epoch: the old offsets are never reused within one");
+    assert.equal(next.offset, 1);
+    await until(() => w.got.length === 11);
+    assert.deepEqual(w.got.at(-1), { epoch: next.epoch, offset: 1, data: "after" });
   });
 
   it("hands live entries in order, once, to every watcher of every log; unwatching unsubscribes", async () => {
