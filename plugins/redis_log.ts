@@ -102,8 +102,10 @@ export interface RedisTopicLogOptions {
   maxMessageBytes?: number;
   /**
    * How long a command may take, waiting for a connection included, before
-   * it is rejected (the reliable layer then answers `unavailable`). Default
-   * 2,000.
+   * it is rejected (the reliable layer then answers `unavailable`). The
+   * subscriber connection is pinged every five times this, the commands one
+   * after a command took too long, and either is reconnected when the ping
+   * takes longer too. Default 2,000.
    */
   commandTimeoutMs?: number;
   /** Where failures of the live path go (a lost subscriber connection, a failed catch-up); once per outage. Default: `console.error`. */
@@ -334,6 +336,8 @@ interface Side {
   readonly waiting: Set<() => void>;
   /** This outage was reported already. */
   reported: boolean;
+  /** A ping is checking that the connection is alive. */
+  probing: boolean;
 }
 
 /**
@@ -411,6 +415,9 @@ export class RedisTopicLog implements TopicLog {
   /** Watched topics by channel. */
   readonly #watched = new Map<string, Watched>();
   #touchTimer: ReturnType<typeof setTimeout> | undefined;
+  /** How often watched topics catch up and keep their keys alive, and when they last did. */
+  readonly #touchMs: number;
+  #lastTouch = Date.now();
   #closing: Promise<void> | undefined;
 
   /**
@@ -439,6 +446,7 @@ export class RedisTopicLog implements TopicLog {
     this.#maxMessageBytes = positiveIntegerOption("maxMessageBytes", options.maxMessageBytes, 1024 * 1024);
     this.#timeoutMs = positiveIntegerOption("commandTimeoutMs", options.commandTimeoutMs, 2000);
     this.#ttlMs = this.#maxAgeMs * 2;
+    this.#touchMs = Math.max(10, Math.min(this.#maxAgeMs / 2, 60_000));
     this.#onError = onError;
   }
 
@@ -625,7 +633,7 @@ export class RedisTopicLog implements TopicLog {
     if (other !== undefined && other.client === client) {
       throw new UsageError("ERR_INVALID_OPTION", "Invalid option: createClient must return a new client on every call (commands and subscriber)");
     }
-    const side: Side = { role, client, waiting: new Set(), reported: false };
+    const side: Side = { role, client, waiting: new Set(), reported: false, probing: false };
     if (role === "commands") this.#commands = side;
     else this.#subscriber = side;
     client.on("ready", () =>
@@ -684,16 +692,20 @@ export class RedisTopicLog implements TopicLog {
     }
   }
 
-  /** Sends a command once the client is ready, and rejects if that and its answer take past `deadline`. */
-  async #command(side: Side, deadline: number, run: () => Promise<unknown>): Promise<unknown> {
+  /**
+   * Sends a command once the client is ready, and rejects if that and its
+   * answer take past `deadline` (then, unless `probe` is false, checks that
+   * the connection is alive).
+   */
+  async #command(side: Side, deadline: number, run: () => Promise<unknown>, probe = true): Promise<unknown> {
     if (!this.#ready(side)) await this.#whenReady(side, deadline);
     this.#check();
     let timer: ReturnType<typeof setTimeout> | undefined;
     const timeout = new Promise<never>((_, reject) => {
-      timer = setTimeout(
-        () => reject(new BackplaneError("ERR_REDIS_TIMEOUT", `Redis did not answer within ${this.#timeoutMs} ms; the command may still run`)),
-        Math.max(0, deadline - Date.now()),
-      );
+      timer = setTimeout(() => {
+        reject(new BackplaneError("ERR_REDIS_TIMEOUT", `Redis did not answer within ${this.#timeoutMs} ms; the command may still run`));
+        if (probe) this.#probe(side);
+      }, Math.max(0, deadline - Date.now()));
     });
     let sent: Promise<unknown>;
     try {
@@ -907,17 +919,49 @@ export class RedisTopicLog implements TopicLog {
     await this.#eval(RESET, [k.stream, k.meta, k.keys], [w.epoch!, w.last]);
   }
 
-  /** Every min(maxAgeMs / 2, 60 s): each watched topic catches up (a safety net) and keeps its keys alive. */
+  /**
+   * While topics are watched, a timer: every `5 × commandTimeoutMs` (10 s by
+   * default) the subscriber connection is pinged, and reconnected if it does
+   * not answer in time (a connection dead without a word: a partition, a NAT
+   * that forgot it; TCP would notice after minutes); every min(maxAgeMs / 2,
+   * 60 s) each watched topic catches up (a safety net) and keeps its keys
+   * alive.
+   */
   #armTouch(): void {
     if (this.#touchTimer !== undefined || this.#closing !== undefined) return;
-    const every = Math.max(10, Math.min(this.#maxAgeMs / 2, 60_000));
+    const every = Math.min(this.#timeoutMs * 5, this.#touchMs);
     this.#touchTimer = setTimeout(() => {
       this.#touchTimer = undefined;
       if (this.#watched.size === 0 || this.#closing !== undefined) return;
-      for (const w of this.#watched.values()) if (w.subscribed && !w.syncing && w.retry === undefined) void this.#sync(w);
+      this.#probe(this.#subscriber);
+      const now = Date.now();
+      if (now - this.#lastTouch >= this.#touchMs) {
+        this.#lastTouch = now;
+        for (const w of this.#watched.values()) if (w.subscribed && !w.syncing && w.retry === undefined) void this.#sync(w);
+      }
       this.#armTouch();
     }, every);
     unref(this.#touchTimer);
+  }
+
+  /**
+   * Pings a connection (the subscriber now and then, the commands one after
+   * a command timed out) and reconnects it when the ping times out too: a
+   * connection that went silent is replaced in seconds.
+   */
+  #probe(side: Side | undefined): void {
+    if (side === undefined || side.probing || this.#closing !== undefined || !this.#ready(side)) return;
+    side.probing = true;
+    const client = side.client;
+    this.#command(side, Date.now() + this.#timeoutMs, () => client.callBuffer("ping"), false).then(
+      () => void (side.probing = false),
+      (error) => {
+        side.probing = false;
+        if (this.#closing !== undefined || !this.#ready(side) || (error as { code?: unknown }).code !== "ERR_REDIS_TIMEOUT") return;
+        this.#report(new BackplaneError("ERR_REDIS_DISCONNECTED", `Redis ${side.role} connection unresponsive, reconnecting: ${errorMessage(error)}`, error));
+        (client as { disconnect(reconnect?: boolean): void }).disconnect(true);
+      },
+    );
   }
 
   // ---- errors ----
