@@ -333,27 +333,32 @@ describe(`RedisTopicLog on a real Redis${skip ? ` (skipped: ${skip})` : ""}`, { 
     assert.ok(b.errors.some((e) => e instanceof BackplaneError && e.code === "ERR_BACKPLANE_MESSAGE"));
   });
 
-  it("starts a new epoch when Redis holds less than was handed on (its persistence lost acked entries)", SLOW, async () => {
-    const a = open();
-    const b = open();
-    const topic = fresh();
-    const w = await watching(b, topic, a);
-    let epoch = "";
-    for (let i = 0; i < 10; i++) epoch = (await a.append(topic, `m${i}`)).epoch;
-    await until(() => w.got.length === 10);
-    // As if Redis restarted from an older snapshot: the last five entries are gone, `last` went back.
-    const k = a.keys(topic);
-    const last = w.after + 10;
-    await admin.xdel(k.stream, ...Array.from({ length: 5 }, (_, i) => `${last - i}-0`));
-    await admin.hset(k.meta, "last", String(last - 5));
-    await admin.call("CLIENT", "KILL", "TYPE", "pubsub"); // the watch reconnects and catches up
-    await until(() => b.errors.some((e) => e instanceof BackplaneError && e.code === "ERR_REDIS_REWOUND"), 5000, "ERR_REDIS_REWOUND");
-    const next = await a.append(topic, "after");
-    assert.notEqual(next.epoch, epoch, "a new epoch: the old offsets are never reused within one");
-    assert.equal(next.offset, 1);
-    await until(() => w.got.length === 11);
-    assert.deepEqual(w.got.at(-1), { epoch: next.epoch, offset: 1, data: "after" });
-  });
+  for (const refilled of [false, true]) {
+    it(`starts a new epoch when Redis lost entries that were handed on (${refilled ? "their offsets taken again by new appends" : "it ends before the cursor"})`, SLOW, async () => {
+      const a = open();
+      const b = open();
+      const topic = fresh();
+      const w = await watching(b, topic, a);
+      let epoch = "";
+      for (let i = 0; i < 10; i++) epoch = (await a.append(topic, `m${i}`)).epoch;
+      await until(() => w.got.length === 10);
+      // As if Redis restarted from an older copy of its data: the last five entries are gone, `last` went back.
+      await admin.call("CLIENT", "KILL", "TYPE", "pubsub"); // a restart drops every connection
+      const k = a.keys(topic);
+      const last = w.after + 10;
+      await admin.xdel(k.stream, ...Array.from({ length: 5 }, (_, i) => `${last - i}-0`));
+      await admin.call("XSETID", k.stream, `${last - 5}-0`);
+      await admin.hset(k.meta, "last", String(last - 5));
+      if (refilled) for (let i = 0; i < 8; i++) assert.equal((await a.append(topic, `new ${i}`)).epoch, epoch, "the broken history, until someone notices");
+      await until(() => b.errors.some((e) => e instanceof BackplaneError && e.code === "ERR_REDIS_REWOUND"), 5000, "ERR_REDIS_REWOUND");
+      const next = await a.append(topic, "after");
+      assert.notEqual(next.epoch, epoch, "a new epoch: the old offsets are never reused within one");
+      assert.equal(next.offset, 1);
+      await until(() => w.got.some((e) => e.epoch === next.epoch));
+      await delay(50);
+      assert.deepEqual(w.got.slice(10), [{ epoch: next.epoch, offset: 1, data: "after" }], "nothing of the broken history after what was handed on");
+    });
+  }
 
   it("hands live entries in order, once, to every watcher of every log; unwatching unsubscribes", SLOW, async () => {
     const a = open();
