@@ -435,6 +435,8 @@ export class RedisTopicLog implements TopicLog {
   #subscriber: Side | undefined;
   /** Watched topics by channel. */
   readonly #watched = new Map<string, Watched>();
+  /** Channels unwatched while the subscriber was not connected: unsubscribed once it is. */
+  readonly #unwanted = new Set<string>();
   #touchTimer: ReturnType<typeof setTimeout> | undefined;
   /** How often watched topics catch up and keep their keys alive, and when they last did. */
   readonly #touchMs: number;
@@ -610,6 +612,7 @@ export class RedisTopicLog implements TopicLog {
         removed: false,
       };
       this.#watched.set(channel, w);
+      this.#unwanted.delete(channel);
       // The cursor is read now; once SUBSCRIBE is answered, what came after it is read too.
       void this.#sync(w);
       if (this.#ready(sub)) this.#subscribeAll([w]);
@@ -624,9 +627,10 @@ export class RedisTopicLog implements TopicLog {
       clearTimeout(watched.retry);
       this.#watched.delete(channel);
       const sub = this.#subscriber;
-      if (sub !== undefined && this.#closing === undefined && this.#ready(sub)) {
-        this.#quietly(sub, () => sub.client.unsubscribe(channel));
-      }
+      if (sub === undefined || this.#closing !== undefined) return;
+      // Not now: once connected (the client may subscribe again to what it had by itself).
+      if (!this.#ready(sub)) this.#unwanted.add(channel);
+      else this.#quietly(sub, () => sub.client.unsubscribe(channel));
     };
   }
 
@@ -674,7 +678,15 @@ export class RedisTopicLog implements TopicLog {
       this.#guard(() => {
         side.reported = false;
         for (const wake of [...side.waiting]) wake();
-        if (role === "subscriber") this.#subscribeAll([...this.#watched.values()]);
+        if (role === "subscriber") {
+          const unwanted = [...this.#unwanted];
+          this.#unwanted.clear();
+          for (let i = 0; i < unwanted.length; i += SUBSCRIBE_BATCH) {
+            const batch = unwanted.slice(i, i + SUBSCRIBE_BATCH);
+            this.#quietly(side, () => client.unsubscribe(...batch));
+          }
+          this.#subscribeAll([...this.#watched.values()]);
+        }
       })
     );
     client.on("close", () =>

@@ -386,6 +386,26 @@ describe(`RedisTopicLog on a real Redis${skip ? ` (skipped: ${skip})` : ""}`, { 
     await until(async () => ((await admin.pubsub("NUMSUB", channel)) as [string, number])[1] === 0, 5000, "no subscriber left");
   });
 
+  it("unsubscribes a topic unwatched while its subscriber connection was down, once it is back", SLOW, async () => {
+    let subscriber: Redis | undefined;
+    const log = open({
+      createClient: (role) => {
+        const client = new Redis(redis.url, { retryStrategy: () => 200 });
+        if (role === "subscriber") subscriber = client;
+        return client;
+      },
+    });
+    const topic = fresh();
+    const { stop } = await watching(log, topic);
+    const numsub = async () => ((await admin.pubsub("NUMSUB", log.keys(topic).channel)) as [string, number])[1];
+    assert.equal(await numsub(), 1);
+    await admin.call("CLIENT", "KILL", "TYPE", "pubsub");
+    await until(() => subscriber!.status !== "ready", 5000, "the loss noticed");
+    stop();
+    await until(() => subscriber!.status === "ready", 5000, "reconnected");
+    await until(async () => (await numsub()) === 0, 5000, "unsubscribed after the reconnect");
+  });
+
   it("catches up from the stream after its subscriber connection is killed (CLIENT KILL TYPE pubsub)", SLOW, async () => {
     const a = open();
     const b = open();
