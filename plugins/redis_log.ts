@@ -112,6 +112,37 @@ export interface RedisTopicLogOptions {
   onError?: (error: unknown) => void;
 }
 
+/**
+ * Counts of a {@linkcode RedisTopicLog} since it was created.
+ *
+ * @example
+ * ```ts
+ * import type { RedisTopicLog, RedisTopicLogStats } from "@duplex/ws/redis";
+ *
+ * declare const log: RedisTopicLog;
+ * const stats: RedisTopicLogStats = log.stats;
+ * console.log(`${stats.live} live, ${stats.caughtUp} read from the streams by watches`);
+ * ```
+ */
+export interface RedisTopicLogStats {
+  /** Appends that stored an entry. */
+  appended: number;
+  /** Appends answered with an earlier entry's position (a known idempotency key). */
+  duplicates: number;
+  /** Scripts rejected: appends, reads, and the watches' reads (Redis unreachable, slow, or answering an error). */
+  failed: number;
+  /** Entries handed to watchers as they came through Pub/Sub. */
+  live: number;
+  /** Entries handed to watchers from the stream (a hole, a reconnect, the periodic check). */
+  caughtUp: number;
+  /** Connections lost (commands or subscriber), including those replaced for being silent. */
+  disconnects: number;
+  /** Topics found rewound (Redis lost acked entries) and moved to a new epoch. */
+  rewound: number;
+  /** Topics watched now. */
+  watched: number;
+}
+
 const OPTIONS = ["createClient", "prefix", "maxMessages", "maxAgeMs", "maxMessageBytes", "commandTimeoutMs", "onError"];
 /** Entries per read while a watch catches up. */
 const CATCH_UP_BATCH = 1000;
@@ -359,6 +390,8 @@ interface Side {
   reported: boolean;
   /** A ping is checking that the connection is alive. */
   probing: boolean;
+  /** `ready` seen since the last `close`. */
+  up: boolean;
 }
 
 /**
@@ -442,6 +475,15 @@ export class RedisTopicLog implements TopicLog {
   readonly #touchMs: number;
   #lastTouch = Date.now();
   #closing: Promise<void> | undefined;
+  readonly #counts: Omit<RedisTopicLogStats, "watched"> = {
+    appended: 0,
+    duplicates: 0,
+    failed: 0,
+    live: 0,
+    caughtUp: 0,
+    disconnects: 0,
+    rewound: 0,
+  };
 
   /**
    * Creates the log; no client is created before its first use.
@@ -471,6 +513,11 @@ export class RedisTopicLog implements TopicLog {
     this.#ttlMs = this.#maxAgeMs * 2;
     this.#touchMs = Math.max(10, Math.min(this.#maxAgeMs / 2, 60_000));
     this.#onError = onError;
+  }
+
+  /** Counts since the log was created; `watched` is now. */
+  get stats(): Readonly<RedisTopicLogStats> {
+    return { ...this.#counts, watched: this.#watched.size };
   }
 
   /**
@@ -522,7 +569,10 @@ export class RedisTopicLog implements TopicLog {
       k.channel,
     ]);
     const [epoch, offset, duplicate] = reply as [unknown, unknown, unknown];
-    return { epoch: text(epoch), offset: Number(offset), duplicate: Number(duplicate) === 1 };
+    const isDuplicate = Number(duplicate) === 1;
+    if (isDuplicate) this.#counts.duplicates++;
+    else this.#counts.appended++;
+    return { epoch: text(epoch), offset: Number(offset), duplicate: isDuplicate };
   }
 
   /**
@@ -671,12 +721,13 @@ export class RedisTopicLog implements TopicLog {
     if (other !== undefined && other.client === client) {
       throw new UsageError("ERR_INVALID_OPTION", "Invalid option: createClient must return a new client on every call (commands and subscriber)");
     }
-    const side: Side = { role, client, waiting: new Set(), reported: false, probing: false };
+    const side: Side = { role, client, waiting: new Set(), reported: false, probing: false, up: false };
     if (role === "commands") this.#commands = side;
     else this.#subscriber = side;
     client.on("ready", () =>
       this.#guard(() => {
         side.reported = false;
+        side.up = true;
         for (const wake of [...side.waiting]) wake();
         if (role === "subscriber") {
           const unwanted = [...this.#unwanted];
@@ -691,6 +742,8 @@ export class RedisTopicLog implements TopicLog {
     );
     client.on("close", () =>
       this.#guard(() => {
+        if (side.up) this.#counts.disconnects++;
+        side.up = false;
         if (role === "subscriber") {
           for (const w of this.#watched.values()) {
             w.subscribed = false;
@@ -736,10 +789,15 @@ export class RedisTopicLog implements TopicLog {
     const deadline = Date.now() + this.#timeoutMs;
     const sha = await script.sha();
     try {
-      return await this.#command(side, deadline, () => side.client.callBuffer("EVALSHA", sha, keys.length, ...keys, ...args));
+      try {
+        return await this.#command(side, deadline, () => side.client.callBuffer("EVALSHA", sha, keys.length, ...keys, ...args));
+      } catch (error) {
+        if (!/NOSCRIPT/.test(errorMessage(error))) throw error;
+        return await this.#command(side, deadline, () => side.client.callBuffer("EVAL", script.source, keys.length, ...keys, ...args));
+      }
     } catch (error) {
-      if (!/NOSCRIPT/.test(errorMessage(error))) throw error;
-      return await this.#command(side, deadline, () => side.client.callBuffer("EVAL", script.source, keys.length, ...keys, ...args));
+      this.#counts.failed++;
+      throw error;
     }
   }
 
@@ -854,6 +912,7 @@ export class RedisTopicLog implements TopicLog {
     }
     if (entry.offset <= w.last) return true;
     if (entry.offset !== w.last + 1) return false;
+    this.#counts.live++;
     this.#hand(w, stamped);
     return true;
   }
@@ -931,6 +990,7 @@ export class RedisTopicLog implements TopicLog {
               : undefined;
             if (lost !== undefined) {
               if (++resets > 3) throw new BackplaneError("ERR_REDIS_REWOUND", `Topic ${JSON.stringify(w.topic)}: ${lost}, and it could not be reset`);
+              this.#counts.rewound++;
               await this.#rewound(w, lost);
               continue;
             }
@@ -938,7 +998,11 @@ export class RedisTopicLog implements TopicLog {
             this.#newEpoch(w, read.epoch);
           }
           w.stale = false;
-          for (const [i, entry] of read.entries.entries()) if (entry.offset > w.last) this.#hand(w, { entry, t: times[i]! });
+          for (const [i, entry] of read.entries.entries()) {
+            if (entry.offset <= w.last) continue;
+            this.#counts.caughtUp++;
+            this.#hand(w, { entry, t: times[i]! });
+          }
           if (w.removed) return;
           if (read.entries.length === 0 || w.last >= read.last) break;
         }

@@ -228,6 +228,8 @@ describe(`RedisTopicLog on a real Redis${skip ? ` (skipped: ${skip})` : ""}`, { 
     // The same key through the other log: stored once, answered with the first position.
     const again = await a.append(topic, "m0 again", "key0");
     assert.deepEqual(again, { epoch, offset: appended[0]!.offset, duplicate: true });
+    assert.equal(a.stats.appended + b.stats.appended, 60);
+    assert.deepEqual([a.stats.duplicates, b.stats.duplicates, a.stats.failed], [1, 0, 0]);
     const read = await b.read(topic, { epoch, offset: 0 }, 100);
     assert.equal(read.last, 60);
     assert.equal(read.gap, undefined);
@@ -353,6 +355,7 @@ describe(`RedisTopicLog on a real Redis${skip ? ` (skipped: ${skip})` : ""}`, { 
       await until(() => b.errors.some((e) => e instanceof BackplaneError && e.code === "ERR_REDIS_REWOUND"), 5000, "ERR_REDIS_REWOUND");
       const next = await a.append(topic, "after");
       assert.notEqual(next.epoch, epoch, "a new epoch: the old offsets are never reused within one");
+      assert.equal(b.stats.rewound, 1);
       assert.equal(next.offset, 1);
       await until(() => w.got.some((e) => e.epoch === next.epoch));
       await delay(50);
@@ -423,6 +426,10 @@ describe(`RedisTopicLog on a real Redis${skip ? ` (skipped: ${skip})` : ""}`, { 
     await delay(100);
     assert.deepEqual(w.got.map((e) => e.offset), Array.from({ length: N }, (_, i) => w.after + i + 1));
     assert.ok(b.errors.some((e) => e instanceof BackplaneError && e.code === "ERR_REDIS_DISCONNECTED"), "the outage was reported");
+    const { live, caughtUp, disconnects, watched } = b.stats;
+    assert.ok(caughtUp > 0 && live > 0 && live + caughtUp >= N, `live ${live}, caught up ${caughtUp}`);
+    assert.ok(disconnects >= 1 && disconnects <= 4, `${disconnects} disconnects (a kill misses a connection not subscribed again yet)`);
+    assert.equal(watched, 1);
   });
 
   it("survives a Redis crash and restart with appendonly yes: same epoch, nothing lost; fails fast meanwhile", SLOW, async () => {
