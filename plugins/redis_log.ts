@@ -101,8 +101,9 @@ export interface RedisTopicLogOptions {
   /** The largest entry, in bytes (UTF-8 for text); a larger one is refused with `ERR_TOO_LARGE`. Default 1 MiB. */
   maxMessageBytes?: number;
   /**
-   * How long a command may take, waiting for a connection included, before
-   * it is rejected (the reliable layer then answers `unavailable`). The
+   * How long a command may take (waiting for the first connection
+   * included) before it is rejected; while a connection is lost, commands
+   * are rejected at once (the reliable layer then answers `unavailable`). The
    * subscriber connection is pinged every five times this, the commands one
    * after a command took too long, and either is reconnected when the ping
    * takes longer too. Default 2,000.
@@ -392,6 +393,8 @@ interface Side {
   probing: boolean;
   /** `ready` seen since the last `close`. */
   up: boolean;
+  /** `ready` seen once. */
+  everUp: boolean;
 }
 
 /**
@@ -428,10 +431,12 @@ interface Side {
  * (the history was lost: a `FLUSHALL`, a Redis restart without persistence)
  * is handed on as such; the reliable layer closes its subscribers with 1012.
  *
- * **Redis unreachable.** Commands are sent only on a ready connection,
- * waiting for one at most `commandTimeoutMs`, and rejected when no answer
- * comes in that time: appends and reads fail fast (the reliable layer
- * answers `unavailable`; clients retry with the same idempotency key).
+ * **Redis unreachable.** Commands are sent only on a ready connection:
+ * while the connection is lost they are rejected at once, before the first
+ * one they wait for it at most `commandTimeoutMs`, and an answer that takes
+ * longer rejects them too: appends and reads fail fast (the reliable layer
+ * answers `unavailable`; clients retry with the same idempotency key). A
+ * connection that stops answering is replaced (see `commandTimeoutMs`).
  * Watches catch up once the connections are back.
  *
  * **Persistence.** What was acked must survive a Redis restart: run Redis
@@ -721,13 +726,13 @@ export class RedisTopicLog implements TopicLog {
     if (other !== undefined && other.client === client) {
       throw new UsageError("ERR_INVALID_OPTION", "Invalid option: createClient must return a new client on every call (commands and subscriber)");
     }
-    const side: Side = { role, client, waiting: new Set(), reported: false, probing: false, up: false };
+    const side: Side = { role, client, waiting: new Set(), reported: false, probing: false, up: false, everUp: false };
     if (role === "commands") this.#commands = side;
     else this.#subscriber = side;
     client.on("ready", () =>
       this.#guard(() => {
         side.reported = false;
-        side.up = true;
+        side.up = side.everUp = true;
         for (const wake of [...side.waiting]) wake();
         if (role === "subscriber") {
           const unwanted = [...this.#unwanted];
@@ -807,7 +812,13 @@ export class RedisTopicLog implements TopicLog {
    * the connection is alive).
    */
   async #command(side: Side, deadline: number, run: () => Promise<unknown>, probe = true): Promise<unknown> {
-    if (!this.#ready(side)) await this.#whenReady(side, deadline);
+    if (!this.#ready(side)) {
+      // Lost: fail at once (the client retries); never connected yet: wait for the first connection.
+      if (side.everUp) {
+        throw new BackplaneError("ERR_REDIS_UNAVAILABLE", `Redis unreachable (${side.role} connection ${side.client.status ?? "down"})`);
+      }
+      await this.#whenReady(side, deadline);
+    }
     this.#check();
     let timer: ReturnType<typeof setTimeout> | undefined;
     const timeout = new Promise<never>((_, reject) => {
