@@ -1001,7 +1001,6 @@ export class RedisTopicLog implements TopicLog {
               : undefined;
             if (lost !== undefined) {
               if (++resets > 3) throw new BackplaneError("ERR_REDIS_REWOUND", `Topic ${JSON.stringify(w.topic)}: ${lost}, and it could not be reset`);
-              this.#counts.rewound++;
               await this.#rewound(w, lost);
               continue;
             }
@@ -1053,6 +1052,9 @@ export class RedisTopicLog implements TopicLog {
    * of the gap rather than skipping silently.
    */
   async #rewound(w: Watched, lost: string): Promise<void> {
+    const k = this.keys(w.topic);
+    await this.#eval(RESET, [k.stream, k.meta, k.keys], [w.epoch!, w.last, w.lastT]);
+    this.#counts.rewound++;
     this.#report(
       new BackplaneError(
         "ERR_REDIS_REWOUND",
@@ -1060,8 +1062,6 @@ export class RedisTopicLog implements TopicLog {
           "the topic starts a new epoch",
       ),
     );
-    const k = this.keys(w.topic);
-    await this.#eval(RESET, [k.stream, k.meta, k.keys], [w.epoch!, w.last, w.lastT]);
   }
 
   /**
