@@ -16,9 +16,10 @@ export { freePort, hasRedisServer } from "../pubsub/_processes.ts";
 
 /**
  * Sends one command to Redis on `port` over a fresh connection and resolves
- * with the first line of its reply (`+OK`, `:42`, `-ERR …`; a bulk reply's
- * length line): enough for the admin commands of the tests, with no client
- * whose reconnects could get in the way.
+ * with its reply: the line of a simple one (`+OK`, `:42`, `-ERR …`), the
+ * text of a bulk string, the first line of an array (`*3`). Enough for the
+ * admin commands of the tests, with no client whose reconnects could get in
+ * the way.
  */
 export function redisCommand(port: number, ...args: string[]): Promise<string> {
   return within(
@@ -33,8 +34,16 @@ export function redisCommand(port: number, ...args: string[]): Promise<string> {
         reply += chunk.toString();
         const end = reply.indexOf("\r\n");
         if (end < 0) return;
+        const head = reply.slice(0, end);
+        let answer = head;
+        if (head.startsWith("$") && head !== "$-1") {
+          const body = Buffer.from(reply.slice(end + 2));
+          const length = Number(head.slice(1));
+          if (body.length < length) return;
+          answer = body.subarray(0, length).toString();
+        }
         socket.destroy();
-        resolve(reply.slice(0, end));
+        resolve(answer);
       });
       socket.once("close", () => reject(new Error(`redis closed before answering ${args.join(" ")}`)));
     }),
@@ -57,15 +66,18 @@ export class DurableRedis {
   #log = "";
   /** Times it was started. */
   starts = 0;
+  /** A one-node Redis Cluster (every slot on this node): multi-key commands and scripts must stay in one slot. */
+  readonly cluster: boolean;
 
-  private constructor(port: number) {
+  private constructor(port: number, cluster: boolean) {
     this.port = port;
+    this.cluster = cluster;
     this.dir = mkdtempSync(join(tmpdir(), "duplex-redis-"));
   }
 
-  /** Starts one on a free port. */
-  static async start(): Promise<DurableRedis> {
-    const redis = new DurableRedis(await freePort());
+  /** Starts one on a free port; `cluster`: as a one-node Redis Cluster. */
+  static async start(options: { cluster?: boolean } = {}): Promise<DurableRedis> {
+    const redis = new DurableRedis(await freePort(), options.cluster ?? false);
     await redis.start();
     return redis;
   }
@@ -83,7 +95,10 @@ export class DurableRedis {
   async start(): Promise<void> {
     const child = spawn(
       "redis-server",
-      ["--port", String(this.port), "--bind", "127.0.0.1", "--dir", this.dir, "--save", "", "--appendonly", "yes", "--appendfsync", "always"],
+      [
+        ...["--port", String(this.port), "--bind", "127.0.0.1", "--dir", this.dir, "--save", "", "--appendonly", "yes", "--appendfsync", "always"],
+        ...(this.cluster ? ["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf"] : []),
+      ],
       { stdio: ["ignore", "pipe", "pipe"] },
     );
     this.#child = child;
@@ -97,6 +112,20 @@ export class DurableRedis {
       if (child.exitCode !== null) throw new Error(`redis-server exited (${child.exitCode}): ${this.#log}`);
       if (Date.now() > deadline) throw new Error(`redis-server did not answer PING on ${this.port}: ${this.#log}`);
       await delay(20);
+    }
+    if (this.cluster) await this.#clusterUp();
+  }
+
+  /** A one-node cluster: every slot on this node (the first time), then `cluster_state:ok`. */
+  async #clusterUp(): Promise<void> {
+    if ((await redisCommand(this.port, "CLUSTER", "INFO")).includes("cluster_slots_assigned:0")) {
+      const reply = await redisCommand(this.port, "CLUSTER", "ADDSLOTSRANGE", "0", "16383");
+      if (reply !== "+OK") throw new Error(`CLUSTER ADDSLOTSRANGE: ${reply}`);
+    }
+    const deadline = Date.now() + 10_000;
+    while (!(await redisCommand(this.port, "CLUSTER", "INFO")).includes("cluster_state:ok")) {
+      if (Date.now() > deadline) throw new Error("the one-node cluster never reached cluster_state:ok");
+      await delay(50);
     }
   }
 

@@ -184,6 +184,33 @@ describe(`examples/reliable on Redis Streams, Node, Deno and Bun, through crashe
     });
   }
 
+  it("the hash-tag scheme on a one-node Redis Cluster (which refuses a command or script across slots with CROSSSLOT): a topic's keys share one slot, and the examples work on it", { timeout: 60_000 }, async (t) => {
+    const cluster = await DurableRedis.start({ cluster: true });
+    const count = 300;
+    const topic = "room:{lobby}";
+    const two = await Promise.all([
+      ExampleServer.start("bun", { REDIS_URL: cluster.url }),
+      ExampleServer.start("node", { REDIS_URL: cluster.url }),
+    ]);
+    try {
+      const subscriber = run("deno", SUBSCRIBE, [two[0].url, topic, String(count)]);
+      const publisher = run("bun", PUBLISH, [two[1].url, topic, String(count)]);
+      assert.equal(await exitOf(publisher, 30_000), 0, `publisher's exit code; stderr: ${publisher.stderr()}; ${two[1].stderr()}`);
+      assert.equal(await exitOf(subscriber, 20_000), 0, `subscriber's exit code; stderr: ${subscriber.stderr()}; ${two[0].stderr()}`);
+      assertExactly(subscriber.lines(), count, subscriber.name);
+      const keys = ["s", "m", "k"].map((suffix) => `duplex:{${topic}}:${suffix}`);
+      const slots = await Promise.all(keys.map((key) => redisCommand(cluster.port, "CLUSTER", "KEYSLOT", key)));
+      assert.equal(new Set(slots).size, 1, `one slot for ${keys.join(", ")}: ${slots.join(", ")}`);
+      assert.equal(await redisCommand(cluster.port, "XLEN", keys[0]!), `:${count}`);
+      assert.equal(await redisCommand(cluster.port, "EXISTS", ...keys), ":3", `${keys.join(", ")} all exist`);
+      t.diagnostic(`${keys.join(", ")}: slot ${slots[0]}`);
+    } finally {
+      killAll();
+      for (const server of two) await server.stop();
+      await cluster.close();
+    }
+  });
+
   it("a history trimmed past a subscriber (HISTORY=20, a subscriber on Node's process held off while 100 are published on Deno's): GAP trimmed and exit 3, never a silent skip", { timeout: 60_000 }, async (t) => {
     const topic = "trimmed";
     const small = await Promise.all([
