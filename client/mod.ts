@@ -234,8 +234,11 @@ interface Pending {
   readonly data: string | Uint8Array;
   readonly bytes: number;
   readonly at: number;
-  /** Its request id on this connection, once sent. */
+  /** Its request id on this connection, once sent (0 while it waits to be re-sent). */
   id: number;
+  /** `unavailable` answers in a row, and the timer of the next try. */
+  fails: number;
+  retry?: unknown;
   readonly resolve: (p: Position) => void;
   readonly reject: (e: DuplexError) => void;
 }
@@ -442,6 +445,10 @@ export class DuplexClient {
    * Publishes to a topic. The publish waits in the queue while the client
    * is not open, is sent in order, and is sent again with the same key
    * after a reconnect until the server acks it (the server stores it once).
+   * A publish answered `unavailable` (the server's store failed: it may
+   * have stored it) is sent again with the same key after a backoff,
+   * keeping its place in the queue, until the queue's `maxAgeMs` from the
+   * call; then it rejects with `unavailable`.
    *
    * @param topic The topic.
    * @param data Text or bytes (the bytes are copied).
@@ -468,6 +475,7 @@ export class DuplexClient {
         bytes,
         at: s.timers.now(),
         id: 0,
+        fails: 0,
         resolve,
         reject,
       };
@@ -632,6 +640,7 @@ export class DuplexClient {
     }
     this.#sent = 0;
     this.#requests.clear();
+    for (const e of this.#queue) this.#s.timers.clearTimeout(e.retry); // all sent again on the next connection
     for (const sub of this.#subs.values()) {
       sub.req = undefined;
       this.#s.timers.clearTimeout(sub.retry);
@@ -671,7 +680,10 @@ export class DuplexClient {
     const queue = this.#queue;
     this.#queue = [];
     this.#bytes = 0;
-    for (const e of queue) e.reject(new DuplexError("closed", `Closed before the ack: ${code} ${reason}`.trim(), e.topic));
+    for (const e of queue) {
+      this.#s.timers.clearTimeout(e.retry);
+      e.reject(new DuplexError("closed", `Closed before the ack: ${code} ${reason}`.trim(), e.topic));
+    }
     this.#subs.clear();
     this.#emit("status", { status: "closed", code, reason });
   }
@@ -740,7 +752,14 @@ export class DuplexClient {
       case "error": {
         if (!r) return;
         const error = new DuplexError(m.code, m.message, r.topic);
-        if ("key" in r) return this.#settle(r, error);
+        if ("key" in r) {
+          // the store failed, after storing it maybe: send it again later, with the same key
+          if (m.code !== "unavailable" || this.#s.timers.now() - r.at >= this.#s.maxAgeMs) return this.#settle(r, error);
+          this.#requests.delete(m.id);
+          r.id = 0;
+          r.retry = this.#s.timers.setTimeout(() => this.#resend(r, error), this.#backoff(++r.fails));
+          return;
+        }
         this.#requests.delete(m.id);
         if (this.#subs.get(r.topic) === r) {
           r.req = undefined;
@@ -765,6 +784,15 @@ export class DuplexClient {
     this.#send({ type: "subscribe", id, topic: sub.topic, from: sub.from === "start" && !sub.got ? "start" : sub.pos ?? sub.from });
   }
 
+  /** Sends a publish answered `unavailable` again, on the same connection, or rejects it once too old. */
+  #resend(e: Pending, error: DuplexError): void {
+    if (e.id !== 0 || !this.#open || !this.#queue.includes(e)) return;
+    if (this.#s.timers.now() - e.at >= this.#s.maxAgeMs) return this.#settle(e, error);
+    const id = e.id = ++this.#ids;
+    this.#requests.set(id, e);
+    this.#send({ type: "publish", id, topic: e.topic, key: e.key, data: e.data });
+  }
+
   /** Takes a publish out of the queue and settles its promise. */
   #settle(e: Pending, outcome: Position | DuplexError): void {
     const i = this.#queue.indexOf(e);
@@ -773,6 +801,7 @@ export class DuplexClient {
     if (i < this.#sent) this.#sent--;
     this.#bytes -= e.bytes;
     this.#requests.delete(e.id);
+    this.#s.timers.clearTimeout(e.retry);
     if (outcome instanceof DuplexError) e.reject(outcome);
     else e.resolve(outcome);
     this.#flush();

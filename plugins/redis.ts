@@ -1,9 +1,12 @@
 /**
- * A {@linkcode Backplane} over Redis Pub/Sub: apps in several processes (or
- * on several machines, on any runtime) share their topics through one Redis
- * server. Duplex has no runtime dependency: you bring the Redis client
- * (ioredis is the one tested) and the backplane drives it through the few
- * methods {@linkcode RedisClient} names.
+ * Duplex on Redis: a {@linkcode Backplane} over Redis Pub/Sub (apps in
+ * several processes, or on several machines, on any runtime, share their
+ * topics through one Redis server; at most once), and
+ * {@linkcode RedisTopicLog}, recoverable topics on Redis Streams for the
+ * reliable layer (exactly once to the app within the history, across
+ * process and Redis restarts). Duplex has no runtime dependency: you bring
+ * the Redis client (ioredis is the one tested) and Duplex drives it through
+ * the few methods {@linkcode RedisClient} and {@linkcode RedisLogClient} name.
  *
  * @example
  * ```ts
@@ -22,6 +25,8 @@
 import { describeValue } from "./_check.ts";
 import { UsageError } from "../core/errors.ts";
 import type { Backplane, BackplaneLink } from "./pubsub.ts";
+
+export { type RedisLogClient, RedisTopicLog, type RedisTopicLogOptions } from "./redis_log.ts";
 
 /**
  * The part of a Redis client that {@linkcode RedisBackplane} uses, typed
@@ -177,6 +182,15 @@ export interface RedisBackplaneStats {
  * - `ERR_BACKPLANE_MESSAGE`: a message on one of our channels in no known
  *   format (another program publishing there); reported once per link,
  *   then counted in `stats.invalid`.
+ *
+ * A {@linkcode RedisTopicLog} uses it too: its appends and reads reject with
+ * `ERR_REDIS_UNAVAILABLE` (no ready connection within `commandTimeoutMs`),
+ * `ERR_REDIS_TIMEOUT` (no answer in time; the command may still run) or
+ * `ERR_REDIS_COMMAND` (Redis answered an error), and its `onError` gets
+ * `ERR_REDIS_DISCONNECTED` (once per outage and connection),
+ * `ERR_REDIS_CATCH_UP` (a watch could not read the stream; it tries again),
+ * `ERR_REDIS_REWOUND` (Redis lost acked entries: the topic starts a new
+ * epoch), `ERR_BACKPLANE_ENDED` and `ERR_BACKPLANE_MESSAGE`.
  *
  * @example
  * ```ts

@@ -188,6 +188,8 @@ interface TopicState<S> {
   readonly live: Set<Sub<S>>;
   /** The epoch the subscriptions are in. */
   epoch: string | undefined;
+  /** The offset of the last entry the watch handed on (what every live subscriber has); 0 before the first. */
+  last: number;
 }
 
 const OPTIONS = ["log", "authorize", "maxInFlight", "maxSubscriptions", "replayBatch", "maxBufferedBytes", "slowPolicy", "onError"];
@@ -584,23 +586,43 @@ class ReliableLayer<S> implements Reliable<S> {
     let ts = this.#topics.get(topic);
     if (ts !== undefined) return ts;
     const unwatch = this.#log.watch(topic, (entry) => this.#deliver(topic, entry));
-    ts = { unwatch, pending: new Set(), joining: new Set(), live: new Set(), epoch: undefined };
+    ts = { unwatch, pending: new Set(), joining: new Set(), live: new Set(), epoch: undefined, last: 0 };
     this.#topics.set(topic, ts);
     return ts;
   }
 
-  /** A new entry of a watched topic: to the live subscribers (framed once), and held for those replaying. */
+  /**
+   * A new entry of a watched topic: to the live subscribers (framed once),
+   * and held for those replaying. A watch may start later than a read (on
+   * Redis, its SUBSCRIBE races the reads) or skip entries (trimmed while it
+   * was disconnected): a subscriber that would get an entry past the next
+   * one goes back to reading the log from its last offset, rather than
+   * being sent the hole.
+   */
   #deliver(topic: string, entry: LogEntry): void {
     const ts = this.#topics.get(topic);
     if (ts === undefined) return;
+    const previous = ts.epoch === entry.epoch ? ts.last : 0;
     if (ts.epoch !== entry.epoch) this.#epochChanged(ts, entry.epoch);
+    ts.last = entry.offset;
     let text: string | undefined;
     if (ts.live.size > 0) {
-      text = encodeEntry(topic, entry.epoch, entry.offset, entry.data);
-      this.#hub.publish(topic, text);
+      if (entry.offset > previous + 1) {
+        for (const sub of [...ts.live]) {
+          sub.last = previous;
+          this.#rejoin(ts, sub);
+        }
+      } else {
+        text = encodeEntry(topic, entry.epoch, entry.offset, entry.data);
+        this.#hub.publish(topic, text);
+      }
     }
     for (const sub of ts.joining) {
       if (entry.offset <= sub.last) continue; // a lagging watch: it has this one from the log
+      if (entry.offset > sub.last + 1) {
+        this.#rejoin(ts, sub); // the pending loop below holds this entry for it
+        continue;
+      }
       text ??= encodeEntry(topic, entry.epoch, entry.offset, entry.data);
       this.#write(sub.cs, text);
       sub.last = entry.offset;
@@ -620,6 +642,28 @@ class ReliableLayer<S> implements Reliable<S> {
         sub.bufferBytes = 0;
       }
     }
+  }
+
+  /**
+   * A joining or live subscriber the watch got ahead of: back to pending,
+   * reading the log after its last offset, then the seam again.
+   */
+  #rejoin(ts: TopicState<S>, sub: Sub<S>): void {
+    if (sub.state === "live") {
+      ts.live.delete(sub);
+      this.#hub.unsubscribe(sub.cs.conn as unknown as Peer<S>, sub.topic);
+    } else {
+      ts.joining.delete(sub);
+    }
+    sub.state = "pending";
+    sub.buffer = [];
+    sub.bufferBytes = 0;
+    sub.overflow = false;
+    ts.pending.add(sub);
+    this.#replay(sub, [], sub.last + 1).catch((error) => {
+      this.#report(error);
+      if (!sub.cancelled) this.#closeConn(sub.cs, CloseCode.InternalError, "Replay failed");
+    });
   }
 
   /**

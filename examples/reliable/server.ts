@@ -9,16 +9,24 @@
 //
 // Then publish.ts and subscribe.ts (beside this file) talk to it.
 //
-// Each topic's history lives in this process's memory (MemoryTopicLog): its
-// last HISTORY messages (default 10,000), none older than an hour. A restart
-// starts new histories (new epochs): a client that comes back asking for the
-// old one is told about the gap.
+// Without REDIS_URL, each topic's history lives in this process's memory
+// (MemoryTopicLog): its last HISTORY messages (default 10,000), none older
+// than an hour. A restart starts new histories (new epochs): a client that
+// comes back asking for the old one is told about the gap.
+//
+// With REDIS_URL (such as redis://127.0.0.1:6379), the histories live on
+// Redis Streams (RedisTopicLog, same bounds) and every process on that Redis
+// shares them: run several servers behind a load balancer, restart any of
+// them, and a client resumes on whichever answers. Run Redis with
+// `--appendonly yes` so that a Redis restart loses nothing acked. ioredis is
+// imported only then (npm i ioredis).
 //
 // The first line of stdout is `listening on ws://HOST:PORT`, with the real
 // port when PORT=0. SIGINT and SIGTERM close every connection with 1001 and
-// exit 0. Environment: PORT (8080), HOST (127.0.0.1), HISTORY (10000).
+// exit 0. Environment: PORT (8080), HOST (127.0.0.1), HISTORY (10000),
+// REDIS_URL (unset: in memory).
 import process from "node:process";
-import { App, MemoryTopicLog, reliable, runtime, serve } from "../../mod.ts";
+import { App, MemoryTopicLog, reliable, runtime, serve, type TopicLog } from "../../mod.ts";
 
 function integerFromEnv(name: string, fallback: number, min: number): number {
   const raw = process.env[name];
@@ -39,7 +47,28 @@ if (port > 65535) {
   process.exit(2);
 }
 
-const log = new MemoryTopicLog({ maxMessages: history, maxAgeMs: 60 * 60 * 1000 });
+const redisUrl = process.env.REDIS_URL || undefined;
+const maxAgeMs = 60 * 60 * 1000;
+
+async function redisLog(url: string): Promise<TopicLog> {
+  const { Redis } = await import("ioredis");
+  const { RedisTopicLog } = await import("../../plugins/redis.ts");
+  return new RedisTopicLog({
+    // Reconnect quickly (at most 1 s apart): the log fails commands fast meanwhile, and a
+    // command lost with its connection (reported failed) does not run later.
+    createClient: (role) =>
+      new Redis(url, {
+        connectionName: `duplex-${role}`,
+        retryStrategy: (n: number) => Math.min(50 * n, 1000),
+        autoResendUnfulfilledCommands: false,
+      }),
+    maxMessages: history,
+    maxAgeMs,
+    onError: (error) => console.error("redis log:", error instanceof Error ? error.message : error),
+  });
+}
+
+const log: TopicLog = redisUrl === undefined ? new MemoryTopicLog({ maxMessages: history, maxAgeMs }) : await redisLog(redisUrl);
 const live = reliable({
   log,
   // Any client may publish on any topic, as sent.
@@ -60,4 +89,4 @@ for (const signal of ["SIGINT", "SIGTERM"] as const) {
 }
 
 console.log(`listening on ws://${hostname}:${server.port}`);
-console.log(`runtime: ${runtime()}, history: ${history} messages per topic, 1 h at most`);
+console.log(`runtime: ${runtime()}, history: ${history} messages per topic, 1 h at most, ${redisUrl === undefined ? "in memory" : `on Redis (${new URL(redisUrl).host})`}`);
