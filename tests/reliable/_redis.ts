@@ -53,6 +53,15 @@ export function redisCommand(port: number, ...args: string[]): Promise<string> {
 }
 
 /**
+ * The Redis key of a topic's stream (`s`), meta (`m`) or idempotency keys
+ * (`k`), as the README documents them: `duplex:{T}:s`, where T is the topic
+ * with `%` and `}` written `%25` and `%7D` (the topic is the hash tag).
+ */
+export function topicKey(topic: string, part: "s" | "m" | "k"): string {
+  return `duplex:{${topic.replaceAll("%", "%25").replaceAll("}", "%7D")}}:${part}`;
+}
+
+/**
  * A redis-server on a port of its own, with its own data folder, and the
  * persistence the guarantees need: `--appendonly yes --appendfsync always`
  * (every write is on disk before Redis answers it), so that a SIGKILL loses

@@ -31,7 +31,7 @@ import { runtime } from "../../mod.ts";
 import { delay, type RuntimeName, until } from "../runtimes/_helpers.ts";
 import { CutProxy } from "./_cut_proxy.ts";
 import { assertExactly, type ClientProcess, exitOf, killAll, PUBLISH, run, SUBSCRIBE } from "./_examples.ts";
-import { DurableRedis, ExampleServer, hasRedisServer, redisCommand } from "./_redis.ts";
+import { DurableRedis, ExampleServer, hasRedisServer, redisCommand, topicKey } from "./_redis.ts";
 
 const on = runtime();
 const inCi = process.env.CI !== undefined && process.env.CI !== "" && process.env.CI !== "false";
@@ -46,7 +46,7 @@ function skipReason(): string | false {
 const skip = skipReason();
 const RUNTIMES: RuntimeName[] = ["node", "deno", "bun"];
 /** Messages of the run with every fault. */
-const COUNT = Number(process.env.REDIS_FAULTS_COUNT ?? 2000);
+const COUNT = Number(process.env.REDIS_FAULTS_COUNT ?? 4000);
 /** Each proxied connection lives this long, in ms, before it is cut. */
 const LIFETIME: [number, number] = [20, 300];
 /** The seed of the cuts: REDIS_FAULTS_SEED replays a run. */
@@ -133,34 +133,45 @@ describe(`examples/reliable on Redis Streams, Node, Deno and Bun, through crashe
     ];
     const publisher = run("bun", PUBLISH, [proxies.node.url(), topic, String(COUNT)]);
     const [watched] = subscribers as [ClientProcess, ClientProcess];
-    const at = (fraction: number) => progress(watched, Math.floor(COUNT * fraction), 40_000);
     const faults: string[] = [];
+    // Each fault once the watched subscriber has printed `fraction` of COUNT
+    // and 5 % more since the last fault (it recovered from that one).
+    let last = 0;
+    const at = async (fraction: number) => {
+      await progress(watched, Math.max(Math.floor(COUNT * fraction), last + Math.floor(COUNT / 20)), 40_000);
+      last = watched.lines().length;
+    };
+    const fault = async (what: string, act: () => Promise<void>) => {
+      const before = watched.lines().length;
+      await act();
+      faults.push(`${what} at ${before}`);
+    };
 
     await at(0.1);
-    await crash("node", true); // the publisher's process: its unacked publishes go again, stored once
-    faults.push(`node killed at ${watched.lines().length}`);
-    await at(0.22);
-    await crash("deno", true); // the watched subscriber's
-    faults.push(`deno killed at ${watched.lines().length}`);
-    await at(0.34);
-    await crash("bun", false); // the other subscriber's: refused until it is back on its port
-    faults.push(`bun killed at ${watched.lines().length}`);
-    await at(0.46);
-    await redis.restart(300);
-    totals.redisRestarts++;
-    faults.push(`Redis killed at ${watched.lines().length}`);
-    await at(0.6);
-    await redis.pause(PAUSE_MS);
-    faults.push(`Redis paused at ${watched.lines().length}`);
-    await delay(PAUSE_MS);
-    await at(0.75);
+    // The publisher's process: its unacked publishes go again (elsewhere), stored once.
+    await fault("node SIGKILLed", () => crash("node", true));
+    await at(0.25);
+    await fault("deno SIGKILLed", () => crash("deno", true)); // the watched subscriber's
+    await at(0.4);
+    await fault("bun SIGKILLed", () => crash("bun", false)); // the other subscriber's: refused until it is back on its port
+    await at(0.55);
+    await fault("Redis SIGKILLed", async () => {
+      await redis.restart(300);
+      totals.redisRestarts++;
+    });
+    await at(0.7);
+    await fault(`Redis paused ${PAUSE_MS} ms`, async () => {
+      await redis.pause(PAUSE_MS);
+      await delay(PAUSE_MS);
+    });
+    await at(0.8);
 
     assert.equal(await exitOf(publisher, 60_000), 0, `publisher's exit code; stderr: ${publisher.stderr()}`);
     for (const subscriber of subscribers) {
       assert.equal(await exitOf(subscriber, 20_000), 0, `${subscriber.name}'s exit code; stderr: ${subscriber.stderr()}`);
       assertExactly(subscriber.lines(), COUNT, subscriber.name);
     }
-    assert.equal(await redisCommand(redis.port, "XLEN", `duplex:{${topic}}:s`), `:${COUNT}`, "the stream holds each message once");
+    assert.equal(await redisCommand(redis.port, "XLEN", topicKey(topic, "s")), `:${COUNT}`, "the stream holds each message once");
     t.diagnostic(faults.join("; "));
     report(t, COUNT);
   });
@@ -180,6 +191,7 @@ describe(`examples/reliable on Redis Streams, Node, Deno and Bun, through crashe
       assert.equal(await exitOf(publisher, 60_000), 0, `publisher's exit code; stderr: ${publisher.stderr()}`);
       assert.equal(await exitOf(subscriber, 20_000), 0, `subscriber's exit code; stderr: ${subscriber.stderr()}`);
       assertExactly(subscriber.lines(), count, subscriber.name);
+      assert.equal(await redisCommand(redis.port, "XLEN", topicKey(topic, "s")), `:${count}`, "the stream holds each message once");
       report(t, count);
     });
   }
@@ -198,7 +210,7 @@ describe(`examples/reliable on Redis Streams, Node, Deno and Bun, through crashe
       assert.equal(await exitOf(publisher, 30_000), 0, `publisher's exit code; stderr: ${publisher.stderr()}; ${two[1].stderr()}`);
       assert.equal(await exitOf(subscriber, 20_000), 0, `subscriber's exit code; stderr: ${subscriber.stderr()}; ${two[0].stderr()}`);
       assertExactly(subscriber.lines(), count, subscriber.name);
-      const keys = ["s", "m", "k"].map((suffix) => `duplex:{${topic}}:${suffix}`);
+      const keys = (["s", "m", "k"] as const).map((part) => topicKey(topic, part));
       const slots = await Promise.all(keys.map((key) => redisCommand(cluster.port, "CLUSTER", "KEYSLOT", key)));
       assert.equal(new Set(slots).size, 1, `one slot for ${keys.join(", ")}: ${slots.join(", ")}`);
       assert.equal(await redisCommand(cluster.port, "XLEN", keys[0]!), `:${count}`);
@@ -226,7 +238,7 @@ describe(`examples/reliable on Redis Streams, Node, Deno and Bun, through crashe
       await progress(subscriber, 10, 15_000);
       proxy.pause("refuse");
       assert.equal(await exitOf(run("node", PUBLISH, [publishTo.url, topic, "100"]), 20_000), 0);
-      assert.equal(await redisCommand(redis.port, "XLEN", `duplex:{${topic}}:s`), ":20", "Redis keeps HISTORY entries");
+      assert.equal(await redisCommand(redis.port, "XLEN", topicKey(topic, "s")), ":20", "Redis keeps HISTORY entries");
       proxy.resume();
       assert.equal(await exitOf(subscriber, 20_000), 3, `subscriber's exit code; stderr: ${subscriber.stderr()}`);
       const lines = subscriber.lines();
