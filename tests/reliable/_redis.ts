@@ -4,7 +4,7 @@
 // and examples/reliable/server.ts on a runtime, with REDIS_URL, that can be
 // SIGKILLed and started again on the same port.
 import { type ChildProcess, spawn } from "node:child_process";
-import { mkdtempSync, rmSync } from "node:fs";
+import { cpSync, mkdtempSync, rmSync } from "node:fs";
 import { connect } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -154,6 +154,29 @@ export class DurableRedis {
     await this.start();
   }
 
+  /**
+   * Copies its data folder aside (its AOF: with `appendfsync always` the files
+   * hold every acked write), for {@linkcode rewind}.
+   */
+  snapshot(): void {
+    rmSync(`${this.dir}.snapshot`, { recursive: true, force: true });
+    cpSync(this.dir, `${this.dir}.snapshot`, { recursive: true });
+  }
+
+  /**
+   * SIGKILL, then started again from the last {@linkcode snapshot}: Redis
+   * forgets acked writes, as it does after a crash with weaker persistence
+   * (`appendfsync everysec` on a machine crash, RDB snapshots only).
+   * `whileDown` runs while it is down.
+   */
+  async rewind(whileDown?: () => Promise<void>): Promise<void> {
+    await this.kill();
+    await whileDown?.();
+    rmSync(this.dir, { recursive: true, force: true });
+    cpSync(`${this.dir}.snapshot`, this.dir, { recursive: true });
+    await this.start();
+  }
+
   /** `CLIENT PAUSE ms ALL`: Redis answers no client's command for `ms`. */
   async pause(ms: number): Promise<void> {
     const reply = await redisCommand(this.port, "CLIENT", "PAUSE", String(ms), "ALL");
@@ -164,6 +187,7 @@ export class DurableRedis {
   async close(): Promise<void> {
     await this.kill();
     rmSync(this.dir, { recursive: true, force: true });
+    rmSync(`${this.dir}.snapshot`, { recursive: true, force: true });
   }
 }
 

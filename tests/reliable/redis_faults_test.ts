@@ -223,6 +223,42 @@ describe(`examples/reliable on Redis Streams, Node, Deno and Bun, through crashe
     }
   });
 
+  it("Redis rewound (restarted from an older copy of its data, as weaker persistence does after a crash) while a publisher keeps going: the subscriber that had more than Redis kept prints GAP epoch and exits 3, never skips silently", { timeout: 60_000 }, async (t) => {
+    const own = await DurableRedis.start();
+    const topic = "rewound";
+    const two = await Promise.all([
+      ExampleServer.start("bun", { REDIS_URL: own.url }),
+      ExampleServer.start("node", { REDIS_URL: own.url }),
+    ]);
+    const [publishTo, subscribeTo] = two;
+    try {
+      const subscriber = run("deno", SUBSCRIBE, [subscribeTo.url, topic, "1000"]);
+      assert.equal(await exitOf(run("bun", PUBLISH, [publishTo.url, topic, "50"]), 20_000), 0);
+      await progress(subscriber, 50, 15_000);
+      own.snapshot(); // offsets 1 … 50
+      assert.equal(await exitOf(run("bun", PUBLISH, [publishTo.url, topic, "20"]), 20_000), 0); // `1` … `20` at offsets 51 … 70
+      await progress(subscriber, 70, 15_000);
+      let publisher: ClientProcess | undefined;
+      await own.rewind(async () => {
+        // Under way before Redis is back: its first publishes take offsets 51 … again at once.
+        publisher = run("node", PUBLISH, [publishTo.url, topic, "40"]);
+        await delay(1000);
+      });
+      assert.equal(await exitOf(subscriber, 20_000), 3, `subscriber's exit code; stderr: ${subscriber.stderr()}; lines after 70: ${JSON.stringify(subscriber.lines().slice(70))}`);
+      const lines = subscriber.lines();
+      assertExactly(lines.slice(0, 50), 50, "subscriber, before the snapshot");
+      assertExactly(lines.slice(50, 70), 20, "subscriber, after the snapshot");
+      assert.equal(lines.length, 71, `nothing between the lost entries and the GAP line: ${JSON.stringify(lines.slice(70))}`);
+      assert.match(lines[70]!, /^GAP epoch\b/);
+      assert.equal(await exitOf(publisher!, 30_000), 0, `the publisher goes on into the new history; stderr: ${publisher!.stderr()}`);
+      t.diagnostic(lines[70]!);
+    } finally {
+      killAll();
+      for (const server of two) await server.stop();
+      await own.close();
+    }
+  });
+
   it("a history trimmed past a subscriber (HISTORY=20, a subscriber on Node's process held off while 100 are published on Deno's): GAP trimmed and exit 3, never a silent skip", { timeout: 60_000 }, async (t) => {
     const topic = "trimmed";
     const small = await Promise.all([
