@@ -123,7 +123,9 @@ class BenchRedis {
     const argv = ["--port", String(this.port), "--bind", "127.0.0.1", "--dir", this.dir, "--save", "", "--appendonly", "yes", "--appendfsync", fsync];
     this.#child = spawnPinned("redis-server", argv);
     this.#child.stdout!.resume();
+    // It retries until redis-server listens (its refusals before that are expected).
     this.admin = new Redis(this.port, "127.0.0.1", { retryStrategy: (n) => (n > 100 ? null : 50) });
+    this.admin.on("error", () => {});
     await this.admin.ping();
   }
 
