@@ -102,8 +102,10 @@ export interface RedisTopicLogOptions {
   maxMessageBytes?: number;
   /**
    * How long a command may take, waiting for a connection included, before
-   * it is rejected (the reliable layer then answers `unavailable`). Default
-   * 2,000.
+   * it is rejected (the reliable layer then answers `unavailable`). The
+   * subscriber connection is pinged every five times this, the commands one
+   * after a command took too long, and either is reconnected when the ping
+   * takes longer too. Default 2,000.
    */
   commandTimeoutMs?: number;
   /** Where failures of the live path go (a lost subscriber connection, a failed catch-up); once per outage. Default: `console.error`. */
@@ -221,7 +223,7 @@ if key ~= '' then redis.call('HSET', k, key, offset) end
 local excess = redis.call('XLEN', s) - max_len
 if excess > 0 then drop(excess, function(t) return false end, 'trimmed') end
 touch(ttl)
-redis.call('PUBLISH', ARGV[8], epoch .. '\\n' .. string.format('%d', offset) .. '\\n' .. ARGV[3] .. '\\n' .. ARGV[2])
+redis.call('PUBLISH', ARGV[8], epoch .. '\\n' .. string.format('%d', offset) .. '\\n' .. ARGV[3] .. '\\n' .. string.format('%d', now) .. '\\n' .. ARGV[2])
 return {epoch, offset, 0}
 `;
 
@@ -267,15 +269,22 @@ class Script {
   }
 }
 
-// ARGV: the epoch, an offset handed on. Deletes the topic if its epoch is that one and its last offset below.
+// ARGV: the epoch, an offset handed on, its entry's time. Deletes the topic if it is in that epoch
+// and no longer holds that entry: its last offset is below, or another entry took the offset.
 const LUA_RESET = `
-local e = redis.call('HGET', KEYS[2], 'epoch')
-local last = tonumber(redis.call('HGET', KEYS[2], 'last') or '0')
-if e == ARGV[1] and last < tonumber(ARGV[2]) then
-  redis.call('DEL', KEYS[1], KEYS[2], KEYS[3])
-  return 1
+if redis.call('HGET', KEYS[2], 'epoch') ~= ARGV[1] then return 0 end
+local broken = tonumber(redis.call('HGET', KEYS[2], 'last') or '0') < tonumber(ARGV[2])
+if not broken and ARGV[3] ~= '' then
+  local e = redis.call('XRANGE', KEYS[1], ARGV[2] .. '-0', ARGV[2] .. '-0')
+  if #e > 0 then
+    local f, t = e[1][2], ''
+    for i = 1, #f, 2 do if f[i] == 't' then t = f[i + 1] end end
+    broken = t ~= ARGV[3]
+  end
 end
-return 0
+if not broken then return 0 end
+redis.call('DEL', KEYS[1], KEYS[2], KEYS[3])
+return 1
 `;
 
 const APPEND = new Script(LUA_APPEND);
@@ -308,8 +317,16 @@ interface Watched {
   /** The cursor: the epoch and offset handed to the listeners last; `undefined` before the first sync. */
   epoch: string | undefined;
   last: number;
+  /** The time of the entry at the cursor (what tells it from another entry at that offset); `""`: unknown. */
+  lastT: string;
   /** Epochs it moved on from, newest last (a late entry of one is skipped). */
   retired: string[];
+  /**
+   * The subscriber connection was lost since the last catch-up: Redis may
+   * have restarted with less than was handed on, so live entries are held
+   * until a catch-up has checked the entry at the cursor.
+   */
+  stale: boolean;
   /** SUBSCRIBE answered on the current subscriber connection. */
   subscribed: boolean;
   /** A catch-up from the stream is running. */
@@ -317,13 +334,19 @@ interface Watched {
   /** Another catch-up is needed (a hole seen, a reconnect) once this one ends. */
   dirty: boolean;
   /** Live entries that arrived during the catch-up, oldest first. */
-  held: LogEntry[];
+  held: Stamped[];
   /** Live entries were dropped from `held`: read them from the stream. */
   overflow: boolean;
   /** Failed catch-ups in a row, and the timer of the next. */
   fails: number;
   retry: ReturnType<typeof setTimeout> | undefined;
   removed: boolean;
+}
+
+/** An entry and its time (Redis ms, as stored). */
+interface Stamped {
+  readonly entry: LogEntry;
+  readonly t: string;
 }
 
 /** One client and what the log knows of its connection. */
@@ -334,6 +357,8 @@ interface Side {
   readonly waiting: Set<() => void>;
   /** This outage was reported already. */
   reported: boolean;
+  /** A ping is checking that the connection is alive. */
+  probing: boolean;
 }
 
 /**
@@ -410,7 +435,12 @@ export class RedisTopicLog implements TopicLog {
   #subscriber: Side | undefined;
   /** Watched topics by channel. */
   readonly #watched = new Map<string, Watched>();
+  /** Channels unwatched while the subscriber was not connected: unsubscribed once it is. */
+  readonly #unwanted = new Set<string>();
   #touchTimer: ReturnType<typeof setTimeout> | undefined;
+  /** How often watched topics catch up and keep their keys alive, and when they last did. */
+  readonly #touchMs: number;
+  #lastTouch = Date.now();
   #closing: Promise<void> | undefined;
 
   /**
@@ -439,6 +469,7 @@ export class RedisTopicLog implements TopicLog {
     this.#maxMessageBytes = positiveIntegerOption("maxMessageBytes", options.maxMessageBytes, 1024 * 1024);
     this.#timeoutMs = positiveIntegerOption("commandTimeoutMs", options.commandTimeoutMs, 2000);
     this.#ttlMs = this.#maxAgeMs * 2;
+    this.#touchMs = Math.max(10, Math.min(this.#maxAgeMs / 2, 60_000));
     this.#onError = onError;
   }
 
@@ -505,6 +536,11 @@ export class RedisTopicLog implements TopicLog {
    * @throws {BackplaneError} `ERR_REDIS_UNAVAILABLE`, `ERR_REDIS_TIMEOUT` or `ERR_REDIS_COMMAND` (as rejections).
    */
   async read(topic: string, after: From, limit: number): Promise<LogRead> {
+    return (await this.#read(topic, after, limit)).read;
+  }
+
+  /** Reads, with each entry's time (Redis ms, as stored): what tells two entries at one offset apart. */
+  async #read(topic: string, after: From, limit: number): Promise<{ read: LogRead; times: string[] }> {
     this.#check();
     const k = this.keys(topic);
     const n = Math.max(0, Number.isFinite(limit) ? Math.floor(limit) : 0);
@@ -521,16 +557,22 @@ export class RedisTopicLog implements TopicLog {
     const [rawEpoch, rawLast, rawOldest, rawGap, runs, rt, rr, rawEntries] = reply as unknown[];
     const epoch = text(rawEpoch);
     const last = Number(rawLast);
-    const entries = (rawEntries as unknown[]).map((raw) => entryOf(epoch, raw));
+    const entries: LogEntry[] = [];
+    const times: string[] = [];
+    for (const raw of rawEntries as unknown[]) {
+      const { entry, t } = entryOf(epoch, raw);
+      entries.push(entry);
+      times.push(t);
+    }
     const gapKind = text(rawGap);
-    if (typeof after !== "object" || gapKind === "") return { epoch, entries, last };
+    if (typeof after !== "object" || gapKind === "") return { read: { epoch, entries, last }, times };
     let gap: Gap;
     if (gapKind === "epoch") gap = { reason: "epoch", epoch: after.epoch, from: after.offset + 1 };
     else {
       const from = after.offset + 1;
       gap = { reason: reasonOf(from, text(runs), text(rt), text(rr)), epoch, from, to: Number(rawOldest) - 1 };
     }
-    return { epoch, entries, last, gap };
+    return { read: { epoch, entries, last, gap }, times };
   }
 
   /**
@@ -557,7 +599,9 @@ export class RedisTopicLog implements TopicLog {
         listeners: new Set(),
         epoch: undefined,
         last: 0,
+        lastT: "",
         retired: [],
+        stale: false,
         subscribed: false,
         syncing: false,
         dirty: false,
@@ -568,6 +612,7 @@ export class RedisTopicLog implements TopicLog {
         removed: false,
       };
       this.#watched.set(channel, w);
+      this.#unwanted.delete(channel);
       // The cursor is read now; once SUBSCRIBE is answered, what came after it is read too.
       void this.#sync(w);
       if (this.#ready(sub)) this.#subscribeAll([w]);
@@ -582,9 +627,10 @@ export class RedisTopicLog implements TopicLog {
       clearTimeout(watched.retry);
       this.#watched.delete(channel);
       const sub = this.#subscriber;
-      if (sub !== undefined && this.#closing === undefined && this.#ready(sub)) {
-        this.#quietly(sub, () => sub.client.unsubscribe(channel));
-      }
+      if (sub === undefined || this.#closing !== undefined) return;
+      // Not now: once connected (the client may subscribe again to what it had by itself).
+      if (!this.#ready(sub)) this.#unwanted.add(channel);
+      else this.#quietly(sub, () => sub.client.unsubscribe(channel));
     };
   }
 
@@ -625,19 +671,32 @@ export class RedisTopicLog implements TopicLog {
     if (other !== undefined && other.client === client) {
       throw new UsageError("ERR_INVALID_OPTION", "Invalid option: createClient must return a new client on every call (commands and subscriber)");
     }
-    const side: Side = { role, client, waiting: new Set(), reported: false };
+    const side: Side = { role, client, waiting: new Set(), reported: false, probing: false };
     if (role === "commands") this.#commands = side;
     else this.#subscriber = side;
     client.on("ready", () =>
       this.#guard(() => {
         side.reported = false;
         for (const wake of [...side.waiting]) wake();
-        if (role === "subscriber") this.#subscribeAll([...this.#watched.values()]);
+        if (role === "subscriber") {
+          const unwanted = [...this.#unwanted];
+          this.#unwanted.clear();
+          for (let i = 0; i < unwanted.length; i += SUBSCRIBE_BATCH) {
+            const batch = unwanted.slice(i, i + SUBSCRIBE_BATCH);
+            this.#quietly(side, () => client.unsubscribe(...batch));
+          }
+          this.#subscribeAll([...this.#watched.values()]);
+        }
       })
     );
     client.on("close", () =>
       this.#guard(() => {
-        if (role === "subscriber") for (const w of this.#watched.values()) w.subscribed = false;
+        if (role === "subscriber") {
+          for (const w of this.#watched.values()) {
+            w.subscribed = false;
+            w.stale = true;
+          }
+        }
         if (this.#closing === undefined) this.#once(side, "ERR_REDIS_DISCONNECTED", `Redis ${role} connection lost; ${this.#meanwhile(role)}`);
       })
     );
@@ -684,16 +743,20 @@ export class RedisTopicLog implements TopicLog {
     }
   }
 
-  /** Sends a command once the client is ready, and rejects if that and its answer take past `deadline`. */
-  async #command(side: Side, deadline: number, run: () => Promise<unknown>): Promise<unknown> {
+  /**
+   * Sends a command once the client is ready, and rejects if that and its
+   * answer take past `deadline` (then, unless `probe` is false, checks that
+   * the connection is alive).
+   */
+  async #command(side: Side, deadline: number, run: () => Promise<unknown>, probe = true): Promise<unknown> {
     if (!this.#ready(side)) await this.#whenReady(side, deadline);
     this.#check();
     let timer: ReturnType<typeof setTimeout> | undefined;
     const timeout = new Promise<never>((_, reject) => {
-      timer = setTimeout(
-        () => reject(new BackplaneError("ERR_REDIS_TIMEOUT", `Redis did not answer within ${this.#timeoutMs} ms; the command may still run`)),
-        Math.max(0, deadline - Date.now()),
-      );
+      timer = setTimeout(() => {
+        reject(new BackplaneError("ERR_REDIS_TIMEOUT", `Redis did not answer within ${this.#timeoutMs} ms; the command may still run`));
+        if (probe) this.#probe(side);
+      }, Math.max(0, deadline - Date.now()));
     });
     let sent: Promise<unknown>;
     try {
@@ -768,13 +831,13 @@ export class RedisTopicLog implements TopicLog {
     if (this.#closing !== undefined) return;
     const w = this.#watched.get(decoder.decode(rawChannel));
     if (w === undefined) return;
-    const entry = parseMessage(message);
-    if (entry === undefined) {
+    const stamped = parseMessage(message);
+    if (stamped === undefined) {
       return this.#report(new BackplaneError("ERR_BACKPLANE_MESSAGE", `A message on Redis channel ${JSON.stringify(w.channel)} is not a log entry; skipped`));
     }
-    if (w.syncing || w.epoch === undefined) return this.#hold(w, entry);
-    if (this.#offer(w, entry)) return;
-    this.#hold(w, entry); // a hole: the stream has what is missing
+    if (w.syncing || w.stale || w.epoch === undefined) return this.#hold(w, stamped);
+    if (this.#offer(w, stamped)) return;
+    this.#hold(w, stamped); // a hole: the stream has what is missing
     void this.#sync(w);
   }
 
@@ -783,14 +846,15 @@ export class RedisTopicLog implements TopicLog {
    * already (or of an epoch left behind). `false`: entries are missing
    * before it (a hole, or a new epoch not from its start): read the stream.
    */
-  #offer(w: Watched, entry: LogEntry): boolean {
+  #offer(w: Watched, stamped: Stamped): boolean {
+    const entry = stamped.entry;
     if (entry.epoch !== w.epoch) {
       if (w.retired.includes(entry.epoch)) return true;
       this.#newEpoch(w, entry.epoch);
     }
     if (entry.offset <= w.last) return true;
     if (entry.offset !== w.last + 1) return false;
-    this.#hand(w, entry);
+    this.#hand(w, stamped);
     return true;
   }
 
@@ -802,11 +866,12 @@ export class RedisTopicLog implements TopicLog {
     }
     w.epoch = epoch;
     w.last = 0;
+    w.lastT = "";
   }
 
-  #hold(w: Watched, entry: LogEntry): void {
+  #hold(w: Watched, stamped: Stamped): void {
     if (w.overflow) return;
-    w.held.push(entry);
+    w.held.push(stamped);
     if (w.held.length > MAX_HELD) {
       w.held = [];
       w.overflow = true;
@@ -814,8 +879,9 @@ export class RedisTopicLog implements TopicLog {
   }
 
   /** Hands an entry (of the cursor's epoch) to the listeners and moves the cursor. */
-  #hand(w: Watched, entry: LogEntry): void {
+  #hand(w: Watched, { entry, t }: Stamped): void {
     w.last = entry.offset;
+    w.lastT = t;
     for (const listener of [...w.listeners]) {
       try {
         listener(entry);
@@ -850,23 +916,37 @@ export class RedisTopicLog implements TopicLog {
           w.epoch = now.epoch;
           w.last = now.last;
         }
+        let resets = 0;
         for (;;) {
-          const read = await this.read(w.topic, { epoch: w.epoch!, offset: w.last }, CATCH_UP_BATCH);
+          // From the entry at the cursor when its time is known: it must still be the one handed on.
+          const check = w.lastT !== "" && w.last > 0;
+          const { read, times } = await this.#read(w.topic, { epoch: w.epoch!, offset: check ? w.last - 1 : w.last }, CATCH_UP_BATCH);
           if (w.removed) return;
-          if (read.epoch === w.epoch && w.last > read.last) {
-            await this.#rewound(w, read.last);
-            continue;
+          if (read.epoch === w.epoch) {
+            const first = read.entries[0];
+            const lost = w.last > read.last
+              ? `Redis holds offsets up to ${read.last}, but ${w.last} were handed on`
+              : check && first?.offset === w.last && times[0] !== w.lastT
+              ? `another entry took offset ${w.last}, handed on before`
+              : undefined;
+            if (lost !== undefined) {
+              if (++resets > 3) throw new BackplaneError("ERR_REDIS_REWOUND", `Topic ${JSON.stringify(w.topic)}: ${lost}, and it could not be reset`);
+              await this.#rewound(w, lost);
+              continue;
+            }
+          } else {
+            this.#newEpoch(w, read.epoch);
           }
-          if (read.epoch !== w.epoch) this.#newEpoch(w, read.epoch);
-          for (const entry of read.entries) if (entry.offset > w.last) this.#hand(w, entry);
+          w.stale = false;
+          for (const [i, entry] of read.entries.entries()) if (entry.offset > w.last) this.#hand(w, { entry, t: times[i]! });
           if (w.removed) return;
           if (read.entries.length === 0 || w.last >= read.last) break;
         }
         // What arrived meanwhile, in order; a hole means another round.
         const held = w.held;
         w.held = [];
-        for (const entry of held) {
-          if (!this.#offer(w, entry)) {
+        for (const stamped of held) {
+          if (!this.#offer(w, stamped)) {
             w.dirty = true; // the rest is read from the stream in the next round
             break;
           }
@@ -889,35 +969,69 @@ export class RedisTopicLog implements TopicLog {
   }
 
   /**
-   * The stream ends before the cursor in the same epoch: Redis lost acked
-   * entries (it restarted from an old snapshot, or without its append-only
-   * file) and would hand out their offsets again, for other messages. That
-   * history is broken: its keys are deleted (if still the same), so the
-   * next use starts a new epoch, and every subscriber is told of the gap.
+   * The stream no longer holds the entry at the cursor, in the same epoch:
+   * it ends before, or another entry took its offset. Redis lost acked
+   * entries (it restarted from an older copy of its data: snapshots only, a
+   * lost append-only file) and hands out their offsets again, for other
+   * messages. That history is broken: its keys are deleted (if still the
+   * same), so the next use starts a new epoch, and every subscriber is told
+   * of the gap rather than skipping silently.
    */
-  async #rewound(w: Watched, last: number): Promise<void> {
+  async #rewound(w: Watched, lost: string): Promise<void> {
     this.#report(
       new BackplaneError(
         "ERR_REDIS_REWOUND",
-        `Topic ${JSON.stringify(w.topic)}: Redis holds offsets up to ${last} of epoch ${w.epoch} but ${w.last} were handed on; ` +
-          "its persistence lost acked entries (run it with appendonly yes): the topic starts a new epoch",
+        `Topic ${JSON.stringify(w.topic)}, epoch ${w.epoch}: ${lost}; Redis lost acked entries (run it with appendonly yes): ` +
+          "the topic starts a new epoch",
       ),
     );
     const k = this.keys(w.topic);
-    await this.#eval(RESET, [k.stream, k.meta, k.keys], [w.epoch!, w.last]);
+    await this.#eval(RESET, [k.stream, k.meta, k.keys], [w.epoch!, w.last, w.lastT]);
   }
 
-  /** Every min(maxAgeMs / 2, 60 s): each watched topic catches up (a safety net) and keeps its keys alive. */
+  /**
+   * While topics are watched, a timer: every `5 × commandTimeoutMs` (10 s by
+   * default) the subscriber connection is pinged, and reconnected if it does
+   * not answer in time (a connection dead without a word: a partition, a NAT
+   * that forgot it; TCP would notice after minutes); every min(maxAgeMs / 2,
+   * 60 s) each watched topic catches up (a safety net) and keeps its keys
+   * alive.
+   */
   #armTouch(): void {
     if (this.#touchTimer !== undefined || this.#closing !== undefined) return;
-    const every = Math.max(10, Math.min(this.#maxAgeMs / 2, 60_000));
+    const every = Math.min(this.#timeoutMs * 5, this.#touchMs);
     this.#touchTimer = setTimeout(() => {
       this.#touchTimer = undefined;
       if (this.#watched.size === 0 || this.#closing !== undefined) return;
-      for (const w of this.#watched.values()) if (w.subscribed && !w.syncing && w.retry === undefined) void this.#sync(w);
+      this.#probe(this.#subscriber);
+      const now = Date.now();
+      if (now - this.#lastTouch >= this.#touchMs) {
+        this.#lastTouch = now;
+        for (const w of this.#watched.values()) if (w.subscribed && !w.syncing && w.retry === undefined) void this.#sync(w);
+      }
       this.#armTouch();
     }, every);
     unref(this.#touchTimer);
+  }
+
+  /**
+   * Pings a connection (the subscriber now and then, the commands one after
+   * a command timed out) and reconnects it when the ping times out too: a
+   * connection that went silent is replaced in seconds.
+   */
+  #probe(side: Side | undefined): void {
+    if (side === undefined || side.probing || this.#closing !== undefined || !this.#ready(side)) return;
+    side.probing = true;
+    const client = side.client;
+    this.#command(side, Date.now() + this.#timeoutMs, () => client.callBuffer("ping"), false).then(
+      () => void (side.probing = false),
+      (error) => {
+        side.probing = false;
+        if (this.#closing !== undefined || !this.#ready(side) || (error as { code?: unknown }).code !== "ERR_REDIS_TIMEOUT") return;
+        this.#report(new BackplaneError("ERR_REDIS_DISCONNECTED", `Redis ${side.role} connection unresponsive, reconnecting: ${errorMessage(error)}`, error));
+        (client as { disconnect(reconnect?: boolean): void }).disconnect(true);
+      },
+    );
   }
 
   // ---- errors ----
@@ -947,34 +1061,40 @@ export class RedisTopicLog implements TopicLog {
   }
 }
 
-/** An entry from an `XRANGE` reply: `[id, [field, value, …]]`. */
-function entryOf(epoch: string, raw: unknown): LogEntry {
+/** An entry from an `XRANGE` reply (`[id, [field, value, …]]`), and its time. */
+function entryOf(epoch: string, raw: unknown): Stamped {
   const [id, fields] = raw as [unknown, unknown[]];
   let data: Uint8Array | undefined;
   let binary = false;
+  let t = "";
   for (let i = 0; i + 1 < fields.length; i += 2) {
     const name = text(fields[i]);
     if (name === "d") data = fields[i + 1] as Uint8Array;
     else if (name === "b") binary = text(fields[i + 1]) === "1";
+    else if (name === "t") t = text(fields[i + 1]);
   }
   const offset = parseInt(text(id), 10);
   const bytes = data instanceof Uint8Array ? data : encoder.encode(text(data ?? ""));
   // Bytes are copied out of the client's buffer (a plain Uint8Array, not a Buffer).
-  return { epoch, offset, data: binary ? new Uint8Array(bytes) : decoder.decode(bytes) };
+  return { entry: { epoch, offset, data: binary ? new Uint8Array(bytes) : decoder.decode(bytes) }, t };
 }
 
-/** A Pub/Sub message: `epoch \n offset \n binary \n data`. */
-function parseMessage(message: Uint8Array): LogEntry | undefined {
-  const a = message.indexOf(10);
-  const b = a < 0 ? -1 : message.indexOf(10, a + 1);
-  const c = b < 0 ? -1 : message.indexOf(10, b + 1);
-  if (c < 0) return undefined;
+/** A Pub/Sub message: `epoch \n offset \n binary \n time \n data`. */
+function parseMessage(message: Uint8Array): Stamped | undefined {
+  const ends: number[] = [];
+  for (let i = 0, at = -1; i < 4; i++) {
+    at = message.indexOf(10, at + 1);
+    if (at < 0) return undefined;
+    ends.push(at);
+  }
+  const [a, b, c, d] = ends as [number, number, number, number];
   const epoch = decoder.decode(message.subarray(0, a));
   const offset = Number(decoder.decode(message.subarray(a + 1, b)));
   const binary = c === b + 2 && message[b + 1] === 49; // "1"
+  const t = decoder.decode(message.subarray(c + 1, d));
   if (epoch === "" || !Number.isSafeInteger(offset) || offset < 1) return undefined;
-  const payload = message.subarray(c + 1);
-  return { epoch, offset, data: binary ? new Uint8Array(payload) : decoder.decode(payload) };
+  const payload = message.subarray(d + 1);
+  return { entry: { epoch, offset, data: binary ? new Uint8Array(payload) : decoder.decode(payload) }, t };
 }
 
 /** Why offset `from` (dropped) is gone: the runs recorded by the scripts, oldest first. */

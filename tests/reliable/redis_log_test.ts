@@ -13,7 +13,7 @@
 import assert from "node:assert/strict";
 import { type ChildProcess, spawn, spawnSync } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
-import { createServer } from "node:net";
+import { connect, createServer, type Server, type Socket } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import process from "node:process";
@@ -33,6 +33,9 @@ const skip = !hasRedis && !inCi && "redis-server is not installed (apt-get insta
 
 const g = globalThis as Record<string, unknown>;
 const WebSocket: WebSocketConstructor = typeof g.WebSocket === "function" ? g.WebSocket as WebSocketConstructor : (await import("ws")).WebSocket;
+
+/** Per test: Bun's default is 5 s, and it does not take the suite's. */
+const SLOW = { timeout: 30_000 };
 
 const delay = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
@@ -113,6 +116,59 @@ class RedisServer {
   }
 }
 
+/** A TCP proxy whose open connections can be frozen: still open, nothing goes through (a partition without a word). */
+class FreezingProxy {
+  readonly #server: Server;
+  readonly #pairs = new Set<[Socket, Socket]>();
+  port = 0;
+
+  constructor(target: () => number) {
+    this.#server = createServer((client) => {
+      const upstream = connect(target(), "127.0.0.1");
+      const pair: [Socket, Socket] = [client, upstream];
+      this.#pairs.add(pair);
+      const end = () => {
+        client.destroy();
+        upstream.destroy();
+        this.#pairs.delete(pair);
+      };
+      client.on("error", end).on("close", end);
+      upstream.on("error", end).on("close", end);
+      client.pipe(upstream);
+      upstream.pipe(client);
+    });
+  }
+
+  listen(): Promise<void> {
+    return new Promise((resolve) => this.#server.listen(0, "127.0.0.1", () => {
+      this.port = (this.#server.address() as { port: number }).port;
+      resolve();
+    }));
+  }
+
+  get url(): string {
+    return `redis://127.0.0.1:${this.port}`;
+  }
+
+  /** Stops forwarding on every open connection, which stays open. */
+  freeze(): void {
+    for (const [client, upstream] of this.#pairs) {
+      client.unpipe(upstream);
+      upstream.unpipe(client);
+      client.pause();
+      upstream.pause();
+    }
+  }
+
+  close(): Promise<void> {
+    for (const [client, upstream] of this.#pairs) {
+      client.destroy();
+      upstream.destroy();
+    }
+    return new Promise((resolve) => this.#server.close(() => resolve()));
+  }
+}
+
 describe(`RedisTopicLog on a real Redis${skip ? ` (skipped: ${skip})` : ""}`, { skip, timeout: 120_000 }, () => {
   const redis = new RedisServer(["--appendonly", "yes"]);
   let admin: Redis;
@@ -160,7 +216,7 @@ describe(`RedisTopicLog on a real Redis${skip ? ` (skipped: ${skip})` : ""}`, { 
     await redis.stop();
   });
 
-  it("appends from two logs with contiguous offsets, reads them from either, dedupes a key across them", async () => {
+  it("appends from two logs with contiguous offsets, reads them from either, dedupes a key across them", SLOW, async () => {
     const a = open();
     const b = open();
     const topic = fresh();
@@ -185,7 +241,7 @@ describe(`RedisTopicLog on a real Redis${skip ? ` (skipped: ${skip})` : ""}`, { 
     assert.deepEqual([none.entries, none.last], [[], 0]);
   });
 
-  it("round-trips binary data and text exactly (bytes that are not UTF-8, empty, newlines, non-ASCII)", async () => {
+  it("round-trips binary data and text exactly (bytes that are not UTF-8, empty, newlines, non-ASCII)", SLOW, async () => {
     const a = open();
     const b = open();
     const topic = fresh();
@@ -207,7 +263,7 @@ describe(`RedisTopicLog on a real Redis${skip ? ` (skipped: ${skip})` : ""}`, { 
     assert.deepEqual(got.map((e) => e.data), datas, "live too");
   });
 
-  it("trims by count in the append, answers a trimmed gap, and forgets the keys of trimmed entries", async () => {
+  it("trims by count in the append, answers a trimmed gap, and forgets the keys of trimmed entries", SLOW, async () => {
     const log = open({ maxMessages: 3 });
     const topic = fresh();
     let epoch = "";
@@ -223,7 +279,7 @@ describe(`RedisTopicLog on a real Redis${skip ? ` (skipped: ${skip})` : ""}`, { 
     assert.deepEqual(await log.append(topic, "m5 again", "k5"), { epoch, offset: 5, duplicate: true });
   });
 
-  it("expires by age on Redis's clock, answers an expired gap, and tells trimmed from expired", async () => {
+  it("expires by age on Redis's clock, answers an expired gap, and tells trimmed from expired", SLOW, async () => {
     const log = open({ maxAgeMs: 400, maxMessages: 2 });
     const topic = fresh();
     const { epoch } = await log.append(topic, "1", "k1");
@@ -246,7 +302,7 @@ describe(`RedisTopicLog on a real Redis${skip ? ` (skipped: ${skip})` : ""}`, { 
     assert.ok(ttl > 0 && ttl <= 800, `the topic is forgotten after twice maxAgeMs unused (pttl ${ttl})`);
   });
 
-  it("creates the epoch once (two logs at once), answers epoch gaps, and starts a new epoch after FLUSHALL", async () => {
+  it("creates the epoch once (two logs at once), answers epoch gaps, and starts a new epoch after FLUSHALL", SLOW, async () => {
     const a = open();
     const b = open();
     const topic = fresh();
@@ -277,29 +333,34 @@ describe(`RedisTopicLog on a real Redis${skip ? ` (skipped: ${skip})` : ""}`, { 
     assert.ok(b.errors.some((e) => e instanceof BackplaneError && e.code === "ERR_BACKPLANE_MESSAGE"));
   });
 
-  it("starts a new epoch when Redis holds less than was handed on (its persistence lost acked entries)", async () => {
-    const a = open();
-    const b = open();
-    const topic = fresh();
-    const w = await watching(b, topic, a);
-    let epoch = "";
-    for (let i = 0; i < 10; i++) epoch = (await a.append(topic, `m${i}`)).epoch;
-    await until(() => w.got.length === 10);
-    // As if Redis restarted from an older snapshot: the last five entries are gone, `last` went back.
-    const k = a.keys(topic);
-    const last = w.after + 10;
-    await admin.xdel(k.stream, ...Array.from({ length: 5 }, (_, i) => `${last - i}-0`));
-    await admin.hset(k.meta, "last", String(last - 5));
-    await admin.call("CLIENT", "KILL", "TYPE", "pubsub"); // the watch reconnects and catches up
-    await until(() => b.errors.some((e) => e instanceof BackplaneError && e.code === "ERR_REDIS_REWOUND"), 5000, "ERR_REDIS_REWOUND");
-    const next = await a.append(topic, "after");
-    assert.notEqual(next.epoch, epoch, "a new epoch: the old offsets are never reused within one");
-    assert.equal(next.offset, 1);
-    await until(() => w.got.length === 11);
-    assert.deepEqual(w.got.at(-1), { epoch: next.epoch, offset: 1, data: "after" });
-  });
+  for (const refilled of [false, true]) {
+    it(`starts a new epoch when Redis lost entries that were handed on (${refilled ? "their offsets taken again by new appends" : "it ends before the cursor"})`, SLOW, async () => {
+      const a = open();
+      const b = open();
+      const topic = fresh();
+      const w = await watching(b, topic, a);
+      let epoch = "";
+      for (let i = 0; i < 10; i++) epoch = (await a.append(topic, `m${i}`)).epoch;
+      await until(() => w.got.length === 10);
+      // As if Redis restarted from an older copy of its data: the last five entries are gone, `last` went back.
+      await admin.call("CLIENT", "KILL", "TYPE", "pubsub"); // a restart drops every connection
+      const k = a.keys(topic);
+      const last = w.after + 10;
+      await admin.xdel(k.stream, ...Array.from({ length: 5 }, (_, i) => `${last - i}-0`));
+      await admin.call("XSETID", k.stream, `${last - 5}-0`);
+      await admin.hset(k.meta, "last", String(last - 5));
+      if (refilled) for (let i = 0; i < 8; i++) assert.equal((await a.append(topic, `new ${i}`)).epoch, epoch, "the broken history, until someone notices");
+      await until(() => b.errors.some((e) => e instanceof BackplaneError && e.code === "ERR_REDIS_REWOUND"), 5000, "ERR_REDIS_REWOUND");
+      const next = await a.append(topic, "after");
+      assert.notEqual(next.epoch, epoch, "a new epoch: the old offsets are never reused within one");
+      assert.equal(next.offset, 1);
+      await until(() => w.got.some((e) => e.epoch === next.epoch));
+      await delay(50);
+      assert.deepEqual(w.got.slice(10), [{ epoch: next.epoch, offset: 1, data: "after" }], "nothing of the broken history after what was handed on");
+    });
+  }
 
-  it("hands live entries in order, once, to every watcher of every log; unwatching unsubscribes", async () => {
+  it("hands live entries in order, once, to every watcher of every log; unwatching unsubscribes", SLOW, async () => {
     const a = open();
     const b = open();
     const topic = fresh();
@@ -325,7 +386,27 @@ describe(`RedisTopicLog on a real Redis${skip ? ` (skipped: ${skip})` : ""}`, { 
     await until(async () => ((await admin.pubsub("NUMSUB", channel)) as [string, number])[1] === 0, 5000, "no subscriber left");
   });
 
-  it("catches up from the stream after its subscriber connection is killed (CLIENT KILL TYPE pubsub)", async () => {
+  it("unsubscribes a topic unwatched while its subscriber connection was down, once it is back", SLOW, async () => {
+    let subscriber: Redis | undefined;
+    const log = open({
+      createClient: (role) => {
+        const client = new Redis(redis.url, { retryStrategy: () => 200 });
+        if (role === "subscriber") subscriber = client;
+        return client;
+      },
+    });
+    const topic = fresh();
+    const { stop } = await watching(log, topic);
+    const numsub = async () => ((await admin.pubsub("NUMSUB", log.keys(topic).channel)) as [string, number])[1];
+    assert.equal(await numsub(), 1);
+    await admin.call("CLIENT", "KILL", "TYPE", "pubsub");
+    await until(() => subscriber!.status !== "ready", 5000, "the loss noticed");
+    stop();
+    await until(() => subscriber!.status === "ready", 5000, "reconnected");
+    await until(async () => (await numsub()) === 0, 5000, "unsubscribed after the reconnect");
+  });
+
+  it("catches up from the stream after its subscriber connection is killed (CLIENT KILL TYPE pubsub)", SLOW, async () => {
     const a = open();
     const b = open();
     const topic = fresh();
@@ -344,7 +425,7 @@ describe(`RedisTopicLog on a real Redis${skip ? ` (skipped: ${skip})` : ""}`, { 
     assert.ok(b.errors.some((e) => e instanceof BackplaneError && e.code === "ERR_REDIS_DISCONNECTED"), "the outage was reported");
   });
 
-  it("survives a Redis crash and restart with appendonly yes: same epoch, nothing lost; fails fast meanwhile", async () => {
+  it("survives a Redis crash and restart with appendonly yes: same epoch, nothing lost; fails fast meanwhile", SLOW, async () => {
     const a = open({ commandTimeoutMs: 500 });
     const b = open({ commandTimeoutMs: 500 });
     const topic = fresh();
@@ -376,7 +457,26 @@ describe(`RedisTopicLog on a real Redis${skip ? ` (skipped: ${skip})` : ""}`, { 
     assert.deepEqual(w.got.map((e) => e.offset), Array.from({ length: 100 }, (_, i) => w.after + i + 1), "the watch caught up: in order, once");
   });
 
-  it("rejects commands while Redis is paused past commandTimeoutMs, and a retried key is stored once", async () => {
+  it("reconnects a subscriber connection that went silent (pinged every 5 × commandTimeoutMs) and catches up", SLOW, async () => {
+    const proxy = new FreezingProxy(() => redis.port);
+    await proxy.listen();
+    const a = open();
+    const b = open({ commandTimeoutMs: 200 }, () => proxy.url);
+    try {
+      const topic = fresh();
+      const w = await watching(b, topic, a);
+      proxy.freeze();
+      for (let i = 0; i < 20; i++) await a.append(topic, `m${i}`);
+      await until(() => w.got.length === 20, 15_000, `20 entries after the reconnect (got ${w.got.length})`);
+      assert.deepEqual(w.got.map((e) => e.offset), Array.from({ length: 20 }, (_, i) => w.after + i + 1));
+      assert.ok(b.errors.some((e) => e instanceof BackplaneError && /unresponsive/.test(e.message)), "reported");
+    } finally {
+      await b.close();
+      await proxy.close();
+    }
+  });
+
+  it("rejects commands while Redis is paused past commandTimeoutMs, and a retried key is stored once", SLOW, async () => {
     const log = open({ commandTimeoutMs: 300 });
     const topic = fresh();
     const { epoch } = await log.append(topic, "first");
@@ -397,7 +497,7 @@ describe(`RedisTopicLog on a real Redis${skip ? ` (skipped: ${skip})` : ""}`, { 
     assert.deepEqual(read.entries.map((e) => e.data), ["first", "paused"]);
   });
 
-  it("refuses bad options, oversized entries, and use after close (UsageError)", async () => {
+  it("refuses bad options, oversized entries, and use after close (UsageError)", SLOW, async () => {
     const createClient = () => new Redis(redis.url, { lazyConnect: true });
     const bad: [unknown, RegExp][] = [
       [undefined, /createClient/],
@@ -439,7 +539,7 @@ describe(`RedisTopicLog on a real Redis${skip ? ` (skipped: ${skip})` : ""}`, { 
     assert.throws(() => log.watch("t", () => {}), (e: unknown) => e instanceof UsageError && e.code === "ERR_CLOSED");
   });
 
-  it("close() quits both connections and stops its timers", async () => {
+  it("close() quits both connections and stops its timers", SLOW, async () => {
     const log = new RedisTopicLog({ createClient: (role) => new Redis(redis.url, { connectionName: `closing-${role}` }), onError: () => {} });
     const topic = fresh();
     log.watch(topic, () => {});
@@ -451,7 +551,7 @@ describe(`RedisTopicLog on a real Redis${skip ? ` (skipped: ${skip})` : ""}`, { 
     await log.close(); // again: nothing
   });
 
-  it("reliable() on two servers sharing one Redis: a client subscribed on one gets every message published on the other, once, in order", async () => {
+  it("reliable() on two servers sharing one Redis: a client subscribed on one gets every message published on the other, once, in order", SLOW, async () => {
     const layers = [0, 1].map(() => reliable({ log: open(), authorize: { publish: () => true }, onError: () => {} }));
     const servers = await Promise.all(layers.map((live) => serve(new App().use(live), { port: 0, hostname: "127.0.0.1" })));
     const [subscriber, publisher] = servers.map((server) => new DuplexClient(`ws://127.0.0.1:${server.port}/`, { WebSocket }));
@@ -494,7 +594,7 @@ describe(`RedisTopicLog keys on a one-node Redis Cluster${skip ? ` (skipped: ${s
     await node.stop();
   });
 
-  it("puts every key of a topic in one slot (the hash tag), whatever the topic", async () => {
+  it("puts every key of a topic in one slot (the hash tag), whatever the topic", SLOW, async () => {
     const log = new RedisTopicLog({ createClient: () => new Redis(node.url, { lazyConnect: true }) });
     const slots = new Set<number>();
     for (const topic of ["news", "room:42", "a{b}c", "}{", "}", "%7D", "é✓", "x".repeat(300)]) {
@@ -508,7 +608,7 @@ describe(`RedisTopicLog keys on a one-node Redis Cluster${skip ? ` (skipped: ${s
     await log.close();
   });
 
-  it("works through ioredis's Cluster client (the scripts' keys in one slot: no CROSSSLOT)", async () => {
+  it("works through ioredis's Cluster client (the scripts' keys in one slot: no CROSSSLOT)", SLOW, async () => {
     const log = new RedisTopicLog({
       createClient: () => new Cluster([{ host: "127.0.0.1", port: node.port }]) as unknown as RedisLogClient,
       onError: () => {},
