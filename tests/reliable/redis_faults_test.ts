@@ -8,13 +8,14 @@
 // - each server process SIGKILLed and started again on the same port, one
 //   at a time (while it is down, its proxy forwards to another process: its
 //   clients come back through whichever process answers);
-// - Redis SIGKILLed and started again. It runs with `--appendonly yes
+// - Redis SIGKILLed, down for 2.5 s, and started again. It runs with `--appendonly yes
 //   --appendfsync always`: every write is on disk before Redis answers it,
 //   so a crash loses nothing that was acked. (With `everysec` a crash may
 //   lose the last second of acked messages: that is Redis's contract, not
 //   one a test of ours can hold.)
 // - Redis paused (`CLIENT PAUSE 5000 ALL`), longer than the clients'
-//   heartbeat (2 s + 2 s in examples/reliable/_client.ts).
+//   heartbeat (2 s + 2 s in examples/reliable/_client.ts) and the log's
+//   command timeout, and the publisher's process SIGKILLed meanwhile.
 //
 // The subscribers must print exactly `1` … `COUNT`, in order, once each, and
 // exit 0; the publisher must exit 0 (every publish acked). A history trimmed
@@ -28,7 +29,7 @@ import assert from "node:assert/strict";
 import process from "node:process";
 import { after, before, describe, it, type TestContext } from "node:test";
 import { runtime } from "../../mod.ts";
-import { delay, type RuntimeName, until } from "../runtimes/_helpers.ts";
+import { delay, type RuntimeName, until, within } from "../runtimes/_helpers.ts";
 import { CutProxy } from "./_cut_proxy.ts";
 import { assertExactly, type ClientProcess, exitOf, killAll, PUBLISH, run, SUBSCRIBE } from "./_examples.ts";
 import { DurableRedis, ExampleServer, hasRedisServer, redisCommand, topicKey } from "./_redis.ts";
@@ -53,6 +54,8 @@ const LIFETIME: [number, number] = [20, 300];
 const SEED = Number(process.env.REDIS_FAULTS_SEED ?? Date.now() % 100_000);
 /** How long Redis is paused: more than the client's heartbeat interval + timeout (2 s + 2 s). */
 const PAUSE_MS = 5000;
+/** How long Redis stays down when it is SIGKILLed: more than the log's command timeout (2 s). */
+const DOWN_MS = 2500;
 
 describe(`examples/reliable on Redis Streams, Node, Deno and Bun, through crashes and outages${skip ? ` (skipped: ${skip})` : ""}`, { skip, timeout: 300_000 }, () => {
   let redis: DurableRedis;
@@ -83,11 +86,18 @@ describe(`examples/reliable on Redis Streams, Node, Deno and Bun, through crashe
     totals.kills++;
   };
 
+  /** What a failure shows: where each client is, the stream's length, what the servers said. */
+  let state = async (): Promise<string> => "";
+
   /** Waits until `p` printed `n` lines, failing early if it exits. */
   const progress = async (p: ClientProcess, n: number, ms: number) => {
     let exited: number | string | undefined;
     void p.exited.then((code) => (exited = code));
-    await until(() => p.lines().length >= n || exited !== undefined, ms, `${p.name} to print ${n} lines (it has ${p.lines().length})`);
+    try {
+      await until(() => p.lines().length >= n || exited !== undefined, ms, `${p.name} to print ${n} lines (it has ${p.lines().length})`);
+    } catch (error) {
+      assert.fail(`${(error as Error).message}\n${await state()}`);
+    }
     if (exited !== undefined && p.lines().length < n) {
       assert.fail(`${p.name} exited (${exited}) after ${p.lines().length} lines; last: ${JSON.stringify(p.lines().slice(-2))}; stderr: ${p.stderr()}`);
     }
@@ -125,7 +135,7 @@ describe(`examples/reliable on Redis Streams, Node, Deno and Bun, through crashe
     }
   });
 
-  it(`${COUNT} messages: subscribe.ts on Deno's and Bun's processes, publish.ts on Node's, every connection cut within ${LIFETIME[1]} ms; each process SIGKILLed and restarted, Redis SIGKILLed and restarted, Redis paused ${PAUSE_MS} ms: each message once, in order, every publish acked`, { timeout: 150_000 }, async (t) => {
+  it(`${COUNT} messages: subscribe.ts on Deno's and Bun's processes, publish.ts on Node's, every connection cut within ${LIFETIME[1]} ms; each process SIGKILLed and restarted, Redis SIGKILLed and restarted, Redis paused ${PAUSE_MS} ms and a process SIGKILLed meanwhile: each message once, in order, every publish acked`, { timeout: 150_000 }, async (t) => {
     const topic = "faults";
     const subscribers = [
       run("node", SUBSCRIBE, [proxies.deno.url(), topic, String(COUNT)]),
@@ -134,6 +144,12 @@ describe(`examples/reliable on Redis Streams, Node, Deno and Bun, through crashe
     const publisher = run("bun", PUBLISH, [proxies.node.url(), topic, String(COUNT)]);
     const [watched] = subscribers as [ClientProcess, ClientProcess];
     const faults: string[] = [];
+    state = async () => {
+      const clients = [...subscribers, publisher].map((p) => `${p.name}: ${p.lines().length} lines, last ${JSON.stringify(p.lines().at(-1))}; stderr: ${p.stderr().trim()}`);
+      const servers_ = RUNTIMES.map((name) => `${servers[name].name} (${servers[name].starts} starts): ${servers[name].stderr().trim() || "(nothing)"}`);
+      const length = await redisCommand(redis.port, "XLEN", topicKey(topic, "s")).catch((error) => String(error));
+      return [`faults: ${faults.join("; ")}`, ...clients, `stream length ${length}`, ...servers_].join("\n");
+    };
     // Each fault once the watched subscriber has printed `fraction` of COUNT
     // and 5 % more since the last fault (it recovered from that one).
     let last = 0;
@@ -155,24 +171,37 @@ describe(`examples/reliable on Redis Streams, Node, Deno and Bun, through crashe
     await at(0.4);
     await fault("bun SIGKILLed", () => crash("bun", false)); // the other subscriber's: refused until it is back on its port
     await at(0.55);
-    await fault("Redis SIGKILLed", async () => {
-      await redis.restart(300);
+    // Down for longer than the log's command timeout (2 s): appends fail, the
+    // publisher sends them again with the same key.
+    await fault(`Redis SIGKILLed, down ${DOWN_MS} ms`, async () => {
+      await redis.restart(DOWN_MS);
       totals.redisRestarts++;
     });
     await at(0.7);
-    await fault(`Redis paused ${PAUSE_MS} ms`, async () => {
+    // The publisher's process dies while Redis holds its commands: they run
+    // once Redis resumes, unacked; the retries (elsewhere) are stored once.
+    await fault(`Redis paused ${PAUSE_MS} ms, node SIGKILLed meanwhile`, async () => {
       await redis.pause(PAUSE_MS);
-      await delay(PAUSE_MS);
+      await delay(1000);
+      await crash("node", true);
+      await delay(PAUSE_MS - 1000);
     });
     await at(0.8);
 
-    assert.equal(await exitOf(publisher, 60_000), 0, `publisher's exit code; stderr: ${publisher.stderr()}`);
+    t.diagnostic(faults.join("; "));
+    const exit = async (p: ClientProcess, ms: number) => {
+      try {
+        return await within(p.exited, ms, `${p.name} to exit`);
+      } catch (error) {
+        assert.fail(`${(error as Error).message}\n${await state()}`);
+      }
+    };
+    assert.equal(await exit(publisher, 60_000), 0, `publisher's exit code; stderr: ${publisher.stderr()}`);
     for (const subscriber of subscribers) {
-      assert.equal(await exitOf(subscriber, 20_000), 0, `${subscriber.name}'s exit code; stderr: ${subscriber.stderr()}`);
+      assert.equal(await exit(subscriber, 20_000), 0, `${subscriber.name}'s exit code; stderr: ${subscriber.stderr()}`);
       assertExactly(subscriber.lines(), COUNT, subscriber.name);
     }
     assert.equal(await redisCommand(redis.port, "XLEN", topicKey(topic, "s")), `:${COUNT}`, "the stream holds each message once");
-    t.diagnostic(faults.join("; "));
     report(t, COUNT);
   });
 
