@@ -229,6 +229,14 @@ export class ExampleServer {
     return this.#running !== undefined;
   }
 
+  /** The process's state: `up (pid N)`, `exited (code or signal)`, or `stopped`. */
+  get status(): string {
+    const child = this.#running?.child;
+    if (child === undefined) return "stopped";
+    if (child.exitCode !== null || child.signalCode !== null) return `exited (${child.exitCode ?? child.signalCode})`;
+    return `up (pid ${child.pid})`;
+  }
+
   /** Everything its runs printed on stderr. */
   stderr(): string {
     return this.#stderr + (this.#running?.stderr() ?? "");

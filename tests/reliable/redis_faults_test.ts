@@ -146,7 +146,7 @@ describe(`examples/reliable on Redis Streams, Node, Deno and Bun, through crashe
     const faults: string[] = [];
     state = async () => {
       const clients = [...subscribers, publisher].map((p) => `${p.name}: ${p.lines().length} lines, last ${JSON.stringify(p.lines().at(-1))}; stderr: ${p.stderr().trim()}`);
-      const servers_ = RUNTIMES.map((name) => `${servers[name].name} (${servers[name].starts} starts): ${servers[name].stderr().trim() || "(nothing)"}`);
+      const servers_ = RUNTIMES.map((name) => `${servers[name].name} (${servers[name].starts} starts, ${servers[name].status}): ${servers[name].stderr().trim() || "(nothing)"}`);
       const length = await redisCommand(redis.port, "XLEN", topicKey(topic, "s")).catch((error) => String(error));
       return [`faults: ${faults.join("; ")}`, ...clients, `stream length ${length}`, ...servers_].join("\n");
     };
