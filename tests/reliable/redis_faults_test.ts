@@ -87,7 +87,7 @@ describe(`examples/reliable on Redis Streams, Node, Deno and Bun, through crashe
   };
 
   /** What a failure shows: where each client is, the stream's length, what the servers said. */
-  let state = async (): Promise<string> => "";
+  let state = (): Promise<string> => Promise.resolve("");
 
   /** Waits until `p` printed `n` lines, failing early if it exits. */
   const progress = async (p: ClientProcess, n: number, ms: number) => {
