@@ -26,7 +26,7 @@ import { describeValue } from "./_check.ts";
 import { UsageError } from "../core/errors.ts";
 import type { Backplane, BackplaneLink } from "./pubsub.ts";
 
-export { type RedisLogClient, RedisTopicLog, type RedisTopicLogOptions } from "./redis_log.ts";
+export { type RedisLogClient, RedisTopicLog, type RedisTopicLogOptions, type RedisTopicLogStats } from "./redis_log.ts";
 
 /**
  * The part of a Redis client that {@linkcode RedisBackplane} uses, typed

@@ -101,8 +101,9 @@ export interface RedisTopicLogOptions {
   /** The largest entry, in bytes (UTF-8 for text); a larger one is refused with `ERR_TOO_LARGE`. Default 1 MiB. */
   maxMessageBytes?: number;
   /**
-   * How long a command may take, waiting for a connection included, before
-   * it is rejected (the reliable layer then answers `unavailable`). The
+   * How long a command may take (waiting for the first connection
+   * included) before it is rejected; while a connection is lost, commands
+   * are rejected at once (the reliable layer then answers `unavailable`). The
    * subscriber connection is pinged every five times this, the commands one
    * after a command took too long, and either is reconnected when the ping
    * takes longer too. Default 2,000.
@@ -110,6 +111,37 @@ export interface RedisTopicLogOptions {
   commandTimeoutMs?: number;
   /** Where failures of the live path go (a lost subscriber connection, a failed catch-up); once per outage. Default: `console.error`. */
   onError?: (error: unknown) => void;
+}
+
+/**
+ * Counts of a {@linkcode RedisTopicLog} since it was created.
+ *
+ * @example
+ * ```ts
+ * import type { RedisTopicLog, RedisTopicLogStats } from "@duplex/ws/redis";
+ *
+ * declare const log: RedisTopicLog;
+ * const stats: RedisTopicLogStats = log.stats;
+ * console.log(`${stats.live} live, ${stats.caughtUp} read from the streams by watches`);
+ * ```
+ */
+export interface RedisTopicLogStats {
+  /** Appends that stored an entry. */
+  appended: number;
+  /** Appends answered with an earlier entry's position (a known idempotency key). */
+  duplicates: number;
+  /** Scripts rejected: appends, reads, and the watches' reads (Redis unreachable, slow, or answering an error). */
+  failed: number;
+  /** Entries handed to watchers as they came through Pub/Sub. */
+  live: number;
+  /** Entries handed to watchers from the stream (a hole, a reconnect, the periodic check). */
+  caughtUp: number;
+  /** Connections lost (commands or subscriber), including those replaced for being silent. */
+  disconnects: number;
+  /** Topics found rewound (Redis lost acked entries) and moved to a new epoch. */
+  rewound: number;
+  /** Topics watched now. */
+  watched: number;
 }
 
 const OPTIONS = ["createClient", "prefix", "maxMessages", "maxAgeMs", "maxMessageBytes", "commandTimeoutMs", "onError"];
@@ -359,6 +391,10 @@ interface Side {
   reported: boolean;
   /** A ping is checking that the connection is alive. */
   probing: boolean;
+  /** `ready` seen since the last `close`. */
+  up: boolean;
+  /** `ready` seen once. */
+  everUp: boolean;
 }
 
 /**
@@ -395,10 +431,12 @@ interface Side {
  * (the history was lost: a `FLUSHALL`, a Redis restart without persistence)
  * is handed on as such; the reliable layer closes its subscribers with 1012.
  *
- * **Redis unreachable.** Commands are sent only on a ready connection,
- * waiting for one at most `commandTimeoutMs`, and rejected when no answer
- * comes in that time: appends and reads fail fast (the reliable layer
- * answers `unavailable`; clients retry with the same idempotency key).
+ * **Redis unreachable.** Commands are sent only on a ready connection:
+ * while the connection is lost they are rejected at once, before the first
+ * one they wait for it at most `commandTimeoutMs`, and an answer that takes
+ * longer rejects them too: appends and reads fail fast (the reliable layer
+ * answers `unavailable`; clients retry with the same idempotency key). A
+ * connection that stops answering is replaced (see `commandTimeoutMs`).
  * Watches catch up once the connections are back.
  *
  * **Persistence.** What was acked must survive a Redis restart: run Redis
@@ -442,6 +480,15 @@ export class RedisTopicLog implements TopicLog {
   readonly #touchMs: number;
   #lastTouch = Date.now();
   #closing: Promise<void> | undefined;
+  readonly #counts: Omit<RedisTopicLogStats, "watched"> = {
+    appended: 0,
+    duplicates: 0,
+    failed: 0,
+    live: 0,
+    caughtUp: 0,
+    disconnects: 0,
+    rewound: 0,
+  };
 
   /**
    * Creates the log; no client is created before its first use.
@@ -471,6 +518,11 @@ export class RedisTopicLog implements TopicLog {
     this.#ttlMs = this.#maxAgeMs * 2;
     this.#touchMs = Math.max(10, Math.min(this.#maxAgeMs / 2, 60_000));
     this.#onError = onError;
+  }
+
+  /** Counts since the log was created; `watched` is now. */
+  get stats(): Readonly<RedisTopicLogStats> {
+    return { ...this.#counts, watched: this.#watched.size };
   }
 
   /**
@@ -522,7 +574,10 @@ export class RedisTopicLog implements TopicLog {
       k.channel,
     ]);
     const [epoch, offset, duplicate] = reply as [unknown, unknown, unknown];
-    return { epoch: text(epoch), offset: Number(offset), duplicate: Number(duplicate) === 1 };
+    const isDuplicate = Number(duplicate) === 1;
+    if (isDuplicate) this.#counts.duplicates++;
+    else this.#counts.appended++;
+    return { epoch: text(epoch), offset: Number(offset), duplicate: isDuplicate };
   }
 
   /**
@@ -671,12 +726,13 @@ export class RedisTopicLog implements TopicLog {
     if (other !== undefined && other.client === client) {
       throw new UsageError("ERR_INVALID_OPTION", "Invalid option: createClient must return a new client on every call (commands and subscriber)");
     }
-    const side: Side = { role, client, waiting: new Set(), reported: false, probing: false };
+    const side: Side = { role, client, waiting: new Set(), reported: false, probing: false, up: false, everUp: false };
     if (role === "commands") this.#commands = side;
     else this.#subscriber = side;
     client.on("ready", () =>
       this.#guard(() => {
         side.reported = false;
+        side.up = side.everUp = true;
         for (const wake of [...side.waiting]) wake();
         if (role === "subscriber") {
           const unwanted = [...this.#unwanted];
@@ -691,6 +747,8 @@ export class RedisTopicLog implements TopicLog {
     );
     client.on("close", () =>
       this.#guard(() => {
+        if (side.up) this.#counts.disconnects++;
+        side.up = false;
         if (role === "subscriber") {
           for (const w of this.#watched.values()) {
             w.subscribed = false;
@@ -736,10 +794,15 @@ export class RedisTopicLog implements TopicLog {
     const deadline = Date.now() + this.#timeoutMs;
     const sha = await script.sha();
     try {
-      return await this.#command(side, deadline, () => side.client.callBuffer("EVALSHA", sha, keys.length, ...keys, ...args));
+      try {
+        return await this.#command(side, deadline, () => side.client.callBuffer("EVALSHA", sha, keys.length, ...keys, ...args));
+      } catch (error) {
+        if (!/NOSCRIPT/.test(errorMessage(error))) throw error;
+        return await this.#command(side, deadline, () => side.client.callBuffer("EVAL", script.source, keys.length, ...keys, ...args));
+      }
     } catch (error) {
-      if (!/NOSCRIPT/.test(errorMessage(error))) throw error;
-      return await this.#command(side, deadline, () => side.client.callBuffer("EVAL", script.source, keys.length, ...keys, ...args));
+      this.#counts.failed++;
+      throw error;
     }
   }
 
@@ -749,7 +812,13 @@ export class RedisTopicLog implements TopicLog {
    * the connection is alive).
    */
   async #command(side: Side, deadline: number, run: () => Promise<unknown>, probe = true): Promise<unknown> {
-    if (!this.#ready(side)) await this.#whenReady(side, deadline);
+    if (!this.#ready(side)) {
+      // Lost: fail at once (the client retries); never connected yet: wait for the first connection.
+      if (side.everUp) {
+        throw new BackplaneError("ERR_REDIS_UNAVAILABLE", `Redis unreachable (${side.role} connection ${side.client.status ?? "down"})`);
+      }
+      await this.#whenReady(side, deadline);
+    }
     this.#check();
     let timer: ReturnType<typeof setTimeout> | undefined;
     const timeout = new Promise<never>((_, reject) => {
@@ -854,6 +923,7 @@ export class RedisTopicLog implements TopicLog {
     }
     if (entry.offset <= w.last) return true;
     if (entry.offset !== w.last + 1) return false;
+    this.#counts.live++;
     this.#hand(w, stamped);
     return true;
   }
@@ -938,7 +1008,11 @@ export class RedisTopicLog implements TopicLog {
             this.#newEpoch(w, read.epoch);
           }
           w.stale = false;
-          for (const [i, entry] of read.entries.entries()) if (entry.offset > w.last) this.#hand(w, { entry, t: times[i]! });
+          for (const [i, entry] of read.entries.entries()) {
+            if (entry.offset <= w.last) continue;
+            this.#counts.caughtUp++;
+            this.#hand(w, { entry, t: times[i]! });
+          }
           if (w.removed) return;
           if (read.entries.length === 0 || w.last >= read.last) break;
         }
@@ -978,6 +1052,9 @@ export class RedisTopicLog implements TopicLog {
    * of the gap rather than skipping silently.
    */
   async #rewound(w: Watched, lost: string): Promise<void> {
+    const k = this.keys(w.topic);
+    await this.#eval(RESET, [k.stream, k.meta, k.keys], [w.epoch!, w.last, w.lastT]);
+    this.#counts.rewound++;
     this.#report(
       new BackplaneError(
         "ERR_REDIS_REWOUND",
@@ -985,8 +1062,6 @@ export class RedisTopicLog implements TopicLog {
           "the topic starts a new epoch",
       ),
     );
-    const k = this.keys(w.topic);
-    await this.#eval(RESET, [k.stream, k.meta, k.keys], [w.epoch!, w.last, w.lastT]);
   }
 
   /**

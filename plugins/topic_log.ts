@@ -79,9 +79,12 @@ export interface LogRead {
  *
  * Rules an implementation keeps: offsets are contiguous within an epoch
  * (1, 2, 3…); a new epoch means the old history is gone; `watch` listeners
- * get every entry appended after they were added, once, in offset order.
+ * get entries appended after they were added, once, in offset order.
  * A watch may lag behind reads (a read may already see an entry that its
- * listeners get later): the reliable layer skips what it already sent.
+ * listeners get later): the reliable layer skips what it already sent. It
+ * may also start a little after it was added, or skip entries the history
+ * dropped meanwhile (a log on Redis, after its connection was lost): the
+ * reliable layer then reads the log again rather than send the hole.
  *
  * @example A log that logs, around the memory one
  * ```ts

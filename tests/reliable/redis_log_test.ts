@@ -228,6 +228,8 @@ describe(`RedisTopicLog on a real Redis${skip ? ` (skipped: ${skip})` : ""}`, { 
     // The same key through the other log: stored once, answered with the first position.
     const again = await a.append(topic, "m0 again", "key0");
     assert.deepEqual(again, { epoch, offset: appended[0]!.offset, duplicate: true });
+    assert.equal(a.stats.appended + b.stats.appended, 60);
+    assert.deepEqual([a.stats.duplicates, b.stats.duplicates, a.stats.failed], [1, 0, 0]);
     const read = await b.read(topic, { epoch, offset: 0 }, 100);
     assert.equal(read.last, 60);
     assert.equal(read.gap, undefined);
@@ -342,17 +344,31 @@ describe(`RedisTopicLog on a real Redis${skip ? ` (skipped: ${skip})` : ""}`, { 
       let epoch = "";
       for (let i = 0; i < 10; i++) epoch = (await a.append(topic, `m${i}`)).epoch;
       await until(() => w.got.length === 10);
-      // As if Redis restarted from an older copy of its data: the last five entries are gone, `last` went back.
-      await admin.call("CLIENT", "KILL", "TYPE", "pubsub"); // a restart drops every connection
+      // As if Redis restarted from an older copy of its data: the last five entries are gone, `last`
+      // went back, and (refilled) new appends took those offsets again. One script: atomic.
       const k = a.keys(topic);
       const last = w.after + 10;
-      await admin.xdel(k.stream, ...Array.from({ length: 5 }, (_, i) => `${last - i}-0`));
-      await admin.call("XSETID", k.stream, `${last - 5}-0`);
-      await admin.hset(k.meta, "last", String(last - 5));
-      if (refilled) for (let i = 0; i < 8; i++) assert.equal((await a.append(topic, `new ${i}`)).epoch, epoch, "the broken history, until someone notices");
+      await admin.eval(
+        `for i = 0, 4 do redis.call('XDEL', KEYS[1], (ARGV[1] - i) .. '-0') end
+        local kept = ARGV[1] - 5
+        redis.call('XSETID', KEYS[1], kept .. '-0')
+        redis.call('HSET', KEYS[2], 'last', kept)
+        local now = redis.call('TIME')[1] .. '000'
+        for i = 1, tonumber(ARGV[2]) do
+          redis.call('XADD', KEYS[1], (kept + i) .. '-0', 'd', 'new ' .. i, 'b', '0', 'k', '', 't', now)
+          redis.call('HSET', KEYS[2], 'last', kept + i)
+        end`,
+        2,
+        k.stream,
+        k.meta,
+        String(last),
+        refilled ? "8" : "0",
+      );
+      await admin.call("CLIENT", "KILL", "TYPE", "pubsub"); // a restart drops every connection
       await until(() => b.errors.some((e) => e instanceof BackplaneError && e.code === "ERR_REDIS_REWOUND"), 5000, "ERR_REDIS_REWOUND");
       const next = await a.append(topic, "after");
       assert.notEqual(next.epoch, epoch, "a new epoch: the old offsets are never reused within one");
+      assert.equal(b.stats.rewound, 1);
       assert.equal(next.offset, 1);
       await until(() => w.got.some((e) => e.epoch === next.epoch));
       await delay(50);
@@ -423,6 +439,10 @@ describe(`RedisTopicLog on a real Redis${skip ? ` (skipped: ${skip})` : ""}`, { 
     await delay(100);
     assert.deepEqual(w.got.map((e) => e.offset), Array.from({ length: N }, (_, i) => w.after + i + 1));
     assert.ok(b.errors.some((e) => e instanceof BackplaneError && e.code === "ERR_REDIS_DISCONNECTED"), "the outage was reported");
+    const { live, caughtUp, disconnects, watched } = b.stats;
+    assert.ok(caughtUp > 0 && live > 0 && live + caughtUp >= N, `live ${live}, caught up ${caughtUp}`);
+    assert.ok(disconnects >= 1 && disconnects <= 4, `${disconnects} disconnects (a kill misses a connection not subscribed again yet)`);
+    assert.equal(watched, 1);
   });
 
   it("survives a Redis crash and restart with appendonly yes: same epoch, nothing lost; fails fast meanwhile", SLOW, async () => {
@@ -441,11 +461,12 @@ describe(`RedisTopicLog on a real Redis${skip ? ` (skipped: ${skip})` : ""}`, { 
     await until(async () => {
       try {
         await a.append(topic, "after 0", "after-0");
+        await b.read(topic, "now", 0);
         return true;
       } catch {
-        return false;
+        return false; // rejected at once until the connection is back
       }
-    }, 10_000, "appends to work again");
+    }, 10_000, "both logs to work again");
     for (let i = 1; i < 50; i++) await a.append(topic, `after ${i}`, `after-${i}`);
     const read = await b.read(topic, { epoch: first[0]!.epoch, offset: w.after }, 1000);
     assert.equal(read.epoch, first[0]!.epoch, "the same epoch");
