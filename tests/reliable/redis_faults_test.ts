@@ -8,11 +8,11 @@
 // - each server process SIGKILLed and started again on the same port, one
 //   at a time (while it is down, its proxy forwards to another process: its
 //   clients come back through whichever process answers);
-// - Redis SIGKILLed, down for 2.5 s, and started again. It runs with `--appendonly yes
-//   --appendfsync always`: every write is on disk before Redis answers it,
-//   so a crash loses nothing that was acked. (With `everysec` a crash may
-//   lose the last second of acked messages: that is Redis's contract, not
-//   one a test of ours can hold.)
+// - Redis SIGKILLed, down for 2.5 s, and started again. It runs with
+//   `--appendonly yes --appendfsync always`: every write is on disk before
+//   Redis answers it, so a crash loses nothing that was acked. (With
+//   `everysec` a crash may lose the last second of acked messages: that is
+//   Redis's contract, not one a test of ours can hold.)
 // - Redis paused (`CLIENT PAUSE 5000 ALL`), longer than the clients'
 //   heartbeat (2 s + 2 s in examples/reliable/_client.ts) and the log's
 //   command timeout, and the publisher's process SIGKILLed meanwhile.
@@ -20,7 +20,9 @@
 // The subscribers must print exactly `1` … `COUNT`, in order, once each, and
 // exit 0; the publisher must exit 0 (every publish acked). A history trimmed
 // past a subscriber gives a GAP line (`GAP trimmed …`) and exit 3, never a
-// silent skip.
+// silent skip; so does a Redis that comes back with less than it acked
+// (restarted from an older copy of its data: `GAP epoch …`). The key scheme
+// is run on a one-node Redis Cluster, which refuses a script across slots.
 //
 // It spawns every runtime itself, so it runs from Node only (npm run
 // test:node); under `deno test` and `bun test`, which also find it, it skips
