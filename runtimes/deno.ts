@@ -55,8 +55,9 @@ interface DenoConn {
   setNoDelay?(noDelay?: boolean): void;
 }
 
-interface DenoListener extends AsyncIterable<DenoConn> {
+interface DenoListener {
   readonly addr: DenoAddr;
+  accept(): Promise<DenoConn>;
   close(): void;
 }
 
@@ -288,10 +289,28 @@ export function serve<S = Record<string, unknown>>(handler: Handler<S>, options:
       : ns.listen({ port, hostname, transport: "tcp" });
     let stopped = false;
     const accepting = (async () => {
-      try {
-        for await (const conn of listener) runConn(conn, handler, connection, set);
-      } catch (err) {
-        if (!stopped) console.error("duplex: listening socket error:", err);
+      let failures = 0;
+      while (!stopped) {
+        let conn: DenoConn;
+        try {
+          conn = await listener.accept();
+        } catch (err) {
+          if (stopped) return;
+          const name = (err as { name?: unknown } | null)?.name;
+          // A peer that reset its connection before it was accepted costs that connection only
+          // (Deno's `for await` over the listener ends on it: the server would accept no more).
+          if (name === "NotConnected" || name === "ConnectionReset" || name === "ConnectionAborted") continue;
+          if (name === "BadResource" || name === "Interrupted") {
+            console.error("duplex: listening socket closed:", err);
+            return;
+          }
+          // Anything else (out of descriptors, say): report it, wait a little, and go on accepting.
+          if (failures++ === 0) console.error("duplex: listening socket error, still accepting:", err);
+          await new Promise((resolve) => setTimeout(resolve, Math.min(1000, 10 * 2 ** Math.min(failures, 7))));
+          continue;
+        }
+        failures = 0;
+        runConn(conn, handler, connection, set);
       }
     })();
     return Promise.resolve(makeServer({ port: listener.addr.port, hostname, secure: tls !== undefined }, set, () => {

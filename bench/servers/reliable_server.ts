@@ -12,24 +12,47 @@
  *                     `reliable N SIZE` publishes N messages to the recoverable topic `t`
  *                     `kick N`          cuts every `/r` connection, then publishes N messages to `t`
  *
+ * With `REDIS_URL`, both topics cross processes through that Redis (ioredis,
+ * loaded only then): the plain topic through the Pub/Sub backplane
+ * (`RedisBackplane`), the recoverable one through Redis Streams
+ * (`RedisTopicLog`). Run two on one Redis, publisher on one, subscribers on
+ * the other, and every message goes through Redis.
+ *
  *   PORT=0 node --import tsx bench/servers/reliable_server.ts
+ *   REDIS_URL=redis://127.0.0.1:6379 PORT=0 node --import tsx bench/servers/reliable_server.ts
  *
  * @module
  */
 
 import process from "node:process";
-import { App, MemoryTopicLog, type Peer, reliable, serve } from "../../mod.ts";
+import { App, type Backplane, MemoryTopicLog, type Peer, reliable, serve, type TopicLog } from "../../mod.ts";
 import { benchPort, ready } from "./_lifecycle.ts";
 
 const TOPIC = "t";
+const MAX_MESSAGES = 1_000_000;
+const redisUrl = process.env.REDIS_URL || undefined;
 
+/** With REDIS_URL: the Pub/Sub backplane and the Streams log on it (ioredis and the Redis entry loaded only then). */
+async function onRedis(url: string): Promise<{ backplane: Backplane; log: TopicLog }> {
+  const { Redis } = await import("ioredis");
+  const { RedisBackplane, RedisTopicLog } = await import("../../plugins/redis.ts");
+  return {
+    backplane: new RedisBackplane({ createClient: () => new Redis(url) }),
+    log: new RedisTopicLog({ createClient: () => new Redis(url), maxMessages: MAX_MESSAGES }),
+  };
+}
+
+const shared = redisUrl === undefined ? undefined : await onRedis(redisUrl);
 const live = reliable<{ subscriber?: boolean }>({
-  log: new MemoryTopicLog({ maxMessages: 1_000_000, maxBytes: 512 * 1024 * 1024 }),
+  log: shared?.log ?? new MemoryTopicLog({ maxMessages: MAX_MESSAGES, maxBytes: 512 * 1024 * 1024 }),
   authorize: { publish: () => true },
 });
 const reliablePeers = new Set<Peer<{ subscriber?: boolean }>>();
 
-const app: App<{ subscriber?: boolean }> = new App<{ subscriber?: boolean }>({ maxBufferedBytes: 64 * 1024 * 1024 });
+const app: App<{ subscriber?: boolean }> = new App<{ subscriber?: boolean }>({
+  maxBufferedBytes: 64 * 1024 * 1024,
+  backplane: shared?.backplane,
+});
 app.route("/plain", {
   upgrade(ctx, next) {
     ctx.state.subscriber = ctx.query.get("role") === "sub";
@@ -78,8 +101,9 @@ app.route("/control", {
 app.onError((error) => console.error(error));
 
 const server = await serve(app, { port: benchPort(), hostname: "127.0.0.1", maxBufferedBytes: 64 * 1024 * 1024 });
-ready("duplex-reliable", server.port, async () => {
+ready(`duplex-reliable${redisUrl === undefined ? "" : "-redis"}`, server.port, async () => {
   await server.close();
   await live.close();
+  await app.closeBackplane();
 });
 process.on("uncaughtException", (error) => console.error(error));

@@ -15,17 +15,14 @@
 // test:node); under `deno test` and `bun test`, which also find it, it skips
 // itself (running it there would start the same processes again).
 import assert from "node:assert/strict";
-import { type ChildProcess, spawn } from "node:child_process";
 import process from "node:process";
 import { after, describe, it, type TestContext } from "node:test";
 import { runtime } from "../../mod.ts";
-import { command, delay, root, type Running, type RuntimeName, startProcess, until, within } from "../runtimes/_helpers.ts";
+import { delay, type Running, type RuntimeName, startProcess, until } from "../runtimes/_helpers.ts";
 import { CutProxy } from "./_cut_proxy.ts";
+import { assertExactly, exitOf, killAll, numbers, PUBLISH, run, SERVER, SUBSCRIBE } from "./_examples.ts";
 
 const on = runtime();
-const SERVER = "examples/reliable/server.ts";
-const PUBLISH = "examples/reliable/publish.ts";
-const SUBSCRIBE = "examples/reliable/subscribe.ts";
 /** Messages per cut run. */
 const COUNT = Number(process.env.RELIABLE_COUNT ?? 6000);
 /** Each proxied connection lives this long, in ms, before it is cut. */
@@ -34,74 +31,6 @@ const LIFETIME: [number, number] = [5, 50];
 const SEED = Number(process.env.RELIABLE_SEED ?? Date.now() % 100_000);
 
 const skip = on === "node" ? false : `runs from Node only (npm run test:node): it starts Node, Deno and Bun processes itself; not on ${on}`;
-
-/** A client example running as a child process. */
-interface ClientProcess {
-  readonly name: string;
-  /** Complete lines printed so far. */
-  lines(): string[];
-  stderr(): string;
-  /** Resolves with the exit code (or signal). */
-  readonly exited: Promise<number | string>;
-  kill(): void;
-}
-
-const children = new Set<ChildProcess>();
-const killAll = () => {
-  for (const child of children) child.kill("SIGKILL");
-};
-process.once("exit", killAll); // never outlive the test run
-
-function run(on: RuntimeName, script: string, args: string[]): ClientProcess {
-  const [file, base] = command(on, script);
-  const name = `${script.split("/").pop()} on ${on}`;
-  const child = spawn(file, [...base, ...args], { cwd: root, stdio: ["ignore", "pipe", "pipe"] });
-  children.add(child);
-  let stdout = "";
-  let stderr = "";
-  child.stdout!.setEncoding("utf8");
-  child.stderr!.setEncoding("utf8");
-  child.stdout!.on("data", (chunk: string) => void (stdout += chunk));
-  child.stderr!.on("data", (chunk: string) => void (stderr += chunk));
-  const exited = new Promise<number | string>((resolve) => {
-    child.once("close", (code, signal) => {
-      children.delete(child);
-      resolve(code ?? signal ?? -1);
-    });
-  });
-  return {
-    name,
-    lines: () => stdout.split("\n").slice(0, -1),
-    stderr: () => stderr,
-    exited,
-    kill: () => child.kill("SIGKILL"),
-  };
-}
-
-const numbers = (from: number, to: number): string[] => Array.from({ length: to - from + 1 }, (_, i) => String(from + i));
-
-/** Waits for the exit of `p`, failing with its output after `ms`. */
-async function exitOf(p: ClientProcess, ms: number): Promise<number | string> {
-  try {
-    return await within(p.exited, ms, `${p.name} to exit`);
-  } catch (error) {
-    p.kill();
-    throw new Error(`${(error as Error).message}; ${p.lines().length} lines; stderr: ${p.stderr()}`);
-  }
-}
-
-/** Asserts that `lines` are exactly `1` … `count`, pointing at the first wrong one. */
-function assertExactly(lines: string[], count: number, what: string): void {
-  const wanted = numbers(1, count);
-  const bad = lines.findIndex((line, i) => line !== wanted[i]);
-  if (bad >= 0 || lines.length !== count) {
-    const at = bad >= 0 ? bad : Math.min(lines.length, count);
-    assert.fail(
-      `${what}: ${lines.length} lines, wanted ${count}; first difference at line ${at + 1}: ` +
-        `${JSON.stringify(lines.slice(Math.max(0, at - 2), at + 3))}`,
-    );
-  }
-}
 
 async function startServer(target: RuntimeName, env: Record<string, string> = {}): Promise<Running> {
   return await startProcess(target, SERVER, { PORT: "0", HOST: "127.0.0.1", ...env }, `server.ts on ${target}`);

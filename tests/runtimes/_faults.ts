@@ -17,7 +17,7 @@
 // The only branches are on where the request head is read (Duplex, or the
 // runtime's HTTP server: `httpServerHandshakeTimeout`).
 import assert from "node:assert/strict";
-import type { Socket } from "node:net";
+import { connect, type Socket } from "node:net";
 import process from "node:process";
 import { describe, it } from "node:test";
 import type { Clock, CloseInfo, Handler, Middleware, Server } from "../../mod.ts";
@@ -279,6 +279,36 @@ export function runFaults(target: AppTarget): void {
       assert.deepEqual(seen.opens, ["/after"]);
       assert.deepEqual(seen.closes.map((c) => c.path), ["/after"], "no close hook for a connection that never opened");
       assert.deepEqual(seen.errors, []);
+    });
+
+    // Duplex's own accept loop only: on the other paths the runtime's HTTP server accepts.
+    const ownAccept = httpServerReadsHead ? "the runtime's own server accepts the connections on this path" : false;
+    it("before it is accepted (3,000 connections reset as soon as they connect): the server goes on accepting", { skip: ownAccept }, async () => {
+      const seen = new Seen();
+      await withServer(recordingEcho(seen), async (server) => {
+        // Some of them are reset while still in the kernel's accept queue: Deno's
+        // accept then fails with NotConnected, which once ended the raw listener.
+        for (let round = 0; round < 3; round++) {
+          await within(
+            Promise.all(Array.from({ length: 1000 }, () =>
+              new Promise<void>((resolve) => {
+                const socket = connect(server.port, "127.0.0.1", () => {
+                  reset(socket); // at once, from the connect callback
+                  resolve();
+                });
+                socket.on("error", () => resolve());
+              }))),
+            10_000,
+            "1,000 connections reset",
+          );
+        }
+        await until(() => server.connections === 0, 5000, "the count back to 0");
+        const after = await Client.open(`${server.url}/after`);
+        assert.equal((await after.roundTrip("still accepting")).data.toString(), "still accepting");
+        after.ws.close();
+        await within(after.closed);
+      });
+      assert.deepEqual(seen.opens, ["/after"]);
     });
 
     it("while the server writes a large message it cannot deliver: 1006 once, nothing left, others unaffected", async () => {
