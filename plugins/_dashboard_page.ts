@@ -220,7 +220,7 @@ function render(s) {
   $("upgrades-accepted").textContent = num(totals.upgradesAccepted);
   $("upgrades-refused").textContent = num(sum(totals.upgradesRefused));
   $("drains").textContent = num(totals.drains);
-  $("runtime").textContent = s.runtime || "";
+  $("runtime").textContent = s.runtime ? "on " + s.runtime : "";
   $("updated").textContent = "updated " + new Date(now).toLocaleTimeString();
 
   connections(s.connections || [], now);

@@ -352,7 +352,7 @@ function capped<T>(list: readonly T[] | undefined, max: number): { list: readonl
  * @returns The handler.
  * @throws {UsageError} `ERR_INVALID_OPTION` for an unknown or malformed option.
  *
- * @example Mounted on a Hono app (both `/admin` and what is below it)
+ * @example Mounted on a Hono app (Hono's `/admin/*` matches `/admin` too)
  * ```ts
  * import { Hono } from "hono";
  * import { observe } from "@duplex/ws";
@@ -361,7 +361,6 @@ function capped<T>(list: readonly T[] | undefined, max: number): { list: readonl
  * const obs = observe();
  * const admin = dashboard({ observe: obs, authorize: bearerToken("a long random token") });
  * const app = new Hono();
- * app.all("/admin", (c) => admin(c.req.raw));
  * app.all("/admin/*", (c) => admin(c.req.raw));
  * ```
  */
