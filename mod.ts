@@ -96,6 +96,21 @@ export {
   type Verify,
 } from "./plugins/auth.ts";
 export { heartbeat, type HeartbeatOptions } from "./plugins/heartbeat.ts";
+export {
+  type ObserveAttributes,
+  type ObservedClose,
+  type ObservedConnection,
+  type ObserveMeter,
+  type ObserveObservable,
+  type ObserveOptions,
+  type ObserveOtelApi,
+  type Observer,
+  type ObserveSnapshot,
+  type ObserveSpan,
+  type ObserveTotals,
+  type ObserveTracer,
+  observe,
+} from "./plugins/observe.ts";
 
 // Pub/sub
 export {

@@ -35,6 +35,7 @@ import { Router } from "./router.ts";
 import { checkMiddleware } from "./_check.ts";
 import { INTERNAL_ERROR_REASON } from "../core/_close_reason.ts";
 import { Hub, type PublishOptions, type PubSubOptions, type PubSubStats } from "./pubsub.ts";
+import { OBSERVER, type UpgradeObserver } from "./_observer.ts";
 
 /**
  * Options of an {@linkcode App}: its pub/sub backplane and slow-subscriber
@@ -112,6 +113,7 @@ export class App<S = Record<string, unknown>> implements Handler<S> {
   readonly #peers = new WeakMap<Connection<S>, AppPeer<S>>();
   readonly #hub: Hub<S>;
   #router: Router<S> | undefined;
+  #observer: UpgradeObserver | undefined;
   #onError: ErrorHandler<S> = (error, ctx) => console.error(`duplex: connection ${ctx.id}, ${ctx.type}:`, error);
 
   /**
@@ -191,6 +193,20 @@ export class App<S = Record<string, unknown>> implements Handler<S> {
   use(...middleware: Middleware<S>[]): this {
     for (const item of middleware) checkMiddleware(item, PHASES, true);
     this.#pipeline.add(middleware);
+    for (const item of middleware) {
+      // An observe() middleware: the adapters tell it what the pipeline cannot see.
+      const observer = (item as { [OBSERVER]?: UpgradeObserver })[OBSERVER];
+      if (observer === undefined) continue;
+      observer.attach(this);
+      const before = this.#observer;
+      this.#observer = before === undefined ? observer : {
+        attach: () => {},
+        refused: (status, id) => {
+          before.refused(status, id);
+          observer.refused(status, id);
+        },
+      };
+    }
     return this;
   }
 
@@ -243,6 +259,11 @@ export class App<S = Record<string, unknown>> implements Handler<S> {
     if (typeof handler !== "function") throw new TypeError("Invalid error handler: expected a function");
     this.#onError = handler;
     return this;
+  }
+
+  /** Internal: the observer adapters report refused upgrades to (see `plugins/_observer.ts`). */
+  get [OBSERVER](): UpgradeObserver | undefined {
+    return this.#observer;
   }
 
   // ---- the Handler adapters call ----

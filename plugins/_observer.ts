@@ -1,0 +1,80 @@
+/**
+ * The seam between `observe()` and the places it cannot see from the
+ * pipeline: internal, in no entry point. An app hands the runtime adapters
+ * its observer under {@linkcode OBSERVER}; connections say how they are
+ * carried ({@linkcode TRANSPORT}), who started their close
+ * ({@linkcode CLOSED_BY}) and when their handshake began
+ * ({@linkcode OPENING_AT}). Nothing here runs while no observer is attached.
+ *
+ * @module
+ */
+
+/**
+ * The key under which an `observe()` middleware holds its
+ * {@linkcode UpgradeObserver}, and an app the one adapters call.
+ */
+export const OBSERVER: unique symbol = Symbol.for("duplex.observer");
+
+/** The key of a connection's transport: `"raw"` (Duplex frames the bytes) or `"native"` (the runtime does). */
+export const TRANSPORT: unique symbol = Symbol.for("duplex.transport");
+
+/** The key of a connection's close initiator: `"server"`, `"client"`, or `undefined` while open. */
+export const CLOSED_BY: unique symbol = Symbol.for("duplex.closedBy");
+
+/** The key of the clock time (the connection's `clock.now()`) its handshake began; set only with an observer. */
+export const OPENING_AT: unique symbol = Symbol.for("duplex.openingAt");
+
+/**
+ * What a runtime adapter tells an observer that middleware cannot see: the
+ * upgrades refused before, or instead of, the app's answer (503/429 when
+ * full, 400/426/431 for a bad handshake, the app's own refusal, a 500).
+ *
+ * @example
+ * ```ts
+ * import type { UpgradeObserver } from "./_observer.ts";
+ *
+ * const log: UpgradeObserver = {
+ *   attach: () => {},
+ *   refused: (status, id) => console.log("refused", status, id),
+ * };
+ * ```
+ */
+export interface UpgradeObserver {
+  /** The app that `use()`d the observer: its pub/sub counts and topics. */
+  attach(app: ObservedApp): void;
+  /** An upgrade was refused with `status`; `id` is the connection's, when it got one. */
+  refused(status: number, id?: string): void;
+}
+
+/**
+ * What an observer reads from the app it is attached to.
+ *
+ * @example
+ * ```ts
+ * import type { ObservedApp } from "./_observer.ts";
+ *
+ * const app: ObservedApp = { pubsubStats: { published: 0, delivered: 0, dropped: 0, closedSlow: 0, received: 0 } };
+ * ```
+ */
+export interface ObservedApp {
+  /** Pub/sub counts since the app started. */
+  readonly pubsubStats: Readonly<{ published: number; delivered: number; dropped: number; closedSlow: number; received: number }>;
+}
+
+/**
+ * The observer of a handler (an app with an `observe()` middleware), or
+ * `undefined`: one property read, so adapters may call it per upgrade.
+ *
+ * @param handler The adapter's handler.
+ * @returns Its observer.
+ *
+ * @example
+ * ```ts
+ * import { observerOf } from "./_observer.ts";
+ *
+ * observerOf({})?.refused(503); // nothing: no observer
+ * ```
+ */
+export function observerOf(handler: object): UpgradeObserver | undefined {
+  return (handler as { [OBSERVER]?: UpgradeObserver })[OBSERVER];
+}
