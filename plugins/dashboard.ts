@@ -2,7 +2,7 @@
  * A live dashboard of a Duplex server's connections, served by a plain
  * `Request → Response` handler that mounts on any server or Hono route,
  * behind an authorization check the app supplies. It reads the numbers of
- * an {@linkcode observe} middleware: open connections, message rates over
+ * `observe()` middleware: open connections, message rates over
  * time (a chart), topics and their subscribers, slow peers, closes by code,
  * and lets an operator close a peer.
  *
@@ -36,42 +36,7 @@ import { describeValue } from "./_check.ts";
 import { escapeHtml, loginPage, page } from "./_dashboard_page.ts";
 import { isValidWireCloseCode } from "../core/close_code.ts";
 import { UsageError } from "../core/errors.ts";
-
-// TEMPORARY until obs-metrics' observe.ts lands: the shape from PLAN.md.
-interface ObserveSnapshot {
-  readonly at: number;
-  readonly runtime: string;
-  readonly totals: {
-    readonly open: number;
-    readonly upgradesAccepted: number;
-    readonly upgradesRefused: Readonly<Record<string, number>>;
-    readonly messagesIn: number;
-    readonly messagesOut: number;
-    readonly bytesIn: number;
-    readonly bytesOut: number;
-    readonly drains: number;
-    readonly closesByCode: Readonly<Record<string, number>>;
-  };
-  readonly connections: readonly {
-    readonly id: string;
-    readonly route: string;
-    readonly protocol: string;
-    readonly remote?: string;
-    readonly openedAt: number;
-    readonly messagesIn: number;
-    readonly messagesOut: number;
-    readonly bytesIn: number;
-    readonly bytesOut: number;
-    readonly buffered: number;
-  }[];
-  readonly topics: readonly { readonly topic: string; readonly subscribers: number }[];
-  readonly slow: readonly { readonly id: string; readonly buffered: number }[];
-  readonly recentCloses: readonly { readonly id: string; readonly code: number; readonly reason: string; readonly by: "client" | "server"; readonly at: number }[];
-}
-interface Observe {
-  snapshot(): ObserveSnapshot;
-  closePeer(id: string, code?: number, reason?: string): boolean;
-}
+import type { Observer, ObserveSnapshot } from "./observe.ts";
 
 /**
  * Decides whether a request may see or act on the dashboard: `true` lets
@@ -105,8 +70,8 @@ export type Authorize = (request: Request) => boolean | Promise<boolean>;
 export type RequestHandler = (request: Request) => Response | Promise<Response>;
 
 /**
- * What the dashboard reads and acts on: an {@linkcode observe} middleware,
- * or anything with the same two methods.
+ * What the dashboard reads and acts on: an `observe()` middleware (an
+ * {@linkcode Observer}), or anything with the same two methods.
  *
  * @example
  * ```ts
@@ -116,7 +81,7 @@ export type RequestHandler = (request: Request) => Response | Promise<Response>;
  * const source: DashboardSource = observe();
  * ```
  */
-export type DashboardSource = Pick<Observe, "snapshot" | "closePeer">;
+export type DashboardSource = Pick<Observer, "snapshot" | "closePeer">;
 
 /**
  * Options of {@linkcode dashboard}.
@@ -135,7 +100,7 @@ export type DashboardSource = Pick<Observe, "snapshot" | "closePeer">;
  * ```
  */
 export interface DashboardOptions {
-  /** The numbers to show and the connections to close: the app's {@linkcode observe} middleware. */
+  /** The numbers to show and the connections to close: the app's `observe()` middleware. */
   observe: DashboardSource;
   /** Who may see the dashboard and close peers; every request is checked, the page's included. */
   authorize: Authorize;
@@ -320,7 +285,7 @@ function parseClose(text: string): CloseRequest | string {
   return { id, code, reason };
 }
 
-function capped<T>(list: readonly T[] | undefined, max: number): { list: readonly T[]; omitted: number } {
+function capped<T>(list: T[] | undefined, max: number): { list: T[]; omitted: number } {
   const all = list ?? [];
   return all.length <= max ? { list: all, omitted: 0 } : { list: all.slice(0, max), omitted: all.length - max };
 }
