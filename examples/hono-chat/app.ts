@@ -5,6 +5,8 @@
 //   GET /client.js  the Duplex client for the page, bundled from client/mod.ts (client_bundle.ts)
 //   GET /health     `ok`: a plain route on the WebSocket's port
 //   GET /ws         the WebSocket: ?name=<name> (and ?room=<room> for chat.v1)
+//   GET /metrics    Prometheus text of the WebSocket's metrics   } only with `adminToken`, which
+//   /admin          the live dashboard (@duplex/ws/dashboard)    } both need (bearer or ?token=)
 //
 // A room is the recoverable topic `room:<room>` of Duplex's reliable layer
 // (`reliable()`, protocol `duplex.v1`, see PROTOCOL.md): its history is the
@@ -43,7 +45,8 @@
 // own, application-level heartbeat).
 import { Hono } from "hono";
 import { logger } from "hono/logger";
-import { CloseCode, heartbeat, type LogEntry, MemoryTopicLog, type Phases, reliable, type Reliable, subprotocols } from "../../mod.ts";
+import { CloseCode, heartbeat, type LogEntry, MemoryTopicLog, type Observer, observe, type Phases, reliable, type Reliable, subprotocols } from "../../mod.ts";
+import { bearerToken, dashboard, protect } from "../../plugins/dashboard.ts";
 import { type HonoContext, upgradeWebSocket, type WebSocketRoute, type WSContext } from "../../runtimes/hono.ts";
 import { PAGE } from "./page.ts";
 
@@ -68,6 +71,12 @@ export interface ChatOptions {
   historyLimit?: number;
   /** The client module served at `/client.js` (see client_bundle.ts); without it, `/client.js` is 404. */
   clientJs?: string;
+  /**
+   * The token of `/admin` (the dashboard) and `/metrics` (Prometheus text),
+   * as `Authorization: Bearer <token>` or `?token=<token>`; without it,
+   * neither is mounted (404).
+   */
+  adminToken?: string;
 }
 
 /** Who a connection is, set before the upgrade: `ws.raw.state`. */
@@ -97,6 +106,8 @@ export interface Chat {
   readonly live: Reliable<Member>;
   /** The rooms' history. */
   readonly log: MemoryTopicLog;
+  /** The WebSocket's metrics: what `/metrics` and `/admin` show. */
+  readonly observe: Observer<Member>;
 }
 
 const topicOf = (room: string): string => `${ROOM_PREFIX}${room}`;
@@ -215,6 +226,8 @@ export function createChatApp(options: ChatOptions = {}): Chat {
     rooms.delete(room);
   };
   const legacy = new WeakMap<WSContext<Member>, Legacy>();
+  // First, so it sees every upgrade, the refused ones too.
+  const obs = observe<Member>();
 
   const ws = upgradeWebSocket<HonoContext, Member>(() => ({
     // duplex.v1 connections are the reliable layer's: only chat.v1 ones get here.
@@ -250,6 +263,7 @@ export function createChatApp(options: ChatOptions = {}): Chat {
     // times. Where Duplex frames (Node); Deno.serve and Bun.serve decline it.
     perMessageDeflate: { threshold: 256 },
     use: [
+      obs,
       heartbeat<Member>({ intervalMs: options.heartbeatIntervalMs, timeoutMs: options.heartbeatTimeoutMs }),
       join,
       // Chooses duplex.v1 when offered, and handles those connections.
@@ -268,5 +282,12 @@ export function createChatApp(options: ChatOptions = {}): Chat {
   }
   app.get("/health", (c) => c.text("ok"));
   app.get("/ws", ws);
-  return { app, ws, live, log };
+  if (options.adminToken !== undefined) {
+    const authorize = bearerToken(options.adminToken);
+    const admin = dashboard({ observe: obs, authorize, title: "Duplex chat: dashboard" });
+    const metrics = protect(obs.prometheus, authorize);
+    app.all("/admin/*", (c) => admin(c.req.raw));
+    app.all("/metrics", (c) => metrics(c.req.raw));
+  }
+  return { app, ws, live, log, observe: obs };
 }
