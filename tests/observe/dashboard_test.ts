@@ -1,12 +1,15 @@
 // The dashboard's handler without a browser, on Node, Deno and Bun alike:
 // who gets in (401s, bearerToken, protect), what the JSON holds, the page's
 // headers, the close action (its body, its CSRF check) and the methods.
-// The source is a fake with observe()'s two methods, so every number is
-// known; dashboard_live_test.ts runs it on a real server with observe().
+// Mostly against a fake with observe()'s two methods, so that every number
+// is known; the last part against a real observe() on a real server of the
+// runtime, closing a real socket.
 import assert from "node:assert/strict";
-import { describe, it } from "node:test";
+import { after, before, describe, it } from "node:test";
 import { UsageError } from "../../core/errors.ts";
+import { App, observe, runtime, type Server, serve } from "../../mod.ts";
 import { bearerToken, dashboard, type DashboardSnapshot, type DashboardSource, protect } from "../../plugins/dashboard.ts";
+import { Client, until } from "../runtimes/_helpers.ts";
 
 const TOKEN = "s3cret-token";
 const BASE = "http://127.0.0.1:8080/admin";
@@ -410,5 +413,78 @@ describe("bearerToken() and protect()", () => {
     assert.equal(await ok.text(), "# metrics\n");
     assert.throws(() => protect("nope" as never, () => true), UsageError);
     assert.throws(() => protect(() => new Response(), undefined as never), UsageError);
+  });
+});
+
+describe(`dashboard() over a real observe() and server on ${runtime()}`, () => {
+  const obs = observe();
+  const app = new App().use(obs).route("/chat/:room", {
+    open(ctx) {
+      ctx.subscribe(`room:${ctx.params.room}`);
+    },
+    message(ctx) {
+      ctx.send(ctx.data);
+    },
+  });
+  const admin = dashboard({ observe: obs, authorize: bearerToken(TOKEN) });
+  const metrics = protect(obs.prometheus, bearerToken(TOKEN));
+  let server: Server;
+  let url = "";
+  const snapshot = async () => (await (await admin(new Request(`${BASE}/snapshot`, { headers: bearer }))).json()) as DashboardSnapshot;
+
+  before(async () => {
+    server = await serve(app, { port: 0, hostname: "127.0.0.1" });
+    url = `ws://127.0.0.1:${server.port}`;
+  });
+  after(async () => {
+    await server?.close();
+  });
+
+  it("shows the connections, their topic, messages and closes, and closes a peer with the chosen code", async () => {
+    const ids = () => new Set(obs.snapshot().connections.map((conn) => conn.id));
+    const a = await Client.open(`${url}/chat/lobby`);
+    await until(() => ids().size === 1, 3000, "a open");
+    const [aId] = ids();
+    const b = await Client.open(`${url}/chat/lobby`);
+    await until(() => ids().size === 2, 3000, "b open");
+    const bId = [...ids()].find((id) => id !== aId)!;
+    const c = await Client.open(`${url}/chat/other`);
+    try {
+      assert.equal((await a.roundTrip("hello")).data.toString(), "hello");
+      await until(() => obs.snapshot().totals.open === 3, 3000, "three open");
+      let s = await snapshot();
+      assert.equal(s.totals.open, 3);
+      assert.equal(s.connections.length, 3);
+      assert.deepEqual(s.topics, [{ topic: "room:lobby", subscribers: 2 }, { topic: "room:other", subscribers: 1 }]);
+      assert.equal(s.totals.messagesIn, 1);
+      assert.equal(s.totals.messagesOut, 1);
+      assert.deepEqual(s.omitted, { connections: 0, topics: 0 });
+      assert.ok(s.connections.every((conn) => conn.route === "/chat/:room"), JSON.stringify(s.connections));
+      const scraped = await (await metrics(new Request(`http://h/metrics?token=${TOKEN}`))).text();
+      assert.match(scraped, /^duplex_server_active_connections\{[^}]*\} 3$/m);
+
+      // c leaves with 4002; the operator closes b with 4003.
+      c.ws.close(4002, "bye");
+      assert.equal((await c.closed).code, 4002);
+      await until(() => obs.snapshot().totals.open === 2, 3000, "c gone");
+      const closed = await admin(post("/close", { id: bId, code: 4003, reason: "operator" }, { origin: "http://127.0.0.1:8080" }));
+      assert.deepEqual(await closed.json(), { closed: true, id: bId, code: 4003 });
+      assert.deepEqual(await b.closed, { code: 4003, reason: "operator" });
+      await until(() => obs.snapshot().totals.open === 1, 3000, "b gone");
+      s = await snapshot();
+      assert.deepEqual(s.totals.closesByCode, { "4002": 1, "4003": 1 });
+      assert.deepEqual(s.recentCloses.map((r) => [r.code, r.by, r.reason]), [[4002, "client", "bye"], [4003, "server", "operator"]]);
+      assert.deepEqual(s.topics, [{ topic: "room:lobby", subscribers: 1 }]);
+
+      // Gone now: 404, and refused ones close nothing.
+      assert.equal((await admin(post("/close", { id: bId }))).status, 404);
+      assert.deepEqual(s.connections.map((conn) => conn.id), [aId]);
+      assert.equal((await admin(post("/close", { id: aId! }, { authorization: "" }))).status, 401);
+      assert.equal((await admin(post("/close", { id: aId! }, { origin: "http://evil.example" }))).status, 403);
+      assert.equal(obs.snapshot().totals.open, 1);
+      assert.equal(a.ws.readyState, a.ws.OPEN);
+    } finally {
+      for (const client of [a, b, c]) client.ws.terminate();
+    }
   });
 });
