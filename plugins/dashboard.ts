@@ -121,6 +121,38 @@ export interface DashboardOptions {
   origins?: readonly string[];
   /** The realm of the 401's `WWW-Authenticate: Bearer realm="…"`. Default `duplex`. */
   realm?: string;
+  /**
+   * Called after every close action that passed the checks, for an audit
+   * log (who closed whom, from where). A throw is the app's: it reaches the
+   * server's error handling, after the close.
+   */
+  onAction?: (action: DashboardAction) => void;
+}
+
+/**
+ * An operator's action, as {@linkcode DashboardOptions.onAction} sees it.
+ *
+ * @example Log every action
+ * ```ts
+ * import type { DashboardAction } from "@duplex/ws/dashboard";
+ *
+ * const onAction = (a: DashboardAction) =>
+ *   console.log(`admin: close ${a.id} with ${a.code} (${a.reason}): ${a.closed ? "closed" : "no such connection"}`);
+ * ```
+ */
+export interface DashboardAction {
+  /** What was done: `close` (the only action so far). */
+  readonly type: "close";
+  /** The connection's id. */
+  readonly id: string;
+  /** The close code sent. */
+  readonly code: number;
+  /** The close reason sent. */
+  readonly reason: string;
+  /** Whether a connection had that id (`false`: nothing was closed, the answer was 404). */
+  readonly closed: boolean;
+  /** The request, for who and where from (headers, address through the server). */
+  readonly request: Request;
 }
 
 /**
@@ -147,7 +179,7 @@ interface CloseRequest {
   reason: string;
 }
 
-const OPTIONS = ["observe", "authorize", "title", "pollMs", "maxRows", "origins", "realm"];
+const OPTIONS = ["observe", "authorize", "title", "pollMs", "maxRows", "origins", "realm", "onAction"];
 /** The close code of an operator's close, unless one is chosen: 1008 (policy violation). */
 const DEFAULT_CODE = 1008;
 const DEFAULT_REASON = "Closed by an operator";
@@ -356,6 +388,10 @@ export function dashboard(options: DashboardOptions): RequestHandler {
     return new URL(origin).origin.toLowerCase();
   }));
   const realm = realmOf(options.realm);
+  const onAction = options.onAction;
+  if (onAction !== undefined && typeof onAction !== "function") {
+    throw new UsageError("ERR_INVALID_OPTION", `Invalid option: onAction must be a function, got ${describeValue(onAction)}`);
+  }
   const shown = { title: escapeHtml(title), pollMs: Math.round(pollMs) };
 
   const snapshot = (): DashboardSnapshot => {
@@ -373,7 +409,9 @@ export function dashboard(options: DashboardOptions): RequestHandler {
     if (text === undefined) return json(413, { error: `Body over ${MAX_ACTION_BYTES} bytes` });
     const action = parseClose(text);
     if (typeof action === "string") return json(400, { error: action });
-    if (!source.closePeer(action.id, action.code, action.reason)) return json(404, { closed: false, error: "No open connection with that id" });
+    const closed = source.closePeer(action.id, action.code, action.reason);
+    onAction?.({ type: "close", ...action, closed, request });
+    if (!closed) return json(404, { closed: false, error: "No open connection with that id" });
     return json(200, { closed: true, id: action.id, code: action.code });
   };
 

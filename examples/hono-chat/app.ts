@@ -284,7 +284,12 @@ export function createChatApp(options: ChatOptions = {}): Chat {
   app.get("/ws", ws);
   if (options.adminToken !== undefined) {
     const authorize = bearerToken(options.adminToken);
-    const admin = dashboard({ observe: obs, authorize, title: "Duplex chat: dashboard" });
+    const admin = dashboard({
+      observe: obs,
+      authorize,
+      title: "Duplex chat: dashboard",
+      onAction: (a) => console.log(`admin: ${a.type} ${a.id} with ${a.code} (${a.reason}): ${a.closed ? "done" : "no such connection"}`),
+    });
     const metrics = protect(obs.prometheus, authorize);
     app.all("/admin/*", (c) => admin(c.req.raw));
     app.all("/metrics", (c) => metrics(c.req.raw));

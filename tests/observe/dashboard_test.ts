@@ -242,6 +242,24 @@ describe("dashboard(): the close action", () => {
     assert.equal((await response.json() as { closed: boolean }).closed, false);
   });
 
+  it("tells onAction of every close that passed the checks, found or not, and of none refused", async () => {
+    const actions: unknown[] = [];
+    const admin = dashboard({
+      observe: fakeSource().source,
+      authorize: bearerToken(TOKEN),
+      onAction: ({ request, ...action }) => actions.push({ ...action, path: new URL(request.url).pathname }),
+    });
+    assert.equal((await admin(post("/close", { id: "c1", code: 4001, reason: "spam" }))).status, 200);
+    assert.equal((await admin(post("/close", { id: "nobody" }))).status, 404);
+    assert.equal((await admin(post("/close", { id: "c2" }, { authorization: "" }))).status, 401);
+    assert.equal((await admin(post("/close", { id: "c2" }, { origin: "http://evil.example" }))).status, 403);
+    assert.equal((await admin(post("/close", { id: "c2", code: 1005 }))).status, 400);
+    assert.deepEqual(actions, [
+      { type: "close", id: "c1", code: 4001, reason: "spam", closed: true, path: "/admin/close" },
+      { type: "close", id: "nobody", code: 1008, reason: "Closed by an operator", closed: false, path: "/admin/close" },
+    ]);
+  });
+
   it("refuses a malformed body with 400 and closes nothing", async () => {
     const { source, closed } = fakeSource();
     const admin = dashboard({ observe: source, authorize: () => true });
@@ -365,6 +383,7 @@ describe("dashboard(): options", () => {
         { observe: source, authorize: () => true, maxRows: 0 },
         { observe: source, authorize: () => true, origins: ["example.com"] },
         { observe: source, authorize: () => true, title: 7 },
+        { observe: source, authorize: () => true, onAction: "log" },
       ]
     ) {
       assert.throws(() => dashboard(options as never), (error: unknown) => error instanceof UsageError && error.code === "ERR_INVALID_OPTION", JSON.stringify(options));
