@@ -124,6 +124,6 @@ export {
 } from "./plugins/pubsub.ts";
 
 // Reliable delivery (duplex.v1)
-export { reliable, type Reliable, type ReliableOptions } from "./plugins/reliable.ts";
+export { reliable, type Reliable, type ReliableOptions, type ReliableStats } from "./plugins/reliable.ts";
 export { type Appended, type LogEntry, type LogRead, MemoryTopicLog, type MemoryTopicLogOptions, type TopicLog } from "./plugins/topic_log.ts";
 export type { From, Gap, GapReason, Position } from "./client/_wire.ts";

@@ -144,6 +144,7 @@ export class Engine {
   readonly limits: Readonly<Limits>;
 
   #state: ReadyState = ReadyState.Connecting;
+  #closedBy: "local" | "peer" | undefined;
   #parser: RequestHeadParser | undefined;
   #request: UpgradeRequest | undefined;
   #protocol = "";
@@ -180,6 +181,15 @@ export class Engine {
   /** The connection state, as the WebSocket API numbers it. */
   get state(): ReadyState {
     return this.#state;
+  }
+
+  /**
+   * Who started the close of an opened connection: `"local"` (our close
+   * frame, a fault we failed it for, an abort) or `"peer"` (its close frame,
+   * or the transport ended); `undefined` while open or never opened.
+   */
+  get closedBy(): "local" | "peer" | undefined {
+    return this.#closedBy;
   }
 
   /** The validated opening handshake, once it has arrived. */
@@ -592,6 +602,9 @@ export class Engine {
     const next = transition(this.#state, action);
     if (next === undefined) {
       throw new UsageError("ERR_INVALID_STATE", `Invalid state: cannot ${action} in state ${this.#state}`);
+    }
+    if (this.#state === ReadyState.Open && this.#closedBy === undefined) {
+      this.#closedBy = action === "peerClose" || action === "transportEnd" ? "peer" : "local";
     }
     this.#state = next;
   }

@@ -873,7 +873,6 @@ export function observe<S = Record<string, unknown>>(options: ObserveOptions = {
       family("duplex_backplane_queue_messages", "gauge", "Messages waiting for the backplane to reconnect.", [[{ runtime: RUNTIME }, b.queued]]);
       family("duplex_backplane_queue_bytes", "gauge", "Bytes waiting for the backplane to reconnect.", [[{ runtime: RUNTIME }, b.queuedBytes]]);
       family("duplex_backplane_drops_total", "counter", "Messages the backplane dropped.", [[{ runtime: RUNTIME }, b.dropped]]);
-      family("duplex_backplane_lag_messages", "gauge", "Published messages not yet handed to the backplane (the queue).", [[{ runtime: RUNTIME }, b.queued]]);
     }
     if (reliable !== undefined) {
       const r = reliable.stats;

@@ -139,6 +139,33 @@ export interface Reliable<S = Record<string, unknown>> {
    * @returns How many connections here are subscribed to it.
    */
   subscribers(topic: string): number;
+  /**
+   * Subscriptions answered since the layer started, by result: `fresh`
+   * (no position asked), `recovered` (resumed from the client's position
+   * with nothing lost) and `gap` (part of the history was gone). What
+   * `observe({ reliable })` exports.
+   */
+  readonly stats: Readonly<ReliableStats>;
+}
+
+/**
+ * Counts of {@linkcode Reliable.stats}.
+ *
+ * @example
+ * ```ts
+ * import { reliable, type ReliableStats } from "@duplex/ws";
+ *
+ * const layer = reliable();
+ * const { recovered, gap }: ReliableStats = layer.stats;
+ * ```
+ */
+export interface ReliableStats {
+  /** Subscriptions from no position (or `"now"`). */
+  fresh: number;
+  /** Subscriptions resumed from the client's position, with nothing lost. */
+  recovered: number;
+  /** Subscriptions answered with a gap. */
+  gap: number;
 }
 
 /** A frame ready to go to a subscriber: the entry and its `message` text. */
@@ -251,6 +278,7 @@ class ReliableLayer<S> implements Reliable<S> {
   readonly #hub: Hub<S>;
   readonly #conns = new Map<Connection<S>, ConnState<S>>();
   readonly #topics = new Map<string, TopicState<S>>();
+  readonly #stats: ReliableStats = { fresh: 0, recovered: 0, gap: 0 };
   #closed = false;
 
   constructor(options: ReliableOptions<S>) {
@@ -339,6 +367,10 @@ class ReliableLayer<S> implements Reliable<S> {
     if (this.#closed) throw new UsageError("ERR_CLOSED", "The reliable layer is closed");
     const { epoch, offset } = await this.#log.append(topic, data);
     return { epoch, offset };
+  }
+
+  get stats(): Readonly<ReliableStats> {
+    return { ...this.#stats };
   }
 
   subscribers(topic: string): number {
@@ -477,6 +509,7 @@ class ReliableLayer<S> implements Reliable<S> {
     const position = { epoch: read.epoch, offset };
     sub.epoch = read.epoch;
     sub.last = offset;
+    this.#stats[read.gap !== undefined ? "gap" : typeof from === "object" ? "recovered" : "fresh"]++;
     this.#send(
       cs,
       read.gap !== undefined

@@ -23,6 +23,7 @@ import { type Clock, type Connection, type ConnectionOptions, type Handler, type
 import { bufferFullError, type IdleHandle, type IdleOps, RateLimiter, rateLimitError } from "./_limits.ts";
 import { CONNECTION_DEFAULTS } from "./_options.ts";
 import type { ConnectionSet, Tracked } from "./_registry.ts";
+import { OPENING_AT, observerOf } from "../plugins/_observer.ts";
 
 const EMPTY = new Uint8Array(0);
 const encoder = new TextEncoder();
@@ -129,6 +130,8 @@ export abstract class ConnectionBase<S> implements Connection<S>, Tracked {
   /** Our place in the server's idle sweep, while open with the idle timeout on. */
   protected idle: IdleHandle | undefined;
   #drainWaiters: (() => void)[] | undefined; // allocated by the first drained() that waits
+  /** For observers only: `clock.now()` when the connection started, to time its handshake. */
+  [OPENING_AT]: number | undefined;
 
   /**
    * @param handler The application's hooks.
@@ -145,6 +148,7 @@ export abstract class ConnectionBase<S> implements Connection<S>, Tracked {
     this.closeTimeoutMs = options.closeTimeoutMs ?? DEFAULT_LIMITS.closeTimeoutMs;
     this.#idleTimeoutMs = options.idleTimeoutMs ?? CONNECTION_DEFAULTS.idleTimeoutMs;
     this.#rate = options.rateLimit === undefined ? undefined : new RateLimiter(options.rateLimit, this.clock);
+    if (observerOf(handler) !== undefined) this[OPENING_AT] = this.clock.now();
     set.add(this);
   }
 

@@ -20,6 +20,7 @@ import { type UpgradeRequest, validateUpgradeRequest } from "../core/handshake.t
 import { selectSubprotocol } from "../core/handshake_offers.ts";
 import { ReadyState, transition, type Transition } from "../core/state.ts";
 import type { CloseInfo, ConnectionOptions, Handler, SendOptions, UpgradeAnswer } from "../plugins/hooks.ts";
+import { CLOSED_BY, observerOf, TRANSPORT } from "../plugins/_observer.ts";
 import { ConnectionBase } from "./_connection.ts";
 import type { ConnectionSet } from "./_registry.ts";
 import { isThenable } from "../plugins/_thenable.ts";
@@ -98,7 +99,7 @@ export interface NativeSocketTopics {
 
 /** What {@linkcode prepareUpgrade} decided: answer the request with `response`, or upgrade it. */
 export type UpgradeDecision<S> =
-  | { response: Response; session?: undefined }
+  | { response: Response; session?: undefined; refusedId?: string }
   | { response?: undefined; session: NativeSession<S>; protocol: string; headers: [string, string][] };
 
 const POLL_MS = 10;
@@ -150,6 +151,18 @@ export async function prepareUpgrade<S>(
   options: Readonly<ConnectionOptions>,
   set: ConnectionSet,
 ): Promise<UpgradeDecision<S>> {
+  const decision = await decideUpgrade(request, remoteAddress, handler, options, set);
+  if (decision.response !== undefined) observerOf(handler)?.refused(decision.response.status, decision.refusedId);
+  return decision;
+}
+
+async function decideUpgrade<S>(
+  request: Request,
+  remoteAddress: string,
+  handler: Handler<S>,
+  options: Readonly<ConnectionOptions>,
+  set: ConnectionSet,
+): Promise<UpgradeDecision<S>> {
   let upgrade: UpgradeRequest;
   try {
     const url = new URL(request.url);
@@ -166,7 +179,7 @@ export async function prepareUpgrade<S>(
   const refusal = set.admit(session, remoteAddress);
   if (refusal !== undefined) {
     session.failUpgrade();
-    return { response: textResponse(refusal.status, refusal.body, refusal.headers) };
+    return { response: textResponse(refusal.status, refusal.body, refusal.headers), refusedId: session.id };
   }
   let answer: UpgradeAnswer | Response | void;
   try {
@@ -174,26 +187,26 @@ export async function prepareUpgrade<S>(
     answer = isThenable(result) ? await result : result;
   } catch (err) {
     session.failUpgrade(err);
-    return { response: textResponse(500, "Internal Server Error") };
+    return { response: textResponse(500, "Internal Server Error"), refusedId: session.id };
   }
   if (session.readyState !== ReadyState.Connecting) {
     // Shut down (or closed by the hook) while the hook ran.
-    return { response: textResponse(503, "Service Unavailable") };
+    return { response: textResponse(503, "Service Unavailable"), refusedId: session.id };
   }
   if (answer instanceof Response) {
     try {
       checkErrorStatus(answer.status);
     } catch (error) {
       session.failUpgrade(error);
-      return { response: textResponse(500, "Internal Server Error") };
+      return { response: textResponse(500, "Internal Server Error"), refusedId: session.id };
     }
     session.failUpgrade();
-    return { response: answer };
+    return { response: answer, refusedId: session.id };
   }
   const protocol = answer?.protocol ?? selectSubprotocol(upgrade.protocols, options.protocols ?? []) ?? "";
   if (protocol !== "" && !upgrade.protocols.includes(protocol)) {
     session.failUpgrade(new UsageError("ERR_INVALID_PROTOCOL", `Invalid protocol: the client did not offer ${JSON.stringify(protocol)}`));
-    return { response: textResponse(500, "Internal Server Error") };
+    return { response: textResponse(500, "Internal Server Error"), refusedId: session.id };
   }
   const headers = answer?.headers ?? [];
   return { session, protocol, headers: Array.isArray(headers) ? headers : Object.entries(headers) };
@@ -229,6 +242,7 @@ export class NativeSession<S = Record<string, unknown>> extends ConnectionBase<S
   #socket: NativeSocket | undefined;
   #protocol = "";
   #state: ReadyState = ReadyState.Connecting;
+  #closedBy: "server" | "client" | undefined;
   #queue: (() => void | Promise<void>)[] = [];
   #paused = false;
   #pollTimer: unknown;
@@ -302,9 +316,20 @@ export class NativeSession<S = Record<string, unknown>> extends ConnectionBase<S
     this.#closeWith(code, reason);
   }
 
+  /** For observers: the runtime frames the bytes. */
+  get [TRANSPORT](): "native" {
+    return "native";
+  }
+
+  /** For observers: who started the close. */
+  get [CLOSED_BY](): "server" | "client" | undefined {
+    return this.#closedBy;
+  }
+
   /** Drops the connection without a close handshake. */
   terminate(): void {
     if (this.#state === ReadyState.Closed || this.#socket === undefined) return;
+    this.#closedBy ??= "server";
     this.#socket.terminate();
     // Report now: some runtimes only tell once the peer answers, or never.
     this.onClose(CloseCode.Abnormal, "", false);
@@ -442,6 +467,7 @@ export class NativeSession<S = Record<string, unknown>> extends ConnectionBase<S
   fail(error: ProtocolError, sent = false): void {
     if (this.#failure !== undefined || this.#state === ReadyState.Closed) return;
     this.#failure = { code: error.closeCode, reason: error.message, wasClean: false };
+    if (this.#state === ReadyState.Open) this.#closedBy ??= "server";
     logMessageTooBig(this, error, this.#maxMessageBytes);
     this.report(error);
     if (sent || this.#state !== ReadyState.Open) return;
@@ -467,6 +493,7 @@ export class NativeSession<S = Record<string, unknown>> extends ConnectionBase<S
     if (this.#closeReported) return;
     this.#closeReported = true;
     const opened = this.#socket !== undefined && this.#state !== ReadyState.Connecting;
+    if (opened) this.#closedBy ??= "client";
     if (this.#state !== ReadyState.Closed) this.#move(wasClean ? "peerClose" : "transportEnd");
     this.clock.clearTimeout(this.closeTimer);
     this.clock.clearTimeout(this.#pollTimer);
@@ -490,6 +517,7 @@ export class NativeSession<S = Record<string, unknown>> extends ConnectionBase<S
   /** Sends our close frame first (a close, or a fault we found), and gives the peer `closeTimeoutMs` to answer. */
   #closeWith(code: number, reason: string): void {
     this.#move("localClose");
+    this.#closedBy ??= "server";
     this.stopIdle();
     // The timer first: a runtime may report the close inside close() (Bun),
     // and onClose() then clears it.

@@ -23,6 +23,7 @@ import { ReadyState } from "../core/state.ts";
 import { isThenable } from "../plugins/_thenable.ts";
 import type { CloseInfo, ConnectionOptions, Handler, SendOptions, UpgradeAnswer } from "../plugins/hooks.ts";
 import { logMessageTooBig } from "./_close_log.ts";
+import { CLOSED_BY, observerOf, TRANSPORT } from "../plugins/_observer.ts";
 
 /**
  * A socket as the pump sees it. `write` never drops bytes: it queues what
@@ -199,6 +200,17 @@ export class Pump<S = Record<string, unknown>> extends ConnectionBase<S> {
   /** The peer's address. */
   get remoteAddress(): string {
     return this.#transport.remoteAddress;
+  }
+
+  /** For observers: Duplex frames the bytes. */
+  get [TRANSPORT](): "raw" {
+    return "raw";
+  }
+
+  /** For observers: who started the close. */
+  get [CLOSED_BY](): "server" | "client" | undefined {
+    const by = this.#engine.closedBy;
+    return by === undefined ? undefined : by === "local" ? "server" : "client";
   }
 
   /** The negotiated subprotocol, or `""`. */
@@ -502,6 +514,7 @@ export class Pump<S = Record<string, unknown>> extends ConnectionBase<S> {
       case "upgrade":
         return this.#upgrade();
       case "rejected":
+        this.#refused(event.error.status);
         return undefined;
       case "open":
         this.clock.clearTimeout(this.#handshakeTimer);
@@ -572,6 +585,7 @@ export class Pump<S = Record<string, unknown>> extends ConnectionBase<S> {
     const refusal = this.set.admit(this, this.remoteAddress);
     if (refusal !== undefined) {
       this.#engine.reject(refusal.status, refusal.body, refusal.headers);
+      this.#refused(refusal.status);
       return undefined;
     }
     let answer;
@@ -625,6 +639,7 @@ export class Pump<S = Record<string, unknown>> extends ConnectionBase<S> {
         if (this.#engine.state !== ReadyState.Connecting) return;
         try {
           this.#engine.reject(response.status, body, headers);
+          this.#refused(response.status);
         } catch (err) {
           this.#upgradeFailed(err);
         }
@@ -635,7 +650,15 @@ export class Pump<S = Record<string, unknown>> extends ConnectionBase<S> {
 
   #upgradeFailed(err: unknown): void {
     this.report(err);
-    if (this.#engine.state === ReadyState.Connecting) this.#engine.reject(500, "Internal Server Error");
+    if (this.#engine.state === ReadyState.Connecting) {
+      this.#engine.reject(500, "Internal Server Error");
+      this.#refused(500);
+    }
+  }
+
+  /** Tells an observer, if the app has one, that the upgrade was refused. */
+  #refused(status: number): void {
+    observerOf(this.handler)?.refused(status, this.id);
   }
 
   #handshakeTimedOut(): void {
