@@ -18,6 +18,7 @@
  *   BENCH_ONLY=hono npm run bench                 # Duplex via Hono against Hono's helpers
  *   BENCH_ONLY=deflate npm run bench              # permessage-deflate: JSON chat, Duplex and ws, on Node
  *   BENCH_ONLY=reliable npm run bench             # recoverable against plain topics, reconnect storm (bench/reliable.ts)
+ *   BENCH_ONLY=observe npm run bench              # metrics on (observe()) against off, 32 B echo on Node
  *   BENCH_LOAD=burst npm run bench                # the echo part in one load mode only (frame, burst)
  *
  * For each workload (payload size × text/binary × load mode: "1 frame/write",
@@ -90,8 +91,8 @@ function envList(name: string, fallback: number[]): number[] {
  * against Hono's helper), and permessage-deflate (a JSON chat echo, with
  * and without compression, on Node).
  */
-type Part = "echo" | "memory" | "fanout" | "hono" | "deflate" | "reliable";
-const PARTS: readonly Part[] = ["echo", "memory", "fanout", "hono", "deflate", "reliable"];
+type Part = "echo" | "memory" | "fanout" | "hono" | "deflate" | "reliable" | "observe";
+const PARTS: readonly Part[] = ["echo", "memory", "fanout", "hono", "deflate", "reliable", "observe"];
 
 function selectParts(): Set<Part> {
   const raw = process.env.BENCH_ONLY;
@@ -100,7 +101,7 @@ function selectParts(): Set<Part> {
   if (wanted.length === 0) throw new RangeError(`Invalid BENCH_ONLY: no part in "${raw}"`);
   for (const part of wanted) {
     if (!(PARTS as readonly string[]).includes(part)) {
-      throw new RangeError(`Invalid BENCH_ONLY: unknown part "${part}" (expected echo, memory, fanout, hono, deflate and/or reliable)`);
+      throw new RangeError(`Invalid BENCH_ONLY: unknown part "${part}" (expected echo, memory, fanout, hono, deflate, reliable and/or observe)`);
     }
   }
   return new Set(wanted as Part[]);
@@ -438,8 +439,21 @@ const WORKLOADS: Workload[] = [];
 for (const [size, sizeLabel] of [[32, "32 B"], [1024, "1 KiB"], [65536, "64 KiB"]] as const) {
   for (const kind of ["text", "binary"] as const) WORKLOADS.push({ label: `${sizeLabel} ${kind}`, size, kind, mode: FRAME_MODE });
 }
+/**
+ * The `observe` part (Node): the same App echo (`PIPELINE=app`) with
+ * `observe()` first ("metrics on") and without ("metrics off"), 32 B text
+ * in every load mode. The cost target: on ≥ 0.95× off.
+ */
+const OBSERVE_SERVERS: ServerSpec[] = [
+  { runtime: runtimeOf("node"), name: "metrics off", role: "peer", file: "bench/servers/duplex.ts", env: { PIPELINE: "app" } },
+  { runtime: runtimeOf("node"), name: "metrics on", role: "duplex", file: "bench/servers/duplex.ts", env: { PIPELINE: "app", OBSERVE: "1" } },
+];
+const OBSERVE_TARGET = 0.95;
+
 /** The echo part's workloads: each one in every load mode. */
 const ECHO_WORKLOADS: Workload[] = WORKLOADS.flatMap((w) => LOAD_MODES.map((mode) => ({ ...w, mode })));
+/** The observe part's workloads: 32 B text in every load mode. */
+const OBSERVE_WORKLOADS: Workload[] = ECHO_WORKLOADS.filter((w) => w.size === 32 && w.kind === "text");
 
 /** A fan-out workload: text messages of FANOUT_SIZE bytes, `inflight` of them published and not yet everywhere. */
 interface FanoutWorkload {
@@ -961,6 +975,7 @@ async function main(): Promise<void> {
   const deflateWanted = ONLY.has("deflate");
   const deflateOn = deflateWanted && SELECTED.some((r) => r.name === "node");
   const reliableOn = ONLY.has("reliable");
+  const observeOn = ONLY.has("observe") && SELECTED.some((r) => r.name === "node");
   const startedAt = new Date();
   const commit = sh("git", ["rev-parse", "--short", "HEAD"]);
   const dirty = sh("git", ["status", "--porcelain", "--untracked-files=no"]) !== "" ? ", uncommitted changes" : "";
@@ -973,6 +988,7 @@ async function main(): Promise<void> {
     fanoutOn && "fan-out",
     honoOn && "echo through Hono",
     deflateOn && "permessage-deflate",
+    observeOn && "metrics on vs off",
   ].filter(Boolean);
   const header = [
     `# Duplex benchmark: ${parts.join(", ")} (${SELECTED.map((r) => r.title).join(", ")})`,
@@ -1043,6 +1059,7 @@ async function main(): Promise<void> {
   const memory = new Map<string, MemoryResult[]>(); // key: serverId
   const fanout = new Map<string, FanoutResult[]>(); // key: `${fan-out workload}|${serverId}`
   const deflate = new Map<string, DeflateResult[]>(); // key: serverId
+  const observeLoad = new Map<string, LoadResult[]>(); // key: `${workload}|${serverId}`
   const failures: string[] = [];
   const raw: string[] = [];
   const key = (w: Workload, s: ServerSpec): string => `${w.label}|${w.mode.name}|${serverId(s)}`;
@@ -1128,6 +1145,15 @@ async function main(): Promise<void> {
         for (const spec of honoOrder) {
           const tag = `[${rep}/${REPS}] ${workload.label.padEnd(13)} ${serverTag(spec)}`;
           await attempt(tag, echoRun(honoLoad, workload, spec));
+        }
+      }
+    }
+    if (observeOn) {
+      const observeOrder = rep % 2 === 1 ? OBSERVE_SERVERS : [...OBSERVE_SERVERS].reverse();
+      for (const workload of OBSERVE_WORKLOADS) {
+        for (const spec of observeOrder) {
+          const tag = `[${rep}/${REPS}] ${`${workload.label}, ${workload.mode.label}`.padEnd(28)} ${serverTag(spec)}`;
+          await attempt(tag, echoRun(observeLoad, workload, spec));
         }
       }
     }
@@ -1424,6 +1450,28 @@ async function main(): Promise<void> {
     ]
     : [];
 
+  // Metrics on vs off: the cost of observe() on the App echo.
+  const observeRate = (w: Workload, s: ServerSpec): number => median((observeLoad.get(key(w, s)) ?? []).map((r) => r.msgs_per_s));
+  const [metricsOff, metricsOn] = OBSERVE_SERVERS as [ServerSpec, ServerSpec];
+  const observeTable = [
+    `## Metrics on vs off (Node)`,
+    ``,
+    `The App echo of \`bench/servers/duplex.ts\` (\`PIPELINE=app\`: heartbeat, a middleware on every event, a router) ` +
+    `with \`observe()\` first (no meter: its own counters, what \`prometheus()\` and \`snapshot()\` read) and without. ` +
+    `On/off: msg/s with metrics over msg/s without; the target is at least ${OBSERVE_TARGET}×.`,
+    ``,
+    `| Workload | Load | Off msg/s | On msg/s | On/off | Target | Off p50 / p99 µs | On p50 / p99 µs |`,
+    `|---|---|--:|--:|--:|---|--:|--:|`,
+  ];
+  for (const workload of OBSERVE_WORKLOADS) {
+    const off = observeRate(workload, metricsOff);
+    const on = observeRate(workload, metricsOn);
+    observeTable.push(
+      `| ${workload.label} | ${workload.mode.label} | ${fmtInt(off)} | ${fmtInt(on)} | ${fmtRatio(on, off)} | ${
+        on / off >= OBSERVE_TARGET ? `≥ ${OBSERVE_TARGET}: met` : `≥ ${OBSERVE_TARGET}: **missed**`
+      } | ${fmtLatency(observeLoad.get(key(workload, metricsOff)) ?? [])} | ${fmtLatency(observeLoad.get(key(workload, metricsOn)) ?? [])} |`,
+    );
+  }
   const elapsed = (Date.now() - startedAt.getTime()) / 1000;
   const report = [
     ...header,
@@ -1441,6 +1489,7 @@ async function main(): Promise<void> {
     ...(fanoutOn ? [...fanoutTable, ``] : []),
     ...(honoOn ? [...honoTable, ``] : []),
     ...(deflateOn ? [...deflateTable, ``] : []),
+    ...(observeOn ? [...observeTable, ``] : []),
     ...(reliableOn ? [...reliableSection(failures), ``] : []),
     ...(failures.length > 0 ? [`## Failures`, ``, ...failures.map((f) => `- ${f}`), ``] : []),
     `## Runs`,
@@ -1460,6 +1509,7 @@ async function main(): Promise<void> {
   if (fanoutOn) console.log(`\n${fanoutTable.join("\n")}`);
   if (honoOn) console.log(`\n${honoTable.join("\n")}`);
   if (deflateOn) console.log(`\n${deflateTable.join("\n")}`);
+  if (observeOn) console.log(`\n${observeTable.join("\n")}`);
   if (failures.length > 0) {
     console.log(`\n${failures.length} failure(s):\n${failures.join("\n")}`);
     process.exitCode = 1;

@@ -21,6 +21,35 @@ export const TRANSPORT: unique symbol = Symbol.for("duplex.transport");
 /** The key of a connection's close initiator: `"server"`, `"client"`, or `undefined` while open. */
 export const CLOSED_BY: unique symbol = Symbol.for("duplex.closedBy");
 
+/**
+ * The key of a connection's traffic counts ({@linkcode TrafficCounts}),
+ * kept as plain numbers by the adapter and read at collection time.
+ */
+export const COUNTS: unique symbol = Symbol.for("duplex.counts");
+
+/**
+ * What a connection has carried so far. On raw transports the bytes are
+ * the socket's (frames and the handshake); on native ones, message payload
+ * lengths as the runtime hands them (text in UTF-16 code units).
+ *
+ * @example
+ * ```ts
+ * import type { TrafficCounts } from "./_observer.ts";
+ *
+ * const none: TrafficCounts = { messagesIn: 0, messagesOut: 0, bytesIn: 0, bytesOut: 0 };
+ * ```
+ */
+export interface TrafficCounts {
+  /** Messages handed to the `message` hook. */
+  messagesIn: number;
+  /** Messages accepted by `send()` (queued for the peer). */
+  messagesOut: number;
+  /** Bytes received. */
+  bytesIn: number;
+  /** Bytes handed to the socket. */
+  bytesOut: number;
+}
+
 /** The key of the clock time (the connection's `clock.now()`) its handshake began; set only with an observer. */
 export const OPENING_AT: unique symbol = Symbol.for("duplex.openingAt");
 
@@ -44,6 +73,8 @@ export interface UpgradeObserver {
   attach(app: ObservedApp): void;
   /** An upgrade was refused with `status`; `id` is the connection's, when it got one. */
   refused(status: number, id?: string): void;
+  /** A connection's output went over its high-water mark with `buffered` bytes. */
+  backpressure?(buffered: number): void;
 }
 
 /**

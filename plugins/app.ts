@@ -113,7 +113,6 @@ export class App<S = Record<string, unknown>> implements Handler<S> {
   readonly #peers = new WeakMap<Connection<S>, AppPeer<S>>();
   readonly #hub: Hub<S>;
   #router: Router<S> | undefined;
-  #observer: UpgradeObserver | undefined;
   #onError: ErrorHandler<S> = (error, ctx) => console.error(`duplex: connection ${ctx.id}, ${ctx.type}:`, error);
 
   /**
@@ -198,14 +197,21 @@ export class App<S = Record<string, unknown>> implements Handler<S> {
       const observer = (item as { [OBSERVER]?: UpgradeObserver })[OBSERVER];
       if (observer === undefined) continue;
       observer.attach(this);
-      const before = this.#observer;
-      this.#observer = before === undefined ? observer : {
-        attach: () => {},
-        refused: (status, id) => {
-          before.refused(status, id);
-          observer.refused(status, id);
+      const before = observers.get(this);
+      observers.set(
+        this,
+        before === undefined ? observer : {
+          attach: () => {},
+          refused: (status, id) => {
+            before.refused(status, id);
+            observer.refused(status, id);
+          },
+          backpressure: (bytes) => {
+            before.backpressure?.(bytes);
+            observer.backpressure?.(bytes);
+          },
         },
-      };
+      );
     }
     return this;
   }
@@ -259,11 +265,6 @@ export class App<S = Record<string, unknown>> implements Handler<S> {
     if (typeof handler !== "function") throw new TypeError("Invalid error handler: expected a function");
     this.#onError = handler;
     return this;
-  }
-
-  /** Internal: the observer adapters report refused upgrades to (see `plugins/_observer.ts`). */
-  get [OBSERVER](): UpgradeObserver | undefined {
-    return this.#observer;
   }
 
   // ---- the Handler adapters call ----
@@ -453,6 +454,17 @@ export class App<S = Record<string, unknown>> implements Handler<S> {
     return new HttpError(500, "Internal Server Error").toResponse();
   }
 }
+
+/** The observers of apps that `use()`d an `observe()` middleware. */
+const observers = new WeakMap<object, UpgradeObserver>();
+
+// What adapters read (see `plugins/_observer.ts`): on the prototype, not in
+// the class body, so that the public type does not carry an internal one.
+Object.defineProperty(App.prototype, OBSERVER, {
+  get(this: object): UpgradeObserver | undefined {
+    return observers.get(this);
+  },
+});
 
 /** The peer an app builds around an adapter's context. */
 class AppPeer<S> implements Peer<S> {

@@ -20,11 +20,10 @@ import type {
   MessageContext,
   OpenContext,
   Peer,
-  SendContext,
   UpgradeContext,
 } from "./context.ts";
 import { HttpError } from "./errors.ts";
-import { CLOSED_BY, type ObservedApp, OBSERVER, OPENING_AT, TRANSPORT, type UpgradeObserver } from "./_observer.ts";
+import { CLOSED_BY, COUNTS, type ObservedApp, OBSERVER, OPENING_AT, type TrafficCounts, TRANSPORT, type UpgradeObserver } from "./_observer.ts";
 
 // ---- OpenTelemetry, structurally (no run-time dependency) ----
 
@@ -175,7 +174,11 @@ export interface ObserveOptions {
    * Return a few distinct values: each is a time series.
    */
   route?: (ctx: OpenContext<any>) => string;
-  /** Time 1 in this many messages and sends for the per-phase histogram. Default 16; 1 times them all. */
+  /**
+   * Time the `message` phase too, 1 message in this many (1: every one).
+   * Default: not timed, so that observing adds nothing per message; the
+   * other phases are always timed.
+   */
   sampleEvery?: number;
   /** A backplane whose `stats` to export (queue, drops): a `RedisBackplane`. */
   backplane?: { readonly stats: Readonly<{ queued: number; queuedBytes: number; dropped: number; published: number; received: number }> };
@@ -208,9 +211,9 @@ export interface ObservedConnection {
   messagesIn: number;
   /** Messages sent. */
   messagesOut: number;
-  /** Payload bytes received (text as UTF-8). */
+  /** Bytes received (raw transports: from the socket, handshake included; native: payload lengths). */
   bytesIn: number;
-  /** Payload bytes sent. */
+  /** Bytes sent (raw transports: to the socket, handshake included; native: payload lengths). */
   bytesOut: number;
   /** Output bytes buffered now. */
   buffered: number;
@@ -260,9 +263,9 @@ export interface ObserveTotals {
   messagesIn: number;
   /** Messages sent. */
   messagesOut: number;
-  /** Payload bytes received. */
+  /** Bytes received (see {@linkcode ObservedConnection.bytesIn}). */
   bytesIn: number;
-  /** Payload bytes sent. */
+  /** Bytes sent. */
   bytesOut: number;
   /** Times a connection's output drained after backpressure. */
   drains: number;
@@ -319,10 +322,12 @@ export interface Observer<S = Record<string, unknown>> {
   upgrade(ctx: UpgradeContext<S>, next: Next): void | Promise<void>;
   /** Middleware: tracks the connection. */
   open(ctx: OpenContext<S>, next: Next): void | Promise<void>;
-  /** Middleware: counts an incoming message. */
-  message(ctx: MessageContext<S>, next: Next): void | Promise<void>;
-  /** Middleware: counts an outgoing message. */
-  send(ctx: SendContext<S>, next: Next): void | Promise<void>;
+  /**
+   * Middleware: spans or times a message; present only with `spans:
+   * "message"` or `sampleEvery` (messages are counted by the adapter, at no
+   * cost per message here).
+   */
+  message?(ctx: MessageContext<S>, next: Next): void | Promise<void>;
   /** Middleware: counts a drain. */
   drain(ctx: DrainContext<S>, next: Next): void | Promise<void>;
   /** Middleware: counts a close. */
@@ -353,8 +358,6 @@ export interface Observer<S = Record<string, unknown>> {
    * @throws {UsageError} For a code that may not be sent or a reason over 123 bytes.
    */
   closePeer(id: string, code?: number, reason?: string): boolean;
-  /** Internal: what adapters call (see `plugins/_observer.ts`). */
-  readonly [OBSERVER]: UpgradeObserver;
 }
 
 // ---- the numbers ----
@@ -400,23 +403,26 @@ class Series {
   }
 }
 
-/** One open connection. */
+const NO_COUNTS: TrafficCounts = Object.freeze({ messagesIn: 0, messagesOut: 0, bytesIn: 0, bytesOut: 0 });
+
+/** One open connection; its traffic counts live in the adapter's connection. */
 class Tracked {
   readonly peer: Peer<any>;
+  readonly conn: { [COUNTS]?: TrafficCounts };
   readonly series: Series;
   readonly openedAt = Date.now();
   readonly openedClock: number;
-  messagesIn = 0;
-  messagesOut = 0;
-  bytesIn = 0;
-  bytesOut = 0;
   drains = 0;
   byServer = false;
   span: ObserveSpan | undefined;
-  constructor(peer: Peer<any>, series: Series, openedClock: number) {
+  constructor(peer: Peer<any>, conn: object, series: Series, openedClock: number) {
     this.peer = peer;
+    this.conn = conn;
     this.series = series;
     this.openedClock = openedClock;
+  }
+  get counts(): TrafficCounts {
+    return this.conn[COUNTS] ?? NO_COUNTS;
   }
 }
 
@@ -466,7 +472,7 @@ const STATUS_ERROR = 2;
 export function observe<S = Record<string, unknown>>(options: ObserveOptions = {}): Observer<S> {
   const slowBytes = positive(options.slowBufferedBytes ?? 65536, "slowBufferedBytes", true);
   const keepCloses = positive(options.recentCloses ?? 50, "recentCloses", true);
-  const sampleEvery = positive(options.sampleEvery ?? 16, "sampleEvery", false);
+  const sampleEvery = options.sampleEvery === undefined ? 0 : positive(options.sampleEvery, "sampleEvery", false);
   if (options.spans !== undefined && options.spans !== "upgrade" && options.spans !== "message") {
     throw new UsageError("ERR_INVALID_OPTION", `Invalid option: spans must be "upgrade" or "message", got ${describeValue(options.spans)}`);
   }
@@ -531,9 +537,13 @@ export function observe<S = Record<string, unknown>>(options: ObserveOptions = {
       app = owner;
     },
     refused: countRefusal,
+    backpressure(bytes) {
+      buffered.record(bytes, {});
+      otel?.buffered.record(bytes, { "duplex.runtime": RUNTIME });
+    },
   };
 
-  const middleware: Observer<S> = {
+  const middleware: Observer<S> & { [OBSERVER]: UpgradeObserver } = {
     [OBSERVER]: observer,
 
     upgrade(ctx, next) {
@@ -585,7 +595,7 @@ export function observe<S = Record<string, unknown>>(options: ObserveOptions = {
       const s = seriesOf(route, transport);
       s.open++;
       s.accepted++;
-      const rec = new Tracked(peer, s, now);
+      const rec = new Tracked(peer, conn ?? peer, s, now);
       live.set(peer, rec);
       if (began !== undefined) {
         const seconds = Math.max(0, now - began) / 1000;
@@ -602,42 +612,6 @@ export function observe<S = Record<string, unknown>>(options: ObserveOptions = {
       const result = next();
       recordPhase("open", now, ctx.clock, result);
       return result as void | Promise<void>;
-    },
-
-    message(ctx, next) {
-      const rec = live.get(ctx.peer);
-      if (rec !== undefined) {
-        rec.messagesIn++;
-        const data = ctx.data;
-        rec.bytesIn += typeof data === "string" ? utf8Length(data) : data.byteLength;
-      }
-      if (messageSpans && rec?.span !== undefined) return spanned(rec, ctx, next);
-      if (++sampled < sampleEvery) return next();
-      sampled = 0;
-      const start = ctx.clock.now();
-      const result = next();
-      recordPhase("message", start, ctx.clock, result);
-      return result as void | Promise<void>;
-    },
-
-    send(ctx, next) {
-      const result = next();
-      const sent = ctx.sent;
-      if (sent === undefined) return result; // dropped by a later middleware
-      const rec = live.get(ctx.peer);
-      if (rec === undefined) return result;
-      if (sent || ctx.readyState === ReadyState.Open) {
-        rec.messagesOut++;
-        const data = ctx.data;
-        rec.bytesOut += typeof data === "string" ? utf8Length(data) : data.byteLength;
-      }
-      if (!sent && ctx.readyState === ReadyState.Open) {
-        // Backpressure: how much waits when it sets in.
-        const bytes = ctx.bufferedAmount;
-        buffered.record(bytes, { route: rec.series.route });
-        otel?.buffered.record(bytes, { "duplex.route": rec.series.route, "duplex.runtime": RUNTIME });
-      }
-      return result;
     },
 
     drain(ctx, next) {
@@ -665,11 +639,12 @@ export function observe<S = Record<string, unknown>>(options: ObserveOptions = {
       if (rec !== undefined) {
         live.delete(peer);
         const s = rec.series;
+        const counts = rec.counts;
         s.open--;
-        s.messagesIn += rec.messagesIn;
-        s.messagesOut += rec.messagesOut;
-        s.bytesIn += rec.bytesIn;
-        s.bytesOut += rec.bytesOut;
+        s.messagesIn += counts.messagesIn;
+        s.messagesOut += counts.messagesOut;
+        s.bytesIn += counts.bytesIn;
+        s.bytesOut += counts.bytesOut;
         s.drains += rec.drains;
         const said = (connectionOf(peer) as { [CLOSED_BY]?: string } | undefined)?.[CLOSED_BY];
         const by = said === "server" || said === "client" ? said : rec.byServer ? "server" : "client";
@@ -703,16 +678,17 @@ export function observe<S = Record<string, unknown>>(options: ObserveOptions = {
         const peer = rec.peer;
         const bufferedNow = peer.bufferedAmount;
         const remote = peer.remoteAddress;
+        const counts = rec.counts;
         connections.push({
           id: peer.id,
           route: rec.series.route,
           protocol: peer.protocol,
           ...(remote === "" ? {} : { remote }),
           openedAt: rec.openedAt,
-          messagesIn: rec.messagesIn,
-          messagesOut: rec.messagesOut,
-          bytesIn: rec.bytesIn,
-          bytesOut: rec.bytesOut,
+          messagesIn: counts.messagesIn,
+          messagesOut: counts.messagesOut,
+          bytesIn: counts.bytesIn,
+          bytesOut: counts.bytesOut,
           buffered: bufferedNow,
         });
         if (bufferedNow >= slowBytes) slow.push({ id: peer.id, buffered: bufferedNow });
@@ -789,10 +765,11 @@ export function observe<S = Record<string, unknown>>(options: ObserveOptions = {
     }
     for (const rec of live.values()) {
       const copy = out.get(rec.series)!;
-      copy.messagesIn += rec.messagesIn;
-      copy.messagesOut += rec.messagesOut;
-      copy.bytesIn += rec.bytesIn;
-      copy.bytesOut += rec.bytesOut;
+      const counts = rec.counts;
+      copy.messagesIn += counts.messagesIn;
+      copy.messagesOut += counts.messagesOut;
+      copy.bytesIn += counts.bytesIn;
+      copy.bytesOut += counts.bytesOut;
       copy.drains += rec.drains;
     }
     return out;
@@ -842,7 +819,7 @@ export function observe<S = Record<string, unknown>>(options: ObserveOptions = {
       [{ ...base(s), direction: "receive" }, s.messagesIn] as [Record<string, string>, number],
       [{ ...base(s), direction: "transmit" }, s.messagesOut] as [Record<string, string>, number],
     ]));
-    family("duplex_server_io_bytes_total", "counter", "WebSocket message payload bytes (text as UTF-8), by direction.", rows.flatMap((s) => [
+    family("duplex_server_io_bytes_total", "counter", "Bytes received and sent, by direction (raw transports: socket bytes; native: payload lengths).", rows.flatMap((s) => [
       [{ ...base(s), direction: "receive" }, s.bytesIn] as [Record<string, string>, number],
       [{ ...base(s), direction: "transmit" }, s.bytesOut] as [Record<string, string>, number],
     ]));
@@ -858,8 +835,8 @@ export function observe<S = Record<string, unknown>>(options: ObserveOptions = {
     ]));
     histogram(out, "duplex_server_handshake_duration_seconds", "Time from the connection's start to the 101 answer.", handshake);
     histogram(out, "duplex_server_connection_duration_seconds", "How long closed connections were open.", duration);
-    histogram(out, "duplex_server_output_buffered_bytes", "Output bytes buffered when a send met backpressure.", buffered);
-    histogram(out, "duplex_server_middleware_duration_seconds", "Time in the middleware after observe(), by phase (messages and sends sampled).", phaseTime);
+    histogram(out, "duplex_server_output_buffered_bytes", "Output bytes buffered when a connection went over its high-water mark.", buffered);
+    histogram(out, "duplex_server_middleware_duration_seconds", "Time in the middleware after observe(), by phase (messages only with sampleEvery, sampled).", phaseTime);
     if (app !== undefined) {
       const p = app.pubsubStats;
       family("duplex_pubsub_published_total", "counter", "Messages published in this process.", [[{ runtime: RUNTIME }, p.published]]);
@@ -890,7 +867,7 @@ export function observe<S = Record<string, unknown>>(options: ObserveOptions = {
     const active = meter.createObservableUpDownCounter("duplex.server.active_connections", { unit: "{connection}", description: "WebSocket connections open now." });
     const upgrades = meter.createObservableCounter("duplex.server.upgrades", { unit: "{upgrade}", description: "WebSocket upgrade requests answered, by HTTP status (101: accepted)." });
     const messages = meter.createObservableCounter("duplex.server.messages", { unit: "{message}", description: "WebSocket messages, by direction." });
-    const io = meter.createObservableCounter("duplex.server.io", { unit: "By", description: "WebSocket message payload bytes (text as UTF-8), by direction." });
+    const io = meter.createObservableCounter("duplex.server.io", { unit: "By", description: "Bytes received and sent, by direction (raw transports: socket bytes; native: payload lengths)." });
     const drains = meter.createObservableCounter("duplex.server.output.drains", { unit: "{drain}", description: "Times a connection's output drained after backpressure." });
     const bufferedNow = meter.createObservableUpDownCounter("duplex.server.output.buffered_total", { unit: "By", description: "Output bytes buffered now, all connections." });
     const closed = meter.createObservableCounter("duplex.server.closes", { unit: "{connection}", description: "Closed connections, by close code and by who started the close." });
@@ -952,14 +929,30 @@ export function observe<S = Record<string, unknown>>(options: ObserveOptions = {
       }),
       buffered: meter.createHistogram("duplex.server.output.buffered", {
         unit: "By",
-        description: "Output bytes buffered when a send met backpressure.",
+        description: "Output bytes buffered when a connection went over its high-water mark.",
         advice: { explicitBucketBoundaries: BYTES_BUCKETS },
       }),
       phase: meter.createHistogram("duplex.server.middleware.duration", {
         unit: "s",
-        description: "Time in the middleware after observe(), by phase (messages and sends sampled).",
+        description: "Time in the middleware after observe(), by phase (messages only with sampleEvery, sampled).",
         advice: { explicitBucketBoundaries: SECONDS_BUCKETS },
       }),
+    };
+  }
+
+  if (messageSpans || sampleEvery > 0) {
+    // Only then a `message` phase: counting needs none (the adapter counts).
+    middleware.message = (ctx, next) => {
+      if (messageSpans) {
+        const rec = live.get(ctx.peer);
+        if (rec?.span !== undefined) return spanned(rec, ctx, next);
+      }
+      if (sampleEvery === 0 || ++sampled < sampleEvery) return next();
+      sampled = 0;
+      const start = ctx.clock.now();
+      const result = next();
+      recordPhase("message", start, ctx.clock, result);
+      return result as void | Promise<void>;
     };
   }
 
@@ -1031,21 +1024,6 @@ function routeOf(target: string, params: Readonly<Record<string, string>>): stri
     }
   }
   return segments.join("/");
-}
-
-/** UTF-8 length of a string, without encoding it. */
-function utf8Length(text: string): number {
-  let bytes = text.length;
-  for (let i = 0; i < text.length; i++) {
-    const c = text.charCodeAt(i);
-    if (c < 0x80) continue;
-    if (c < 0x800) bytes += 1;
-    else if (c >= 0xd800 && c <= 0xdbff && i + 1 < text.length && (text.charCodeAt(i + 1) & 0xfc00) === 0xdc00) {
-      bytes += 2; // a pair: 4 bytes for 2 units
-      i++;
-    } else bytes += 2;
-  }
-  return bytes;
 }
 
 const TRACEPARENT = /^([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(?:-.*)?$/;

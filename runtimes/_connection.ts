@@ -23,7 +23,7 @@ import { type Clock, type Connection, type ConnectionOptions, type Handler, type
 import { bufferFullError, type IdleHandle, type IdleOps, RateLimiter, rateLimitError } from "./_limits.ts";
 import { CONNECTION_DEFAULTS } from "./_options.ts";
 import type { ConnectionSet, Tracked } from "./_registry.ts";
-import { OPENING_AT, observerOf } from "../plugins/_observer.ts";
+import { COUNTS, OPENING_AT, observerOf, type TrafficCounts } from "../plugins/_observer.ts";
 
 const EMPTY = new Uint8Array(0);
 const encoder = new TextEncoder();
@@ -130,6 +130,12 @@ export abstract class ConnectionBase<S> implements Connection<S>, Tracked {
   /** Our place in the server's idle sweep, while open with the idle timeout on. */
   protected idle: IdleHandle | undefined;
   #drainWaiters: (() => void)[] | undefined; // allocated by the first drained() that waits
+  /** Messages handed to the `message` hook (for observers: plain counts, read when they collect). */
+  protected messagesIn = 0;
+  /** Messages accepted by `send()`. */
+  protected messagesOut = 0;
+  /** Bytes handed to the socket. */
+  protected bytesOut = 0;
   /** For observers only: `clock.now()` when the connection started, to time its handshake. */
   [OPENING_AT]: number | undefined;
 
@@ -185,6 +191,11 @@ export abstract class ConnectionBase<S> implements Connection<S>, Tracked {
   /** Whether the output is below the high-water mark with nothing left to hand over. */
   protected abstract readonly outputIdle: boolean;
 
+  /** For observers: what this connection carried so far. */
+  get [COUNTS](): TrafficCounts {
+    return { messagesIn: this.messagesIn, messagesOut: this.messagesOut, bytesIn: this.received, bytesOut: this.bytesOut };
+  }
+
   // ---- Connection ----
 
   /** Payload bytes (native) or socket bytes (raw) received so far. */
@@ -199,6 +210,7 @@ export abstract class ConnectionBase<S> implements Connection<S>, Tracked {
   send(data: MessageData, options?: SendOptions): boolean {
     if (!this.sendable) return this.#refuse(data);
     if ((this.needDrain || this.capAlways) && this.#overCap()) return false;
+    this.messagesOut++;
     return this.write(data, options);
   }
 
@@ -206,6 +218,7 @@ export abstract class ConnectionBase<S> implements Connection<S>, Tracked {
   sendPrepared(message: PreparedMessage): boolean {
     if (!this.sendable) return this.#refuse(message.data);
     if ((this.needDrain || this.capAlways) && this.#overCap()) return false;
+    this.messagesOut++;
     return this.writePrepared(message);
   }
 
@@ -264,6 +277,12 @@ export abstract class ConnectionBase<S> implements Connection<S>, Tracked {
     if (rate === undefined || rate.take()) return false;
     if (rate.action === "close") this.peerFault(rateLimitError());
     return true;
+  }
+
+  /** The output went over the high-water mark: an observer records how much waits. */
+  protected backpressured(): void {
+    const observer = observerOf(this.handler);
+    if (observer?.backpressure !== undefined) observer.backpressure(this.bufferedAmount);
   }
 
   /** The output drained below the high-water mark: resolves the `drained()` waiters. */

@@ -368,7 +368,9 @@ export class NativeSession<S = Record<string, unknown>> extends ConnectionBase<S
 
   /** Nothing is compressed here. */
   protected write(data: MessageData, _options: SendOptions | undefined): boolean {
-    const ok = this.#socket!.send(messageData(data));
+    const payload = messageData(data);
+    this.bytesOut += payload.length;
+    const ok = this.#socket!.send(payload);
     if (!ok || this.bufferedAmount >= this.highWaterMark) this.#startDrainWait();
     return !this.needDrain;
   }
@@ -440,6 +442,7 @@ export class NativeSession<S = Record<string, unknown>> extends ConnectionBase<S
       ));
       return;
     }
+    this.messagesIn++;
     this.#enqueue(() => this.handler.message?.(this, data));
   }
 
@@ -552,6 +555,7 @@ export class NativeSession<S = Record<string, unknown>> extends ConnectionBase<S
   #startDrainWait(): void {
     if (this.needDrain) return;
     this.needDrain = true;
+    this.backpressured();
     if (this.#socket?.drainEvents) return;
     const poll = () => {
       this.#pollTimer = undefined;

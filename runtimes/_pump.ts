@@ -523,9 +523,11 @@ export class Pump<S = Record<string, unknown>> extends ConnectionBase<S> {
         return this.call(() => handler.open?.(this));
       case "message":
         if (this.overRate()) return undefined;
+        this.messagesIn++;
         return this.call(() => handler.message?.(this, event.data));
       case "compressed":
         if (this.overRate()) return undefined;
+        this.messagesIn++;
         return this.#inflate(event.data, event.binary);
       case "ping":
         return this.call(() => handler.ping?.(this, event.data));
@@ -684,10 +686,12 @@ export class Pump<S = Record<string, unknown>> extends ConnectionBase<S> {
     if (this.#engine.outputBytes === 0) return;
     const chunks = this.#engine.takeOutput();
     if (this.#closed || this.#ended) return;
+    for (let i = 0; i < chunks.length; i++) this.bytesOut += chunks[i]!.length;
     if (this.#transport.write(chunks)) {
       if (!this.needDrain) this.resolveDrain();
     } else if (!this.needDrain) {
       this.needDrain = true;
+      this.backpressured();
       this.#updateReading();
     }
   }

@@ -13,6 +13,9 @@
  * a router, a logger-style middleware on every event and the echo as
  * message middleware, to measure what the pipeline costs per message.
  *
+ * `OBSERVE=1` (with `PIPELINE=app`) puts `observe()` first in that app:
+ * the `observe` part's "metrics on" server, against the same app without it.
+ *
  * `DEFLATE_THRESHOLD` turns permessage-deflate on (the `deflate` part, on
  * Node): `0` compresses every message, `default` is `perMessageDeflate:
  * true` (threshold 1024); unset, off.
@@ -21,16 +24,19 @@
  */
 
 import process from "node:process";
-import { App, type Handler, heartbeat, Router, serve, type TransportName } from "../../mod.ts";
+import { App, type Handler, heartbeat, observe, Router, serve, type TransportName } from "../../mod.ts";
 import { benchPerMessageDeflate, benchPort, deflateTag, ready } from "./_lifecycle.ts";
 
 const transport = (process.env.TRANSPORT ?? "raw") as TransportName;
 
 const pipeline = process.env.PIPELINE ?? "hooks";
+const observed = process.env.OBSERVE === "1";
 
 function app(): Handler {
   let events = 0;
-  return new App()
+  const app = new App();
+  if (observed) app.use(observe());
+  return app
     .use(heartbeat({ intervalMs: 30_000, timeoutMs: 10_000 }))
     .use((_ctx, next) => {
       events++; // a sync middleware on every event, as a counter or a logger would be
@@ -61,7 +67,7 @@ const server = await serve(handler, {
 });
 
 ready(
-  `duplex-${transport}${pipeline === "app" ? "-app" : ""}${deflateTag(perMessageDeflate)}`,
+  `duplex-${transport}${pipeline === "app" ? "-app" : ""}${observed ? "-observed" : ""}${deflateTag(perMessageDeflate)}`,
   server.port,
   () => server.close(),
 );

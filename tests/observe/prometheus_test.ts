@@ -78,7 +78,7 @@ describe("observe().prometheus()", () => {
     assert.equal(await head.text(), "");
   });
 
-  it("refuses methods other than GET and HEAD with 405", async () => {
+  it("refuses methods other than GET and HEAD with 405", () => {
     const response = observe().prometheus(new Request("http://localhost/metrics", { method: "POST" }));
     assert.equal(response.status, 405);
     assert.equal(response.headers.get("allow"), "GET, HEAD");
