@@ -3,8 +3,8 @@
  * pipeline: internal, in no entry point. An app hands the runtime adapters
  * its observer under {@linkcode OBSERVER}; connections say how they are
  * carried ({@linkcode TRANSPORT}), who started their close
- * ({@linkcode CLOSED_BY}) and when their handshake began
- * ({@linkcode OPENING_AT}). Nothing here runs while no observer is attached.
+ * ({@linkcode CLOSED_BY}) and what they carried ({@linkcode COUNTS}).
+ * Nothing here runs while no observer is attached.
  *
  * @module
  */
@@ -50,9 +50,6 @@ export interface TrafficCounts {
   bytesOut: number;
 }
 
-/** The key of the clock time (the connection's `clock.now()`) its handshake began; set only with an observer. */
-export const OPENING_AT: unique symbol = Symbol.for("duplex.openingAt");
-
 /**
  * What a runtime adapter tells an observer that middleware cannot see: the
  * upgrades refused before, or instead of, the app's answer (503/429 when
@@ -73,6 +70,8 @@ export interface UpgradeObserver {
   attach(app: ObservedApp): void;
   /** An upgrade was refused with `status`; `id` is the connection's, when it got one. */
   refused(status: number, id?: string): void;
+  /** A connection started (`now`: its clock's time), before its handshake. */
+  opening?(conn: object, now: number): void;
   /** A connection's output went over its high-water mark with `buffered` bytes. */
   backpressure?(buffered: number): void;
 }

@@ -206,6 +206,10 @@ export class App<S = Record<string, unknown>> implements Handler<S> {
             before.refused(status, id);
             observer.refused(status, id);
           },
+          opening: (conn, now) => {
+            before.opening?.(conn, now);
+            observer.opening?.(conn, now);
+          },
           backpressure: (bytes) => {
             before.backpressure?.(bytes);
             observer.backpressure?.(bytes);

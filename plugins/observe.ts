@@ -23,7 +23,7 @@ import type {
   UpgradeContext,
 } from "./context.ts";
 import { HttpError } from "./errors.ts";
-import { CLOSED_BY, COUNTS, type ObservedApp, OBSERVER, OPENING_AT, type TrafficCounts, TRANSPORT, type UpgradeObserver } from "./_observer.ts";
+import { CLOSED_BY, COUNTS, type ObservedApp, OBSERVER, type TrafficCounts, TRANSPORT, type UpgradeObserver } from "./_observer.ts";
 
 // ---- OpenTelemetry, structurally (no run-time dependency) ----
 
@@ -182,8 +182,11 @@ export interface ObserveOptions {
   sampleEvery?: number;
   /** A backplane whose `stats` to export (queue, drops): a `RedisBackplane`. */
   backplane?: { readonly stats: Readonly<{ queued: number; queuedBytes: number; dropped: number; published: number; received: number }> };
-  /** A `reliable()` layer whose recovery results to export. */
-  reliable?: { readonly stats: Readonly<{ fresh: number; recovered: number; gap: number }> };
+  /**
+   * A `reliable()` layer: its recovery results are exported, and its topics
+   * (its subscriptions are not in `peer.topics`) listed by `snapshot()`.
+   */
+  reliable?: { readonly stats: Readonly<{ fresh: number; recovered: number; gap: number }>; topics?(): ReadonlyMap<string, number> };
 }
 
 /**
@@ -294,7 +297,7 @@ export interface ObserveSnapshot {
   totals: ObserveTotals;
   /** The open connections. */
   connections: ObservedConnection[];
-  /** Topics with subscribers among the observed connections. */
+  /** Topics with subscribers among the observed connections (and those of `reliable`, when given). */
   topics: { topic: string; subscribers: number }[];
   /** Connections with at least `slowBufferedBytes` buffered, most buffered first. */
   slow: { id: string; buffered: number }[];
@@ -431,6 +434,10 @@ interface Pending {
   span: ObserveSpan | undefined;
 }
 
+/** Upgrades in progress beyond this many trigger a sweep of those older than PENDING_MAX_MS. */
+const PENDING_SWEEP_AT = 256;
+const PENDING_MAX_MS = 60_000;
+
 const RUNTIME = "Deno" in globalThis ? "deno" : "Bun" in globalThis ? "bun" : "node";
 const SPAN_SERVER = 1;
 const SPAN_CONSUMER = 4;
@@ -490,6 +497,7 @@ export function observe<S = Record<string, unknown>>(options: ObserveOptions = {
 
   const live = new Map<Peer<any>, Tracked>();
   const pending = new Map<string, Pending>();
+  const opening = new WeakMap<object, number>(); // connection → clock time it started
   const series = new Map<string, Series>();
   const refused = new Map<number, number>();
   const closes = new Map<string, { code: number; by: string; route: string; n: number }>();
@@ -537,6 +545,9 @@ export function observe<S = Record<string, unknown>>(options: ObserveOptions = {
       app = owner;
     },
     refused: countRefusal,
+    opening(conn, now) {
+      opening.set(conn, now);
+    },
     backpressure(bytes) {
       buffered.record(bytes, {});
       otel?.buffered.record(bytes, { "duplex.runtime": RUNTIME });
@@ -561,6 +572,7 @@ export function observe<S = Record<string, unknown>>(options: ObserveOptions = {
           },
         }, parentOf(api, ctx.headers.get("traceparent")) as never);
       }
+      if (pending.size >= PENDING_SWEEP_AT) sweepPending(start);
       pending.set(ctx.id, { start, span });
       const after = () => {
         if (ctx.response !== undefined) refusedByApp(ctx.response.status);
@@ -589,7 +601,7 @@ export function observe<S = Record<string, unknown>>(options: ObserveOptions = {
       const now = ctx.clock.now();
       const p = pending.get(ctx.id);
       pending.delete(ctx.id);
-      const began = (conn as { [OPENING_AT]?: number } | undefined)?.[OPENING_AT] ?? p?.start;
+      const began = (conn === undefined ? undefined : opening.get(conn)) ?? p?.start;
       const route = options.route !== undefined ? String(options.route(ctx)) : routeOf(ctx.request.url, ctx.params);
       const transport = (conn as { [TRANSPORT]?: string } | undefined)?.[TRANSPORT] ?? "raw";
       const s = seriesOf(route, transport);
@@ -695,6 +707,8 @@ export function observe<S = Record<string, unknown>>(options: ObserveOptions = {
         for (const topic of topicsOf(peer)) topics.set(topic, (topics.get(topic) ?? 0) + 1);
       }
       slow.sort((a, b) => b.buffered - a.buffered);
+      const recoverable = reliable?.topics?.();
+      if (recoverable !== undefined) for (const [topic, n] of recoverable) topics.set(topic, (topics.get(topic) ?? 0) + n);
       const t = totals();
       return {
         at: Date.now(),
@@ -728,6 +742,20 @@ export function observe<S = Record<string, unknown>>(options: ObserveOptions = {
       return false;
     },
   };
+
+  /**
+   * Forgets upgrades that neither opened nor were reported refused (the
+   * socket went away while the app decided; an app that stopped its chain
+   * without refusing, with no adapter to report the 403): their spans end.
+   */
+  function sweepPending(now: number): void {
+    for (const [id, p] of pending) {
+      if (now - p.start < PENDING_MAX_MS) continue;
+      pending.delete(id);
+      p.span?.setAttribute("duplex.upgrade.outcome", "abandoned");
+      p.span?.end();
+    }
+  }
 
   /** Spans one message as a child of its connection's upgrade span. */
   function spanned(rec: Tracked, ctx: MessageContext<S>, next: Next): void | Promise<void> {

@@ -140,6 +140,13 @@ export interface Reliable<S = Record<string, unknown>> {
    */
   subscribers(topic: string): number;
   /**
+   * Every topic with local subscriptions, and how many (replaying or live):
+   * what `observe({ reliable })` lists in `snapshot().topics`.
+   *
+   * @returns Topic → its number of local subscriptions.
+   */
+  topics(): Map<string, number>;
+  /**
    * Subscriptions answered since the layer started, by result: `fresh`
    * (no position asked), `recovered` (resumed from the client's position
    * with nothing lost) and `gap` (part of the history was gone). What
@@ -367,6 +374,15 @@ class ReliableLayer<S> implements Reliable<S> {
     if (this.#closed) throw new UsageError("ERR_CLOSED", "The reliable layer is closed");
     const { epoch, offset } = await this.#log.append(topic, data);
     return { epoch, offset };
+  }
+
+  topics(): Map<string, number> {
+    const out = new Map<string, number>();
+    for (const [topic, ts] of this.#topics) {
+      const n = ts.pending.size + ts.joining.size + ts.live.size;
+      if (n > 0) out.set(topic, n);
+    }
+    return out;
   }
 
   get stats(): Readonly<ReliableStats> {

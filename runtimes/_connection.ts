@@ -23,7 +23,7 @@ import { type Clock, type Connection, type ConnectionOptions, type Handler, type
 import { bufferFullError, type IdleHandle, type IdleOps, RateLimiter, rateLimitError } from "./_limits.ts";
 import { CONNECTION_DEFAULTS } from "./_options.ts";
 import type { ConnectionSet, Tracked } from "./_registry.ts";
-import { COUNTS, OPENING_AT, observerOf, type TrafficCounts } from "../plugins/_observer.ts";
+import { COUNTS, observerOf, type TrafficCounts } from "../plugins/_observer.ts";
 
 const EMPTY = new Uint8Array(0);
 const encoder = new TextEncoder();
@@ -136,8 +136,6 @@ export abstract class ConnectionBase<S> implements Connection<S>, Tracked {
   protected messagesOut = 0;
   /** Bytes handed to the socket. */
   protected bytesOut = 0;
-  /** For observers only: `clock.now()` when the connection started, to time its handshake. */
-  [OPENING_AT]: number | undefined;
 
   /**
    * @param handler The application's hooks.
@@ -154,7 +152,8 @@ export abstract class ConnectionBase<S> implements Connection<S>, Tracked {
     this.closeTimeoutMs = options.closeTimeoutMs ?? DEFAULT_LIMITS.closeTimeoutMs;
     this.#idleTimeoutMs = options.idleTimeoutMs ?? CONNECTION_DEFAULTS.idleTimeoutMs;
     this.#rate = options.rateLimit === undefined ? undefined : new RateLimiter(options.rateLimit, this.clock);
-    if (observerOf(handler) !== undefined) this[OPENING_AT] = this.clock.now();
+    // An observer times the handshake from here; it keeps the time, not the connection.
+    observerOf(handler)?.opening?.(this, this.clock.now());
     set.add(this);
   }
 

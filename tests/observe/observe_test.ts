@@ -236,6 +236,9 @@ describe(`observe(): recovery results of reliable() on ${runtime()}`, () => {
       const by = (result: string) => value(results, "duplex.reliable.subscriptions", { "duplex.reliable.result": result });
       assert.deepEqual([by("fresh"), by("recovered"), by("gap")], [live.stats.fresh, live.stats.recovered, live.stats.gap]);
       assert.equal(live.stats.recovered, 1, "offset 3 of t is still there");
+      const subscribed = live.subscribers("t");
+      assert.ok(subscribed > 0);
+      assert.deepEqual(obs.snapshot().topics.find((t) => t.topic === "t"), { topic: "t", subscribers: subscribed }, "reliable's topics listed");
       assert.ok(live.stats.gap >= 1, "offset 0 of t was trimmed");
       c.ws.close();
       c2.ws.close();
