@@ -226,8 +226,8 @@ export function createChatApp(options: ChatOptions = {}): Chat {
     rooms.delete(room);
   };
   const legacy = new WeakMap<WSContext<Member>, Legacy>();
-  // First, so it sees every upgrade, the refused ones too.
-  const obs = observe<Member>();
+  // First, so it sees every upgrade, the refused ones too; with the rooms' subscribers and recoveries.
+  const obs = observe<Member>({ reliable: live });
 
   const ws = upgradeWebSocket<HonoContext, Member>(() => ({
     // duplex.v1 connections are the reliable layer's: only chat.v1 ones get here.
