@@ -1,10 +1,10 @@
 /**
  * A live dashboard of a Duplex server's connections, served by a plain
  * `Request → Response` handler that mounts on any server or Hono route,
- * behind an authorization check the app supplies. It reads the numbers of
- * `observe()` middleware: open connections, message rates over
- * time (a chart), topics and their subscribers, slow peers, closes by code,
- * and lets an operator close a peer.
+ * behind an authorization check the app supplies. It shows the numbers of
+ * an `observe()` middleware: open connections, message rates over time (a
+ * chart), topics and their subscribers, slow peers, closes by code; and it
+ * lets an operator close a peer.
  *
  * Also here: {@linkcode bearerToken}, an authorization check for a shared
  * token (`Authorization: Bearer` or `?token=`, compared in constant time),
