@@ -45,7 +45,8 @@
 // own, application-level heartbeat).
 import { Hono } from "hono";
 import { logger } from "hono/logger";
-import { CloseCode, heartbeat, type LogEntry, MemoryTopicLog, type Observer, observe, type Phases, reliable, type Reliable, subprotocols } from "../../mod.ts";
+import { CloseCode, heartbeat, type LogEntry, MemoryTopicLog, type Phases, reliable, type Reliable, subprotocols } from "../../mod.ts";
+import { observe } from "../../mod.ts";
 import { bearerToken, dashboard, protect } from "../../plugins/dashboard.ts";
 import { type HonoContext, upgradeWebSocket, type WebSocketRoute, type WSContext } from "../../runtimes/hono.ts";
 import { PAGE } from "./page.ts";
@@ -106,8 +107,6 @@ export interface Chat {
   readonly live: Reliable<Member>;
   /** The rooms' history. */
   readonly log: MemoryTopicLog;
-  /** The WebSocket's metrics: what `/metrics` and `/admin` show. */
-  readonly observe: Observer<Member>;
 }
 
 const topicOf = (room: string): string => `${ROOM_PREFIX}${room}`;
@@ -294,5 +293,5 @@ export function createChatApp(options: ChatOptions = {}): Chat {
     app.all("/admin/*", (c) => admin(c.req.raw));
     app.all("/metrics", (c) => metrics(c.req.raw));
   }
-  return { app, ws, live, log, observe: obs };
+  return { app, ws, live, log };
 }
