@@ -4,7 +4,9 @@
  * server for the runtime it runs on; the {@linkcode Handler} hooks and the
  * {@linkcode Connection} they receive; the {@linkcode App} pipeline with its
  * routers, auth, heartbeat, JSON codec, pub/sub and recoverable topics
- * ({@linkcode reliable}, the server side of `duplex.v1`); close codes and errors.
+ * ({@linkcode reliable}, the server side of `duplex.v1`) and typed, validated
+ * calls and events ({@linkcode contract}, {@linkcode serveContract}); close
+ * codes and errors.
  *
  * Other entry points:
  * - `@duplex/ws/core`: the sans-IO RFC 6455 engine on its own;
@@ -78,7 +80,7 @@ export type {
 } from "./plugins/context.ts";
 export { type Branching, Router, type SubprotocolOptions, subprotocols } from "./plugins/router.ts";
 export type { ParamNames, Params, RouteParams } from "./plugins/params.ts";
-export { json, type JsonHandlers, type JsonOptions } from "./plugins/codec.ts";
+export { json, type JsonHandlers, type JsonOptions, type JsonSchemaOptions, type ValidatedJsonHandlers } from "./plugins/codec.ts";
 
 // Auth and liveness
 export {
@@ -126,4 +128,43 @@ export {
 // Reliable delivery (duplex.v1)
 export { reliable, type Reliable, type ReliableOptions, type ReliableStats } from "./plugins/reliable.ts";
 export { type Appended, type LogEntry, type LogRead, MemoryTopicLog, type MemoryTopicLogOptions, type TopicLog } from "./plugins/topic_log.ts";
-export type { From, Gap, GapReason, Position } from "./client/_wire.ts";
+export type { From, Gap, GapReason, Position, WireErrorCode, WireFailure, WireIssue } from "./client/_wire.ts";
+
+// Contracts: typed, validated events and calls (duplex.v1)
+export {
+  CallError,
+  type CallContext,
+  type CallErrorSchemas,
+  type CallHandler,
+  type CallHandlers,
+  type ClientEventContext,
+  contract,
+  type ContractServer,
+  type EventHandlers,
+  type HandlerInput,
+  type HandlerOutput,
+  type ServeContractOptions,
+  serveContract,
+} from "./plugins/contract.ts";
+export type {
+  CallDefinition,
+  CallDefinitionOf,
+  CallErrors,
+  CallInput,
+  CallName,
+  CallOutput,
+  ClientEventData,
+  ClientEventName,
+  Contract,
+  ContractDefinition,
+  ContractOf,
+  EventSchemas,
+  IdempotentCallName,
+  InputOf,
+  IsStream,
+  OutputOf,
+  ServerEventData,
+  ServerEventName,
+  StandardSchemaV1,
+  StandardTypedV1,
+} from "./client/_contract.ts";

@@ -2,7 +2,7 @@
 // tracked and killed on any exit path, a signal included, so that no server
 // outlives the script that started it; their output read line by line, and
 // their CPU time.
-import { type ChildProcess, spawnSync } from "node:child_process";
+import { type ChildProcess, spawn, spawnSync } from "node:child_process";
 import { readFileSync } from "node:fs";
 import process from "node:process";
 import type { Readable } from "node:stream";
@@ -81,6 +81,51 @@ export class Lines {
       this.#wake = undefined;
     }
   }
+}
+
+/** Whether `taskset` can pin a process to a CPU here. */
+export const PINNED: boolean = spawnSync("taskset", ["-c", "1", "true"]).status === 0;
+
+/** A bench server process, listening. */
+export interface BenchServer {
+  /** Its port, from its `ready … port=N` line. */
+  port: number;
+  /** Sends SIGTERM and resolves once it exited. */
+  stop(): Promise<void>;
+}
+
+/**
+ * Starts a bench server (`node --import tsx SCRIPT`, pinned to CPU 0 when
+ * `taskset` works) and waits for the `ready … port=N` line it prints once
+ * it listens.
+ *
+ * @param root The repository's folder (the child's working directory).
+ * @param script The server's path under `root`.
+ * @param env Added to this process's environment for the child.
+ * @returns The server, listening.
+ * @throws When it exits before it is ready.
+ */
+export async function startBenchServer(root: string, script: string, env: Record<string, string> = {}): Promise<BenchServer> {
+  const argv = ["--import", "tsx", `${root}${script}`];
+  const options = { cwd: root, env: { ...process.env, ...env }, stdio: ["ignore", "pipe", "inherit"] as ("ignore" | "pipe" | "inherit")[] };
+  const child = PINNED ? spawn("taskset", ["-c", "0", process.execPath, ...argv], options) : spawn(process.execPath, argv, options);
+  const port = await new Promise<number>((resolve, reject) => {
+    let out = "";
+    child.stdout!.on("data", (chunk: Buffer) => {
+      out += chunk.toString();
+      const match = /ready \S+ port=(\d+)/.exec(out);
+      if (match) resolve(Number(match[1]));
+    });
+    child.once("exit", (code) => reject(new Error(`server exited with ${code}`)));
+  });
+  return {
+    port,
+    stop: () =>
+      new Promise<void>((resolve) => {
+        child.once("exit", () => resolve());
+        child.kill("SIGTERM");
+      }),
+  };
 }
 
 /** Clock ticks per second of `/proc/PID/stat`. */

@@ -28,10 +28,11 @@
  * @module
  */
 
-import { spawn, spawnSync } from "node:child_process";
+import { spawnSync } from "node:child_process";
 import process from "node:process";
 import { fileURLToPath } from "node:url";
 import WebSocket from "ws";
+import { type BenchServer, PINNED, startBenchServer } from "./_children.ts";
 import { DuplexClient } from "../client/mod.ts";
 
 const REPS = Number(process.env.BENCH_REPS ?? 3);
@@ -40,35 +41,10 @@ const FANOUT_MESSAGES = 200;
 const PUBLISHES = 20_000;
 const MISSED = 100;
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
-const PINNED = spawnSync("taskset", ["-c", "1", "true"]).status === 0;
 
-interface Server {
-  port: number;
-  stop(): Promise<void>;
-}
-
-async function startServer(): Promise<Server> {
-  const argv = ["--import", "tsx", `${ROOT}bench/servers/reliable_server.ts`];
-  const child = PINNED
-    ? spawn("taskset", ["-c", "0", process.execPath, ...argv], { cwd: ROOT, stdio: ["ignore", "pipe", "inherit"] })
-    : spawn(process.execPath, argv, { cwd: ROOT, stdio: ["ignore", "pipe", "inherit"] });
-  const port = await new Promise<number>((resolve, reject) => {
-    let out = "";
-    child.stdout!.on("data", (chunk: Buffer) => {
-      out += chunk.toString();
-      const match = /ready \S+ port=(\d+)/.exec(out);
-      if (match) resolve(Number(match[1]));
-    });
-    child.once("exit", (code) => reject(new Error(`server exited with ${code}`)));
-  });
-  return {
-    port,
-    stop: () =>
-      new Promise<void>((resolve) => {
-        child.once("exit", () => resolve());
-        child.kill("SIGTERM");
-      }),
-  };
+/** The bench's server process, listening. */
+function startServer(): Promise<BenchServer> {
+  return startBenchServer(ROOT, "bench/servers/reliable_server.ts");
 }
 
 function open(url: string, protocols?: string[]): Promise<WebSocket> {

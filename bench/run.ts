@@ -8,7 +8,9 @@
  * Hono's `upgradeWebSocket` (`@duplex/ws/hono`) with Hono's own helper on
  * the same runtime; and, in the `deflate` part, permessage-deflate on Node:
  * a JSON chat echo through `ws` clients (`bench/deflate_load.ts`), Duplex
- * and `ws` with and without compression, messages/s and bytes on the wire.
+ * and `ws` with and without compression, messages/s and bytes on the wire;
+ * the `reliable` and `contract` parts run `bench/reliable.ts` and
+ * `bench/contract.ts` (validated calls against a bare echo) on their own.
  * See `bench/README.md`.
  *
  *   npm run bench
@@ -18,6 +20,7 @@
  *   BENCH_ONLY=hono npm run bench                 # Duplex via Hono against Hono's helpers
  *   BENCH_ONLY=deflate npm run bench              # permessage-deflate: JSON chat, Duplex and ws, on Node
  *   BENCH_ONLY=reliable npm run bench             # recoverable against plain topics, reconnect storm (bench/reliable.ts)
+ *   BENCH_ONLY=contract npm run bench             # validated calls against a bare echo (bench/contract.ts)
  *   BENCH_ONLY=observe npm run bench              # metrics on (observe()) against off, 32 B echo on Node
  *   BENCH_LOAD=burst npm run bench                # the echo part in one load mode only (frame, burst)
  *
@@ -91,8 +94,8 @@ function envList(name: string, fallback: number[]): number[] {
  * against Hono's helper), and permessage-deflate (a JSON chat echo, with
  * and without compression, on Node).
  */
-type Part = "echo" | "memory" | "fanout" | "hono" | "deflate" | "reliable" | "observe";
-const PARTS: readonly Part[] = ["echo", "memory", "fanout", "hono", "deflate", "reliable", "observe"];
+type Part = "echo" | "memory" | "fanout" | "hono" | "deflate" | "reliable" | "contract" | "observe";
+const PARTS: readonly Part[] = ["echo", "memory", "fanout", "hono", "deflate", "reliable", "contract", "observe"];
 
 function selectParts(): Set<Part> {
   const raw = process.env.BENCH_ONLY;
@@ -101,7 +104,7 @@ function selectParts(): Set<Part> {
   if (wanted.length === 0) throw new RangeError(`Invalid BENCH_ONLY: no part in "${raw}"`);
   for (const part of wanted) {
     if (!(PARTS as readonly string[]).includes(part)) {
-      throw new RangeError(`Invalid BENCH_ONLY: unknown part "${part}" (expected echo, memory, fanout, hono, deflate, reliable and/or observe)`);
+      throw new RangeError(`Invalid BENCH_ONLY: unknown part "${part}" (expected echo, memory, fanout, hono, deflate, reliable, contract and/or observe)`);
     }
   }
   return new Set(wanted as Part[]);
@@ -982,6 +985,7 @@ async function main(): Promise<void> {
   const deflateWanted = ONLY.has("deflate");
   const deflateOn = deflateWanted && SELECTED.some((r) => r.name === "node");
   const reliableOn = ONLY.has("reliable");
+  const contractOn = ONLY.has("contract");
   const observeOn = ONLY.has("observe") && SELECTED.some((r) => r.name === "node");
   const startedAt = new Date();
   const commit = sh("git", ["rev-parse", "--short", "HEAD"]);
@@ -1519,8 +1523,9 @@ async function main(): Promise<void> {
     ...(fanoutOn ? [...fanoutTable, ``] : []),
     ...(honoOn ? [...honoTable, ``] : []),
     ...(deflateOn ? [...deflateTable, ``] : []),
+    ...(reliableOn ? [...scriptSection("reliable", "reliable delivery", failures), ``] : []),
+    ...(contractOn ? [...scriptSection("contract", "validated calls", failures), ``] : []),
     ...(observeOn ? [...observeTable, ``] : []),
-    ...(reliableOn ? [...reliableSection(failures), ``] : []),
     ...(failures.length > 0 ? [`## Failures`, ``, ...failures.map((f) => `- ${f}`), ``] : []),
     `## Runs`,
     ``,
@@ -1550,19 +1555,20 @@ async function main(): Promise<void> {
 }
 
 /**
- * The `reliable` part: `bench/reliable.ts` in its own process (it drives
- * its own server), its markdown section as it printed it.
+ * A part that is a bench script of its own (`reliable`: `bench/reliable.ts`,
+ * `contract`: `bench/contract.ts`), run in its own process (it drives its
+ * own server): its markdown section as it printed it.
  */
-function reliableSection(failures: string[]): string[] {
-  console.log("\n== reliable delivery (bench/reliable.ts)");
-  const run = spawnSync(process.execPath, ["--import", "tsx", `${BENCH}reliable.ts`], {
+function scriptSection(part: "reliable" | "contract", title: string, failures: string[]): string[] {
+  console.log(`\n== ${title} (bench/${part}.ts)`);
+  const run = spawnSync(process.execPath, ["--import", "tsx", `${BENCH}${part}.ts`], {
     cwd: ROOT,
     env: { ...process.env, BENCH_REPS: String(REPS) },
     encoding: "utf8",
     stdio: ["ignore", "pipe", "inherit"],
     timeout: 900_000,
   });
-  if (run.status !== 0) failures.push(`reliable: bench/reliable.ts exited with ${run.status ?? run.signal}`);
+  if (run.status !== 0) failures.push(`${part}: bench/${part}.ts exited with ${run.status ?? run.signal}`);
   const section = run.stdout.trim().split("\n");
   console.log(section.join("\n"));
   return section;

@@ -191,6 +191,15 @@ export interface ClientOptions {
   readonly queue?: QueueOptions;
   /** Publishes sent and not yet answered, at most. Default 256. */
   readonly maxInFlight?: number;
+  /** A call not answered within this long rejects with `timeout` (and is cancelled); a call's own `timeoutMs` wins. Default 10,000; `Infinity`: none. */
+  readonly callTimeoutMs?: number;
+  /**
+   * The calls that are safe to run twice (declared `idempotent: true` in the contract): after a
+   * reconnect they are sent again with the same key, which the server deduplicates. Any other call
+   * in flight when the link drops rejects with `closed` (it may have run). The contract is only
+   * imported as a type, so the client cannot read this from it.
+   */
+  readonly idempotent?: readonly string[];
   /** Timers and clock (tests). Default `globalThis.setTimeout`, `clearTimeout` and `Date.now`. */
   readonly timers?: Timers;
   /** Random numbers in [0, 1) for the jitter (tests). Default `Math.random`. */
@@ -230,6 +239,8 @@ export interface Settings {
   maxAgeMs: number;
   dropOldest: boolean;
   maxInFlight: number;
+  callTimeoutMs: number;
+  idempotent: ReadonlySet<string>;
   timers: Timers;
   random: () => number;
   browser: BrowserLike | undefined;
@@ -298,6 +309,10 @@ export function settings(options: ClientOptions | undefined): Settings {
   if (b !== undefined && b !== false && !(isObject(b) && typeof b.addEventListener === "function" && typeof b.removeEventListener === "function")) {
     throw new TypeError("Invalid options.browser: expected false or an object with addEventListener and removeEventListener");
   }
+  const i = o.idempotent;
+  if (i !== undefined && !(Array.isArray(i) && i.every((x) => typeof x === "string"))) {
+    throw new TypeError("Invalid options.idempotent: expected an array of call names");
+  }
   const g = globalThis as any;
   return {
     WebSocket: WS,
@@ -317,6 +332,8 @@ export function settings(options: ClientOptions | undefined): Settings {
     maxAgeMs: num(q.maxAgeMs, "options.queue.maxAgeMs", 60_000, 0, "> inf"),
     dropOldest: q.whenFull === "drop-oldest",
     maxInFlight: num(o.maxInFlight, "options.maxInFlight", 256, 1, "int"),
+    callTimeoutMs: num(o.callTimeoutMs, "options.callTimeoutMs", 10_000, 0, "> inf"),
+    idempotent: new Set(i as string[] | undefined),
     timers: (t as Timers | undefined) ?? { setTimeout: (f, ms) => setTimeout(f, ms), clearTimeout: (x) => clearTimeout(x as any), now: Date.now },
     random: fn(o.random, "options.random", Math.random),
     browser: b === false ? undefined : (b as BrowserLike | undefined) ?? (typeof g.addEventListener === "function" ? g : undefined),

@@ -1,7 +1,7 @@
 /**
  * The wire codec of `duplex.v1` (see PROTOCOL.md), shared by the server's
- * reliable layer and the client: the message types, and a decoder per
- * direction that checks every field and never throws. Imports nothing, so
+ * reliable and contract layers and the client: the message types, and a
+ * decoder per direction that checks every field and never throws. Imports nothing, so
  * a browser bundle of the client holds this file and nothing of the server.
  *
  * @module
@@ -12,8 +12,10 @@ export const PROTOCOL_V1 = "duplex.v1";
 
 /** Close codes of the protocol (beyond RFC 6455's own). */
 export const WireClose = {
-  /** A text message that is not a valid protocol message (bad JSON, unknown type, a missing or mistyped field). */
+  /** A text message that is not a valid protocol message (bad JSON, nested too deeply, unknown type, a missing or mistyped field). */
   BadMessage: 4400,
+  /** A client event (`emit`) that the contract does not declare, or whose data fails its schema. */
+  InvalidEvent: 4422,
   /** More requests in flight on one connection than the server allows. */
   TooManyRequests: 4429,
 } as const;
@@ -44,15 +46,51 @@ export interface Gap {
   readonly to?: number;
 }
 
-/** Error codes of an `error` answer. */
-export type WireErrorCode = "forbidden" | "invalid" | "unavailable" | "too_large";
+/**
+ * Error codes of an `error` answer: the reliable layer's four, then the
+ * contract's (`not_found`: no such call; `failed`: the handler threw;
+ * `cancelled`: the call was cancelled; `busy`: too many calls in flight on
+ * the connection, the call did not run).
+ */
+export type WireErrorCode = "forbidden" | "invalid" | "unavailable" | "too_large" | "not_found" | "failed" | "cancelled" | "busy";
+
+/** One reason why a value failed its schema: a message and, when known, where in the value. */
+export interface WireIssue {
+  /** What is wrong, in the validator's words. */
+  readonly message: string;
+  /** The keys and indexes from the value's root to the faulty part. */
+  readonly path?: readonly (string | number)[];
+}
+
+/** The error a call's handler threw, as it crosses the wire: a declared error's name and data, or `"Error"`. */
+export interface WireFailure {
+  /** The declared error's name (a key of the call's `errors`), or `"Error"` for an undeclared one. */
+  readonly name: string;
+  /** The declared error's data; absent for an undeclared one. */
+  readonly data?: unknown;
+}
 
 /** A message from the client. */
 export type ClientMessage =
   | { readonly type: "subscribe"; readonly id: number; readonly topic: string; readonly from: From }
   | { readonly type: "unsubscribe"; readonly id: number; readonly topic: string }
   | { readonly type: "publish"; readonly id: number; readonly topic: string; readonly key: string; readonly data: string | Uint8Array }
-  | { readonly type: "ping"; readonly id: number };
+  | { readonly type: "ping"; readonly id: number }
+  | {
+    readonly type: "call";
+    readonly id: number;
+    /** The call's name in the contract. */
+    readonly name: string;
+    /** The call's input (any JSON value; `undefined` when absent). */
+    readonly input: unknown;
+    /** An idempotent call's idempotency key, the same when the call is sent again. */
+    readonly key?: string;
+    /** A stream call's initial credit: how many `item`s the server may send before more credit arrives. Absent: no limit. */
+    readonly credit?: number;
+  }
+  | { readonly type: "cancel"; readonly id: number }
+  | { readonly type: "credit"; readonly id: number; readonly n: number }
+  | { readonly type: "emit"; readonly name: string; readonly data: unknown };
 
 /** A message from the server. */
 export type ServerMessage =
@@ -69,8 +107,20 @@ export type ServerMessage =
   | { readonly type: "unsubscribed"; readonly id: number; readonly topic: string }
   | { readonly type: "message"; readonly topic: string; readonly epoch: string; readonly offset: number; readonly data: string | Uint8Array }
   | { readonly type: "ack"; readonly id: number; readonly topic: string; readonly epoch: string; readonly offset: number }
-  | { readonly type: "error"; readonly id: number; readonly code: WireErrorCode; readonly message: string }
-  | { readonly type: "pong"; readonly id: number };
+  | {
+    readonly type: "error";
+    readonly id: number;
+    readonly code: WireErrorCode;
+    readonly message: string;
+    /** With `invalid` from a call: why its input failed the schema. */
+    readonly issues?: readonly WireIssue[];
+    /** With `failed`: the error the handler threw. */
+    readonly error?: WireFailure;
+  }
+  | { readonly type: "pong"; readonly id: number }
+  | { readonly type: "result"; readonly id: number; readonly value?: unknown }
+  | { readonly type: "item"; readonly id: number; readonly value: unknown }
+  | { readonly type: "event"; readonly name: string; readonly data: unknown };
 
 /** The longest topic name, in characters. */
 export const MAX_TOPIC = 1024;
@@ -78,8 +128,12 @@ export const MAX_TOPIC = 1024;
 export const MAX_KEY = 256;
 /** The longest epoch, in characters. */
 export const MAX_EPOCH = 128;
+/** The longest call or event name, in characters. */
+export const MAX_NAME = 128;
+/** The deepest JSON nesting (objects and arrays) a decoder accepts, checked before parsing. */
+export const MAX_DEPTH = 64;
 
-const ERROR_CODES: readonly string[] = ["forbidden", "invalid", "unavailable", "too_large"];
+const ERROR_CODES: readonly string[] = ["forbidden", "invalid", "unavailable", "too_large", "not_found", "failed", "cancelled", "busy"];
 
 /**
  * The size of a message's data in bytes: a string's UTF-8 length (counted,
@@ -112,7 +166,7 @@ export function byteLength(data: string | Uint8Array): number {
  * @returns The frame's text.
  */
 export function encode(message: ClientMessage | ServerMessage): string {
-  if ("data" in message && typeof message.data !== "string") {
+  if ((message.type === "publish" || message.type === "message") && typeof message.data !== "string") {
     const { data, ...rest } = message;
     return JSON.stringify({ ...rest, binary: toBase64(data) });
   }
@@ -141,6 +195,38 @@ const isId = (v: unknown): v is number => typeof v === "number" && Number.isSafe
 const isOffset = isId;
 const isTopic = (v: unknown): v is string => typeof v === "string" && v !== "" && v.length <= MAX_TOPIC;
 const isEpoch = (v: unknown): v is string => typeof v === "string" && v !== "" && v.length <= MAX_EPOCH;
+const isName = (v: unknown): v is string => typeof v === "string" && v !== "" && v.length <= MAX_NAME;
+const isCount = (v: unknown): v is number => isId(v) && v > 0;
+
+/**
+ * Whether JSON text nests objects and arrays deeper than `max`, found by
+ * one scan of the text (brackets inside strings do not count), so that a
+ * hostile message is refused before `JSON.parse` builds it.
+ *
+ * @param text The JSON text.
+ * @param max The deepest nesting allowed.
+ * @returns `true` when some value is nested deeper.
+ */
+export function nestedDeeper(text: string, max: number): boolean {
+  let depth = 0;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (c === 34) {
+      // A string: on to its closing quote (indexOf is fast on long data), past escaped quotes.
+      for (;;) {
+        const quote = text.indexOf('"', i + 1);
+        if (quote < 0) return false; // unterminated: JSON.parse refuses it
+        let slash = quote - 1;
+        while (text.charCodeAt(slash) === 92) slash--;
+        i = quote;
+        if ((quote - 1 - slash) % 2 === 0) break; // an even run of backslashes: not escaped
+      }
+    } else if (c === 123 || c === 91) {
+      if (++depth > max) return true;
+    } else if (c === 125 || c === 93) depth--;
+  }
+  return false;
+}
 
 function parse(text: string): Fields | undefined {
   let value: unknown;
@@ -171,11 +257,32 @@ function positionOf(v: unknown): Position | undefined {
  * @returns The message, or a description of what is wrong with it.
  */
 export function decodeClient(text: string): ClientMessage | string {
+  if (nestedDeeper(text, MAX_DEPTH)) return `nested deeper than ${MAX_DEPTH} levels`;
   const m = parse(text);
   if (m === undefined) return "not a JSON object";
+  if (m.type === "emit") {
+    if (!isName(m.name)) return `name must be a non-empty string of at most ${MAX_NAME} characters`;
+    return { type: "emit", name: m.name, data: m.data };
+  }
   if (!isId(m.id)) return "id must be a non-negative integer";
   const id = m.id;
   switch (m.type) {
+    case "call": {
+      if (!isName(m.name)) return `name must be a non-empty string of at most ${MAX_NAME} characters`;
+      if (m.key !== undefined && (typeof m.key !== "string" || m.key === "" || m.key.length > MAX_KEY)) {
+        return `key must be a non-empty string of at most ${MAX_KEY} characters`;
+      }
+      if (m.credit !== undefined && !isCount(m.credit)) return "credit must be a positive integer";
+      const call: { -readonly [K in keyof CallMessage]: CallMessage[K] } = { type: "call", id, name: m.name, input: m.input };
+      if (m.key !== undefined) call.key = m.key;
+      if (m.credit !== undefined) call.credit = m.credit;
+      return call;
+    }
+    case "cancel":
+      return { type: "cancel", id };
+    case "credit":
+      if (!isCount(m.n)) return "n must be a positive integer";
+      return { type: "credit", id, n: m.n };
     case "ping":
       return { type: "ping", id };
     case "subscribe": {
@@ -208,6 +315,11 @@ export function decodeClient(text: string): ClientMessage | string {
 export function decodeServer(text: string): ServerMessage | string {
   const m = parse(text);
   if (m === undefined) return "not a JSON object";
+  if (m.type === "event") return isName(m.name) ? { type: "event", name: m.name, data: m.data } : "event needs a name";
+  if (m.type === "item" || m.type === "result") {
+    if (!isId(m.id)) return `${m.type} needs an id`;
+    return m.type === "item" ? { type: "item", id: m.id, value: m.value } : { type: "result", id: m.id, value: m.value };
+  }
   switch (m.type) {
     case "message": {
       if (!isTopic(m.topic) || !isEpoch(m.epoch) || !isOffset(m.offset)) return "message needs topic, epoch and offset";
@@ -236,17 +348,37 @@ export function decodeServer(text: string): ServerMessage | string {
     case "ack":
       if (!isId(m.id) || !isTopic(m.topic) || !isEpoch(m.epoch) || !isOffset(m.offset)) return "ack needs id, topic, epoch and offset";
       return { type: "ack", id: m.id, topic: m.topic, epoch: m.epoch, offset: m.offset };
-    case "error":
+    case "error": {
       if (!isId(m.id) || typeof m.code !== "string" || !ERROR_CODES.includes(m.code) || typeof m.message !== "string") {
         return "error needs id, code and message";
       }
-      return { type: "error", id: m.id, code: m.code as WireErrorCode, message: m.message };
+      const e: { -readonly [K in keyof ErrorMessage]: ErrorMessage[K] } = { type: "error", id: m.id, code: m.code as WireErrorCode, message: m.message };
+      if (m.issues !== undefined) {
+        if (!Array.isArray(m.issues) || !m.issues.every(isIssue)) return "issues must be a list of { message, path? }";
+        e.issues = m.issues;
+      }
+      const f = m.error as Fields | undefined;
+      if (f !== undefined || e.code === "failed") {
+        if (typeof f !== "object" || f === null || typeof f.name !== "string") return "failed needs error: { name, data? }";
+        e.error = "data" in f ? { name: f.name, data: f.data } : { name: f.name };
+      }
+      return e;
+    }
     case "pong":
       if (!isId(m.id)) return "pong needs an id";
       return { type: "pong", id: m.id };
     default:
       return `unknown type ${JSON.stringify(m.type)}`.slice(0, 100);
   }
+}
+
+type CallMessage = Extract<ClientMessage, { type: "call" }>;
+type ErrorMessage = Extract<ServerMessage, { type: "error" }>;
+
+function isIssue(v: unknown): v is WireIssue {
+  if (typeof v !== "object" || v === null || typeof (v as Fields).message !== "string") return false;
+  const path = (v as Fields).path;
+  return path === undefined || (Array.isArray(path) && path.every((k) => typeof k === "string" || typeof k === "number"));
 }
 
 // ---- base64, without Buffer or atob's binary strings on large inputs ----

@@ -1,6 +1,7 @@
 /**
  * `@duplex/ws/client`: a WebSocket client for the `duplex.v1` protocol
- * (PROTOCOL.md) that reconnects on its own and loses nothing on the way.
+ * (PROTOCOL.md) that reconnects on its own and loses nothing on the way,
+ * with typed calls and events when given the server's contract.
  * Subscriptions resume from their last offset, so each message reaches the
  * app once and in order (or the app is told, per topic, what was lost);
  * publishes wait in a bounded queue and each promise settles with the
@@ -18,6 +19,25 @@
  *   onResult: (r) => r.result === "gap" && console.warn("missed messages", r.gap),
  * });
  * const position = await client.publish("room:1", "hello");
+ * ```
+ *
+ * With a server's contract (see `contract()` and `serveContract()` in
+ * `@duplex/ws`), imported as a type only: typed calls with timeouts,
+ * streams with backpressure, and events both ways.
+ *
+ * ```ts
+ * import { z } from "zod";
+ * import { contract } from "@duplex/ws";
+ * import { DuplexClient } from "@duplex/ws/client";
+ * // in an app: import type { chat } from "./chat.ts";
+ * const chat = contract({
+ *   server: { typing: z.object({ name: z.string() }) },
+ *   calls: { history: { input: z.object({ room: z.string() }), output: z.array(z.string()), idempotent: true } },
+ * });
+ *
+ * const client = new DuplexClient<typeof chat>("wss://example.com/chat", { idempotent: ["history"] });
+ * const lines: string[] = await client.call("history", { room: "lobby" }, { timeoutMs: 5_000 });
+ * client.onEvent("typing", ({ name }) => console.log(`${name} is typing`));
  * ```
  *
  * On Node 20, with `ws`'s WebSocket and a token fetched for every attempt:
@@ -39,9 +59,46 @@
  * @module
  */
 
-import { byteLength, decodeServer, encode, type From, MAX_TOPIC, PROTOCOL_V1, type Position } from "./_wire.ts";
+import { byteLength, decodeServer, encode, type From, MAX_NAME, MAX_TOPIC, PROTOCOL_V1, type Position } from "./_wire.ts";
 import type { Gap } from "./_wire.ts";
 import { type ClientOptions, type HeartbeatOptions, type Settings, settings, type WebSocketLike } from "./_options.ts";
+import type {
+  CallErrors,
+  CallInput,
+  CallName,
+  CallOutput,
+  ClientEventData,
+  ClientEventName,
+  ContractDefinition,
+  IdempotentCallName,
+  IsStream,
+  ServerEventData,
+  ServerEventName,
+  StandardSchemaV1,
+} from "./_contract.ts";
+
+export type {
+  CallDefinition,
+  CallDefinitionOf,
+  CallErrors,
+  CallInput,
+  CallName,
+  CallOutput,
+  ClientEventData,
+  ClientEventName,
+  Contract,
+  ContractDefinition,
+  ContractOf,
+  EventSchemas,
+  IdempotentCallName,
+  InputOf,
+  IsStream,
+  OutputOf,
+  ServerEventData,
+  ServerEventName,
+  StandardSchemaV1,
+  StandardTypedV1,
+} from "./_contract.ts";
 
 export type { From, Gap, GapReason, Position } from "./_wire.ts";
 export { defaultShouldRetry } from "./_options.ts";
@@ -57,16 +114,40 @@ export type {
   WebSocketLike,
 } from "./_options.ts";
 
-/** The codes of a {@linkcode DuplexError}: the server's four, then the client's own. */
+/** The codes of a {@linkcode DuplexError}: the server's, then the client's own. */
 export type DuplexErrorCode =
   | "forbidden"
   | "invalid"
   | "unavailable"
   | "too_large"
+  | "not_found"
+  | "failed"
+  | "cancelled"
+  | "busy"
   | "queue_full"
   | "expired"
   | "closed"
   | "timeout";
+
+/** One problem of an `invalid` call input, as the validator told it. */
+export interface Issue {
+  /** What is wrong. */
+  readonly message: string;
+  /** Where: the keys and indexes from the input's root. */
+  readonly path?: readonly (string | number)[];
+}
+
+/** What else a {@linkcode DuplexError} may carry. */
+export interface DuplexErrorDetails {
+  /** The call concerned. */
+  readonly call?: string;
+  /** For `failed`: the declared error's name (`"Error"` for an undeclared throw), which becomes the error's `name`. */
+  readonly name?: string;
+  /** For `failed`: the declared error's data. */
+  readonly data?: unknown;
+  /** For `invalid`: what the validator found wrong with the input. */
+  readonly issues?: readonly Issue[];
+}
 
 /**
  * A failure the caller can act on: a rejected publish, a refused
@@ -84,23 +165,147 @@ export type DuplexErrorCode =
  * ```
  */
 export class DuplexError extends Error {
-  /** What went wrong: `forbidden`, `invalid`, `unavailable`, `too_large` (the server's answers), `queue_full`, `expired`, `closed`, `timeout`. */
+  /**
+   * What went wrong: the server's answers `forbidden`, `invalid`, `unavailable`, `too_large`,
+   * `not_found` (no such call), `failed` (the call threw), `cancelled`, `busy` (too many calls in
+   * flight: not run); the client's own `queue_full`, `expired`, `closed`, `timeout`.
+   */
   readonly code: DuplexErrorCode;
   /** The topic concerned, if any. */
   readonly topic: string | undefined;
+  /** The call concerned, if any. */
+  readonly call: string | undefined;
+  /** For `failed`: the data of the error the call threw (its `name` is the error's). */
+  readonly data: unknown;
+  /** For `invalid`: what is wrong with the call's input. */
+  readonly issues: readonly Issue[] | undefined;
   /**
    * Makes an error.
    *
    * @param code The code.
    * @param message What happened.
    * @param topic The topic concerned.
+   * @param details The call, and for `failed` the thrown error's name and data, for `invalid` the issues.
    */
-  constructor(code: DuplexErrorCode, message: string, topic?: string) {
+  constructor(code: DuplexErrorCode, message: string, topic?: string, details: DuplexErrorDetails = {}) {
     super(message);
-    this.name = "DuplexError";
+    this.name = details.name ?? "DuplexError";
     this.code = code;
     this.topic = topic;
+    this.call = details.call;
+    this.data = details.data;
+    this.issues = details.issues;
   }
+}
+
+/**
+ * The contract of a client made without one (`new DuplexClient(url)`):
+ * any call, stream or event name, with data of type `any`.
+ *
+ * @example
+ * ```ts
+ * import { type AnyContract, DuplexClient } from "@duplex/ws/client";
+ * const client: DuplexClient<AnyContract> = new DuplexClient("wss://example.com/ws");
+ * const anything = await client.call("whatever", { x: 1 });
+ * ```
+ */
+export interface AnyContract {
+  /** Any client event. */
+  readonly client: { readonly [name: string]: StandardSchemaV1<any, any> };
+  /** Any server event. */
+  readonly server: { readonly [name: string]: StandardSchemaV1<any, any> };
+  /** Any call, idempotent as far as the types go (the `idempotent` option decides). */
+  readonly calls: {
+    readonly [name: string]: {
+      readonly input: StandardSchemaV1<any, any>;
+      readonly output: StandardSchemaV1<any, any>;
+      readonly errors: { readonly [name: string]: StandardSchemaV1<any, any> };
+      readonly idempotent: true;
+    };
+  };
+}
+
+/**
+ * The names of a contract's calls that answer once (not streams).
+ *
+ * @example
+ * ```ts
+ * import { z } from "zod";
+ * import { contract } from "@duplex/ws";
+ * import type { UnaryCallName } from "@duplex/ws/client";
+ * const chat = contract({ calls: { history: { output: z.array(z.string()) }, tail: { output: z.string(), stream: true } } });
+ * const name: UnaryCallName<typeof chat> = "history"; // not "tail"
+ * ```
+ */
+export type UnaryCallName<C> = string extends CallName<C> ? string : { [N in CallName<C>]: IsStream<C, N> extends true ? never : N }[CallName<C>];
+
+/**
+ * The names of a contract's streaming calls.
+ *
+ * @example
+ * ```ts
+ * import { z } from "zod";
+ * import { contract } from "@duplex/ws";
+ * import type { StreamCallName } from "@duplex/ws/client";
+ * const chat = contract({ calls: { history: { output: z.array(z.string()) }, tail: { output: z.string(), stream: true } } });
+ * const name: StreamCallName<typeof chat> = "tail"; // not "history"
+ * ```
+ */
+export type StreamCallName<C> = string extends CallName<C> ? string : { [N in CallName<C>]: IsStream<C, N> extends true ? N : never }[CallName<C>];
+
+
+/**
+ * How a call of a contract fails when its handler throws: a
+ * {@linkcode DuplexError} with code `failed`, whose `name` and `data` are
+ * one of the call's declared errors, or `"Error"` (without data) for an
+ * undeclared throw. A union discriminated by `name`.
+ *
+ * @typeParam C The contract.
+ * @typeParam N The call (default: any of them).
+ * @example
+ * ```ts
+ * import { z } from "zod";
+ * import { contract } from "@duplex/ws";
+ * import { type CallFailure, DuplexClient, DuplexError } from "@duplex/ws/client";
+ * const chat = contract({
+ *   calls: { send: { input: z.object({ room: z.string(), text: z.string() }), errors: { TooFast: z.object({ retryInMs: z.number() }) } } },
+ * });
+ * const client = new DuplexClient<typeof chat>("wss://example.com/ws");
+ * try {
+ *   await client.call("send", { room: "lobby", text: "hi" });
+ * } catch (e) {
+ *   if (e instanceof DuplexError && e.code === "failed") {
+ *     const failure = e as CallFailure<typeof chat, "send">;
+ *     if (failure.name === "TooFast") console.log(`retry in ${failure.data.retryInMs} ms`);
+ *   }
+ * }
+ * ```
+ */
+export type CallFailure<C, N extends CallName<C> = CallName<C>> = ({ [M in N]: CallErrors<C, M> }[N] | { readonly name: "Error"; readonly data: undefined }) extends infer E
+  ? E extends { readonly name: infer K; readonly data: infer D } ? DuplexError & { readonly code: "failed"; readonly name: K; readonly data: D } : never
+  : never;
+
+/**
+ * A stream's items, as an async iterator: `for await` it; `break` (or
+ * `return()`) cancels the call on the server.
+ *
+ * @typeParam T An item's type.
+ * @example
+ * ```ts
+ * import { type CallStream, DuplexClient } from "@duplex/ws/client";
+ * const client = new DuplexClient("wss://example.com/ws");
+ * const tail: CallStream<unknown> = client.stream("tail", { room: "lobby" });
+ * const first = await tail.next();
+ * await tail.return();
+ * ```
+ */
+export interface CallStream<T> extends AsyncIterableIterator<T, undefined> {
+  /** The next item, or the end; rejects with the call's {@linkcode DuplexError}. */
+  next(): Promise<IteratorResult<T, undefined>>;
+  /** Stops: cancels the call on the server (unless it has ended) and drops what is buffered. */
+  return(): Promise<IteratorResult<T, undefined>>;
+  /** The stream itself. */
+  [Symbol.asyncIterator](): CallStream<T>;
 }
 
 /** The client's state. */
@@ -218,6 +423,38 @@ export interface Subscription {
   unsubscribe(): void;
 }
 
+/**
+ * Options of {@linkcode DuplexClient.call}.
+ *
+ * @example
+ * ```ts
+ * import type { CallOptions } from "@duplex/ws/client";
+ * const options: CallOptions = { timeoutMs: 2_000, signal: AbortSignal.timeout(5_000) };
+ * ```
+ */
+export interface CallOptions {
+  /** Rejects with `timeout` (and cancels the call on the server) after this long. Default the client's `callTimeoutMs` (10,000); `Infinity`: never. */
+  readonly timeoutMs?: number;
+  /** Aborting it rejects with `cancelled` and cancels the call on the server. */
+  readonly signal?: AbortSignal;
+}
+
+/**
+ * Options of {@linkcode DuplexClient.stream}.
+ *
+ * @example
+ * ```ts
+ * import type { StreamOptions } from "@duplex/ws/client";
+ * const options: StreamOptions = { credit: 64, timeoutMs: 30_000 };
+ * ```
+ */
+export interface StreamOptions extends CallOptions {
+  /** The longest wait for the next item (or the end) while the consumer waits for one; then `timeout`. Default `Infinity`. */
+  readonly timeoutMs?: number;
+  /** Items the server may send ahead of the consumer; more are granted as it takes them. Default 16. */
+  readonly credit?: number;
+}
+
 /** Listeners of {@linkcode DuplexClient.on}, by event name. */
 export interface ClientEvents {
   /** State changes: see {@linkcode StatusEvent}. */
@@ -256,7 +493,29 @@ interface Sub {
   retry?: unknown;
 }
 
+/** A call or a stream, from `call()`/`stream()` until it settles; unsent (id 0) while the client is not open. */
+interface Call {
+  readonly name: string;
+  readonly input: unknown;
+  /** Its idempotency key: only an idempotent call has one, and is sent again after a reconnect. */
+  readonly idem: string | undefined;
+  /** A stream's initial credit. */
+  readonly credit: number | undefined;
+  /** Its request id on this connection, once sent. */
+  id: number;
+  timer?: unknown;
+  /** A stream's: takes each item. */
+  readonly item: ((value: unknown) => void) | undefined;
+  /** Settles it: with an error, or with the result. */
+  readonly done: (error: DuplexError | undefined, value?: unknown) => void;
+  readonly signal: AbortSignal | undefined;
+  readonly abort: () => void;
+}
+
 const NOOP = (): void => {};
+
+/** A call's error, without server details. */
+const failure = (code: DuplexErrorCode, message: string, call: string): DuplexError => new DuplexError(code, message, undefined, { call });
 
 /** Runs a user callback; a throw is reported asynchronously and never breaks the client. */
 function call<T>(f: ((v: T) => void) | undefined, v: T): void {
@@ -283,6 +542,20 @@ function checkTopic(topic: unknown): asserts topic is string {
   }
 }
 
+function checkName(name: unknown): asserts name is string {
+  // a longer name would be a malformed message, which closes the connection
+  if (typeof name !== "string" || name === "" || name.length > MAX_NAME) throw new TypeError(`Invalid name: expected a non-empty string of at most ${MAX_NAME} characters`);
+}
+
+/** Checks a call's name and options; returns its timeout. */
+function checkCall(name: unknown, o: CallOptions, ms: unknown): number {
+  checkName(name);
+  if (typeof o !== "object" || o === null) throw new TypeError("Invalid options: expected an object");
+  if (!(typeof ms === "number" && ms > 0)) throw new RangeError(`Invalid timeoutMs: expected a number > 0 or Infinity, got ${ms}`);
+  if (o.signal !== undefined && typeof o.signal?.addEventListener !== "function") throw new TypeError("Invalid signal: expected an AbortSignal");
+  return ms;
+}
+
 type TimerName = "conn" | "beat" | "age";
 
 /** setTimeout's longest delay. */
@@ -306,7 +579,7 @@ const MAX_DELAY = 2 ** 31 - 1;
  * client.close();
  * ```
  */
-export class DuplexClient {
+export class DuplexClient<C extends ContractDefinition = AnyContract> {
   #s: Settings;
   #url: string | ((attempt: number) => string | URL | Promise<string | URL>);
   #status: Status = "connecting";
@@ -325,7 +598,10 @@ export class DuplexClient {
   #queue: Pending[] = [];
   #sent = 0;
   #bytes = 0;
-  #requests = new Map<number, Pending | Sub>();
+  #requests = new Map<number, Pending | Sub | Call>();
+  /** Calls and streams not settled, in the order made: sent ones have an id. */
+  #calls = new Set<Call>();
+  #events = new Map<string, Set<(data: any) => void>>();
   #timers: { [K in TimerName]?: unknown } = {};
   #ageFor: Pending | undefined;
   #seen = 0;
@@ -356,7 +632,10 @@ export class DuplexClient {
    * @throws {TypeError} A bad URL or option, or no WebSocket constructor.
    * @throws {RangeError} An option out of range.
    */
-  constructor(url: string | URL | ((attempt: number) => string | URL | Promise<string | URL>), options?: ClientOptions) {
+  constructor(
+    url: string | URL | ((attempt: number) => string | URL | Promise<string | URL>),
+    options?: ClientOptions & { readonly idempotent?: readonly IdempotentCallName<C>[] },
+  ) {
     if (typeof url !== "function") {
       if (typeof url !== "string" && !(url instanceof URL)) throw new TypeError("Invalid url: expected a string, a URL or a function");
       try {
@@ -483,6 +762,192 @@ export class DuplexClient {
   }
 
   /**
+   * Calls a procedure of the server's contract and waits for its result.
+   * A call made while the client is not open waits for the connection
+   * (its timeout runs meanwhile). If the link drops once the call is sent,
+   * an idempotent call (see {@linkcode ClientOptions.idempotent}) is sent
+   * again with the same key after the reconnect, and the server runs it
+   * once; any other call rejects with `closed`, since it may have run.
+   *
+   * @param name The call's name.
+   * @param input Its input (JSON).
+   * @param options Its timeout and an `AbortSignal`.
+   * @returns The call's output.
+   * @throws {TypeError} A bad name or option (at once).
+   * @throws {DuplexError} (the promise rejects) `timeout` or `cancelled` (the server is told to stop),
+   * `closed`, or the server's answer: `invalid` (with `issues`), `not_found`, `failed` (with the
+   * declared error's `name` and `data`), `cancelled`, `busy`.
+   * @example
+   * ```ts
+   * import { DuplexClient, DuplexError } from "@duplex/ws/client";
+   * const client = new DuplexClient("wss://example.com/ws");
+   * try {
+   *   const messages = await client.call("history", { room: "lobby" }, { timeoutMs: 2_000 });
+   * } catch (e) {
+   *   if (e instanceof DuplexError && e.code === "timeout") console.log("the server is slow");
+   * }
+   * ```
+   */
+  call<N extends CallName<C> & UnaryCallName<C>>(
+    name: N,
+    ...[input, options = {}]: undefined extends CallInput<C, N> ? [input?: CallInput<C, N>, options?: CallOptions] : [input: CallInput<C, N>, options?: CallOptions]
+  ): Promise<CallOutput<C, N>> {
+    const ms = checkCall(name, options, options?.timeoutMs ?? this.#s.callTimeoutMs);
+    return new Promise((resolve, reject) => {
+      const c = this.#call(name, input, options, undefined, undefined, (e, v) => e ? reject(e) : resolve(v as CallOutput<C, N>));
+      if (c) this.#arm(c, ms);
+    });
+  }
+
+  /**
+   * Calls a streaming procedure: its items come as an async iterator.
+   * Backpressure is by credit: the server sends at most `credit` items
+   * ahead of the consumer, and more credit is granted only as the
+   * consumer takes items. `break` (or `return()`) and the signal cancel the
+   * call on the server. A stream is not sent again after a reconnect: when
+   * the link drops it fails with `closed` (resume it with your own cursor).
+   *
+   * @param name The call's name.
+   * @param input Its input (JSON).
+   * @param options Credit, a wait timeout for each item, an `AbortSignal`.
+   * @returns The items, in order; the iterator throws a {@linkcode DuplexError} as `call` rejects.
+   * @throws {TypeError} A bad name or option (at once).
+   * @example
+   * ```ts
+   * import { DuplexClient } from "@duplex/ws/client";
+   * const client = new DuplexClient("wss://example.com/ws");
+   * for await (const message of client.stream("tail", { room: "lobby" }, { credit: 32 })) {
+   *   console.log(message);
+   * }
+   * ```
+   */
+  stream<N extends CallName<C> & StreamCallName<C>>(
+    name: N,
+    ...[input, options = {}]: undefined extends CallInput<C, N> ? [input?: CallInput<C, N>, options?: StreamOptions] : [input: CallInput<C, N>, options?: StreamOptions]
+  ): CallStream<CallOutput<C, N>> {
+    const ms = checkCall(name, options, options?.timeoutMs ?? Infinity);
+    const credit = options.credit ?? 16;
+    if (!Number.isSafeInteger(credit) || credit < 1) throw new RangeError(`Invalid credit: expected an integer >= 1, got ${credit}`);
+    const buf: unknown[] = [];
+    /** Consumers waiting for an item (one, under `for await`). */
+    const waits: [(r: IteratorResult<any, undefined>) => void, (e: DuplexError) => void][] = [];
+    /** Items the server may still send. */
+    let out = credit;
+    /** The end, once known; its error is thrown once. */
+    let end: [DuplexError | undefined] | undefined;
+    const pump = (): void => {
+      for (let w; (w = waits[0]) && (buf.length || end);) {
+        waits.shift();
+        if (buf.length) {
+          this.#s.timers.clearTimeout(c?.timer);
+          w[0]({ value: buf.shift(), done: false });
+          const n = credit - buf.length - out; // grant in batches of half the window at least
+          if (c?.id && n * 2 >= credit) out += n, this.#send({ type: "credit", id: c.id, n });
+        } else if (end![0]) w[1](end![0]), end![0] = undefined;
+        else w[0]({ value: undefined, done: true });
+      }
+    };
+    const c = this.#call(name, input, options, credit, (v) => void (out--, buf.push(v), pump()), (e) => void (end ??= [e], pump()));
+    const it: CallStream<any> = {
+      next: () =>
+        new Promise((resolve, reject) => {
+          waits.push([resolve, reject]);
+          pump();
+          if (waits.length && c) this.#arm(c, ms);
+        }),
+      return: () => {
+        buf.length = 0;
+        if (!end) end = [undefined], this.#finish(c!, failure("cancelled", "Stopped by the consumer", name));
+        pump();
+        return Promise.resolve({ value: undefined, done: true });
+      },
+      [Symbol.asyncIterator]: () => it,
+    };
+    return it;
+  }
+
+  /**
+   * Sends an event of the contract to the server, fire and forget. While
+   * the client is not open the event is dropped (and `false` returned):
+   * events are for what is only worth saying now (typing, presence);
+   * use {@linkcode DuplexClient.call} or {@linkcode DuplexClient.publish}
+   * for what must arrive. The server closes the connection with 4422 when
+   * it does not validate, and the client does not reconnect after that.
+   *
+   * @param name The event's name.
+   * @param data Its data (JSON).
+   * @returns Whether it was sent (the client was open).
+   * @throws {TypeError} A bad name, or data that JSON cannot encode.
+   * @example
+   * ```ts
+   * import { DuplexClient } from "@duplex/ws/client";
+   * const client = new DuplexClient("wss://example.com/ws");
+   * client.emit("typing", { room: "lobby" });
+   * ```
+   */
+  emit<N extends ClientEventName<C>>(name: N, ...[data]: undefined extends ClientEventData<C, N> ? [data?: ClientEventData<C, N>] : [data: ClientEventData<C, N>]): boolean {
+    checkName(name);
+    if (!this.#open) return false;
+    this.#send({ type: "emit", name, data });
+    return true;
+  }
+
+  /**
+   * Listens to an event of the contract that the server sends.
+   *
+   * @param name The event's name.
+   * @param listener Called with each event's data.
+   * @returns A function that removes the listener.
+   * @throws {TypeError} A bad name or listener.
+   * @example
+   * ```ts
+   * import { DuplexClient } from "@duplex/ws/client";
+   * const client = new DuplexClient("wss://example.com/ws");
+   * const off = client.onEvent("typing", (data) => console.log(data));
+   * off();
+   * ```
+   */
+  onEvent<N extends ServerEventName<C>>(name: N, listener: (data: ServerEventData<C, N>) => void): () => void {
+    checkName(name);
+    if (typeof listener !== "function") throw new TypeError("Invalid listener: expected a function");
+    const set = this.#events.get(name) ?? new Set();
+    this.#events.set(name, set);
+    set.add(listener);
+    return () => void set.delete(listener);
+  }
+
+  /**
+   * Whether an error is a call's declared error of that name (a
+   * {@linkcode DuplexError} with code `failed`): then its `data` has the
+   * type the contract declares. `"Error"` is an undeclared throw.
+   *
+   * @param error What a call rejected with.
+   * @param name The declared error's name.
+   * @returns Whether it is that error.
+   * @example
+   * ```ts
+   * import { z } from "zod";
+   * import { contract } from "@duplex/ws";
+   * import { DuplexClient } from "@duplex/ws/client";
+   * const chat = contract({
+   *   calls: { send: { input: z.object({ room: z.string(), text: z.string() }), errors: { TooFast: z.object({ retryInMs: z.number() }) } } },
+   * });
+   * const client = new DuplexClient<typeof chat>("wss://example.com/ws");
+   * try {
+   *   await client.call("send", { room: "lobby", text: "hi" });
+   * } catch (e) {
+   *   if (client.isCallError(e, "TooFast")) setTimeout(() => {}, e.data.retryInMs);
+   * }
+   * ```
+   */
+  isCallError<K extends CallFailure<C>["name"]>(
+    error: unknown,
+    name: K,
+  ): error is CallFailure<C> extends infer F ? F extends { readonly name: infer X } ? K extends X ? F & { readonly name: K } : never : never : never {
+    return error instanceof DuplexError && error.code === "failed" && error.name === name;
+  }
+
+  /**
    * Listens to an event: `status` (see {@linkcode StatusEvent}),
    * `subscribed` (see {@linkcode SubscribeResult}) or `error` (a
    * {@linkcode DuplexError} not tied to a publish).
@@ -523,6 +988,61 @@ export class DuplexClient {
     if (this.#status === "closed") return;
     this.#drop(code, reason);
     this.#end(code, reason);
+  }
+
+  // ---- calls ----
+
+  /** Starts a call (or a stream, with `item`); settles it at once when the client is closed or the signal aborted. */
+  #call(name: string, input: unknown, o: CallOptions, credit: number | undefined, item: Call["item"], done: Call["done"]): Call | undefined {
+    if (this.#status === "closed" || o.signal?.aborted) {
+      return void done(failure(o.signal?.aborted ? "cancelled" : "closed", "The client is closed, or the signal aborted", name));
+    }
+    const c: Call = {
+      name,
+      input,
+      idem: item || !this.#s.idempotent.has(name) ? undefined : `${this.#id}:${++this.#seq}`,
+      credit,
+      id: 0,
+      item,
+      done,
+      signal: o.signal,
+      abort: () => this.#finish(c, failure("cancelled", "Aborted", name)),
+    };
+    o.signal?.addEventListener("abort", c.abort);
+    this.#calls.add(c);
+    this.#sendCall(c);
+    return c;
+  }
+
+  #sendCall(c: Call): void {
+    if (!this.#open || c.id) return;
+    const id = ++this.#ids;
+    try {
+      this.#send({ type: "call", id, name: c.name, input: c.input, key: c.idem, credit: c.credit });
+    } catch (e) {
+      return this.#finish(c, failure("invalid", `Cannot encode the input: ${e}`, c.name));
+    }
+    c.id = id;
+    this.#requests.set(id, c);
+  }
+
+  /** Times a call out after `ms`. */
+  #arm(c: Call, ms: number): void {
+    this.#s.timers.clearTimeout(c.timer);
+    if (ms === Infinity || !this.#calls.has(c)) return;
+    c.timer = this.#s.timers.setTimeout(() => this.#finish(c, failure("timeout", `No answer within ${ms} ms`, c.name)), Math.min(ms, MAX_DELAY));
+  }
+
+  /** Settles a call; one the server still runs (timed out, aborted) is cancelled there. */
+  #finish(c: Call, error?: DuplexError, value?: unknown): void {
+    if (!this.#calls.delete(c)) return;
+    this.#s.timers.clearTimeout(c.timer);
+    c.signal?.removeEventListener("abort", c.abort);
+    if (c.id && this.#requests.get(c.id) === c) {
+      this.#requests.delete(c.id);
+      this.#send({ type: "cancel", id: c.id });
+    }
+    c.done(error, value);
   }
 
   // ---- connection ----
@@ -605,6 +1125,7 @@ export class DuplexClient {
     if (this.#ws !== ws) return;
     if (this.#s.heartbeat) this.#later("beat", this.#s.heartbeat.intervalMs, () => this.#heartbeat());
     for (const sub of this.#subs.values()) this.#subscribe(sub);
+    for (const c of this.#calls) this.#sendCall(c);
     this.#flush();
   }
 
@@ -635,6 +1156,12 @@ export class DuplexClient {
     for (const sub of this.#subs.values()) {
       sub.req = undefined;
       this.#s.timers.clearTimeout(sub.retry);
+    }
+    for (const c of this.#calls) {
+      if (!c.id) continue;
+      c.id = 0;
+      // an idempotent call goes again with its key; any other may have run
+      if (c.idem === undefined) this.#finish(c, failure("closed", "Connection lost during the call", c.name));
     }
     this.#armAge();
   }
@@ -668,6 +1195,7 @@ export class DuplexClient {
     b?.removeEventListener("offline", this.#onOffline);
     b?.removeEventListener("visibilitychange", this.#onVisible);
     this.#status = "closed";
+    for (const c of this.#calls) this.#finish(c, failure("closed", `Closed before the answer: ${code} ${reason}`.trim(), c.name));
     const queue = this.#queue;
     this.#queue = [];
     this.#bytes = 0;
@@ -676,10 +1204,12 @@ export class DuplexClient {
     this.#emit("status", { status: "closed", code, reason });
   }
 
+  /** Sends a message while open; throws only when `encode` does (a call's input or an event's data). */
   #send(m: Parameters<typeof encode>[0]): void {
     if (!this.#open) return;
+    const text = encode(m);
     try {
-      this.#ws!.send(encode(m));
+      this.#ws!.send(text);
     } catch {
       // the close event follows
     }
@@ -737,7 +1267,20 @@ export class DuplexClient {
       case "ack":
         if (r && "key" in r) this.#settle(r, { epoch: m.epoch, offset: m.offset });
         return;
+      case "result":
+        if (r && "done" in r) this.#requests.delete(m.id), this.#finish(r, undefined, m.value);
+        return;
+      case "item":
+        if (r && "done" in r) call(r.item, m.value);
+        return;
+      case "event":
+        for (const f of [...this.#events.get(m.name) ?? []]) call(f, m.data);
+        return;
       case "error": {
+        if (r && "done" in r) {
+          this.#requests.delete(m.id);
+          return this.#finish(r, new DuplexError(m.code, m.message, undefined, { call: r.name, ...m.error, issues: m.issues }));
+        }
         if (!r) return;
         const error = new DuplexError(m.code, m.message, r.topic);
         if ("key" in r) return this.#settle(r, error);

@@ -20,10 +20,9 @@ import type { CloseContext, MessageContext, Peer, UpgradeContext } from "./conte
 import type { Connection } from "./hooks.ts";
 import { checkTopic, Hub } from "./pubsub.ts";
 import { type LogEntry, type LogRead, MemoryTopicLog, type TopicLog } from "./topic_log.ts";
+import { claim, closeQuietly, connOf, decodeOnce, isClaimed, reportTo, sendMessage, writeFrame } from "./_v1.ts";
 import {
   type ClientMessage,
-  decodeClient,
-  encode,
   encodeEntry,
   type From,
   type Position,
@@ -228,11 +227,6 @@ const OPTIONS = ["log", "authorize", "maxInFlight", "maxSubscriptions", "replayB
 /** Reads at the seam that brought nothing new before a subscriber goes live anyway (its client then sees the hole). */
 const SEAM_RETRIES = 3;
 
-/** The adapter's connection under an app's peer (protocol frames skip the app's `send` middleware). */
-function connOf<S>(peer: Peer<S>): Connection<S> {
-  return (peer as { conn?: Connection<S> }).conn ?? peer;
-}
-
 /**
  * Recoverable topics over `duplex.v1`: returns middleware that serves the
  * connections offering the protocol (others pass through untouched), and a
@@ -282,6 +276,8 @@ class ReliableLayer<S> implements Reliable<S> {
   readonly #maxBuffered: number;
   readonly #closeSlow: boolean;
   readonly #onError: (error: unknown) => void;
+  /** To `onError` (a bound function: also handed to the shared writes). */
+  readonly #report = (error: unknown): void => reportTo(this.#onError, "reliable", error);
   readonly #hub: Hub<S>;
   readonly #conns = new Map<Connection<S>, ConnState<S>>();
   readonly #topics = new Map<string, TopicState<S>>();
@@ -346,13 +342,27 @@ class ReliableLayer<S> implements Reliable<S> {
     }
     if (cs.closed) return;
     if (typeof ctx.data !== "string") return this.#closeConn(cs, CloseCode.UnsupportedData, "duplex.v1 takes text frames only");
-    const request = decodeClient(ctx.data);
+    const request = decodeOnce(ctx, ctx.data);
     if (typeof request === "string") return this.#closeConn(cs, WireClose.BadMessage, fitCloseReason(`Bad message: ${request}`));
+    if (request.type === "call" || request.type === "cancel" || request.type === "credit" || request.type === "emit") {
+      // Calls and events: the contract layer's, if it comes after this one.
+      const result = next();
+      if (isThenable(result)) return result.then(() => this.#unclaimed(cs!, request, ctx));
+      return this.#unclaimed(cs, request, ctx);
+    }
+    claim(ctx);
     if (cs.queue.length + (cs.running ? 1 : 0) >= this.#maxInFlight) {
       return this.#closeConn(cs, WireClose.TooManyRequests, "Too many requests in flight");
     }
     cs.queue.push({ request, ctx });
     if (!cs.running) void this.#pump(cs);
+  }
+
+  /** A call or event that no layer after this one handled: a call is answered `not_found`, an event closes with 4422. */
+  #unclaimed(cs: ConnState<S>, request: ClientMessage, ctx: MessageContext<S>): void {
+    if (isClaimed(ctx) || cs.closed) return;
+    if (request.type === "call") this.#error(cs, request.id, "not_found", "This server has no calls here");
+    else if (request.type === "emit") this.#closeConn(cs, WireClose.InvalidEvent, "Invalid event: this server takes no events here");
   }
 
   close(): Promise<void>;
@@ -719,15 +729,11 @@ class ReliableLayer<S> implements Reliable<S> {
 
   #closeConn(cs: ConnState<S>, code: number, reason: string): void {
     this.#release(cs);
-    try {
-      cs.conn.close(code, reason);
-    } catch (error) {
-      this.#report(error);
-    }
+    closeQuietly(cs.conn, code, reason, this.#report);
   }
 
   #send(cs: ConnState<S>, message: ServerMessage): void {
-    this.#write(cs, encode(message));
+    sendMessage(cs, message, this.#report);
   }
 
   #error(cs: ConnState<S>, id: number, code: WireErrorCode, message: string): void {
@@ -736,19 +742,6 @@ class ReliableLayer<S> implements Reliable<S> {
 
   /** Writes a frame on the connection itself, past the app's `send` middleware. */
   #write(cs: ConnState<S>, text: string): void {
-    if (cs.closed || cs.conn.readyState !== ReadyState.Open) return;
-    try {
-      if (!cs.conn.send(text)) cs.full = true;
-    } catch (error) {
-      this.#report(error);
-    }
-  }
-
-  #report(error: unknown): void {
-    try {
-      this.#onError(error);
-    } catch (secondary) {
-      console.error("duplex: reliable: onError threw:", secondary, "while handling:", error);
-    }
+    writeFrame(cs, text, this.#report);
   }
 }

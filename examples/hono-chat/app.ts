@@ -26,6 +26,14 @@
 // across restarts (the time in ms, or the last id + 1): the order of the
 // older `chat.v1` clients.
 //
+// Besides the rooms' topics, duplex.v1 clients get the chat's contract
+// (contract.ts, served with `serveContract`): the calls `history` (a room's
+// last messages) and `members` (who is in a room), the client event `typing`
+// (passed on to the others in the sender's room as the server event
+// `typing`), and the server event `presence` (the room's names, sent to its
+// duplex.v1 members after every join and leave). A duplex.v1 client is in
+// the room of its `?room=` (the page sets it), chat.v1 clients count too.
+//
 // The older protocol, `chat.v1`, still works on `/ws?room=<room>&name=<name>`,
 // bridged onto the same topics:
 //
@@ -45,18 +53,32 @@
 // own, application-level heartbeat).
 import { Hono } from "hono";
 import { logger } from "hono/logger";
-import { CloseCode, heartbeat, type LogEntry, MemoryTopicLog, type Phases, reliable, type Reliable, subprotocols } from "../../mod.ts";
+import {
+  CloseCode,
+  type ContractServer,
+  heartbeat,
+  type LogEntry,
+  MemoryTopicLog,
+  type Peer,
+  type Phases,
+  reliable,
+  type Reliable,
+  serveContract,
+  subprotocols,
+} from "../../mod.ts";
 import { observe } from "../../mod.ts";
 import { bearerToken, dashboard, protect } from "../../plugins/dashboard.ts";
 import { type HonoContext, upgradeWebSocket, type WebSocketRoute, type WSContext } from "../../runtimes/hono.ts";
+import { chat, MAX_NAME } from "./contract.ts";
 import { PAGE } from "./page.ts";
 
-/** The longest room or name accepted, in characters. */
-export const MAX_NAME = 64;
+export { MAX_NAME };
 /** The longest text accepted, in characters. */
 export const MAX_TEXT = 4096;
 /** The older subprotocol, still spoken on `/ws`. */
 export const PROTOCOL = "chat.v1";
+/** The most messages a `history` call answers with. */
+const MAX_HISTORY = 100;
 /** The prefix of a room's topic. */
 export const ROOM_PREFIX = "room:";
 
@@ -105,6 +127,8 @@ export interface Chat {
   readonly ws: ChatRoute;
   /** The reliable layer: rooms are its topics. */
   readonly live: Reliable<Member>;
+  /** The chat's contract (contract.ts), served to duplex.v1 clients. */
+  readonly served: ContractServer<typeof chat, Member>;
   /** The rooms' history. */
   readonly log: MemoryTopicLog;
 }
@@ -210,6 +234,7 @@ export function createChatApp(options: ChatOptions = {}): Chat {
       rooms.set(room, joined = { members, unwatch });
     }
     joined.members.add(member);
+    announce(room);
     const read = await log.read(topicOf(room), "start", options.historyLimit ?? 100);
     const messages = read.entries.map((e) => parseMessage(e.data)).filter((m) => m !== undefined)
       .map((m) => ({ type: "said", id: m.id, room, from: m.from, text: m.text, at: m.at }));
@@ -220,13 +245,67 @@ export function createChatApp(options: ChatOptions = {}): Chat {
   const leave = (member: Legacy) => {
     const { room } = member.ws.raw.state;
     const joined = rooms.get(room);
-    if (joined === undefined || !joined.members.delete(member) || joined.members.size > 0) return;
-    joined.unwatch();
-    rooms.delete(room);
+    if (joined === undefined || !joined.members.delete(member)) return;
+    if (joined.members.size === 0) {
+      joined.unwatch();
+      rooms.delete(room);
+    }
+    announce(room);
   };
   const legacy = new WeakMap<WSContext<Member>, Legacy>();
   // First, so it sees every upgrade, the refused ones too; with the rooms' subscribers and recoveries.
   const obs = observe<Member>({ reliable: live });
+
+  // duplex.v1 connections by room (their `?room=`), for presence and typing.
+  const present = new Map<string, Set<Peer<Member>>>();
+  const namesIn = (room: string): string[] => {
+    const names = new Set<string>();
+    for (const peer of present.get(room) ?? []) names.add(peer.state.name);
+    for (const m of rooms.get(room)?.members ?? []) names.add(m.ws.raw.state.name);
+    return [...names].sort();
+  };
+  const announce = (room: string) => {
+    const peers = present.get(room);
+    if (peers !== undefined) served.emit(peers, "presence", { room, names: namesIn(room) });
+  };
+  const served = serveContract<typeof chat, Member>(chat, {
+    calls: {
+      async history({ room, limit = MAX_HISTORY }) {
+        const read = await log.read(topicOf(room), "start", options.historyLimit ?? 100);
+        return read.entries.map((e) => parseMessage(e.data)).filter((m) => m !== undefined).slice(-limit);
+      },
+      members: ({ room }) => namesIn(room),
+    },
+    events: {
+      // Passed on to the others in the sender's own room only.
+      typing({ room }, ctx) {
+        if (room !== ctx.state.room) return;
+        const others = [...present.get(room) ?? []].filter((peer) => peer.id !== ctx.peer.id);
+        served.emit(others, "typing", { room, name: ctx.state.name });
+      },
+    },
+  });
+  const presence: Phases<Member> = {
+    open(ctx, next) {
+      if (ctx.protocol === "duplex.v1") {
+        const { room } = ctx.state;
+        let peers = present.get(room);
+        if (peers === undefined) present.set(room, peers = new Set());
+        peers.add(ctx.peer);
+        announce(room);
+      }
+      return next();
+    },
+    close(ctx, next) {
+      const { room } = ctx.state;
+      const peers = present.get(room);
+      if (peers?.delete(ctx.peer)) {
+        if (peers.size === 0) present.delete(room);
+        announce(room);
+      }
+      return next();
+    },
+  };
 
   const ws = upgradeWebSocket<HonoContext, Member>(() => ({
     // duplex.v1 connections are the reliable layer's: only chat.v1 ones get here.
@@ -265,8 +344,11 @@ export function createChatApp(options: ChatOptions = {}): Chat {
       obs,
       heartbeat<Member>({ intervalMs: options.heartbeatIntervalMs, timeoutMs: options.heartbeatTimeoutMs }),
       join,
-      // Chooses duplex.v1 when offered, and handles those connections.
+      // Chooses duplex.v1 when offered, and handles those connections:
+      // topics (reliable), calls and events (the contract), presence.
       live,
+      served,
+      presence,
       // The rest must speak chat.v1 (400 otherwise).
       subprotocols<Member>({ "duplex.v1": [], [PROTOCOL]: [] }),
     ],
@@ -293,5 +375,5 @@ export function createChatApp(options: ChatOptions = {}): Chat {
     app.all("/admin/*", (c) => admin(c.req.raw));
     app.all("/metrics", (c) => metrics(c.req.raw));
   }
-  return { app, ws, live, log };
+  return { app, ws, live, served, log };
 }

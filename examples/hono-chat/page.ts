@@ -12,7 +12,13 @@
 //   server restart) shows one notice line;
 // - publishes what is typed with `client.publish`: queued while the
 //   connection is down, sent when it is back; a refusal shows as a notice;
-// - shows the connection's status (connecting, open, reconnecting, closed).
+// - shows the connection's status (connecting, open, reconnecting, closed);
+// - uses the chat's contract (contract.ts) besides the topic: asks who is
+//   in the room with the `members` call on every (re)open, then keeps the
+//   list from the server's `presence` events; tells the room it is typing
+//   with the `typing` client event (at most every 2 s while keys are
+//   pressed) and shows "… is typing" for 3 s on the server's `typing`
+//   events of others.
 //
 // Query parameters: room, name (join at once), ws (the WebSocket URL),
 // heartbeat (the client's ping interval and timeout, in ms).
@@ -20,9 +26,12 @@
 // Stable hooks for tests: #room, #name, #join, #status (data-state is idle,
 // connecting, open, reconnecting or closed), #messages with one
 // li[data-testid=message][data-offset] per message (.from, .text) and
-// li[data-testid=notice] per gap or failure, #text, #send; `window.chat`
-// records every status change (`statuses`), every subscribe result
-// (`results`) and the client (`client`).
+// li[data-testid=notice] per gap or failure, #text, #send, #members (the
+// names, comma-separated), #typing (empty, or "ada is typing…");
+// `window.chat` records every status change (`statuses`), every subscribe
+// result (`results`), the names of typing events heard (`typing`) and the
+// client (`client`: `chat.client.call("history", { room })` works from the
+// console).
 
 /** The page's HTML. */
 export const PAGE: string = `<!doctype html>
@@ -51,6 +60,9 @@ export const PAGE: string = `<!doctype html>
   #messages time { color: #888; font-size: .8rem; margin-right: .4rem; }
   #messages .from { font-weight: 600; margin-right: .4rem; }
   #messages li.mine .from { color: #27c; }
+  #members { font-size: .9rem; color: #888; }
+  #members:not(:empty)::before { content: "in the room: "; }
+  #typing { font-size: .85rem; color: #888; font-style: italic; min-height: 1.2em; }
 </style>
 </head>
 <body>
@@ -61,7 +73,9 @@ export const PAGE: string = `<!doctype html>
   <button id="join" data-testid="join" type="submit">Join</button>
 </form>
 <div id="status" data-testid="status" data-state="idle" role="status" aria-live="polite">not connected</div>
+<div id="members" data-testid="members" aria-label="In the room"></div>
 <ul id="messages" data-testid="messages" aria-label="Messages"></ul>
+<div id="typing" data-testid="typing" aria-live="polite"></div>
 <form id="say-form" data-testid="say-form">
   <input id="text" data-testid="text" name="text" placeholder="Say something" maxlength="4096" autocomplete="off">
   <button id="send" data-testid="send" type="submit" disabled>Send</button>
@@ -71,14 +85,30 @@ import { DuplexClient } from "/client.js";
 
 const $ = (id) => document.getElementById(id);
 const roomInput = $("room"), nameInput = $("name"), statusEl = $("status"), list = $("messages");
-const textInput = $("text"), sendButton = $("send");
+const textInput = $("text"), sendButton = $("send"), membersEl = $("members"), typingEl = $("typing");
 const params = new URLSearchParams(location.search);
 
 let client = null;  // the current DuplexClient, or null
 let joined = null;  // { room, name, topic } once joined
 
 // For tests and the curious: what the connection did.
-const chat = window.chat = { statuses: [], results: [], client: null };
+const chat = window.chat = { statuses: [], results: [], typing: [], client: null };
+
+// Who is typing (name → when to forget it), and when this page last said it was.
+const typers = new Map();
+let typedAt = 0;
+
+function showTyping() {
+  const now = Date.now();
+  for (const [name, until] of typers) if (until <= now) typers.delete(name);
+  const names = [...typers.keys()];
+  typingEl.textContent = names.length === 0 ? "" : names.join(", ") + (names.length === 1 ? " is" : " are") + " typing…";
+}
+setInterval(showTyping, 500);
+
+function showMembers(names) {
+  membersEl.textContent = names.join(", ");
+}
 
 function setStatus(state, text) {
   statusEl.dataset.state = state;
@@ -137,14 +167,33 @@ function join(room, name) {
   list.replaceChildren();
   const url = new URL(params.get("ws") || (location.protocol === "https:" ? "wss:" : "ws:") + "//" + location.host + "/ws");
   if (name !== "") url.searchParams.set("name", name);
+  url.searchParams.set("room", room);
   joined = { room, name, topic: "room:" + room };
+  typers.clear();
+  showTyping();
+  showMembers([]);
   const heartbeat = Number(params.get("heartbeat")) || undefined;
-  const current = client = chat.client = new DuplexClient(url, heartbeat ? { heartbeat: { intervalMs: heartbeat, timeoutMs: heartbeat } } : {});
+  // history and members are idempotent: sent again after a reconnect, answered once.
+  const options = { idempotent: ["history", "members"] };
+  if (heartbeat) options.heartbeat = { intervalMs: heartbeat, timeoutMs: heartbeat };
+  const current = client = chat.client = new DuplexClient(url, options);
   current.on("status", (e) => {
     if (current !== client) return;
     chat.statuses.push(e.status);
     setStatus(e.status, describe(e));
     sendButton.disabled = e.status === "closed";
+    if (e.status === "open") {
+      current.call("members", { room }).then((names) => current === client && showMembers(names), () => {});
+    }
+  });
+  current.onEvent("presence", (p) => {
+    if (current === client && p.room === room) showMembers(p.names);
+  });
+  current.onEvent("typing", (t) => {
+    if (current !== client || t.room !== room) return;
+    chat.typing.push(t.name);
+    typers.set(t.name, Date.now() + 3000);
+    showTyping();
   });
   current.on("subscribed", (r) => {
     if (current !== client || r.topic !== joined.topic) return;
@@ -159,11 +208,18 @@ $("join-form").addEventListener("submit", (event) => {
   join(roomInput.value.trim() || "lobby", nameInput.value.trim());
 });
 
+// Tells the room, at most every 2 s; dropped (not queued) while disconnected.
+textInput.addEventListener("input", () => {
+  if (client === null || textInput.value.trim() === "" || Date.now() - typedAt < 2000) return;
+  if (client.emit("typing", { room: joined.room })) typedAt = Date.now();
+});
+
 $("say-form").addEventListener("submit", (event) => {
   event.preventDefault();
   const text = textInput.value;
   if (text.trim() === "" || client === null) return;
   textInput.value = "";
+  typedAt = 0;
   // Queued while the connection is down; resolves once the server stored it.
   client.publish(joined.topic, text).catch((error) => notice("not sent: " + text + " (" + (error.code || error.message) + ")"));
 });

@@ -4,7 +4,11 @@
 // through the Duplex client (served by the demo at /client.js), with an
 // older chat.v1 client in the room too; one page goes offline while the
 // others keep talking, then comes back: it must show every message it
-// missed, once, in order, and all end with the same history.
+// missed, once, in order, and all end with the same history. On the way,
+// the chat's contract: the pages list who is in the room (a `members` call,
+// then `presence` events, the chat.v1 client included), one page sees the
+// other typing (a `typing` event), and a `history` call answers the room's
+// messages (and `invalid`, with the issue's path, for an empty room name).
 //
 // It spawns every runtime itself, so it runs from Node only (npm run
 // test:node); under `deno test` and `bun test`, which also find it, it skips
@@ -44,6 +48,12 @@ const untilState = (page: Page, state: string, what: string) =>
     const now = await page.getAttribute("#status", "data-state").catch(() => "?");
     throw new Error(`${what}: status never became ${state} (it is ${now}): ${error.message}`);
   });
+
+const untilMembers = (page: Page, names: string) =>
+  page.waitForFunction((names) => document.querySelector("#members")?.textContent === names, names, { timeout: WAIT_MS })
+    .catch(async (error: Error) => {
+      throw new Error(`members never became ${names} (they are ${await page.textContent("#members").catch(() => "?")}): ${error.message}`);
+    });
 
 async function joinRoom(page: Page, url: string, room: string, name: string): Promise<void> {
   await page.goto(`${url}/?heartbeat=1000`, { timeout: WAIT_MS });
@@ -112,6 +122,22 @@ describe(`examples/hono-chat in Chromium, on Node, Deno and Bun${skip ? ` (skipp
         ];
         for (const page of [a.page, b.page]) assert.deepEqual((await shown(page)).map(({ from, text }) => ({ from, text })), before);
 
+        // The chat's contract at work: who is in the room (the members call,
+        // then presence events), the typing indicator (a client event passed
+        // on as a server event), and the history call.
+        for (const page of [a.page, b.page]) await untilMembers(page, "ada, bob");
+        const heard = await b.page.evaluate(() => (window as any).chat.typing.length as number);
+        await a.page.fill("#text", "I am typ");
+        await b.page.waitForFunction((n) => (window as any).chat.typing.length > n, heard, { timeout: WAIT_MS });
+        assert.equal(await b.page.textContent("#typing"), "ada is typing…");
+        assert.deepEqual(await b.page.evaluate(() => (window as any).chat.typing.at(-1)), "ada");
+        assert.ok(!(await a.page.evaluate(() => (window as any).chat.typing.includes("ada"))), "not told of her own typing");
+        await a.page.fill("#text", "");
+        const called = await b.page.evaluate((room) => (window as any).chat.client.call("history", { room }), room) as { from: string; text: string }[];
+        assert.deepEqual(called.map(({ from, text }) => ({ from, text })), before);
+        const invalid = await b.page.evaluate(() => (window as any).chat.client.call("history", { room: "" }).catch((e: any) => [e.code, e.issues[0].path]));
+        assert.deepEqual(invalid, ["invalid", ["room"]]);
+
         // A chat.v1 client joins: the room's history, then every message.
         cat = await Client.open(`${url.replace("http:", "ws:")}/ws?room=${room}&name=cat`, "chat.v1");
         const [history] = await cat.messagesUntil(1);
@@ -120,6 +146,7 @@ describe(`examples/hono-chat in Chromium, on Node, Deno and Bun${skip ? ` (skipp
         assert.equal(parsedHistory.type, "history");
         assert.deepEqual(parsedHistory.messages.map(saidOf), before);
         assert.ok(parsedHistory.messages.every((m) => m.room === room));
+        await untilMembers(a.page, "ada, bob, cat");
 
         // Bob goes offline; Ada and Cat keep talking.
         await b.context.setOffline(true);

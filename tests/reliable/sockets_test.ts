@@ -7,146 +7,16 @@
 // dedupe, the close codes, and that closed connections leave nothing.
 import assert from "node:assert/strict";
 import { after, describe, it } from "node:test";
-import { serve as serveNodeServer } from "@hono/node-server";
-import { Hono } from "hono";
-import WebSocket from "ws";
-import { type ClientMessage, decodeServer, encode, type ServerMessage } from "../../client/_wire.ts";
-import { App, MemoryTopicLog, reliable, type Reliable, type ReliableOptions, runtime, serve } from "../../mod.ts";
-import { injectWebSocket, upgradeWebSocket, websocket } from "../../runtimes/hono.ts";
+import { encode } from "../../client/_wire.ts";
+import { MemoryTopicLog, reliable, type Reliable, type ReliableOptions } from "../../mod.ts";
+import { serverTargets, type Started, V1 } from "../_sockets.ts";
 import { prng } from "../_prng.ts";
 import { delay, until, within } from "../runtimes/_helpers.ts";
 import { Op, WsClient } from "../runtimes/_wsclient.ts";
 import { CountingLog, SlowLog } from "./_util.ts";
 
-const on = runtime();
 
-interface Started {
-  url: string;
-  close(): Promise<void>;
-}
-
-interface Target {
-  name: string;
-  skip: string | false;
-  start(live: Reliable<any>): Promise<Started>;
-}
-
-const targets: Target[] = [
-  {
-    name: `serve() raw on ${on}`,
-    skip: false,
-    async start(live) {
-      const server = await serve(new App().use(live), { port: 0, hostname: "127.0.0.1" });
-      return { url: server.url, close: () => server.close() };
-    },
-  },
-  {
-    name: `serve() native on ${on}`,
-    skip: on === "node" && "Deno and Bun only",
-    async start(live) {
-      const server = await serve(new App().use(live), { port: 0, hostname: "127.0.0.1", transport: "native" });
-      return { url: server.url, close: () => server.close() };
-    },
-  },
-  {
-    name: `a Hono route with use: [live] (@hono/node-server + injectWebSocket() on ${on})`,
-    skip: false,
-    async start(live) {
-      const hono = new Hono();
-      hono.get("/ws", upgradeWebSocket(() => ({}), { use: [live] }));
-      let resolve!: (port: number) => void;
-      const listening = new Promise<number>((done) => (resolve = done));
-      const server = serveNodeServer({ fetch: hono.fetch, port: 0, hostname: "127.0.0.1", overrideGlobalObjects: false }, (info) => resolve(info.port));
-      const ws = injectWebSocket(server as Parameters<typeof injectWebSocket>[0], hono);
-      const port = await within(listening, 5000, "node-server listening");
-      return {
-        url: `ws://127.0.0.1:${port}/ws`,
-        async close() {
-          await ws.close();
-          (server as { closeAllConnections?(): void }).closeAllConnections?.();
-          await new Promise((done) => server.close(done));
-        },
-      };
-    },
-  },
-  {
-    name: "a Hono route with use: [live] (Deno.serve(app.fetch))",
-    skip: on !== "deno" && "Deno only",
-    async start(live) {
-      const hono = new Hono();
-      hono.get("/ws", upgradeWebSocket(() => ({}), { use: [live] }));
-      const deno = (globalThis as any).Deno;
-      let resolve!: (port: number) => void;
-      const listening = new Promise<number>((done) => (resolve = done));
-      const server = deno.serve({ port: 0, hostname: "127.0.0.1", onListen: (addr: { port: number }) => resolve(addr.port) }, hono.fetch);
-      const port = await within(listening, 5000, "Deno.serve listening");
-      return { url: `ws://127.0.0.1:${port}/ws`, close: () => server.shutdown() };
-    },
-  },
-  {
-    name: "a Hono route with use: [live] (Bun.serve({ fetch: app.fetch, websocket }))",
-    skip: on !== "bun" && "Bun only",
-    start(live) {
-      const hono = new Hono();
-      hono.get("/ws", upgradeWebSocket(() => ({}), { use: [live] }));
-      const server = (globalThis as any).Bun.serve({ port: 0, hostname: "127.0.0.1", fetch: hono.fetch, websocket });
-      return Promise.resolve({ url: `ws://127.0.0.1:${server.port}/ws`, close: () => server.stop(true) });
-    },
-  },
-];
-
-/** A duplex.v1 client by hand: sends JSON, keeps every server message. */
-class V1 {
-  readonly ws: WebSocket;
-  readonly messages: ServerMessage[] = [];
-  readonly closed: Promise<{ code: number; reason: string }>;
-  protocol = "";
-
-  private constructor(url: string, protocols: string[]) {
-    this.ws = new WebSocket(url, protocols, { perMessageDeflate: false });
-    this.ws.on("message", (data: Buffer, isBinary: boolean) => {
-      const m = isBinary ? "binary" : decodeServer(data.toString());
-      if (typeof m === "string") throw new Error(`not a server message: ${m}`);
-      this.messages.push(m);
-    });
-    this.ws.on("error", () => {});
-    this.closed = new Promise((resolve) => this.ws.on("close", (code: number, reason: Buffer) => resolve({ code, reason: reason.toString() })));
-  }
-
-  static async open(url: string, protocols = ["duplex.v1"]): Promise<V1> {
-    const c = new V1(url, protocols);
-    await within(
-      new Promise<void>((resolve, reject) => {
-        c.ws.once("open", () => resolve());
-        c.ws.once("error", reject);
-      }),
-      5000,
-      "open",
-    );
-    c.protocol = c.ws.protocol;
-    return c;
-  }
-
-  send(message: ClientMessage): void {
-    this.ws.send(encode(message));
-  }
-
-  offsets(topic = "t"): number[] {
-    return this.messages.flatMap((m) => (m.type === "message" && m.topic === topic ? [m.offset] : []));
-  }
-
-  of<T extends ServerMessage["type"]>(type: T): Extract<ServerMessage, { type: T }>[] {
-    return this.messages.filter((m) => m.type === type) as Extract<ServerMessage, { type: T }>[];
-  }
-
-  wait(check: (c: V1) => boolean, what: string, ms = 5000): Promise<void> {
-    return until(() => check(this), ms, what);
-  }
-
-  close(): void {
-    this.ws.close();
-  }
-}
+const targets = serverTargets(["raw", "native", "honoNode", "honoDeno", "honoBun"]);
 
 const range = (from: number, to: number) => Array.from({ length: Math.max(0, to - from + 1) }, (_, i) => from + i);
 
@@ -157,7 +27,7 @@ for (const target of targets) {
     async function start(options: ReliableOptions = {}) {
       const errors: unknown[] = [];
       const live = reliable({ onError: (e) => void errors.push(e), authorize: { publish: () => true }, ...options });
-      const server = await target.start(live);
+      const server = await target.start([live]);
       running.push({ server, live });
       const open = async (protocols?: string[]) => {
         const c = await V1.open(server.url, protocols);
