@@ -191,6 +191,7 @@ function connections(list, now) {
       button.type = "button";
       button.textContent = "Close";
       button.dataset.close = c.id;
+      button.setAttribute("aria-label", "Close connection " + c.id);
       const action = document.createElement("td");
       action.append(button);
       tr = row([cell(c.id), cell(""), cell(""), cell(""), cell("", "num"), cell("", "num"), cell("", "num"),
