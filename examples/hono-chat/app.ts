@@ -5,6 +5,8 @@
 //   GET /client.js  the Duplex client for the page, bundled from client/mod.ts (client_bundle.ts)
 //   GET /health     `ok`: a plain route on the WebSocket's port
 //   GET /ws         the WebSocket: ?name=<name> (and ?room=<room> for chat.v1)
+//   GET /metrics    Prometheus text of the WebSocket's metrics   } only with `adminToken`, which
+//   /admin          the live dashboard (@duplex/ws/dashboard)    } both need (bearer or ?token=)
 //
 // A room is the recoverable topic `room:<room>` of Duplex's reliable layer
 // (`reliable()`, protocol `duplex.v1`, see PROTOCOL.md): its history is the
@@ -64,6 +66,8 @@ import {
   serveContract,
   subprotocols,
 } from "../../mod.ts";
+import { observe } from "../../mod.ts";
+import { bearerToken, dashboard, protect } from "../../plugins/dashboard.ts";
 import { type HonoContext, upgradeWebSocket, type WebSocketRoute, type WSContext } from "../../runtimes/hono.ts";
 import { chat, MAX_NAME } from "./contract.ts";
 import { PAGE } from "./page.ts";
@@ -90,6 +94,12 @@ export interface ChatOptions {
   historyLimit?: number;
   /** The client module served at `/client.js` (see client_bundle.ts); without it, `/client.js` is 404. */
   clientJs?: string;
+  /**
+   * The token of `/admin` (the dashboard) and `/metrics` (Prometheus text),
+   * as `Authorization: Bearer <token>` or `?token=<token>`; without it,
+   * neither is mounted (404).
+   */
+  adminToken?: string;
 }
 
 /** Who a connection is, set before the upgrade: `ws.raw.state`. */
@@ -243,6 +253,8 @@ export function createChatApp(options: ChatOptions = {}): Chat {
     announce(room);
   };
   const legacy = new WeakMap<WSContext<Member>, Legacy>();
+  // First, so it sees every upgrade, the refused ones too; with the rooms' subscribers and recoveries.
+  const obs = observe<Member>({ reliable: live });
 
   // duplex.v1 connections by room (their `?room=`), for presence and typing.
   const present = new Map<string, Set<Peer<Member>>>();
@@ -329,6 +341,7 @@ export function createChatApp(options: ChatOptions = {}): Chat {
     // times. Where Duplex frames (Node); Deno.serve and Bun.serve decline it.
     perMessageDeflate: { threshold: 256 },
     use: [
+      obs,
       heartbeat<Member>({ intervalMs: options.heartbeatIntervalMs, timeoutMs: options.heartbeatTimeoutMs }),
       join,
       // Chooses duplex.v1 when offered, and handles those connections:
@@ -350,5 +363,17 @@ export function createChatApp(options: ChatOptions = {}): Chat {
   }
   app.get("/health", (c) => c.text("ok"));
   app.get("/ws", ws);
+  if (options.adminToken !== undefined) {
+    const authorize = bearerToken(options.adminToken);
+    const admin = dashboard({
+      observe: obs,
+      authorize,
+      title: "Duplex chat: dashboard",
+      onAction: (a) => console.log(`admin: ${a.type} ${a.id} with ${a.code} (${a.reason}): ${a.closed ? "done" : "no such connection"}`),
+    });
+    const metrics = protect(obs.prometheus, authorize);
+    app.all("/admin/*", (c) => admin(c.req.raw));
+    app.all("/metrics", (c) => metrics(c.req.raw));
+  }
   return { app, ws, live, served, log };
 }

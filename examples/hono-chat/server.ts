@@ -13,7 +13,9 @@
 // SIGTERM close every chat connection with 1001, stop the server and exit 0.
 //
 // Environment: PORT (8080), HOST (127.0.0.1), HEARTBEAT_INTERVAL_MS (30000),
-// HEARTBEAT_TIMEOUT_MS (10000), LOG (1: log every HTTP request).
+// HEARTBEAT_TIMEOUT_MS (10000), LOG (1: log every HTTP request), ADMIN_TOKEN
+// (serve the dashboard at /admin and Prometheus text at /metrics, both for
+// `Authorization: Bearer <token>` or `?token=<token>` only; unset: neither).
 import process from "node:process";
 import { runtime } from "../../mod.ts";
 import { injectWebSocket, websocket } from "../../runtimes/hono.ts";
@@ -43,6 +45,7 @@ const { app, ws, live } = createChatApp({
   heartbeatTimeoutMs: numberFromEnv("HEARTBEAT_TIMEOUT_MS", 10_000),
   log: process.env.LOG === "1",
   clientJs: await buildClient(),
+  adminToken: process.env.ADMIN_TOKEN || undefined,
 });
 
 /** A started server: its bound port, and how to stop it. */
@@ -104,6 +107,11 @@ async function start(): Promise<Started> {
 const server = await start();
 console.log(`listening on http://${hostname}:${server.port}`);
 console.log(`runtime: ${runtime()}, routes: / (page), /client.js, /health, /ws (duplex.v1, chat.v1)`);
+console.log(
+  process.env.ADMIN_TOKEN
+    ? `admin: /admin (dashboard) and /metrics (Prometheus), with ADMIN_TOKEN as a bearer token or ?token=`
+    : "admin: off; set ADMIN_TOKEN to serve the dashboard at /admin and Prometheus metrics at /metrics",
+);
 
 for (const signal of ["SIGINT", "SIGTERM"] as const) {
   process.once(signal, async () => {

@@ -67,6 +67,7 @@ const SUBPATH_EXPORTS = {
   "@duplex/ws/hono": ["upgradeWebSocket", "injectWebSocket", "websocket"],
   "@duplex/ws/redis": ["RedisBackplane", "BackplaneError"],
   "@duplex/ws/client": ["DuplexClient", "DuplexError", "defaultShouldRetry"],
+  "@duplex/ws/dashboard": ["dashboard", "bearerToken", "protect"],
 };
 
 // Every subpath loads on the runtime and has its main exports; the root
@@ -160,7 +161,7 @@ describe("the npm package, installed as a new user would", { skip }, () => {
 
   it("ships the built JavaScript, its types and the docs, and nothing else", () => {
     for (const f of ["package.json", "README.md", "LICENSE", "CHANGELOG.md", "PROTOCOL.md", "SECURITY.md"]) assert.ok(files.includes(f), `${f} is missing`);
-    const entries = ["mod", "core/mod", "runtimes/node", "runtimes/deno", "runtimes/bun", "runtimes/hono", "plugins/redis", "client/mod"];
+    const entries = ["mod", "core/mod", "runtimes/node", "runtimes/deno", "runtimes/bun", "runtimes/hono", "plugins/redis", "client/mod", "plugins/dashboard"];
     for (const e of entries) {
       assert.ok(files.includes(`dist/${e}.js`), `dist/${e}.js is missing`);
       assert.ok(files.includes(`dist/${e}.d.ts`), `dist/${e}.d.ts is missing`);
