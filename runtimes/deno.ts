@@ -257,6 +257,54 @@ function runConn<S>(conn: DenoConn, handler: Handler<S>, options: Readonly<Conne
 }
 
 /**
+ * `accept()` errors that concern one incoming connection, not the listener:
+ * a peer that reset before Deno accepted it fails `accept()` itself
+ * (`NotConnected` from reading the peer's address; the others on other
+ * kernels or TLS), and the next connection is fine.
+ */
+const CONNECTION_ERRORS = new Set(["NotConnected", "ConnectionReset", "ConnectionAborted", "BrokenPipe", "UnexpectedEof", "InvalidData"]);
+/** Waits between accept() failures of the listener itself (out of file descriptors): from 5 ms, doubling, to 1 s. */
+const ACCEPT_BACKOFF_MS: readonly [number, number] = [5, 1000];
+
+/**
+ * Accepts connections until the listener is closed (`BadResource`,
+ * `Interrupted`) or `stopped()`. Not `for await (const conn of listener)`:
+ * Deno's iterator rethrows every other `accept()` error and ends, so one
+ * client reset at the wrong moment (in the accept queue) stopped the server
+ * from accepting anything more, while the process and its port lived on.
+ */
+async function acceptLoop(listener: DenoListener, onConn: (conn: DenoConn) => void, stopped: () => boolean): Promise<void> {
+  let wait = 0;
+  for (;;) {
+    let conn: DenoConn;
+    try {
+      conn = await listener.accept();
+    } catch (err) {
+      const name = (err as Error | undefined)?.name ?? "";
+      if (stopped() || name === "BadResource" || name === "Interrupted") return;
+      if (CONNECTION_ERRORS.has(name)) continue; // that peer is gone; the listener is fine
+      // The listener's own trouble (EMFILE…): say so, wait, and keep listening.
+      console.error("duplex: accept failed, retrying:", err);
+      wait = Math.min(Math.max(wait * 2, ACCEPT_BACKOFF_MS[0]), ACCEPT_BACKOFF_MS[1]);
+      await new Promise((resolve) => setTimeout(resolve, wait));
+      continue;
+    }
+    wait = 0;
+    try {
+      onConn(conn);
+    } catch (err) {
+      // One connection's setup failed: drop it, keep accepting.
+      if (!stopped()) console.error("duplex: connection setup failed:", err);
+      try {
+        conn.close();
+      } catch {
+        // Already closed.
+      }
+    }
+  }
+}
+
+/**
  * Starts a WebSocket server on raw `Deno.listen` (or `Deno.listenTls` with
  * `tls`) connections. Duplex parses the HTTP handshake and every frame
  * itself: close codes, limits and timers are the same as on Node and Bun.
@@ -288,31 +336,7 @@ export function serve<S = Record<string, unknown>>(handler: Handler<S>, options:
       ? ns.listenTls({ port, hostname, cert: tls.cert, key: tls.key })
       : ns.listen({ port, hostname, transport: "tcp" });
     let stopped = false;
-    const accepting = (async () => {
-      let failures = 0;
-      while (!stopped) {
-        let conn: DenoConn;
-        try {
-          conn = await listener.accept();
-        } catch (err) {
-          if (stopped) return;
-          const name = (err as { name?: unknown } | null)?.name;
-          // A peer that reset its connection before it was accepted costs that connection only
-          // (Deno's `for await` over the listener ends on it: the server would accept no more).
-          if (name === "NotConnected" || name === "ConnectionReset" || name === "ConnectionAborted") continue;
-          if (name === "BadResource" || name === "Interrupted") {
-            console.error("duplex: listening socket closed:", err);
-            return;
-          }
-          // Anything else (out of descriptors, say): report it, wait a little, and go on accepting.
-          if (failures++ === 0) console.error("duplex: listening socket error, still accepting:", err);
-          await new Promise((resolve) => setTimeout(resolve, Math.min(1000, 10 * 2 ** Math.min(failures, 7))));
-          continue;
-        }
-        failures = 0;
-        runConn(conn, handler, connection, set);
-      }
-    })();
+    const accepting = acceptLoop(listener, (conn) => runConn(conn, handler, connection, set), () => stopped);
     return Promise.resolve(makeServer({ port: listener.addr.port, hostname, secure: tls !== undefined }, set, () => {
       stopped = true;
       try {

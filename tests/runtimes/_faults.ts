@@ -17,6 +17,7 @@
 // The only branches are on where the request head is read (Duplex, or the
 // runtime's HTTP server: `httpServerHandshakeTimeout`).
 import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
 import { connect, type Socket } from "node:net";
 import process from "node:process";
 import { describe, it } from "node:test";
@@ -186,6 +187,19 @@ function reset(socket: Socket): void {
   socket.resetAndDestroy();
 }
 
+/**
+ * Connects to `port` and resets the connection from a child process (Node),
+ * while this process waits for it synchronously: the server's event loop
+ * cannot accept meanwhile, so the connection is reset while it sits in the
+ * kernel's accept queue, and the server's next `accept()` meets a dead peer.
+ */
+function resetInAcceptQueue(port: number): void {
+  const script = `const s = require("node:net").connect(${port}, "127.0.0.1", () => { s.resetAndDestroy(); setTimeout(() => process.exit(0), 50); });` +
+    `s.on("error", (e) => { console.error(e.message); process.exit(1); });`;
+  const child = spawnSync("node", ["-e", script], { encoding: "utf8", timeout: 10_000 });
+  assert.equal(child.status, 0, `the resetting child: ${child.error?.message ?? child.stderr}`);
+}
+
 /** Registers the fault cases for `target`. */
 export function runFaults(target: AppTarget): void {
   const differs = (d: keyof NonNullable<AppTarget["differences"]>) => target.differences?.[d] !== undefined;
@@ -253,6 +267,21 @@ export function runFaults(target: AppTarget): void {
       });
       assert.deepEqual(seen.closesOf("/victim"), [{ code: 1006, reason: "", wasClean: false }], "exactly once");
       assert.equal(seen.closesOf("/bystander").length, 1);
+    });
+
+    it("before the server accepted it (reset in the accept queue): the server goes on accepting", async () => {
+      // Deno's accept() rejects (NotConnected) for such a peer; the raw Deno
+      // server used to end its accept loop on it and never answer again.
+      const seen = new Seen();
+      await withServer(recordingEcho(seen), async (server) => {
+        for (let i = 0; i < 3; i++) resetInAcceptQueue(server.port);
+        const after = await within(Client.open(`${server.url}/after`), 3000, "a connection after the resets to open");
+        assert.equal((await after.roundTrip("still serving")).data.toString(), "still serving");
+        after.ws.close();
+        await within(after.closed);
+      });
+      assert.deepEqual(seen.opens, ["/after"], "the reset connections never opened");
+      assert.deepEqual(seen.errors, []);
     });
 
     it("halfway through its handshake: no hook runs, the count back down, no timer left", async () => {
