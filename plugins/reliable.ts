@@ -202,10 +202,21 @@ interface Sub<S> {
   overflow: boolean;
 }
 
+/** The answer to a publish whose append was started: filled in once it settles. */
+interface Answer {
+  message: ServerMessage | undefined;
+}
+
 /** One `duplex.v1` connection. */
 interface ConnState<S> {
   readonly conn: Connection<S>;
   readonly queue: { request: ClientMessage; ctx: MessageContext<S> }[];
+  /** Requests received and not yet answered (queued, being handled, or appends started): bounded by `maxInFlight`. */
+  pending: number;
+  /** Answers of the publishes started, in request order: each is sent once it and all before it are filled in. */
+  readonly answers: Answer[];
+  /** Wakes the pump waiting for `answers` to empty (a request other than a publish waits for the publishes before it). */
+  idle: (() => void) | undefined;
   running: boolean;
   closed: boolean;
   /** The last send met backpressure: wait for `drained()` before the next page. */
@@ -242,8 +253,12 @@ const SEAM_RETRIES = 3;
  *   replay waits for the connection's output to drain.
  * - A client's publish is stored only when `authorize.publish` allows it,
  *   once per idempotency key, and acked once stored.
- * - Requests of one connection are handled one at a time, in order; more
- *   than `maxInFlight` waiting closes it with 4429. A message that is not a
+ * - Requests of one connection are handled in order: consecutive publishes
+ *   are pipelined (each append starts once its `authorize.publish` answered,
+ *   in request order, without waiting for the append before it; acks and
+ *   errors are sent in request order), and any other request waits until
+ *   the publishes before it are answered. More than `maxInFlight` requests
+ *   unanswered closes it with 4429. A message that is not a
  *   protocol message closes it with 4400, a binary frame with 1003.
  * - Protocol frames are written on the connection, past the app's `send`
  *   middleware. Live messages are framed once per entry and, on Bun's
@@ -339,7 +354,7 @@ class ReliableLayer<S> implements Reliable<S> {
     if (cs === undefined) {
       // Closed (by this layer, say) or closing: nothing more is handled.
       if (this.#closed || conn.readyState !== ReadyState.Open) return;
-      cs = { conn, queue: [], running: false, closed: false, full: false, subs: new Map() };
+      cs = { conn, queue: [], pending: 0, answers: [], idle: undefined, running: false, closed: false, full: false, subs: new Map() };
       this.#conns.set(conn, cs);
     }
     if (cs.closed) return;
@@ -353,9 +368,10 @@ class ReliableLayer<S> implements Reliable<S> {
       return this.#unclaimed(cs, request, ctx);
     }
     claim(ctx);
-    if (cs.queue.length + (cs.running ? 1 : 0) >= this.#maxInFlight) {
+    if (cs.pending >= this.#maxInFlight) {
       return this.#closeConn(cs, WireClose.TooManyRequests, "Too many requests in flight");
     }
+    cs.pending++;
     cs.queue.push({ request, ctx });
     if (!cs.running) void this.#pump(cs);
   }
@@ -422,13 +438,30 @@ class ReliableLayer<S> implements Reliable<S> {
     await this.#log.close();
   }
 
-  // ---- requests, one at a time per connection ----
+  // ---- requests, in order per connection; consecutive publishes pipelined ----
 
+  /**
+   * Handles a connection's requests in arrival order. A publish is started
+   * (authorized, then its append begun) without waiting for the appends
+   * before it; its answer takes its place in `answers`. Any other request
+   * first waits for every answer before it to be sent, so it sees their
+   * effects, and its own answer follows theirs.
+   */
   async #pump(cs: ConnState<S>): Promise<void> {
     cs.running = true;
     try {
       while (cs.queue.length > 0 && !cs.closed) {
         const { request, ctx } = cs.queue.shift()!;
+        if (request.type === "publish") {
+          // An authorize hook that answers later holds the appends after it: they start in request order.
+          const started = this.#startPublish(cs, request.id, request.topic, request.key, request.data, ctx);
+          if (started !== undefined) await started;
+          continue;
+        }
+        if (cs.answers.length > 0) {
+          await new Promise<void>((resolve) => cs.idle = resolve);
+          if (cs.closed) break;
+        }
         try {
           const result = this.#handle(cs, request, ctx);
           if (result !== undefined) await result;
@@ -436,6 +469,7 @@ class ReliableLayer<S> implements Reliable<S> {
           this.#report(error);
           if ("id" in request) this.#error(cs, request.id, "unavailable", "The server could not handle the request");
         }
+        cs.pending--;
       }
     } finally {
       cs.running = false;
@@ -455,37 +489,87 @@ class ReliableLayer<S> implements Reliable<S> {
       }
       case "subscribe":
         return this.#subscribe(cs, request.id, request.topic, request.from, ctx);
-      case "publish":
-        return this.#publishRequest(cs, request.id, request.topic, request.key, request.data, ctx);
     }
   }
 
-  async #publishRequest(cs: ConnState<S>, id: number, topic: string, key: string, sent: string | Uint8Array, ctx: MessageContext<S>): Promise<void> {
+  /**
+   * Authorizes a publish and starts its append; its answer is queued in
+   * request order. Returns a promise only while an authorize hook's answer
+   * is awaited (the next append must not start before this one).
+   */
+  #startPublish(cs: ConnState<S>, id: number, topic: string, key: string, sent: string | Uint8Array, ctx: MessageContext<S>): Promise<void> | undefined {
     const hook = this.#authorize.publish;
-    if (hook === undefined) return this.#error(cs, id, "forbidden", "Publishing to this topic is not allowed");
+    if (hook === undefined) return this.#answer(cs, this.#errorMessage(id, "forbidden", "Publishing to this topic is not allowed"));
     let verdict: unknown;
     try {
       verdict = hook(ctx, topic, sent);
-      if (isThenable(verdict)) verdict = await verdict;
     } catch (error) {
       this.#report(error);
-      return this.#error(cs, id, "unavailable", "The server could not authorize the publish");
+      return this.#answer(cs, this.#errorMessage(id, "unavailable", "The server could not authorize the publish"));
     }
-    if (cs.closed) return; // no ack could reach it: the client sends it again, with the same key
+    if (!isThenable(verdict)) return this.#append(cs, id, topic, key, sent, verdict);
+    return Promise.resolve(verdict).then(
+      (verdict) => {
+        // Closed meanwhile: no ack could reach it; the client sends it again, with the same key.
+        if (!cs.closed) this.#append(cs, id, topic, key, sent, verdict);
+      },
+      (error) => {
+        this.#report(error);
+        if (!cs.closed) this.#answer(cs, this.#errorMessage(id, "unavailable", "The server could not authorize the publish"));
+      },
+    );
+  }
+
+  /** Starts the append a verdict allows (or answers the refusal), and queues its answer. */
+  #append(cs: ConnState<S>, id: number, topic: string, key: string, sent: string | Uint8Array, verdict: unknown): undefined {
     let data: string | Uint8Array;
     if (verdict === true) data = sent;
     else if (typeof verdict === "string" || verdict instanceof Uint8Array) data = verdict;
-    else return this.#error(cs, id, "forbidden", "Publishing to this topic is not allowed");
-    let appended;
-    try {
-      const result = this.#log.append(topic, data, key);
-      appended = isThenable(result) ? await result : result;
-    } catch (error) {
-      if ((error as { code?: unknown } | null)?.code === "ERR_TOO_LARGE") return this.#error(cs, id, "too_large", "The message is too large to store");
+    else return this.#answer(cs, this.#errorMessage(id, "forbidden", "Publishing to this topic is not allowed"));
+    const failed = (error: unknown): ServerMessage => {
+      if ((error as { code?: unknown } | null)?.code === "ERR_TOO_LARGE") return this.#errorMessage(id, "too_large", "The message is too large to store");
       this.#report(error);
-      return this.#error(cs, id, "unavailable", "The message could not be stored");
+      return this.#errorMessage(id, "unavailable", "The message could not be stored");
+    };
+    let result;
+    try {
+      result = this.#log.append(topic, data, key);
+    } catch (error) {
+      return this.#answer(cs, failed(error));
     }
-    this.#send(cs, { type: "ack", id, topic, epoch: appended.epoch, offset: appended.offset });
+    if (!isThenable(result)) return this.#answer(cs, { type: "ack", id, topic, epoch: result.epoch, offset: result.offset });
+    const answer: Answer = { message: undefined };
+    cs.answers.push(answer);
+    Promise.resolve(result).then(
+      (appended) => answer.message = { type: "ack", id, topic, epoch: appended.epoch, offset: appended.offset },
+      (error) => answer.message = failed(error),
+    ).then(() => this.#flush(cs));
+    return undefined;
+  }
+
+  /** Queues a publish's answer known now: sent at once unless answers before it are still awaited. */
+  #answer(cs: ConnState<S>, message: ServerMessage): undefined {
+    if (cs.answers.length === 0) {
+      cs.pending--;
+      this.#send(cs, message);
+    } else {
+      cs.answers.push({ message });
+    }
+    return undefined;
+  }
+
+  /** Sends the answers that are ready, in request order; wakes the pump once none is left. */
+  #flush(cs: ConnState<S>): void {
+    while (cs.answers.length > 0 && cs.answers[0]!.message !== undefined) {
+      const { message } = cs.answers.shift()!;
+      cs.pending--;
+      if (!cs.closed) this.#send(cs, message!);
+    }
+    if (cs.answers.length === 0 && cs.idle !== undefined) {
+      const wake = cs.idle;
+      cs.idle = undefined;
+      wake();
+    }
   }
 
   async #subscribe(cs: ConnState<S>, id: number, topic: string, from: From, ctx: MessageContext<S>): Promise<void> {
@@ -767,6 +851,11 @@ class ReliableLayer<S> implements Reliable<S> {
   #release(cs: ConnState<S>): void {
     cs.closed = true;
     cs.queue.length = 0;
+    // Appends still running settle on their own (the log bounds them); their answers are dropped.
+    cs.answers.length = 0;
+    const wake = cs.idle;
+    cs.idle = undefined;
+    wake?.();
     for (const sub of [...cs.subs.values()]) this.#cancel(sub);
     this.#conns.delete(cs.conn);
   }
@@ -781,7 +870,11 @@ class ReliableLayer<S> implements Reliable<S> {
   }
 
   #error(cs: ConnState<S>, id: number, code: WireErrorCode, message: string): void {
-    this.#send(cs, { type: "error", id, code, message });
+    this.#send(cs, this.#errorMessage(id, code, message));
+  }
+
+  #errorMessage(id: number, code: WireErrorCode, message: string): ServerMessage {
+    return { type: "error", id, code, message };
   }
 
   /** Writes a frame on the connection itself, past the app's `send` middleware. */
