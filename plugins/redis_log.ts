@@ -476,6 +476,10 @@ export class RedisTopicLog implements TopicLog {
   /** Channels unwatched while the subscriber was not connected: unsubscribed once it is. */
   readonly #unwanted = new Set<string>();
   #touchTimer: ReturnType<typeof setTimeout> | undefined;
+  /** Scripts sent as EVALSHA and not answered yet (see `#eval`). */
+  #scriptsOut = 0;
+  /** While a NOSCRIPT answer's EVALSHAs sent before it are out: the scripts called meanwhile, in call order. */
+  #held: (() => void)[] | undefined;
   /** How often watched topics catch up and keep their keys alive, and when they last did. */
   readonly #touchMs: number;
   #lastTouch = Date.now();
@@ -788,21 +792,51 @@ export class RedisTopicLog implements TopicLog {
     return status === undefined || status === "ready";
   }
 
-  /** Runs a script on the commands client: EVALSHA, then EVAL when Redis does not have it (a restart, another node). */
+  /**
+   * Runs a script on the commands client: EVALSHA, then EVAL when Redis does
+   * not have it (a restart, another node, SCRIPT FLUSH).
+   *
+   * Scripts run in call order (appends are pipelined: a connection's
+   * offsets follow its client's order): every call takes the same steps
+   * up to sending, and Redis runs one connection's commands in the order
+   * sent. The EVAL of a NOSCRIPT answer is sent after the EVALSHAs that
+   * followed it ran, so it cannot overtake them; but a script called after
+   * that EVAL loaded the script could overtake an earlier EVALSHA whose
+   * NOSCRIPT answer is still on its way. So from a NOSCRIPT answer until
+   * every EVALSHA sent before it is answered (and sent again as EVAL), new
+   * calls wait, then go in call order.
+   */
   async #eval(script: Script, keys: string[], args: (string | Uint8Array | number)[]): Promise<unknown> {
     const side = this.#side("commands");
     const deadline = Date.now() + this.#timeoutMs;
     const sha = await script.sha();
+    if (this.#held !== undefined) await new Promise<void>((resolve) => this.#held!.push(resolve));
+    this.#scriptsOut++;
+    let out = true;
+    const answered = (): void => {
+      if (!out) return;
+      out = false;
+      if (--this.#scriptsOut === 0 && this.#held !== undefined) {
+        const held = this.#held;
+        this.#held = undefined;
+        for (const go of held) go();
+      }
+    };
     try {
       try {
         return await this.#command(side, deadline, () => side.client.callBuffer("EVALSHA", sha, keys.length, ...keys, ...args));
       } catch (error) {
         if (!/NOSCRIPT/.test(errorMessage(error))) throw error;
-        return await this.#command(side, deadline, () => side.client.callBuffer("EVAL", script.source, keys.length, ...keys, ...args));
+        this.#held ??= [];
+        const again = this.#command(side, deadline, () => side.client.callBuffer("EVAL", script.source, keys.length, ...keys, ...args));
+        answered(); // sent (or refused at once): what is called next may go
+        return await again;
       }
     } catch (error) {
       this.#counts.failed++;
       throw error;
+    } finally {
+      answered();
     }
   }
 

@@ -596,6 +596,81 @@ describe(`RedisTopicLog on a real Redis${skip ? ` (skipped: ${skip})` : ""}`, { 
       for (const live of layers) await live.close();
     }
   });
+  it("keeps call order through NOSCRIPT: a script called after a fallback EVAL waits for the EVALSHAs sent before it", SLOW, async () => {
+    // The commands client hands EVALSHA answers on only when the test says (Redis has run them already).
+    const held: (() => void)[] = [];
+    let holding = false;
+    const log = open({
+      createClient: (role) => {
+        const client = new Redis(redis.url, { connectionName: `log-${role}`, retryStrategy: () => 50 });
+        if (role === "subscriber") return client;
+        const call = client.callBuffer.bind(client) as RedisLogClient["callBuffer"];
+        return Object.assign(client, {
+          callBuffer: (command: string, ...args: (string | Uint8Array | number)[]) => {
+            const result = call(command, ...args);
+            if (!holding || command !== "EVALSHA") return result;
+            return new Promise((resolve, reject) => result.then((v) => held.push(() => resolve(v)), (e) => held.push(() => reject(e))));
+          },
+        }) as unknown as RedisLogClient;
+      },
+    });
+    const topic = fresh("noscript");
+    assert.equal((await log.append(topic, "primer")).offset, 1);
+    await admin.script("FLUSH");
+    holding = true;
+    const a = log.append(topic, "a", "ka");
+    const b = log.append(topic, "b", "kb");
+    await until(() => held.length === 2, 5000, "both EVALSHAs answered NOSCRIPT");
+    holding = false;
+    held.shift()!(); // a's NOSCRIPT reaches the log: its EVAL goes out and loads the script
+    assert.equal((await a).offset, 2);
+    const c = log.append(topic, "c", "kc"); // would run at once on the loaded script, ahead of b
+    await delay(50);
+    held.shift()!(); // b's NOSCRIPT: its EVAL, then c
+    assert.deepEqual([(await b).offset, (await c).offset], [3, 4]);
+    const read = await log.read(topic, "start", 10);
+    assert.deepEqual(read.entries.map((e) => e.data), ["primer", "a", "b", "c"]);
+  });
+
+  for (const flush of [false, true]) {
+    it(`reliable() pipelines one client's publishes: 2,000 sent without awaiting each are stored in the client's order, and a subscriber gets them in order, once${flush ? " (SCRIPT FLUSH meanwhile: the NOSCRIPT fallback keeps the order)" : ""}`, SLOW, async () => {
+      const log = open();
+      const live = reliable({ log, authorize: { publish: () => true }, onError: () => {} });
+      const server = await serve(new App().use(live), { port: 0, hostname: "127.0.0.1" });
+      const [subscriber, publisher] = [0, 1].map(() => new DuplexClient(`ws://127.0.0.1:${server.port}/`, { WebSocket, queue: { maxMessages: 2000 } }));
+      try {
+        const topic = fresh("pipelined");
+        const got: string[] = [];
+        let ready!: () => void;
+        const subscribed = new Promise<void>((resolve) => (ready = resolve));
+        subscriber!.subscribe(topic, (m) => void got.push(String(m.data)), { from: "start", onResult: () => ready() });
+        await subscribed;
+        const N = 2000;
+        const expected = Array.from({ length: N }, (_, i) => `${i + 1}`);
+        const acked: Promise<{ offset: number }>[] = [];
+        for (let i = 0; i < N; i++) {
+          acked.push(publisher!.publish(topic, expected[i]!));
+          // Flushed scripts mid-stream: the appends in flight get NOSCRIPT and fall back to EVAL.
+          if (flush && i % 500 === 250) {
+            await delay(1);
+            await admin.script("FLUSH");
+          }
+        }
+        const acks = await Promise.all(acked);
+        assert.deepEqual(acks.map((p) => p.offset), expected.map(Number), "acked with offsets 1..N, in the client's order");
+        await until(() => got.length >= N, 20_000, `${N} messages (got ${got.length})`);
+        await delay(100);
+        assert.deepEqual(got, expected, "in order, once");
+        const stored = await log.read(topic, "start", N + 1);
+        assert.deepEqual(stored.entries.map((e) => e.data), expected, "stored in the client's order");
+      } finally {
+        subscriber?.close();
+        publisher?.close();
+        await server.close();
+        await live.close();
+      }
+    });
+  }
 });
 
 describe(`RedisTopicLog keys on a one-node Redis Cluster${skip ? ` (skipped: ${skip})` : ""}`, { skip, timeout: 60_000 }, () => {
