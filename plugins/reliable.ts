@@ -453,9 +453,14 @@ class ReliableLayer<S> implements Reliable<S> {
       while (cs.queue.length > 0 && !cs.closed) {
         const { request, ctx } = cs.queue.shift()!;
         if (request.type === "publish") {
-          // An authorize hook that answers later holds the appends after it: they start in request order.
-          const started = this.#startPublish(cs, request.id, request.topic, request.key, request.data, ctx);
-          if (started !== undefined) await started;
+          try {
+            // An authorize hook that answers later holds the appends after it: they start in request order.
+            const started = this.#startPublish(cs, request.id, request.topic, request.key, request.data, ctx);
+            if (started !== undefined) await started;
+          } catch (error) {
+            this.#report(error);
+            if (!cs.closed) this.#answer(cs, this.#errorMessage(request.id, "unavailable", "The server could not handle the request"));
+          }
           continue;
         }
         if (cs.answers.length > 0) {
