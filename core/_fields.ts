@@ -216,3 +216,23 @@ export class RawRequestHead extends LazyHeaders implements RequestHead {
     defineHeaders(this);
   }
 }
+
+/**
+ * One field of a request head, without building its `headers` when the head
+ * still keeps its raw block (a {@linkcode LazyHeaders}): reading the `Host`
+ * to resolve the URL then leaves no `Headers` behind for the connection's
+ * whole life. Same value as `request.headers.get(name)`.
+ *
+ * @param request Any request head.
+ * @param name The field name, in lower case.
+ * @returns The value (repeated fields joined with `", "`), or `null`.
+ *
+ * @example
+ * ```ts ignore
+ * requestField(request, "host"); // "example.com"
+ * ```
+ */
+export function requestField(request: { readonly headers: Headers }, name: string): string | null {
+  const block = LazyHeaders.fieldsOf(request);
+  return block === undefined ? request.headers.get(name) : fieldValue(block, name);
+}
