@@ -236,3 +236,26 @@ export function requestField(request: { readonly headers: Headers }, name: strin
   const block = LazyHeaders.fieldsOf(request);
   return block === undefined ? request.headers.get(name) : fieldValue(block, name);
 }
+
+/**
+ * The fields of a `Headers` as one block of `name:value\n` lines (names in
+ * lower case, as `Headers` gives them), for a {@linkcode RawRequestHead}: a
+ * connection then keeps one string instead of the runtime's `Headers` and
+ * the header list behind it. `blockHeaders()` of the block gives back the
+ * same fields.
+ *
+ * @param headers Any `Headers` (its values hold no CR, LF or NUL).
+ * @returns The block.
+ *
+ * @example
+ * ```ts ignore
+ * headersBlock(new Headers({ Host: "a" })); // "host:a\n"
+ * ```
+ */
+export function headersBlock(headers: Headers): string {
+  let block = "";
+  headers.forEach((value, name) => {
+    block += `${name}:${value}\n`;
+  });
+  return block;
+}
