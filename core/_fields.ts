@@ -216,3 +216,46 @@ export class RawRequestHead extends LazyHeaders implements RequestHead {
     defineHeaders(this);
   }
 }
+
+/**
+ * One field of a request head, without building its `headers` when the head
+ * still keeps its raw block (a {@linkcode LazyHeaders}): reading the `Host`
+ * to resolve the URL then leaves no `Headers` behind for the connection's
+ * whole life. Same value as `request.headers.get(name)`.
+ *
+ * @param request Any request head.
+ * @param name The field name, in lower case.
+ * @returns The value (repeated fields joined with `", "`), or `null`.
+ *
+ * @example
+ * ```ts ignore
+ * requestField(request, "host"); // "example.com"
+ * ```
+ */
+export function requestField(request: { readonly headers: Headers }, name: string): string | null {
+  const block = LazyHeaders.fieldsOf(request);
+  return block === undefined ? request.headers.get(name) : fieldValue(block, name);
+}
+
+/**
+ * The fields of a `Headers` as one block of `name:value\n` lines (names in
+ * lower case, as `Headers` gives them), for a {@linkcode RawRequestHead}: a
+ * connection then keeps one string instead of the runtime's `Headers` and
+ * the header list behind it. `blockHeaders()` of the block gives back the
+ * same fields.
+ *
+ * @param headers Any `Headers` (its values hold no CR, LF or NUL).
+ * @returns The block.
+ *
+ * @example
+ * ```ts ignore
+ * headersBlock(new Headers({ Host: "a" })); // "host:a\n"
+ * ```
+ */
+export function headersBlock(headers: Headers): string {
+  let block = "";
+  headers.forEach((value, name) => {
+    block += `${name}:${value}\n`;
+  });
+  return block;
+}

@@ -13,6 +13,7 @@ import type { ReadyState } from "../core/state.ts";
 import type { DeflateParams } from "../core/deflate.ts";
 import type { Clock, CloseInfo, Connection, SendOptions } from "./hooks.ts";
 import { HttpError } from "./errors.ts";
+import { requestField } from "../core/_fields.ts";
 import type { Params } from "./params.ts";
 
 /**
@@ -253,7 +254,7 @@ export class UpgradeContext<S = Record<string, unknown>, P extends Params = Para
       try {
         // An origin-form target is joined, not resolved: resolving
         // `//evil.example/admin` against the Host would make its path `/admin`.
-        this.#url = target.startsWith("/") ? new URL(`http://${this.request.headers.get("host") ?? "localhost"}${target}`) : new URL(target);
+        this.#url = target.startsWith("/") ? new URL(`http://${requestField(this.request, "host") ?? "localhost"}${target}`) : new URL(target);
       } catch {
         this.#url = new URL(`http://localhost${path}`);
       }
@@ -270,7 +271,7 @@ export class UpgradeContext<S = Record<string, unknown>, P extends Params = Para
   }
   /** The request's cookies by name (the first of each name; values URL-decoded). */
   get cookies(): Readonly<Record<string, string>> {
-    this.#cookies ??= parseCookies(this.request.headers.get("cookie") ?? "");
+    this.#cookies ??= parseCookies(requestField(this.request, "cookie") ?? "");
     return this.#cookies;
   }
   /** The subprotocols the client offered, in its order. */

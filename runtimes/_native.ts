@@ -14,6 +14,7 @@ import { CloseCode, closePayload } from "../core/close_code.ts";
 import type { MessageData } from "../core/engine.ts";
 import { HandshakeError, ProtocolError, UsageError } from "../core/errors.ts";
 import { messageData, type PreparedMessage } from "../core/prepared.ts";
+import { headersBlock, RawRequestHead } from "../core/_fields.ts";
 import { headSize } from "../core/_head_size.ts";
 import { checkErrorStatus } from "../core/_http_status.ts";
 import { type UpgradeRequest, validateUpgradeRequest } from "../core/handshake.ts";
@@ -170,7 +171,10 @@ async function decideUpgrade<S>(
     if (headSize(head) > (options.maxHeaderBytes ?? Infinity)) {
       throw new HandshakeError("WS_ERR_HEADERS_TOO_LARGE", 431, "Request header fields too large");
     }
-    upgrade = validateUpgradeRequest(head);
+    // The request lives as long as the connection: keep its fields as one
+    // string (headers built again on first use) rather than the runtime's
+    // Headers and the header list behind it.
+    upgrade = validateUpgradeRequest(new RawRequestHead(head.method, head.url, head.httpVersion, headersBlock(request.headers)));
   } catch (err) {
     if (err instanceof HandshakeError) return { response: textResponse(err.status, err.message, err.headers) };
     throw err;
@@ -231,8 +235,8 @@ async function decideUpgrade<S>(
 export class NativeSession<S = Record<string, unknown>> extends ConnectionBase<S> {
   /** Unique id of the connection within the process. */
   readonly id: string = `n${++lastId}`;
-  /** The application's data for this connection. */
-  state: S = {} as S;
+  // The state object on first use: an idle connection holds no empty object.
+  #data: S | undefined;
   /** The opening handshake. */
   readonly request: UpgradeRequest;
   /** The peer's address. */
@@ -243,7 +247,7 @@ export class NativeSession<S = Record<string, unknown>> extends ConnectionBase<S
   #protocol = "";
   #state: ReadyState = ReadyState.Connecting;
   #closedBy: "server" | "client" | undefined;
-  #queue: (() => void | Promise<void>)[] = [];
+  #queue: (() => void | Promise<void>)[] | undefined; // allocated by the first event that waits
   #paused = false;
   #pollTimer: unknown;
   /** What we sent when the peer failed the connection, reported instead of the runtime's view. */
@@ -273,6 +277,15 @@ export class NativeSession<S = Record<string, unknown>> extends ConnectionBase<S
   }
 
   // ---- Connection ----
+
+  /** The application's data for this connection; `{}` until set. */
+  get state(): S {
+    return this.#data ??= {} as S;
+  }
+
+  set state(value: S) {
+    this.#data = value;
+  }
 
   /** The negotiated subprotocol, or `""`. */
   get protocol(): string {
@@ -569,7 +582,7 @@ export class NativeSession<S = Record<string, unknown>> extends ConnectionBase<S
   /** Runs hooks one at a time: while one is pending, later events wait and reading pauses. */
   #enqueue(hook: () => void | Promise<void>): void {
     if (this.busy) {
-      this.#queue.push(hook);
+      (this.#queue ??= []).push(hook);
       return;
     }
     this.#run(hook);
@@ -588,7 +601,7 @@ export class NativeSession<S = Record<string, unknown>> extends ConnectionBase<S
         pending.then(() => {
           this.busy = false;
           this.idle?.touch(); // the hook held the events: silence counts from its end
-          const next = this.#queue.shift();
+          const next = this.#queue?.shift();
           if (next !== undefined) this.#run(next);
           if (!this.busy && this.#paused) {
             this.#paused = false;
@@ -597,7 +610,7 @@ export class NativeSession<S = Record<string, unknown>> extends ConnectionBase<S
         });
         return;
       }
-      hook = this.#queue.shift();
+      hook = this.#queue?.shift();
     }
   }
 }

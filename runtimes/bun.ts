@@ -44,7 +44,7 @@ export type { ListenOptions, Server, TlsCertificate };
 // ---- the parts of Bun's API this adapter uses ----
 
 interface BunSocket {
-  data: SocketData;
+  data: BunTransport;
   write(data: Uint8Array): number;
   shutdown(halfClose?: boolean): void;
   terminate(): void;
@@ -52,11 +52,6 @@ interface BunSocket {
   resume(): void;
   setNoDelay?(noDelay?: boolean): boolean;
   readonly remoteAddress: string;
-}
-
-interface SocketData {
-  transport: BunTransport;
-  pump: Pump<any>;
 }
 
 interface BunSocketListener {
@@ -144,10 +139,15 @@ function stage(chunks: Uint8Array[], start: number, end: number, total: number):
   return staging.subarray(0, total);
 }
 
+// Shared by every transport with nothing queued or held: an idle connection
+// allocates no array (replaced by a fresh one before the first push).
+const NONE: Uint8Array[] = [];
+
 class BunTransport implements Transport {
   readonly #socket: BunSocket;
-  readonly #pump: () => Pump<unknown>;
-  #queue: Uint8Array[] = [];
+  /** The connection, set right after both are made (it needs this transport). */
+  pump!: Pump<unknown>;
+  #queue: Uint8Array[] = NONE;
   #queued = 0;
   #endPending = false;
   #closed = false;
@@ -157,22 +157,23 @@ class BunTransport implements Transport {
   // to HOLD_BYTES, and only then is paused for real.
   #pumpPaused = false;
   #socketPaused = false;
-  #held: Uint8Array[] = [];
+  #held: Uint8Array[] = NONE;
   #heldBytes = 0;
   #delivering = false;
 
-  constructor(socket: BunSocket, pump: () => Pump<unknown>) {
+  constructor(socket: BunSocket) {
     this.#socket = socket;
-    this.#pump = pump;
   }
 
   /** Bun read `chunk`: to the pump, or held while the pump does not read. */
   received(chunk: Uint8Array): void {
     if (!this.#pumpPaused && this.#held.length === 0) {
-      this.#pump().onData(chunk);
+      this.pump.onData(chunk);
       return;
     }
-    this.#held.push(chunk.slice()); // a copy: Bun may reuse its read buffer
+    const copy = chunk.slice(); // a copy: Bun may reuse its read buffer
+    if (this.#held === NONE) this.#held = [copy];
+    else this.#held.push(copy);
     this.#heldBytes += chunk.length;
     if (this.#heldBytes >= HOLD_BYTES && !this.#socketPaused && !this.#closed) {
       this.#socketPaused = true;
@@ -183,9 +184,10 @@ class BunTransport implements Transport {
   /** The peer's FIN, or the socket's close: what was held goes first. */
   deliverHeld(): void {
     const held = this.#held;
-    this.#held = [];
+    if (held === NONE) return;
+    this.#held = NONE;
     this.#heldBytes = 0;
-    for (const chunk of held) this.#pump().onData(chunk);
+    for (const chunk of held) this.pump.onData(chunk);
   }
 
   get remoteAddress(): string {
@@ -218,7 +220,8 @@ class BunTransport implements Transport {
 
   /** Queues bytes for `drain`. */
   #keep(chunk: Uint8Array): void {
-    this.#queue.push(chunk);
+    if (this.#queue === NONE) this.#queue = [chunk];
+    else this.#queue.push(chunk);
     this.#queued += chunk.length;
   }
 
@@ -236,6 +239,7 @@ class BunTransport implements Transport {
       this.#queue.shift();
       this.#queued -= chunk.length;
     }
+    this.#queue = NONE;
     if (this.#endPending && !this.#closed) {
       this.#endPending = false;
       this.#socket.shutdown();
@@ -271,8 +275,9 @@ class BunTransport implements Transport {
       while (this.#held.length > 0 && !this.#pumpPaused) {
         const chunk = this.#held.shift()!;
         this.#heldBytes -= chunk.length;
-        this.#pump().onData(chunk);
+        this.pump.onData(chunk);
       }
+      if (this.#held.length === 0) this.#held = NONE;
     });
   }
 
@@ -287,14 +292,14 @@ class BunTransport implements Transport {
   destroy(): void {
     if (this.#closed) return;
     this.#closed = true;
-    this.#queue = [];
+    this.#queue = NONE;
     this.#queued = 0;
     this.#socket.terminate();
   }
 
   closed(): void {
     this.#closed = true;
-    this.#queue = [];
+    this.#queue = NONE;
     this.#queued = 0;
   }
 }
@@ -335,26 +340,28 @@ export function serve<S = Record<string, unknown>>(handler: Handler<S>, options:
         binaryType: "uint8array",
         open(socket) {
           socket.setNoDelay?.(true);
-          const transport: BunTransport = new BunTransport(socket, (): Pump<unknown> => pump);
+          // The transport is the socket's data, and holds the pump: no closure, no extra object.
+          const transport = new BunTransport(socket);
           const pump: Pump<S> = new Pump(transport, handler, connection, set);
-          socket.data = { transport, pump };
+          transport.pump = pump as Pump<unknown>;
+          socket.data = transport;
           pump.start();
         },
         data(socket, data) {
-          socket.data.transport.received(data);
+          socket.data.received(data);
         },
         drain(socket) {
-          if (socket.data.transport.flush()) socket.data.pump.onDrain();
+          if (socket.data.flush()) socket.data.pump.onDrain();
         },
         end(socket) {
-          socket.data.transport.deliverHeld();
+          socket.data.deliverHeld();
           socket.data.pump.onEnd();
         },
         close(socket) {
           // `close` can come without `open` (a failed TLS handshake).
           if (socket.data === undefined) return;
-          socket.data.transport.deliverHeld();
-          socket.data.transport.closed();
+          socket.data.deliverHeld();
+          socket.data.closed();
           socket.data.pump.onClosed();
         },
         error() {

@@ -166,6 +166,31 @@ describe("heartbeat", () => {
     assert.equal(pings(b.frames()), 1, "both are pinged every interval");
   });
 
+  it("shares one timer among its connections on a clock, and still pings each at its own time", async () => {
+    const { app } = beatingApp();
+    // The heartbeat's timers: the only ones due within an interval (the idle timeout's are minutes away).
+    const beats = (clock: FakeClock) => clock.pendingDelays.filter((ms) => ms <= INTERVAL).length;
+    const a = await connect(app);
+    assert.equal(beats(a.clock), 1);
+    await a.advance(INTERVAL / 2);
+    const b = await connect(app, { clock: a.clock });
+    const c = await connect(app, { clock: a.clock });
+    assert.equal(beats(a.clock), 1, "no timer per connection");
+    await a.advance(INTERVAL / 2);
+    assert.equal(pings(a.frames()), 1, "a pinged one interval after its open");
+    assert.equal(pings(b.frames()) + pings(c.frames()), 0, "b and c not yet");
+    await a.advance(INTERVAL / 2);
+    assert.equal(pings(b.frames()), 1, "b pinged one interval after its open");
+    assert.equal(pings(c.frames()), 1);
+    await b.close(1000, "bye");
+    await b.socketClosed();
+    await a.advance(INTERVAL * 3);
+    assert.equal(a.destroyed && c.destroyed, true, "the silent ones dropped");
+    await a.socketClosed();
+    await c.socketClosed();
+    assert.equal(beats(a.clock), 0, "the shared timer is gone with the last connection");
+  });
+
   it("uses 30 s and 10 s by default", async () => {
     const { app } = beatingApp({});
     const conn = await connect(app);
