@@ -109,6 +109,16 @@ describe("textAs: \"bytes\"", () => {
     assert.deepEqual(out.map((r) => r.type === "close" ? r.code : r.type), [1007]);
   });
 
+  it("checks an inflated text message without decoding it: bytes back, or 1007", () => {
+    const engine = openEngine({ textAs: "bytes" });
+    const utf8 = encoder.encode("ünï");
+    assert.equal(engine.inflated(utf8, false), utf8);
+    assert.equal(engine.inflated(new Uint8Array([0xff]), false), undefined);
+    const events: EngineEvent[] = [];
+    for (let e = engine.nextEvent(); e; e = engine.nextEvent()) events.push(e);
+    assert.deepEqual(summary(events), invalid);
+  });
+
   it("refuses a bad textAs", () => {
     assert.throws(() => new Engine({ textAs: "buffer" as "bytes" }), UsageError);
   });
