@@ -5,7 +5,8 @@ import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import fc from "fast-check";
 import { Engine, type EngineEvent } from "../../core/engine.ts";
-import { isUtf8 } from "../../core/_utf8.ts";
+import { isUtf8 as nodeIsUtf8 } from "node:buffer";
+import { scanUtf8 } from "../../core/_utf8.ts";
 import { UsageError } from "../../core/errors.ts";
 import { cat, decodeServerFrames, frame, openEngine } from "./_util.ts";
 import { fuzzSeed } from "./_fuzz_props.ts";
@@ -141,7 +142,7 @@ describe("send(bytes, false): bytes as text", () => {
   });
 });
 
-describe("isUtf8 agrees with a fatal TextDecoder", () => {
+describe("the JavaScript UTF-8 scan (and node:buffer's isUtf8, which the node adapter installs) agree with a fatal TextDecoder", () => {
   const fatal = new TextDecoder("utf-8", { fatal: true });
   const agrees = (bytes: Uint8Array): boolean => {
     let expected = true;
@@ -150,7 +151,7 @@ describe("isUtf8 agrees with a fatal TextDecoder", () => {
     } catch {
       expected = false;
     }
-    return isUtf8(bytes) === expected;
+    return scanUtf8(bytes) === expected && nodeIsUtf8(bytes) === expected;
   };
   it("on random bytes, random text, and text with a byte changed, at every alignment", () => {
     fc.assert(fc.property(fc.uint8Array({ maxLength: 80 }), fc.nat(3), (b, shift) => agrees(cat(new Uint8Array(shift), b).subarray(shift))), { seed: fuzzSeed(), numRuns: 2000 });
