@@ -23,6 +23,7 @@
  *   BENCH_ONLY=contract npm run bench             # validated calls against a bare echo (bench/contract.ts)
  *   BENCH_ONLY=observe npm run bench              # metrics on (observe()) against off, 32 B echo on Node
  *   BENCH_LOAD=burst npm run bench                # the echo part in one load mode only (frame, burst)
+ *   BENCH_CELLS="64 KiB text,64 KiB binary" npm run bench  # some echo cells only
  *
  * For each workload (payload size × text/binary × load mode: "1 frame/write",
  * the generator's closed loop that answers every read, and "burst",
@@ -221,6 +222,8 @@ const runtimeOf = (name: RuntimeName): RuntimeSpec => RUNTIMES.find((r) => r.nam
 const ALL_SERVERS: ServerSpec[] = [
   { runtime: runtimeOf("node"), name: "Duplex", role: "duplex", file: "bench/servers/duplex.ts" },
   { runtime: runtimeOf("node"), name: "Duplex App", role: "duplex", file: "bench/servers/duplex.ts", env: { PIPELINE: "app" } },
+  // textAs: "bytes", echoed with { binary: false }: text passed through as ws passes it (a Buffer).
+  { runtime: runtimeOf("node"), name: "Duplex bytes", role: "duplex", file: "bench/servers/duplex.ts", env: { TEXT_AS: "bytes" } },
   {
     runtime: runtimeOf("node"),
     name: "ws",
@@ -454,7 +457,19 @@ const OBSERVE_SERVERS: ServerSpec[] = [
 const OBSERVE_TARGET = 0.95;
 
 /** The echo part's workloads: each one in every load mode. */
-const ECHO_WORKLOADS: Workload[] = WORKLOADS.flatMap((w) => LOAD_MODES.map((mode) => ({ ...w, mode })));
+/** The echo part's cells: `BENCH_CELLS` (labels such as "64 KiB text", comma-separated), every one by default. */
+function selectCells(): Workload[] {
+  const raw = process.env.BENCH_CELLS;
+  if (raw === undefined || raw.trim() === "") return WORKLOADS;
+  const wanted = raw.split(",").map((cell) => cell.trim().toLowerCase()).filter((cell) => cell !== "");
+  const cells = WORKLOADS.filter((w) => wanted.includes(w.label.toLowerCase()));
+  if (cells.length === 0 || cells.length !== new Set(wanted).size) {
+    throw new RangeError(`Invalid BENCH_CELLS: expected labels among ${WORKLOADS.map((w) => `"${w.label}"`).join(", ")}, got "${raw}"`);
+  }
+  return cells;
+}
+
+const ECHO_WORKLOADS: Workload[] = selectCells().flatMap((w) => LOAD_MODES.map((mode) => ({ ...w, mode })));
 /** The observe part's workloads: 32 B text in every load mode. */
 const OBSERVE_WORKLOADS: Workload[] = ECHO_WORKLOADS.filter((w) => w.size === 32 && w.kind === "text");
 

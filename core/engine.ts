@@ -19,6 +19,7 @@ import { type AcceptOptions, buildAcceptResponse, buildErrorResponse } from "./h
 import { RequestHeadParser } from "./http_parser.ts";
 import { type Limits, resolveLimits } from "./options.ts";
 import { decodeTextMessage, Receiver } from "./receiver.ts";
+import { isUtf8, textAsBytes } from "./_utf8.ts";
 import { ReadyState, type Transition, transition } from "./state.ts";
 
 /**
@@ -29,6 +30,8 @@ import { ReadyState, type Transition, transition } from "./state.ts";
  *   the HTTP error in `error` (the connection is over);
  * - `open`: the 101 was queued, messages may flow;
  * - `message`: a whole message, a `string` for text, a `Uint8Array` for binary;
+ *   with `textAs: "bytes"`, text comes as its validated UTF-8 bytes and the
+ *   event has `text: true`;
  * - `compressed`: a whole message with RSV1 set, when permessage-deflate was
  *   accepted: its payload, still compressed, for the adapter to inflate, then
  *   to check (a text message must be valid UTF-8) and report, or to refuse
@@ -51,7 +54,7 @@ export type EngineEvent =
   | { type: "upgrade"; request: UpgradeRequest }
   | { type: "rejected"; error: HandshakeError }
   | { type: "open"; protocol: string; extensions: string }
-  | { type: "message"; data: string | Uint8Array }
+  | { type: "message"; data: string | Uint8Array; text?: true }
   | { type: "compressed"; data: Uint8Array; binary: boolean }
   | { type: "ping"; data: Uint8Array }
   | { type: "pong"; data: Uint8Array }
@@ -59,16 +62,32 @@ export type EngineEvent =
   | { type: "close"; code: number; reason: string; wasClean: boolean };
 
 /**
- * Options of an {@linkcode Engine}: the limits of {@linkcode Limits}.
+ * Options of an {@linkcode Engine}: the limits of {@linkcode Limits}, and
+ * how text messages are delivered.
  *
  * @example
  * ```ts
  * import type { EngineOptions } from "@duplex/ws/core";
  *
  * const options: EngineOptions = { maxMessageBytes: 64 * 1024, closeTimeoutMs: 2000 };
+ * const passThrough: EngineOptions = { textAs: "bytes" }; // text as validated UTF-8 bytes
  * ```
  */
-export type EngineOptions = Partial<Limits>;
+export interface EngineOptions extends Partial<Limits> {
+  /**
+   * How a text message reaches the application: `"string"` (the default),
+   * decoded; or `"bytes"`, its UTF-8 payload as a `Uint8Array`, still
+   * validated (invalid UTF-8 fails the connection with 1007, as with
+   * strings) but never decoded. For servers that pass text through
+   * (relay, forward, echo, parse with a byte-level parser): decoding a
+   * 64 KiB message and encoding it back costs more than the rest of its
+   * trip. Send such bytes back as text with `send(bytes, { binary: false })`.
+   * On the native paths (`Bun.serve`, `Deno.serve`), where the runtime
+   * decodes text itself, the adapters encode the string it hands over: the
+   * option behaves the same there but saves nothing.
+   */
+  textAs?: "string" | "bytes";
+}
 
 /**
  * Data that {@linkcode Engine.send} accepts: a string goes as a text
@@ -151,6 +170,7 @@ export class Engine {
   #extensions = "";
   #deflate: DeflateParams | undefined;
   readonly #receiver: Receiver;
+  readonly #textBytes: boolean;
   #eof = false;
 
   // Both lists are the shared empty ones while empty, so that an idle
@@ -169,7 +189,9 @@ export class Engine {
   constructor(options: EngineOptions = {}) {
     this.limits = resolveLimits(options);
     this.#parser = new RequestHeadParser(this.limits.maxHeaderBytes);
+    this.#textBytes = textAsBytes(options.textAs);
     this.#receiver = new Receiver({
+      textAs: this.#textBytes ? "bytes" : "string",
       role: "server",
       maxMessageBytes: this.limits.maxMessageBytes,
       maxFrameBytes: this.limits.maxFrameBytes,
@@ -402,17 +424,22 @@ export class Engine {
   }
 
   /**
-   * Queues a message: a string as text, bytes as binary.
+   * Queues a message: a string as text, bytes as binary, unless `binary`
+   * says otherwise.
    *
    * @param data The message. Bytes are not copied: do not change them until
    *   the output has been written.
+   * @param binary `false` sends bytes as a text message, as they are: they
+   *   must be UTF-8 (they are not checked; the bytes of a text message
+   *   received with `textAs: "bytes"` are). `true` sends a string as a
+   *   binary message of its UTF-8. Default: by the type of `data`.
    * @throws {UsageError} When the connection is not open, or `data` has the
    *   wrong type.
    */
-  send(data: MessageData): void {
+  send(data: MessageData, binary?: boolean): void {
     this.#requireOpen("send");
-    if (typeof data === "string") this.#queue(encodeTextFrame(data));
-    else this.#queue(encodeFrame(Opcode.Binary, toBytes(data, "message")));
+    if (typeof data === "string" && binary !== true) this.#queue(encodeTextFrame(data));
+    else this.#queue(encodeFrame(binary === false ? Opcode.Text : Opcode.Binary, toBytes(data, "message")));
   }
 
   /**
@@ -439,7 +466,7 @@ export class Engine {
    * an uncompressed text message: invalid UTF-8 fails the connection with
    * 1007 (`WS_ERR_INVALID_UTF8`: a close frame is queued, `error` then
    * `close` are reported, as {@linkcode Engine.fail} does) and this returns
-   * `undefined`.
+   * `undefined`. With `textAs: "bytes"`, valid text is returned as its bytes.
    *
    * @param data The inflated payload.
    * @param binary The `binary` of the `compressed` event.
@@ -457,6 +484,11 @@ export class Engine {
    */
   inflated(data: Uint8Array, binary: boolean): string | Uint8Array | undefined {
     if (binary) return data;
+    if (this.#textBytes) {
+      if (isUtf8(data)) return data;
+      this.fail(new ProtocolError("WS_ERR_INVALID_UTF8", CloseCode.InvalidPayload, "Invalid UTF-8 in a text message"));
+      return undefined;
+    }
     try {
       return decodeTextMessage(data);
     } catch (error) {

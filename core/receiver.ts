@@ -17,6 +17,7 @@ import { ProtocolError } from "./errors.ts";
 import { xorKey } from "./_mask.ts";
 import { Opcode } from "./frame.ts";
 import { DEFAULT_LIMITS, type Limits } from "./options.ts";
+import { isUtf8 } from "./_utf8.ts";
 
 /**
  * One complete item decoded from the peer's bytes.
@@ -31,7 +32,7 @@ import { DEFAULT_LIMITS, type Limits } from "./options.ts";
  * ```
  */
 export type Received =
-  | { type: "message"; data: string | Uint8Array }
+  | { type: "message"; data: string | Uint8Array; text?: true }
   | { type: "compressed"; data: Uint8Array; binary: boolean }
   | { type: "ping"; data: Uint8Array }
   | { type: "pong"; data: Uint8Array }
@@ -52,6 +53,12 @@ export interface ReceiverOptions extends Partial<Pick<Limits, "maxMessageBytes" 
   role?: "server" | "client";
   /** Accept RSV1 on the first frame of a data message (a negotiated extension uses it). Default `false`. */
   allowRsv1?: boolean;
+  /**
+   * How text messages come out: `"string"` (the default) decoded, or
+   * `"bytes"`: their UTF-8 payload, validated but not decoded, as a
+   * `Uint8Array`, on an item marked `text: true`.
+   */
+  textAs?: "string" | "bytes";
 }
 
 /** The chunk list of every receiver with nothing buffered; never written to. */
@@ -171,6 +178,7 @@ export class Receiver {
 
   readonly #server: boolean;
   #allowRsv1: boolean;
+  readonly #textBytes: boolean;
   #compressed = false; // the message in progress has RSV1 on its first frame
   readonly #maxMessageBytes: number;
   readonly #maxFrameBytes: number;
@@ -202,6 +210,7 @@ export class Receiver {
   constructor(options: ReceiverOptions = {}) {
     this.#server = (options.role ?? "server") === "server";
     this.#allowRsv1 = options.allowRsv1 ?? false;
+    this.#textBytes = options.textAs === "bytes";
     this.#maxMessageBytes = options.maxMessageBytes ?? DEFAULT_LIMITS.maxMessageBytes;
     this.#maxFrameBytes = options.maxFrameBytes ?? DEFAULT_LIMITS.maxFrameBytes;
     this.#maxFragments = options.maxFragments ?? DEFAULT_LIMITS.maxFragments;
@@ -373,6 +382,12 @@ export class Receiver {
     if (text && this.#fin && !this.#textStarted && this.#remaining === this.#length && this.#buffered >= this.#length) {
       const bytes = this.#length === 0 ? new Uint8Array(0) : this.#consume(this.#length);
       if (this.#masked) xorKey(bytes, this.#mask);
+      if (this.#textBytes) {
+        if (!isUtf8(bytes)) invalidUtf8();
+        this.#state = HEADER;
+        this.#resetMessage();
+        return { type: "message", data: bytes, text: true };
+      }
       let data: string;
       try {
         data = decodeWhole(bytes);
@@ -392,7 +407,8 @@ export class Receiver {
         if (this.#masked) xorKey(bytes, this.#mask, this.#length - this.#remaining);
         this.#remaining -= take;
         this.#textStarted = true;
-        this.#decodePiece(bytes);
+        if (this.#textBytes) this.#checkPiece(bytes);
+        else this.#decodePiece(bytes);
         if (this.#remaining > 0) return null;
       }
     } else {
@@ -408,12 +424,13 @@ export class Receiver {
     if (!this.#fin) return null;
     let data: string | Uint8Array;
     if (text) {
-      try {
-        if (this.#textTail !== undefined) throw new TypeError("incomplete UTF-8 sequence at the end");
-        data = this.#text;
-      } catch {
-        invalidUtf8();
+      if (this.#textTail !== undefined) invalidUtf8(); // a sequence cut by the end of the message
+      if (this.#textBytes) {
+        data = concat(this.#binaryParts ?? [], this.#messageBytes);
+        this.#resetMessage();
+        return { type: "message", data, text: true };
       }
+      data = this.#text;
     } else {
       data = concat(this.#binaryParts ?? [], this.#messageBytes);
       if (this.#compressed) {
@@ -472,6 +489,39 @@ export class Receiver {
     } catch {
       invalidUtf8();
     }
+  }
+
+  /**
+   * Checks the next piece of a text message delivered as bytes, as it
+   * arrives, and keeps the piece: the same rule as {@linkcode #decodePiece}
+   * (a sequence the piece's end splits is checked when it completes, its
+   * start at once), without building a string.
+   */
+  #checkPiece(bytes: Uint8Array): void {
+    (this.#binaryParts ??= []).push(bytes);
+    const tail = this.#textTail;
+    if (tail !== undefined) {
+      const length = sequenceLength(tail[0]!);
+      const take = Math.min(length - tail.length, bytes.length);
+      const joined = new Uint8Array(tail.length + take);
+      joined.set(tail);
+      joined.set(bytes.subarray(0, take), tail.length);
+      bytes = bytes.subarray(take);
+      if (joined.length < length) {
+        if (!validPrefix(joined)) invalidUtf8();
+        this.#textTail = joined;
+        return;
+      }
+      this.#textTail = undefined;
+      if (!isUtf8(joined)) invalidUtf8();
+    }
+    const cut = bytes.length - incompleteTail(bytes);
+    if (cut < bytes.length) {
+      const rest = bytes.slice(cut);
+      if (!validPrefix(rest)) invalidUtf8();
+      this.#textTail = rest;
+    }
+    if (cut > 0 && !isUtf8(cut === bytes.length ? bytes : bytes.subarray(0, cut))) invalidUtf8();
   }
 
   /** The unread byte at position `i` (`i` < buffered), without taking it. */

@@ -298,9 +298,9 @@ export class App<S = Record<string, unknown>> implements Handler<S> {
   }
 
   /** Adapter entry point: a message arrived. */
-  message(conn: Connection<S>, data: string | Uint8Array): void | Promise<void> {
+  message(conn: Connection<S>, data: string | Uint8Array, binary: boolean = typeof data !== "string"): void | Promise<void> {
     const chain = this.#pipeline.chain("message");
-    if (chain !== undefined) return this.#dispatch(chain, new MessageContext(this.#peer(conn), data));
+    if (chain !== undefined) return this.#dispatch(chain, new MessageContext(this.#peer(conn), data, binary));
   }
 
   /** Adapter entry point: a ping arrived. */

@@ -349,18 +349,29 @@ export class OpenContext<S = Record<string, unknown>, P extends Params = Params>
 export class MessageContext<S = Record<string, unknown>, P extends Params = Params> extends PeerEvent<S, P> {
   /** Which event this is. */
   readonly type = "message" as const;
-  /** The message: a string for text, bytes for binary. */
+  /**
+   * The message: a string for text, bytes for binary. With the option
+   * `textAs: "bytes"`, text is its validated UTF-8 bytes too.
+   */
   data: string | Uint8Array;
+  /**
+   * Whether the message arrived as binary: `false` for text, whichever type
+   * `data` has (text is bytes with `textAs: "bytes"`). Middleware that
+   * replaces `data` with another kind of message updates it.
+   */
+  binary: boolean;
 
   /**
    * Creates the context of one event.
    *
    * @param peer The connection.
    * @param data The message.
+   * @param binary Whether it arrived as binary. Default: `data` is bytes.
    */
-  constructor(peer: Peer<S>, data: string | Uint8Array) {
+  constructor(peer: Peer<S>, data: string | Uint8Array, binary: boolean = typeof data !== "string") {
     super(peer);
     this.data = data;
+    this.binary = binary;
   }
 }
 

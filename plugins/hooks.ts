@@ -223,8 +223,12 @@ export interface Handler<S = Record<string, unknown>> {
   upgrade?(ctx: Connection<S>): UpgradeAnswer | Response | void | Promise<UpgradeAnswer | Response | void>;
   /** The 101 was sent: messages may flow. */
   open?(ctx: Connection<S>): void | Promise<void>;
-  /** A whole message: a `string` for text, a `Uint8Array` for binary. */
-  message?(ctx: Connection<S>, data: string | Uint8Array): void | Promise<void>;
+  /**
+   * A whole message: a `string` for text, a `Uint8Array` for binary. With
+   * the option `textAs: "bytes"`, text comes as its UTF-8 bytes too
+   * (validated): `binary` tells the two apart.
+   */
+  message?(ctx: Connection<S>, data: string | Uint8Array, binary: boolean): void | Promise<void>;
   /** A ping arrived (the pong was already sent). */
   ping?(ctx: Connection<S>, data: Uint8Array): void | Promise<void>;
   /** A pong arrived. */
@@ -362,6 +366,9 @@ export interface RateLimitOptions {
  * function sendJpeg(ctx: Connection, jpeg: Uint8Array): void {
  *   ctx.send(jpeg, raw); // already compressed: deflate would only cost CPU
  * }
+ * function relayText(ctx: Connection, utf8: Uint8Array): void {
+ *   ctx.send(utf8, { binary: false }); // text, from bytes received with textAs: "bytes"
+ * }
  * ```
  */
 export interface SendOptions {
@@ -371,6 +378,15 @@ export interface SendOptions {
    * `threshold` bytes long.
    */
   compress?: boolean;
+  /**
+   * `false` sends bytes as a text message, without decoding them: they must
+   * be UTF-8 (they are not checked, so pass through what arrived as text
+   * with `textAs: "bytes"`, whose bytes were). `true` sends a string as a
+   * binary message of its UTF-8. Default: a string is text, bytes are
+   * binary. On the native paths the runtime frames the message: bytes sent
+   * as text are decoded to a string first (the cost this saves elsewhere).
+   */
+  binary?: boolean;
 }
 
 /**

@@ -762,7 +762,7 @@ export function observe<S = Record<string, unknown>>(options: ObserveOptions = {
     const parent = rec.span!.spanContext();
     const span = tracer!.startSpan("duplex.message", {
       kind: SPAN_CONSUMER,
-      attributes: { "duplex.route": rec.series.route, "duplex.message.type": typeof ctx.data === "string" ? "text" : "binary" },
+      attributes: { "duplex.route": rec.series.route, "duplex.message.type": ctx.binary ? "binary" : "text" },
     }, (api === undefined ? undefined : api.trace.setSpanContext(api.context.active() as never, parent)) as never);
     let result;
     try {

@@ -31,6 +31,7 @@ const CONNECTION_KEYS = {
   retryAfterSeconds: true,
   rateLimit: true,
   shutdownTimeoutMs: true,
+  textAs: true,
 } satisfies Record<keyof ConnectionOptions, true>;
 
 /** The options of the adapters that take no address (`upgradeHandler`, `attach`, `nativeHandler`). */

@@ -130,8 +130,8 @@ class Bound<S> implements Handler<S> {
   open(ctx: Connection<S>): void | Promise<void> {
     return this.#route.handler.open?.(ctx);
   }
-  message(ctx: Connection<S>, data: string | Uint8Array): void | Promise<void> {
-    return this.#route.handler.message?.(ctx, data);
+  message(ctx: Connection<S>, data: string | Uint8Array, binary: boolean): void | Promise<void> {
+    return this.#route.handler.message?.(ctx, data, binary);
   }
   ping(ctx: Connection<S>, data: Uint8Array): void | Promise<void> {
     return this.#route.handler.ping?.(ctx, data);

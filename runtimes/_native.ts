@@ -105,6 +105,7 @@ export type UpgradeDecision<S> =
 
 const POLL_MS = 10;
 const encoder = new TextEncoder();
+const decoder = new TextDecoder();
 let lastId = 0;
 
 /** UTF-8 length of `text`, computed only when the cheap bounds cannot decide against `limit`. */
@@ -243,6 +244,7 @@ export class NativeSession<S = Record<string, unknown>> extends ConnectionBase<S
   readonly remoteAddress: string;
 
   readonly #maxMessageBytes: number;
+  readonly #textBytes: boolean;
   #socket: NativeSocket | undefined;
   #protocol = "";
   #state: ReadyState = ReadyState.Connecting;
@@ -274,6 +276,7 @@ export class NativeSession<S = Record<string, unknown>> extends ConnectionBase<S
     this.request = request;
     this.remoteAddress = remoteAddress;
     this.#maxMessageBytes = options.maxMessageBytes ?? Infinity;
+    this.#textBytes = options.textAs === "bytes";
   }
 
   // ---- Connection ----
@@ -380,8 +383,13 @@ export class NativeSession<S = Record<string, unknown>> extends ConnectionBase<S
   }
 
   /** Nothing is compressed here. */
-  protected write(data: MessageData, _options: SendOptions | undefined): boolean {
-    const payload = messageData(data);
+  protected write(data: MessageData, options: SendOptions | undefined): boolean {
+    let payload = messageData(data);
+    // The runtime frames by type: a string as text, bytes as binary.
+    const binary = options?.binary;
+    if (binary !== undefined && binary !== (typeof payload !== "string")) {
+      payload = binary ? encoder.encode(payload as string) : decoder.decode(payload as Uint8Array);
+    }
     this.bytesOut += payload.length;
     const ok = this.#socket!.send(payload);
     if (!ok || this.bufferedAmount >= this.highWaterMark) this.#startDrainWait();
@@ -456,7 +464,10 @@ export class NativeSession<S = Record<string, unknown>> extends ConnectionBase<S
       return;
     }
     this.messagesIn++;
-    this.#enqueue(() => this.handler.message?.(this, data));
+    const binary = typeof data !== "string";
+    // The runtime decoded the text; textAs: "bytes" encodes it back (no saving here, the same contract).
+    const message = !binary && this.#textBytes ? encoder.encode(data) : data;
+    this.#enqueue(() => this.handler.message?.(this, message, binary));
   }
 
   /** A ping arrived (the runtime answered it). */

@@ -9,6 +9,7 @@
 import { describeValue } from "../core/_describe.ts";
 import { UsageError } from "../core/errors.ts";
 import { resolveLimits } from "../core/options.ts";
+import { textAsBytes } from "../core/_utf8.ts";
 import { deflateConfig } from "./_deflate.ts";
 import { checkLimitOptions } from "./_limits.ts";
 import { type ConnectionOptions, systemClock } from "../plugins/hooks.ts";
@@ -71,6 +72,7 @@ export function resolveConnectionOptions(options: ConnectionOptions): Readonly<C
     throw new UsageError("ERR_INVALID_OPTION", "Invalid option: protocols must be a list of non-empty strings");
   }
   checkLimitOptions(options);
+  textAsBytes(options.textAs);
   const clock = options.clock ?? systemClock;
   if (typeof clock !== "object" || clock === null || ["now", "setTimeout", "clearTimeout"].some((k) => typeof (clock as unknown as Record<string, unknown>)[k] !== "function")) {
     throw new UsageError("ERR_INVALID_OPTION", "Invalid option: clock must have now, setTimeout and clearTimeout");

@@ -250,13 +250,17 @@ export class Pump<S = Record<string, unknown>> extends ConnectionBase<S> {
   }
 
   protected write(data: MessageData, options: SendOptions | undefined): boolean {
-    if (this.#z !== undefined) return this.#sendDeflate(this.#z, messageData(data), options?.compress !== false, undefined);
-    this.#engine.send(data);
+    const binary = options?.binary;
+    if (this.#z !== undefined) {
+      const message = messageData(data);
+      return this.#sendDeflate(this.#z, message, options?.compress !== false, undefined, binary ?? typeof message !== "string");
+    }
+    this.#engine.send(data, binary);
     return this.#sent();
   }
 
   protected writePrepared(message: PreparedMessage): boolean {
-    if (this.#z !== undefined) return this.#sendDeflate(this.#z, message.data, true, message);
+    if (this.#z !== undefined) return this.#sendDeflate(this.#z, message.data, true, message, typeof message.data !== "string");
     this.#engine.sendPrepared(message);
     return this.#sent();
   }
@@ -265,18 +269,17 @@ export class Pump<S = Record<string, unknown>> extends ConnectionBase<S> {
    * Sends on a compressed connection: at once when nothing waits for zlib
    * and the message stays uncompressed; else behind what waits, in order.
    */
-  #sendDeflate(z: Compression, data: string | Uint8Array, compress: boolean, prepared: PreparedMessage | undefined): boolean {
+  #sendDeflate(z: Compression, data: string | Uint8Array, compress: boolean, prepared: PreparedMessage | undefined, binary: boolean): boolean {
     // A string's length is a lower bound of its UTF-8 size: good enough for a threshold.
     const squeeze = compress && data.length >= z.threshold;
     if (!squeeze && z.pending === 0) {
       if (prepared !== undefined) this.#engine.sendPrepared(prepared);
-      else this.#engine.send(data);
+      else this.#engine.send(data, binary);
       return this.#sent();
     }
     const engine = this.#engine;
     if (squeeze) {
-      const binary = typeof data !== "string";
-      const bytes = binary ? data : encoder.encode(data);
+      const bytes = typeof data !== "string" ? data : encoder.encode(data);
       z.enqueue(bytes.length, async () => {
         const payload = await z.deflate(bytes);
         if (engine.state !== ReadyState.Open) return; // dropped with the connection
@@ -287,7 +290,7 @@ export class Pump<S = Record<string, unknown>> extends ConnectionBase<S> {
       z.enqueue(data.length, () => {
         if (engine.state !== ReadyState.Open) return;
         if (prepared !== undefined) engine.sendPrepared(prepared);
-        else engine.send(data);
+        else engine.send(data, binary);
         this.#sent();
       });
     }
@@ -524,7 +527,7 @@ export class Pump<S = Record<string, unknown>> extends ConnectionBase<S> {
       case "message":
         if (this.overRate()) return undefined;
         this.messagesIn++;
-        return this.call(() => handler.message?.(this, event.data));
+        return this.call(() => handler.message?.(this, event.data, event.text !== true && typeof event.data !== "string"));
       case "compressed":
         if (this.overRate()) return undefined;
         this.messagesIn++;
@@ -555,7 +558,7 @@ export class Pump<S = Record<string, unknown>> extends ConnectionBase<S> {
       (bytes) => {
         const message = this.#engine.inflated(bytes, binary); // text not UTF-8: the engine failed the connection with 1007
         if (message === undefined) return undefined;
-        return this.call(() => this.handler.message?.(this, message));
+        return this.call(() => this.handler.message?.(this, message, binary));
       },
       (error) => {
         if (error instanceof ProtocolError) return this.peerFault(error);

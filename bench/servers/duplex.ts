@@ -16,6 +16,11 @@
  * `OBSERVE=1` (with `PIPELINE=app`) puts `observe()` first in that app:
  * the `observe` part's "metrics on" server, against the same app without it.
  *
+ * `TEXT_AS=bytes` (bare hooks) sets `textAs: "bytes"`: text reaches the hook
+ * as its validated UTF-8 bytes and goes back with `{ binary: false }`, the
+ * pass-through a relay does, without a string round trip (as `ws` hands
+ * text over as a Buffer).
+ *
  * `DEFLATE_THRESHOLD` turns permessage-deflate on (the `deflate` part, on
  * Node): `0` compresses every message, `default` is `perMessageDeflate:
  * true` (threshold 1024); unset, off.
@@ -50,11 +55,19 @@ function app(): Handler {
     .onError((error) => console.error(error, events));
 }
 
-const handler: Handler = pipeline === "app" ? app() : {
-  message(ctx, data) {
-    ctx.send(data);
-  },
-};
+const textAsBytes = process.env.TEXT_AS === "bytes";
+
+const handler: Handler = pipeline === "app" ? app() : textAsBytes
+  ? {
+    message(ctx, data, binary) {
+      ctx.send(data, { binary });
+    },
+  }
+  : {
+    message(ctx, data) {
+      ctx.send(data);
+    },
+  };
 
 const perMessageDeflate = benchPerMessageDeflate();
 
@@ -63,11 +76,12 @@ const server = await serve(handler, {
   port: benchPort(),
   hostname: "127.0.0.1",
   transport,
+  ...(textAsBytes ? { textAs: "bytes" as const } : {}),
   ...(perMessageDeflate === false ? {} : { perMessageDeflate }),
 });
 
 ready(
-  `duplex-${transport}${pipeline === "app" ? "-app" : ""}${observed ? "-observed" : ""}${deflateTag(perMessageDeflate)}`,
+  `duplex-${transport}${pipeline === "app" ? "-app" : ""}${textAsBytes ? "-textbytes" : ""}${observed ? "-observed" : ""}${deflateTag(perMessageDeflate)}`,
   server.port,
   () => server.close(),
 );
