@@ -463,29 +463,7 @@ export class Receiver {
    */
   #decodePiece(bytes: Uint8Array): void {
     try {
-      const tail = this.#textTail;
-      if (tail !== undefined) {
-        const length = sequenceLength(tail[0]!);
-        const take = Math.min(length - tail.length, bytes.length);
-        const joined = new Uint8Array(tail.length + take);
-        joined.set(tail);
-        joined.set(bytes.subarray(0, take), tail.length);
-        bytes = bytes.subarray(take);
-        if (joined.length < length) {
-          if (!validPrefix(joined)) throw new TypeError("invalid UTF-8");
-          this.#textTail = joined;
-          return;
-        }
-        this.#textTail = undefined;
-        this.#text += decodeWhole(joined);
-      }
-      const cut = bytes.length - incompleteTail(bytes);
-      if (cut < bytes.length) {
-        const rest = bytes.slice(cut);
-        if (!validPrefix(rest)) throw new TypeError("invalid UTF-8");
-        this.#textTail = rest;
-      }
-      if (cut > 0) this.#text += decodeWhole(cut === bytes.length ? bytes : bytes.subarray(0, cut));
+      this.#takePiece(bytes, true);
     } catch {
       invalidUtf8();
     }
@@ -499,6 +477,16 @@ export class Receiver {
    */
   #checkPiece(bytes: Uint8Array): void {
     (this.#binaryParts ??= []).push(bytes);
+    this.#takePiece(bytes, false);
+  }
+
+  /**
+   * The rule both share: a sequence a piece's end splits waits in
+   * `#textTail` (its start checked at once) and is completed by the next
+   * piece; every whole run is decoded onto the text (`decode`) or only
+   * checked.
+   */
+  #takePiece(bytes: Uint8Array, decode: boolean): void {
     const tail = this.#textTail;
     if (tail !== undefined) {
       const length = sequenceLength(tail[0]!);
@@ -513,7 +501,7 @@ export class Receiver {
         return;
       }
       this.#textTail = undefined;
-      if (!isUtf8(joined)) invalidUtf8();
+      this.#takeWhole(joined, decode);
     }
     const cut = bytes.length - incompleteTail(bytes);
     if (cut < bytes.length) {
@@ -521,7 +509,12 @@ export class Receiver {
       if (!validPrefix(rest)) invalidUtf8();
       this.#textTail = rest;
     }
-    if (cut > 0 && !isUtf8(cut === bytes.length ? bytes : bytes.subarray(0, cut))) invalidUtf8();
+    if (cut > 0) this.#takeWhole(cut === bytes.length ? bytes : bytes.subarray(0, cut), decode);
+  }
+
+  #takeWhole(bytes: Uint8Array, decode: boolean): void {
+    if (decode) this.#text += decodeWhole(bytes);
+    else if (!isUtf8(bytes)) invalidUtf8();
   }
 
   /** The unread byte at position `i` (`i` < buffered), without taking it. */
