@@ -22,6 +22,7 @@
  * @module
  */
 
+import { quit } from "./_redis_quit.ts";
 import { describeValue } from "./_check.ts";
 import { UsageError } from "../core/errors.ts";
 import type { Backplane, BackplaneLink } from "./pubsub.ts";
@@ -341,7 +342,6 @@ function bound(name: string, value: number | undefined, fallback: number): numbe
 const KIND_TEXT = 1;
 const KIND_BINARY = 2;
 const SUBSCRIBE_BATCH = 512;
-const QUIT_TIMEOUT_MS = 2000;
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
@@ -662,29 +662,4 @@ class RedisLink implements BackplaneLink {
 
 function errorMessage(error: unknown): string {
   return error instanceof Error ? error.message : String(error);
-}
-
-/** Quits a client, or disconnects it when QUIT fails or takes too long. */
-function quit(client: RedisClient): Promise<void> {
-  return new Promise<void>((resolve) => {
-    const timer = setTimeout(() => {
-      client.disconnect();
-      resolve();
-    }, QUIT_TIMEOUT_MS);
-    const done = () => {
-      clearTimeout(timer);
-      resolve();
-    };
-    let quitting;
-    try {
-      quitting = client.quit();
-    } catch {
-      client.disconnect();
-      return done();
-    }
-    quitting.then(done, () => {
-      client.disconnect();
-      done();
-    });
-  });
 }

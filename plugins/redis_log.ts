@@ -6,11 +6,12 @@
  * @module
  */
 
+import { quit } from "./_redis_quit.ts";
 import { checkOptions, describeValue, positiveIntegerOption } from "./_check.ts";
 import { UsageError } from "../core/errors.ts";
 import { byteLength, type From, type Gap, type GapReason } from "../client/_wire.ts";
 import type { Appended, LogEntry, LogRead, TopicLog } from "./topic_log.ts";
-import { BackplaneError } from "./redis.ts";
+import { BackplaneError, type RedisClient } from "./redis.ts";
 
 /**
  * The part of a Redis client that {@linkcode RedisTopicLog} uses, typed
@@ -39,27 +40,9 @@ import { BackplaneError } from "./redis.ts";
  * const client: RedisLogClient = new Redis("redis://127.0.0.1:6379");
  * ```
  */
-export interface RedisLogClient {
-  /** The connection's state; `"ready"` when commands go straight to the server, `"wait"` before a lazy client's first connect. */
-  readonly status?: string;
+export interface RedisLogClient extends Omit<RedisClient, "publish"> {
   /** Sends one command; bulk string replies come back as bytes. */
   callBuffer(command: string, ...args: (string | Uint8Array | number)[]): Promise<unknown>;
-  /** Sends `SUBSCRIBE` for the channels (the subscriber only). */
-  subscribe(...channels: string[]): Promise<unknown>;
-  /** Sends `UNSUBSCRIBE` for the channels (the subscriber only). */
-  unsubscribe(...channels: string[]): Promise<unknown>;
-  /** A message on a subscribed channel, both as bytes. */
-  on(event: "messageBuffer", listener: (channel: Uint8Array, message: Uint8Array) => void): unknown;
-  /** The connection is usable (`ready`), was lost (`close`), or will not be made again (`end`). */
-  on(event: "ready" | "close" | "end", listener: () => void): unknown;
-  /** A failure: a refused connection, a lost one, a command's. */
-  on(event: "error", listener: (error: Error) => void): unknown;
-  /** Connects a client created with `lazyConnect: true`. */
-  connect?(): Promise<unknown>;
-  /** Sends `QUIT` and closes once answered. */
-  quit(): Promise<unknown>;
-  /** Closes at once, without reconnecting. */
-  disconnect(): void;
 }
 
 /**
@@ -152,7 +135,6 @@ const MAX_HELD = 10_000;
 const RETRY_MIN_MS = 50;
 const RETRY_MAX_MS = 2000;
 const SUBSCRIBE_BATCH = 512;
-const QUIT_TIMEOUT_MS = 2000;
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
@@ -1217,30 +1199,4 @@ function reasonOf(from: number, runs: string, lastThrough: string, lastReason: s
 
 function unref(timer: unknown): void {
   (timer as { unref?: () => void } | undefined)?.unref?.();
-}
-
-/** Quits a client, or disconnects it when QUIT fails or takes too long. */
-function quit(client: RedisLogClient): Promise<void> {
-  return new Promise<void>((resolve) => {
-    const timer = setTimeout(() => {
-      client.disconnect();
-      resolve();
-    }, QUIT_TIMEOUT_MS);
-    const done = () => {
-      clearTimeout(timer);
-      resolve();
-    };
-    if (client.status === "end") return done();
-    let quitting;
-    try {
-      quitting = client.quit();
-    } catch {
-      client.disconnect();
-      return done();
-    }
-    quitting.then(done, () => {
-      client.disconnect();
-      done();
-    });
-  });
 }
