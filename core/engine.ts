@@ -82,8 +82,8 @@ export interface EngineOptions extends Partial<Limits> {
    * (relay, forward, echo, parse with a byte-level parser): decoding a
    * 64 KiB message and encoding it back costs more than the rest of its
    * trip. Send such bytes back as text with `send(bytes, { binary: false })`.
-   * On the native paths (`Bun.serve`, `Deno.serve`), where the runtime
-   * decodes text itself, the adapters encode the string it hands over: the
+   * On the native paths (a runtime's own WebSocket server), where the
+   * runtime decodes text itself, the adapters encode the string it hands over: the
    * option behaves the same there but saves nothing.
    */
   textAs?: "string" | "bytes";

@@ -22,7 +22,7 @@
  * @module
  */
 
-import { quit } from "./_redis_quit.ts";
+import { forClient, quit } from "./_redis.ts";
 import { describeValue } from "./_check.ts";
 import { UsageError } from "../core/errors.ts";
 import type { Backplane, BackplaneLink } from "./pubsub.ts";
@@ -345,14 +345,6 @@ const SUBSCRIBE_BATCH = 512;
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
-
-type BufferFrom = (buffer: ArrayBufferLike, byteOffset: number, length: number) => Uint8Array;
-const NodeBuffer = (globalThis as unknown as { Buffer?: { from: BufferFrom } }).Buffer;
-
-/** Bytes as the client sends them: a `Buffer` over the same memory where there is one. */
-const forClient: (bytes: Uint8Array) => Uint8Array = NodeBuffer === undefined
-  ? (bytes) => bytes
-  : (bytes) => NodeBuffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
 
 function originId(): Uint8Array {
   const random = crypto.getRandomValues(new Uint8Array(8));

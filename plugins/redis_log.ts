@@ -6,7 +6,7 @@
  * @module
  */
 
-import { quit } from "./_redis_quit.ts";
+import { forClient, quit } from "./_redis.ts";
 import { checkOptions, describeValue, positiveIntegerOption } from "./_check.ts";
 import { UsageError } from "../core/errors.ts";
 import { byteLength, type From, type Gap, type GapReason } from "../client/_wire.ts";
@@ -138,14 +138,6 @@ const SUBSCRIBE_BATCH = 512;
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
-
-type BufferFrom = (buffer: ArrayBufferLike, byteOffset: number, length: number) => Uint8Array;
-const NodeBuffer = (globalThis as unknown as { Buffer?: { from: BufferFrom } }).Buffer;
-
-/** Bytes as the client sends them: a `Buffer` over the same memory where there is one (ioredis sends other objects as their `String()`). */
-const forClient: (bytes: Uint8Array) => Uint8Array = NodeBuffer === undefined
-  ? (bytes) => bytes
-  : (bytes) => NodeBuffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
 
 // ---- Lua: one script per operation, each atomic, all keys of one topic in one slot ----
 

@@ -1,10 +1,21 @@
 /**
- * Closing a Redis client the way both Redis integrations do (the Pub/Sub
- * backplane and the Streams log): `QUIT`, or a disconnect when it fails or
- * takes too long.
+ * What both Redis integrations (the Pub/Sub backplane and the Streams log)
+ * share: handing bytes to the client, and closing it (`QUIT`, or a
+ * disconnect when it fails or takes too long).
  *
  * @module
  */
+
+type BufferFrom = (buffer: ArrayBufferLike, byteOffset: number, length: number) => Uint8Array;
+const NodeBuffer = (globalThis as unknown as { Buffer?: { from: BufferFrom } }).Buffer;
+
+/**
+ * Bytes as the client sends them: a `Buffer` over the same memory where
+ * there is one (ioredis sends any other object as its `String()`).
+ */
+export const forClient: (bytes: Uint8Array) => Uint8Array = NodeBuffer === undefined
+  ? (bytes) => bytes
+  : (bytes) => NodeBuffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
 
 /** How long `QUIT` may take before the client is disconnected. */
 const QUIT_TIMEOUT_MS = 2000;
