@@ -195,6 +195,11 @@ interface ServerSpec {
   /** The upgrade request's target, for the generator (`loadgen -u`); its default, `/bench`, when unset. */
   path?: string;
   /**
+   * An `App` row (`PIPELINE=app`): the name of the bare-hooks row of the same
+   * runtime and transport, which the echo report compares it with too.
+   */
+  bare?: string;
+  /**
    * Fan-out through a Redis backplane: two processes of `file` with
    * `REDIS_URL` on a redis-server of the run's own, the subscribers on one,
    * the publisher on the other. `inProcess` names the same server's row in
@@ -221,7 +226,7 @@ const runtimeOf = (name: RuntimeName): RuntimeSpec => RUNTIMES.find((r) => r.nam
 
 const ALL_SERVERS: ServerSpec[] = [
   { runtime: runtimeOf("node"), name: "Duplex", role: "duplex", file: "bench/servers/duplex.ts" },
-  { runtime: runtimeOf("node"), name: "Duplex App", role: "duplex", file: "bench/servers/duplex.ts", env: { PIPELINE: "app" } },
+  { runtime: runtimeOf("node"), name: "Duplex App", role: "duplex", file: "bench/servers/duplex.ts", env: { PIPELINE: "app" }, bare: "Duplex" },
   // textAs: "bytes", echoed with { binary: false }: text passed through as ws passes it (a Buffer).
   { runtime: runtimeOf("node"), name: "Duplex bytes", role: "duplex", file: "bench/servers/duplex.ts", env: { TEXT_AS: "bytes" } },
   {
@@ -246,6 +251,22 @@ const ALL_SERVERS: ServerSpec[] = [
     file: "bench/servers/duplex.ts",
     env: { TRANSPORT: "native" },
   },
+  {
+    runtime: runtimeOf("deno"),
+    name: "Duplex App raw",
+    role: "duplex",
+    file: "bench/servers/duplex.ts",
+    env: { TRANSPORT: "raw", PIPELINE: "app" },
+    bare: "Duplex raw",
+  },
+  {
+    runtime: runtimeOf("deno"),
+    name: "Duplex App native",
+    role: "native",
+    file: "bench/servers/duplex.ts",
+    env: { TRANSPORT: "native", PIPELINE: "app" },
+    bare: "Duplex native",
+  },
   { runtime: runtimeOf("deno"), name: "Deno.serve", role: "peer", file: "bench/servers/deno_serve.ts" },
   {
     runtime: runtimeOf("bun"),
@@ -260,6 +281,22 @@ const ALL_SERVERS: ServerSpec[] = [
     role: "native",
     file: "bench/servers/duplex.ts",
     env: { TRANSPORT: "native" },
+  },
+  {
+    runtime: runtimeOf("bun"),
+    name: "Duplex App raw",
+    role: "duplex",
+    file: "bench/servers/duplex.ts",
+    env: { TRANSPORT: "raw", PIPELINE: "app" },
+    bare: "Duplex raw",
+  },
+  {
+    runtime: runtimeOf("bun"),
+    name: "Duplex App native",
+    role: "native",
+    file: "bench/servers/duplex.ts",
+    env: { TRANSPORT: "native", PIPELINE: "app" },
+    bare: "Duplex native",
   },
   { runtime: runtimeOf("bun"), name: "Bun.serve", role: "peer", file: "bench/servers/bun_serve.ts" },
 ];
@@ -455,6 +492,8 @@ const OBSERVE_SERVERS: ServerSpec[] = [
   { runtime: runtimeOf("node"), name: "metrics on", role: "duplex", file: "bench/servers/duplex.ts", env: { PIPELINE: "app", OBSERVE: "1" } },
 ];
 const OBSERVE_TARGET = 0.95;
+/** The App rows' target (issue 24): within this of bare hooks at 32 B. */
+const APP_TARGET = 0.9;
 
 /** The echo part's workloads: each one in every load mode. */
 /** The echo part's cells: `BENCH_CELLS` (labels such as "64 KiB text", comma-separated), every one by default. */
@@ -923,6 +962,11 @@ function fmtRatio(a: number, b: number): string {
   return Number.isFinite(a) && Number.isFinite(b) && b > 0 ? `${(a / b).toFixed(2)}×` : "n/a";
 }
 
+/** Server CPU µs per message, two decimals. */
+function fmtCost(us: number): string {
+  return Number.isFinite(us) ? us.toFixed(2) : "n/a";
+}
+
 function fmtLatency(results: LoadResult[]): string {
   if (results.length === 0) return "n/a";
   return `${fmtInt(median(results.map((r) => r.p50_us)))} / ${fmtInt(median(results.map((r) => r.p99_us)))}`;
@@ -975,11 +1019,21 @@ function buildPackage(): void {
   if (out.status !== 0) throw new Error(`npm run build failed with exit code ${out.status}`);
 }
 
-/** The ratio's column label: "Duplex/ws", "raw/Deno.serve", "native/Bun.serve". */
+/** The ratio's column label: "Duplex/ws", "raw/Deno.serve", "native/Bun.serve", "App raw/Bun.serve". */
 function ratioLabel(spec: ServerSpec, list: ServerSpec[] = SERVERS, peer: ServerSpec = peerOf(spec.runtime, list)): string {
-  const hasNative = serversOf(spec.runtime, list).some((s) => s.role === "native");
-  const label = spec.role === "native" ? "native" : hasNative ? "raw" : spec.name;
-  return `${label}/${peer.name}`;
+  return `${shortName(spec, list)}/${peer.name}`;
+}
+
+/** A Duplex server's name in a ratio: its transport where its runtime has two ("raw", "App native"), else its name. */
+function shortName(spec: ServerSpec, list: ServerSpec[] = SERVERS): string {
+  if (!serversOf(spec.runtime, list).some((s) => s.role === "native")) return spec.name;
+  const transport = spec.role === "native" ? "native" : "raw";
+  return spec.bare === undefined ? transport : `App ${transport}`;
+}
+
+/** The bare-hooks row an App row is compared with (same runtime and transport). */
+function bareOf(spec: ServerSpec, list: ServerSpec[] = SERVERS): ServerSpec | undefined {
+  return spec.bare === undefined ? undefined : serversOf(spec.runtime, list).find((s) => s.name === spec.bare);
 }
 
 async function main(): Promise<void> {
@@ -1087,6 +1141,8 @@ async function main(): Promise<void> {
   const deflate = new Map<string, DeflateResult[]>(); // key: serverId
   const observeLoad = new Map<string, LoadResult[]>(); // key: `${workload}|${serverId}`
   const observeCpu = new Map<string, number[]>(); // key: as observeLoad; server CPU µs per echoed message
+  const cpu = new Map<string, number[]>(); // key: as load; server CPU µs per echoed message
+  const honoCpu = new Map<string, number[]>(); // key: as honoLoad
   const failures: string[] = [];
   const raw: string[] = [];
   const key = (w: Workload, s: ServerSpec): string => `${w.label}|${w.mode.name}|${serverId(s)}`;
@@ -1109,15 +1165,30 @@ async function main(): Promise<void> {
     raw.push(line);
   };
   const serverTag = (spec: ServerSpec): string => `${spec.runtime.title.padEnd(4)} ${spec.name.padEnd(17)}`;
-  /** One echo run on a fresh server, its result kept in `into`. */
-  const echoRun = (into: Map<string, LoadResult[]>, workload: Workload, spec: ServerSpec) => async (): Promise<string> => {
+  /**
+   * One echo run on a fresh server, its result kept in `into` and the
+   * server's CPU time per echoed message in `cpuInto`. Throughput swings with
+   * whatever else runs on the machine; the server's CPU time per message much
+   * less: both are reported.
+   */
+  const echoRun = (
+    into: Map<string, LoadResult[]>,
+    cpuInto: Map<string, number[]>,
+    workload: Workload,
+    spec: ServerSpec,
+  ) =>
+  async (): Promise<string> => {
     const server = await startServer(spec);
     try {
+      const before = cpuSeconds(server.pid);
       const result = await runLoad(server, workload, spec.path);
+      // Over warm-up and measure (and the drain of the last messages in flight): ≈.
+      const usPerMsg = (cpuSeconds(server.pid) - before) * 1e6 / (result.msgs_per_s * (WARMUP + SECONDS));
       push(into, key(workload, spec), result);
-      return `${fmtInt(result.msgs_per_s).padStart(9)} msg/s ${
-        result.mb_per_s.toFixed(1).padStart(7)
-      } MB/s  p50 ${fmtInt(result.p50_us).padStart(7)} µs  p99 ${fmtInt(result.p99_us).padStart(7)} µs`;
+      push(cpuInto, key(workload, spec), usPerMsg);
+      return `${fmtInt(result.msgs_per_s).padStart(9)} msg/s ${result.mb_per_s.toFixed(1).padStart(7)} MB/s  server ${
+        usPerMsg.toFixed(2).padStart(6)
+      } µs CPU/msg  p50 ${fmtInt(result.p50_us).padStart(7)} µs  p99 ${fmtInt(result.p99_us).padStart(7)} µs`;
     } finally {
       await stopServer(server);
     }
@@ -1129,7 +1200,7 @@ async function main(): Promise<void> {
       for (const workload of ECHO_WORKLOADS) {
         for (const spec of order) {
           const tag = `[${rep}/${REPS}] ${`${workload.label}, ${workload.mode.label}`.padEnd(28)} ${serverTag(spec)}`;
-          await attempt(tag, echoRun(load, workload, spec));
+          await attempt(tag, echoRun(load, cpu, workload, spec));
         }
       }
     }
@@ -1171,7 +1242,7 @@ async function main(): Promise<void> {
       for (const workload of WORKLOADS) {
         for (const spec of honoOrder) {
           const tag = `[${rep}/${REPS}] ${workload.label.padEnd(13)} ${serverTag(spec)}`;
-          await attempt(tag, echoRun(honoLoad, workload, spec));
+          await attempt(tag, echoRun(honoLoad, honoCpu, workload, spec));
         }
       }
     }
@@ -1180,23 +1251,7 @@ async function main(): Promise<void> {
       for (const workload of OBSERVE_WORKLOADS) {
         for (const spec of observeOrder) {
           const tag = `[${rep}/${REPS}] ${`${workload.label}, ${workload.mode.label}`.padEnd(28)} ${serverTag(spec)}`;
-          await attempt(tag, async () => {
-            // Throughput swings with whatever else runs on the machine; the
-            // server's CPU time per message much less: both are reported.
-            const server = await startServer(spec);
-            try {
-              const before = cpuSeconds(server.pid);
-              const result = await runLoad(server, workload, spec.path);
-              const usPerMsg = (cpuSeconds(server.pid) - before) * 1e6 / (result.msgs_per_s * (WARMUP + SECONDS));
-              push(observeLoad, key(workload, spec), result);
-              push(observeCpu, key(workload, spec), usPerMsg);
-              return `${fmtInt(result.msgs_per_s).padStart(9)} msg/s  server ${usPerMsg.toFixed(2)} µs CPU/msg  p50 ${
-                fmtInt(result.p50_us).padStart(7)
-              } µs  p99 ${fmtInt(result.p99_us).padStart(7)} µs`;
-            } finally {
-              await stopServer(server);
-            }
-          });
+          await attempt(tag, echoRun(observeLoad, observeCpu, workload, spec));
         }
       }
     }
@@ -1217,6 +1272,7 @@ async function main(): Promise<void> {
   }
 
   const rate = (w: Workload, s: ServerSpec): number => median((load.get(key(w, s)) ?? []).map((r) => r.msgs_per_s));
+  const cost = (w: Workload, s: ServerSpec): number => median(cpu.get(key(w, s)) ?? []);
   const perConnection = (s: ServerSpec): number =>
     median((memory.get(serverId(s)) ?? []).map((m) => m.perConnectionKiB));
   // Each Duplex server against each reference of its runtime.
@@ -1249,14 +1305,17 @@ async function main(): Promise<void> {
       ``,
       `| Workload | Load | ${servers.map((s) => `${s.name} msg/s`).join(" | ")} | ${
         mine.map(([s, ref]) => ratioLabel(s, SERVERS, ref)).join(" | ")
-      } | ${servers.map((s) => `${s.name} p50 / p99 µs`).join(" | ")} |`,
-      `|---|---|${servers.map(() => "--:|").join("")}${mine.map(() => "--:|").join("")}${servers.map(() => "--:|").join("")}`,
+      } | ${servers.map((s) => `${s.name} CPU µs/msg`).join(" | ")} | ${servers.map((s) => `${s.name} p50 / p99 µs`).join(" | ")} |`,
+      `|---|---|${servers.map(() => "--:|").join("")}${mine.map(() => "--:|").join("")}${servers.map(() => "--:|").join("")}${
+        servers.map(() => "--:|").join("")
+      }`,
     ];
     for (const workload of ECHO_WORKLOADS) {
       const rates = servers.map((s) => fmtInt(rate(workload, s)));
       const ratios = mine.map(([s, ref]) => fmtRatio(rate(workload, s), rate(workload, ref)));
+      const costs = servers.map((s) => fmtCost(cost(workload, s)));
       const latencies = servers.map((s) => fmtLatency(load.get(key(workload, s)) ?? []));
-      table.push(`| ${workload.label} | ${workload.mode.label} | ${[...rates, ...ratios, ...latencies].join(" | ")} |`);
+      table.push(`| ${workload.label} | ${workload.mode.label} | ${[...rates, ...ratios, ...costs, ...latencies].join(" | ")} |`);
     }
     sections.push(...table, ``);
   }
@@ -1493,6 +1552,35 @@ async function main(): Promise<void> {
     ]
     : [];
 
+  // The App rows against the bare hooks of the same runtime and transport.
+  const appPairs = SERVERS.flatMap((s) => {
+    const bare = bareOf(s);
+    return bare === undefined ? [] : [[s, bare] as const];
+  });
+  const appTable = echoOn && appPairs.length > 0
+    ? [
+      `## App / bare hooks`,
+      ``,
+      `The echo written as an \`App\` (\`PIPELINE=app\`: one middleware object with upgrade, open and message, ` +
+      `and heartbeat) over the same runtime and transport's bare hooks. msg/s: App over bare; CPU: bare's server CPU ` +
+      `µs per message over the App's, the throughput one CPU-bound server would keep (the fairer ratio on a shared ` +
+      `machine). Target (issue 24): at least ${APP_TARGET}× at 32 B.`,
+      ``,
+      `| Workload | Load | ${appPairs.map(([s, bare]) => `${s.runtime.title} ${shortName(s)}/${shortName(bare)} msg/s | CPU`).join(" | ")} |`,
+      `|---|---|${appPairs.map(() => "--:|--:|").join("")}`,
+      ...ECHO_WORKLOADS.map((workload) =>
+        `| ${workload.label} | ${workload.mode.label} | ${
+          appPairs.map(([s, bare]) => {
+            const ratio = cost(workload, bare) / cost(workload, s);
+            const mark = workload.size === 32 && Number.isFinite(ratio) && ratio < APP_TARGET ? " (**missed**)" : "";
+            return `${fmtRatio(rate(workload, s), rate(workload, bare))} | ${fmtRatio(cost(workload, bare), cost(workload, s))}${mark}`;
+          }).join(" | ")
+        } |`
+      ),
+      ``,
+    ]
+    : [];
+
   // Metrics on vs off: the cost of observe() on the App echo.
   const observeRate = (w: Workload, s: ServerSpec): number => median((observeLoad.get(key(w, s)) ?? []).map((r) => r.msgs_per_s));
   const [metricsOff, metricsOn] = OBSERVE_SERVERS as [ServerSpec, ServerSpec];
@@ -1500,7 +1588,7 @@ async function main(): Promise<void> {
   const observeTable = [
     `## Metrics on vs off (Node)`,
     ``,
-    `The App echo of \`bench/servers/duplex.ts\` (\`PIPELINE=app\`: heartbeat, a middleware on every event, a router) ` +
+    `The App echo of \`bench/servers/duplex.ts\` (\`PIPELINE=app\`: one middleware object with upgrade, open and message, and heartbeat) ` +
     `with \`observe()\` first (no meter: its own counters, what \`prometheus()\` and \`snapshot()\` read) and without. ` +
     `On/off: msg/s with metrics over msg/s without; the target is at least ${OBSERVE_TARGET}×. Throughput moves with ` +
     `anything else the machine runs, so the server's CPU time per echoed message (from /proc, over warm-up and ` +
@@ -1526,6 +1614,7 @@ async function main(): Promise<void> {
     ...header,
     ``,
     ...summary,
+    ...appTable,
     ...sections,
     ...(echoOn
       ? [
@@ -1554,6 +1643,7 @@ async function main(): Promise<void> {
 
   console.log("");
   if (summary.length > 0) console.log(summary.join("\n"));
+  if (appTable.length > 0) console.log(appTable.join("\n"));
   if (sections.length > 0) console.log(sections.join("\n"));
   if (memoryOn) console.log(memoryTable.join("\n"));
   if (fanoutOn) console.log(`\n${fanoutTable.join("\n")}`);

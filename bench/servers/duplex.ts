@@ -9,9 +9,14 @@
  *   PORT=8080 TRANSPORT=native deno run -A bench/servers/duplex.ts
  *   PORT=8080 TRANSPORT=native bun bench/servers/duplex.ts
  *
- * `PIPELINE=app` echoes through an `App` instead of bare hooks: heartbeat,
- * a router, a logger-style middleware on every event and the echo as
- * message middleware, to measure what the pipeline costs per message.
+ * `PIPELINE=app` echoes through an `App` instead of bare hooks: the App the
+ * performance issue measures, one middleware object with `upgrade`, `open`
+ * and `message` (the upgrade keeps the path's role in `ctx.state`; `/sub`
+ * subscribes to a topic when it opens, each message on `/pub` is published
+ * to it, any other path, the generator's `/bench` included, is echoed),
+ * plus `heartbeat()` (which has no `message` phase: the message chain is
+ * that one object). `PIPELINE=router` is the previous bench App: heartbeat,
+ * a function middleware on every event and a `Router` around the echo.
  *
  * `OBSERVE=1` (with `PIPELINE=app`) puts `observe()` first in that app:
  * the `observe` part's "metrics on" server, against the same app without it.
@@ -35,9 +40,38 @@ import { benchPerMessageDeflate, benchPort, deflateTag, ready } from "./_lifecyc
 const transport = (process.env.TRANSPORT ?? "raw") as TransportName;
 
 const pipeline = process.env.PIPELINE ?? "hooks";
+if (!["hooks", "app", "router"].includes(pipeline)) {
+  throw new RangeError(`Invalid PIPELINE: expected hooks, app or router, got ${pipeline}`);
+}
 const observed = process.env.OBSERVE === "1";
 
+const TOPIC = "bench";
+
+/** The issue's App: one middleware object (upgrade, open, message), heartbeat beside it. */
 function app(): Handler {
+  const app = new App<{ role: "sub" | "pub" | "echo" }>();
+  if (observed) app.use(observe());
+  return app
+    .use(heartbeat({ intervalMs: 30_000, timeoutMs: 10_000 }))
+    .use({
+      upgrade(ctx, next) {
+        const path = ctx.path;
+        ctx.state = { role: path === "/sub" ? "sub" : path === "/pub" ? "pub" : "echo" };
+        return next();
+      },
+      open(ctx) {
+        if (ctx.state.role === "sub") ctx.subscribe(TOPIC);
+      },
+      message(ctx) {
+        if (ctx.state.role === "pub") ctx.publish(TOPIC, ctx.data);
+        else ctx.send(ctx.data);
+      },
+    })
+    .onError((error) => console.error(error));
+}
+
+/** The previous bench App: heartbeat, a function middleware on every event, a router. */
+function routerApp(): Handler {
   let events = 0;
   const app = new App();
   if (observed) app.use(observe());
@@ -57,7 +91,7 @@ function app(): Handler {
 
 const textAsBytes = process.env.TEXT_AS === "bytes";
 
-const handler: Handler = pipeline === "app" ? app() : textAsBytes
+const handler: Handler = pipeline === "app" ? app() : pipeline === "router" ? routerApp() : textAsBytes
   ? {
     message(ctx, data, binary) {
       ctx.send(data, { binary });
@@ -81,7 +115,7 @@ const server = await serve(handler, {
 });
 
 ready(
-  `duplex-${transport}${pipeline === "app" ? "-app" : ""}${textAsBytes ? "-textbytes" : ""}${observed ? "-observed" : ""}${deflateTag(perMessageDeflate)}`,
+  `duplex-${transport}${pipeline === "hooks" ? "" : `-${pipeline}`}${textAsBytes ? "-textbytes" : ""}${observed ? "-observed" : ""}${deflateTag(perMessageDeflate)}`,
   server.port,
   () => server.close(),
 );
