@@ -134,7 +134,7 @@ export class App<S = Record<string, unknown>> implements Handler<S> {
       // Runtime topics (Bun's native path) skip the peers' `sendPrepared`:
       // only while no `send` middleware has to see each message.
       topicsOf: (peer) => peer instanceof AppPeer ? nativeTopicsOf(peer.conn) : undefined,
-      direct: () => this.#pipeline.chain("send") === undefined,
+      direct: () => this.#pipeline.chains().send === undefined,
     });
   }
 
@@ -293,31 +293,31 @@ export class App<S = Record<string, unknown>> implements Handler<S> {
   /** Adapter entry point: the connection opened. */
   open(conn: Connection<S>): void | Promise<void> {
     const peer = this.#peer(conn);
-    const chain = this.#pipeline.chain("open");
+    const chain = this.#pipeline.chains().open;
     if (chain !== undefined) return this.#dispatch(chain, new OpenContext(peer));
   }
 
   /** Adapter entry point: a message arrived. */
   message(conn: Connection<S>, data: string | Uint8Array, binary: boolean = typeof data !== "string"): void | Promise<void> {
-    const chain = this.#pipeline.chain("message");
+    const chain = this.#pipeline.chains().message;
     if (chain !== undefined) return this.#dispatch(chain, new MessageContext(this.#peer(conn), data, binary));
   }
 
   /** Adapter entry point: a ping arrived. */
   ping(conn: Connection<S>, data: Uint8Array): void | Promise<void> {
-    const chain = this.#pipeline.chain("ping");
+    const chain = this.#pipeline.chains().ping;
     if (chain !== undefined) return this.#dispatch(chain, new ControlContext(this.#peer(conn), "ping", data));
   }
 
   /** Adapter entry point: a pong arrived. */
   pong(conn: Connection<S>, data: Uint8Array): void | Promise<void> {
-    const chain = this.#pipeline.chain("pong");
+    const chain = this.#pipeline.chains().pong;
     if (chain !== undefined) return this.#dispatch(chain, new ControlContext(this.#peer(conn), "pong", data));
   }
 
   /** Adapter entry point: the output drained. */
   drain(conn: Connection<S>): void {
-    const chain = this.#pipeline.chain("drain");
+    const chain = this.#pipeline.chains().drain;
     if (chain !== undefined) void this.#dispatch(chain, new DrainContext(this.#peer(conn)));
   }
 
@@ -327,11 +327,11 @@ export class App<S = Record<string, unknown>> implements Handler<S> {
    * the close frame does not wait for a hook in progress.
    */
   get shutdown(): ((conn: Connection<S>) => void | Promise<void>) | undefined {
-    return this.#pipeline.chain("shutdown") === undefined ? undefined : this.#shutdown;
+    return this.#pipeline.chains().shutdown === undefined ? undefined : this.#shutdown;
   }
 
   readonly #shutdown = (conn: Connection<S>): void | Promise<void> => {
-    const chain = this.#pipeline.chain("shutdown");
+    const chain = this.#pipeline.chains().shutdown;
     if (chain !== undefined) return this.#dispatch(chain, new ShutdownContext(this.#peer(conn)));
   };
 
@@ -339,7 +339,7 @@ export class App<S = Record<string, unknown>> implements Handler<S> {
   close(conn: Connection<S>, info: CloseInfo): void | Promise<void> {
     const peer = this.#peer(conn);
     this.#hub.drop(peer);
-    const chain = this.#pipeline.chain("close");
+    const chain = this.#pipeline.chains().close;
     const result = chain === undefined ? undefined : this.#dispatch(chain, new CloseContext(peer, info));
     if (result === undefined) {
       this.#peers.delete(conn);
@@ -357,7 +357,7 @@ export class App<S = Record<string, unknown>> implements Handler<S> {
   error(conn: Connection<S>, error: unknown): void {
     const ctx = new ErrorContext(this.#peer(conn), error);
     if (!(error instanceof ProtocolError)) this.#report(error, ctx);
-    const chain = this.#pipeline.chain("error");
+    const chain = this.#pipeline.chains().error;
     if (chain !== undefined) void this.#dispatch(chain, ctx);
   }
 
@@ -369,7 +369,7 @@ export class App<S = Record<string, unknown>> implements Handler<S> {
    * unless a middleware replaced `data`.
    */
   readonly #sendThrough = (peer: AppPeer<S>, data: MessageData | PreparedMessage, options?: SendOptions): boolean => {
-    const chain = this.#pipeline.chain("send");
+    const chain = this.#pipeline.chains().send;
     const prepared = data instanceof PreparedMessage ? data : undefined;
     if (chain === undefined) return prepared ? peer.conn.sendPrepared(prepared) : peer.conn.send(data as MessageData, options);
     const ctx = new SendContext(peer, prepared ? prepared.data : data as MessageData, options);

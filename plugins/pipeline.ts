@@ -108,7 +108,22 @@ export const PHASES: readonly Phase[] = ["upgrade", "open", "message", "send", "
  */
 export type Phase = "upgrade" | "open" | "message" | "send" | "ping" | "pong" | "drain" | "shutdown" | "close" | "error";
 
-type Chains = { [P in Phase]: Composed<any> | undefined };
+/**
+ * The composed chain of every event, `undefined` for an event no
+ * middleware handles.
+ *
+ * @typeParam S The type of `ctx.state`.
+ *
+ * @example
+ * ```ts
+ * import type { Chains } from "./pipeline.ts";
+ *
+ * function handlesMessages(chains: Chains): boolean {
+ *   return chains.message !== undefined;
+ * }
+ * ```
+ */
+export type Chains<S = Record<string, unknown>> = { readonly [P in Phase]: Composed<PhaseContext<P, S>> | undefined };
 
 /**
  * A list of middleware compiled into one chain per event; the chain of an
@@ -127,7 +142,7 @@ type Chains = { [P in Phase]: Composed<any> | undefined };
  */
 export class Pipeline<S = Record<string, unknown>> {
   readonly #middleware: Middleware<S>[] = [];
-  #chains: Chains | undefined;
+  #chains: Chains<S> | undefined;
 
   /**
    * Appends middleware.
@@ -164,8 +179,19 @@ export class Pipeline<S = Record<string, unknown>> {
    * @returns The chain.
    */
   chain<P extends Phase>(phase: P): Composed<PhaseContext<P, S>> | undefined {
-    this.#chains ??= this.#compile();
-    return this.#chains[phase];
+    return this.chains()[phase] as Composed<PhaseContext<P, S>> | undefined;
+  }
+
+  /**
+   * Every event's composed chain, compiled on first use after a change.
+   * Read a fixed event by name (`chains().message`) on a hot path: one
+   * call site that reads many events by a variable key (`chain(phase)`)
+   * is a slow, megamorphic lookup for the engine.
+   *
+   * @returns The chains, by event.
+   */
+  chains(): Chains<S> {
+    return this.#chains ??= this.#compile();
   }
 
   /**
@@ -182,19 +208,40 @@ export class Pipeline<S = Record<string, unknown>> {
     return chain === undefined ? last?.() : chain(ctx, last);
   }
 
-  #compile(): Chains {
-    const chains = {} as Chains;
+  #compile(): Chains<S> {
+    const chains = {} as { [P in Phase]: Composed<any> | undefined };
     for (const phase of PHASES) {
       const handles: Handle<any>[] = [];
       for (const item of this.#middleware) {
         if (typeof item === "function") handles.push(item);
-        else if (item[phase] !== undefined) handles.push((ctx, next) => item[phase]!(ctx, next));
+        else if (item[phase] !== undefined) handles.push(CALL[phase](item));
       }
       chains[phase] = handles.length === 0 ? undefined : compose(handles);
     }
     return chains;
   }
 }
+
+/**
+ * A link that calls one event's method of a {@linkcode Phases} object, read
+ * at call time (a method replaced after `use()` is the one that runs, with
+ * the object as `this`). One arrow per event, not one that reads
+ * `item[phase]`: a fixed name is a fast, monomorphic lookup, where one
+ * arrow shared by every event and middleware would be a megamorphic one on
+ * every message.
+ */
+const CALL: { readonly [P in Phase]: (item: Phases<any>) => Handle<any> } = {
+  upgrade: (item) => (ctx, next) => item.upgrade!(ctx, next),
+  open: (item) => (ctx, next) => item.open!(ctx, next),
+  message: (item) => (ctx, next) => item.message!(ctx, next),
+  send: (item) => (ctx, next) => item.send!(ctx, next),
+  ping: (item) => (ctx, next) => item.ping!(ctx, next),
+  pong: (item) => (ctx, next) => item.pong!(ctx, next),
+  drain: (item) => (ctx, next) => item.drain!(ctx, next),
+  shutdown: (item) => (ctx, next) => item.shutdown!(ctx, next),
+  close: (item) => (ctx, next) => item.close!(ctx, next),
+  error: (item) => (ctx, next) => item.error!(ctx, next),
+};
 
 /**
  * The context type of one event.
