@@ -111,6 +111,11 @@ export type ErrorHandler<S = Record<string, unknown>> = (error: unknown, ctx: Ev
 export class App<S = Record<string, unknown>> implements Handler<S> {
   readonly #pipeline = new Pipeline<S>();
   readonly #peers = new WeakMap<Connection<S>, AppPeer<S>>();
+  // The last connection looked up and its peer: a socket's read usually
+  // holds several messages of one connection, so most events skip the
+  // WeakMap. Cleared when that connection's peer is dropped.
+  #lastConn: Connection<S> | undefined;
+  #lastPeer: AppPeer<S> | undefined;
   readonly #hub: Hub<S>;
   #router: Router<S> | undefined;
   #onError: ErrorHandler<S> = (error, ctx) => console.error(`duplex: connection ${ctx.id}, ${ctx.type}:`, error);
@@ -275,8 +280,7 @@ export class App<S = Record<string, unknown>> implements Handler<S> {
 
   /** Adapter entry point: runs the upgrade phase. */
   upgrade(conn: Connection<S>): UpgradeAnswer | Response | Promise<UpgradeAnswer | Response> {
-    const peer = new AppPeer(conn, this.#sendThrough, this.#hub);
-    this.#peers.set(conn, peer);
+    const peer = this.#newPeer(conn);
     const ctx = new UpgradeContext<S>(peer, (params) => (peer.params = params));
     let accepted = false;
     const accept: Next = () => void (accepted = true);
@@ -342,10 +346,10 @@ export class App<S = Record<string, unknown>> implements Handler<S> {
     const chain = this.#pipeline.chains().close;
     const result = chain === undefined ? undefined : this.#dispatch(chain, new CloseContext(peer, info));
     if (result === undefined) {
-      this.#peers.delete(conn);
+      this.#forget(conn);
       return;
     }
-    return result.then(() => void this.#peers.delete(conn));
+    return result.then(() => this.#forget(conn));
   }
 
   /**
@@ -398,13 +402,24 @@ export class App<S = Record<string, unknown>> implements Handler<S> {
   };
 
   #peer(conn: Connection<S>): AppPeer<S> {
-    let peer = this.#peers.get(conn);
-    if (peer === undefined) {
-      // Opened without our upgrade phase (an adapter that skips it).
-      peer = new AppPeer(conn, this.#sendThrough, this.#hub);
-      this.#peers.set(conn, peer);
-    }
+    if (conn === this.#lastConn) return this.#lastPeer!;
+    // Opened without our upgrade phase (an adapter that skips it): a peer now.
+    const peer = this.#peers.get(conn) ?? this.#newPeer(conn);
+    this.#lastConn = conn;
+    this.#lastPeer = peer;
     return peer;
+  }
+
+  #newPeer(conn: Connection<S>): AppPeer<S> {
+    const peer = new AppPeer(conn, this.#sendThrough, this.#hub);
+    this.#peers.set(conn, peer);
+    if (conn === this.#lastConn) this.#lastPeer = peer;
+    return peer;
+  }
+
+  #forget(conn: Connection<S>): void {
+    this.#peers.delete(conn);
+    if (conn === this.#lastConn) this.#lastConn = this.#lastPeer = undefined;
   }
 
   /** Runs one event's chain; a throw or a rejection fails this connection only. */

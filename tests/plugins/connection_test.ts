@@ -487,6 +487,55 @@ describe("App connection phase", () => {
     assert.equal(ids.size, 2);
   });
 
+  it("keeps each connection's peer when their messages interleave, and a new one for a connection after its close", async () => {
+    const seen: [string, unknown][] = [];
+    const app = new App().use({
+      message: (ctx) => void seen.push([ctx.id, ctx.peer]),
+      close: (ctx) => void seen.push([`${ctx.id} closed`, ctx.peer]),
+    });
+    const a = await connect(app);
+    const b = await connect(app);
+    await a.text("1");
+    await a.text("2");
+    await b.text("3");
+    await a.text("4");
+    await b.text("5");
+    const peerOf = (id: string) => new Set(seen.filter(([seenId]) => seenId === id).map(([, peer]) => peer));
+    assert.equal(peerOf(a.pump.id).size, 1);
+    assert.equal(peerOf(b.pump.id).size, 1);
+    assert.notEqual([...peerOf(a.pump.id)][0], [...peerOf(b.pump.id)][0]);
+    // The last connection looked up closes: its peer goes with it, and an
+    // event the adapter still delivers for it gets a fresh one, as before.
+    await b.close(1000);
+    const closed = seen.at(-1)!;
+    assert.equal(closed[0], `${b.pump.id} closed`);
+    assert.equal(closed[1], [...peerOf(b.pump.id)][0]);
+    await app.message(b.pump, "late");
+    assert.equal(seen.at(-1)![0], b.pump.id);
+    assert.notEqual(seen.at(-1)![1], closed[1], "a fresh peer after the close");
+    await a.text("6");
+    assert.equal(seen.at(-1)![1], [...peerOf(a.pump.id)][0], "the other connection keeps its peer");
+  });
+
+  it("runs a phase method replaced after use(), with its object as this", async () => {
+    const got: string[] = [];
+    class Tagged {
+      readonly #tag = "first";
+      message(ctx: { data: unknown }): void {
+        got.push(`${this.#tag} ${String(ctx.data)}`);
+      }
+    }
+    const middleware = new Tagged();
+    const app = new App().use(middleware);
+    const conn = await connect(app);
+    await conn.text("a");
+    middleware.message = function (this: Tagged, ctx: { data: unknown }) {
+      got.push(`replaced ${this === middleware} ${String(ctx.data)}`);
+    };
+    await conn.text("b");
+    assert.deepEqual(got, ["first a", "replaced true b"]);
+  });
+
   it("refuses middleware that is not a function or an object of phase functions", () => {
     const app = new App();
     for (const bad of [null, 1, "x", undefined]) {
