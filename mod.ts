@@ -63,7 +63,7 @@ export { CloseError, HttpError } from "./plugins/errors.ts";
 // Apps: middleware, routers, codecs
 export { App, type AppOptions, type ErrorHandler } from "./plugins/app.ts";
 export type { Composed, Handle, Next } from "./plugins/compose.ts";
-export type { Middleware, Phase, PhaseContext, Phases, Pipeline } from "./plugins/pipeline.ts";
+export type { Chains, Middleware, Phase, PhaseContext, Phases, Pipeline } from "./plugins/pipeline.ts";
 export type {
   CloseContext,
   ControlContext,

@@ -116,7 +116,7 @@ export type Phase = "upgrade" | "open" | "message" | "send" | "ping" | "pong" | 
  *
  * @example
  * ```ts
- * import type { Chains } from "./pipeline.ts";
+ * import type { Chains } from "@duplex/ws";
  *
  * function handlesMessages(chains: Chains): boolean {
  *   return chains.message !== undefined;
