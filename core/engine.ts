@@ -169,7 +169,9 @@ export class Engine {
   #protocol = "";
   #extensions = "";
   #deflate: DeflateParams | undefined;
-  readonly #receiver: Receiver;
+  // Made by the first frame bytes: a connection that never sends a frame
+  // (a subscriber that only listens) holds no frame decoder.
+  #receiver: Receiver | undefined;
   readonly #textBytes: boolean;
   #eof = false;
 
@@ -190,9 +192,14 @@ export class Engine {
     this.limits = resolveLimits(options);
     this.#parser = new RequestHeadParser(this.limits.maxHeaderBytes);
     this.#textBytes = textAsBytes(options.textAs);
-    this.#receiver = new Receiver({
+  }
+
+  /** The frame decoder, made on first use (RSV1 allowed once deflate is agreed). */
+  #decoder(): Receiver {
+    return this.#receiver ??= new Receiver({
       textAs: this.#textBytes ? "bytes" : "string",
       role: "server",
+      allowRsv1: this.#deflate !== undefined,
       maxMessageBytes: this.limits.maxMessageBytes,
       maxFrameBytes: this.limits.maxFrameBytes,
       maxFragments: this.limits.maxFragments,
@@ -241,7 +248,7 @@ export class Engine {
 
   /** Bytes received and not yet decoded. */
   get inputBytes(): number {
-    return this.#receiver.bufferedAmount;
+    return this.#receiver === undefined ? 0 : this.#receiver.bufferedAmount;
   }
 
   /**
@@ -275,7 +282,7 @@ export class Engine {
       this.#parser = undefined;
       return this.#onHead(parsed.head, parsed.rest);
     }
-    this.#receiver.push(bytes);
+    (this.#receiver ?? this.#decoder()).push(bytes);
   }
 
   /**
@@ -309,7 +316,7 @@ export class Engine {
       throw err;
     }
     this.#request = request;
-    this.#receiver.push(rest);
+    if (rest.length > 0) this.#decoder().push(rest);
     this.#emit({ type: "upgrade", request });
   }
 
@@ -341,7 +348,7 @@ export class Engine {
     this.#extensions = options.extensions ?? "";
     if (options.deflate !== undefined) {
       this.#deflate = options.deflate;
-      this.#receiver.allowRsv1();
+      this.#receiver?.allowRsv1();
     }
     this.#move("accept");
     this.#emit({ type: "open", protocol, extensions: this.#extensions });
@@ -382,7 +389,7 @@ export class Engine {
     if (this.#state !== ReadyState.Open && this.#state !== ReadyState.Closing) return undefined;
     let item;
     try {
-      item = this.#receiver.next();
+      item = this.#receiver === undefined ? undefined : this.#receiver.next();
     } catch (err) {
       if (!(err instanceof ProtocolError)) throw err;
       this.#fail(err);

@@ -101,24 +101,11 @@ export abstract class ConnectionBase<S> implements Connection<S>, Tracked {
     close: (conn) => conn.close(CloseCode.GoingAway, "Idle timeout"),
   };
 
-  /** The timers this connection runs on. */
-  readonly clock: Clock;
-  /** The application's hooks. */
-  protected readonly handler: Handler<S>;
-  /** The server's live connections; the connection adds itself, and removes itself once closed. */
-  protected readonly set: ConnectionSet;
-  /** Output bytes at or above which `send()` returns `false`. */
-  protected readonly highWaterMark: number;
-  /** `maxBufferedBytes`. */
-  protected readonly maxBuffered: number;
-  /** Whether a send over `maxBufferedBytes` is only dropped (`bufferPolicy: "drop"`). */
-  protected readonly dropOverCap: boolean;
-  /** How long the peer has to answer our close frame. */
-  protected readonly closeTimeoutMs: number;
-  readonly #idleTimeoutMs: number;
+  // What every connection of a server shares (hooks, registry, clock,
+  // limits) sits in one object per server, read through the getters below:
+  // one field per connection instead of ten.
+  readonly #shared: SharedConfig;
   readonly #rate: RateLimiter | undefined;
-  /** Check the output cap on every send, not only under backpressure. */
-  protected capAlways = true;
   /** A hook's promise is pending: events wait. */
   protected busy = false;
   /** The output went over the high-water mark: `drain` follows once it is below. */
@@ -143,18 +130,45 @@ export abstract class ConnectionBase<S> implements Connection<S>, Tracked {
    * @param set The server's live connections.
    */
   constructor(handler: Handler<S>, options: Readonly<ConnectionOptions>, set: ConnectionSet) {
-    this.handler = handler;
-    this.set = set;
-    this.clock = options.clock ?? systemClock;
-    this.highWaterMark = options.highWaterMark ?? CONNECTION_DEFAULTS.highWaterMark;
-    this.maxBuffered = options.maxBufferedBytes ?? CONNECTION_DEFAULTS.maxBufferedBytes;
-    this.dropOverCap = (options.bufferPolicy ?? CONNECTION_DEFAULTS.bufferPolicy) === "drop";
-    this.closeTimeoutMs = options.closeTimeoutMs ?? DEFAULT_LIMITS.closeTimeoutMs;
-    this.#idleTimeoutMs = options.idleTimeoutMs ?? CONNECTION_DEFAULTS.idleTimeoutMs;
-    this.#rate = options.rateLimit === undefined ? undefined : new RateLimiter(options.rateLimit, this.clock);
+    const shared = sharedConfig(handler as Handler<unknown>, options, set);
+    this.#shared = shared;
+    this.#rate = options.rateLimit === undefined ? undefined : new RateLimiter(options.rateLimit, shared.clock);
     // An observer times the handshake from here; it keeps the time, not the connection.
-    observerOf(handler)?.opening?.(this, this.clock.now());
+    observerOf(handler)?.opening?.(this, shared.clock.now());
     set.add(this);
+  }
+
+  /** The timers this connection runs on. */
+  get clock(): Clock {
+    return this.#shared.clock;
+  }
+  /** The application's hooks. */
+  protected get handler(): Handler<S> {
+    return this.#shared.handler as Handler<S>;
+  }
+  /** The server's live connections; the connection adds itself, and removes itself once closed. */
+  protected get set(): ConnectionSet {
+    return this.#shared.set;
+  }
+  /** Output bytes at or above which `send()` returns `false`. */
+  protected get highWaterMark(): number {
+    return this.#shared.highWaterMark;
+  }
+  /** `maxBufferedBytes`. */
+  protected get maxBuffered(): number {
+    return this.#shared.maxBuffered;
+  }
+  /** Whether a send over `maxBufferedBytes` is only dropped (`bufferPolicy: "drop"`). */
+  protected get dropOverCap(): boolean {
+    return this.#shared.dropOverCap;
+  }
+  /** How long the peer has to answer our close frame. */
+  protected get closeTimeoutMs(): number {
+    return this.#shared.closeTimeoutMs;
+  }
+  /** Check the output cap on every send, not only under backpressure (a subclass may know better). */
+  protected get capAlways(): boolean {
+    return true;
   }
 
   // ---- what a subclass says ----
@@ -306,7 +320,8 @@ export abstract class ConnectionBase<S> implements Connection<S>, Tracked {
 
   /** Joins the server's idle sweep, when the idle timeout is on. */
   protected startIdle(): void {
-    if (this.#idleTimeoutMs > 0) this.idle = this.set.idleSweep(this.clock, this.#idleTimeoutMs, ConnectionBase.#idleOps).add(this);
+    const { idleTimeoutMs, set, clock } = this.#shared;
+    if (idleTimeoutMs > 0) this.idle = set.idleSweep(clock, idleTimeoutMs, ConnectionBase.#idleOps).add(this);
   }
 
   /** Leaves the idle sweep for good. */
@@ -339,6 +354,45 @@ export abstract class ConnectionBase<S> implements Connection<S>, Tracked {
     messageData(data); // a bad argument still throws
     return false;
   }
+}
+
+/** What the connections of one server share; see {@linkcode sharedConfig}. */
+interface SharedConfig {
+  readonly handler: Handler<unknown>;
+  readonly set: ConnectionSet;
+  readonly clock: Clock;
+  readonly highWaterMark: number;
+  readonly maxBuffered: number;
+  readonly dropOverCap: boolean;
+  readonly closeTimeoutMs: number;
+  readonly idleTimeoutMs: number;
+}
+
+// Per resolved (frozen) options object: the last config made for it. A
+// server passes the same handler, options and set to every connection.
+const sharedConfigs = new WeakMap<object, SharedConfig>();
+
+/**
+ * The config a connection reads its hooks, registry, clock and limits from:
+ * one object for all the connections of a server (same handler, frozen
+ * options and set); a fresh one for options that may still change.
+ */
+function sharedConfig(handler: Handler<unknown>, options: Readonly<ConnectionOptions>, set: ConnectionSet): SharedConfig {
+  const frozen = Object.isFrozen(options);
+  const cached = frozen ? sharedConfigs.get(options) : undefined;
+  if (cached !== undefined && cached.handler === handler && cached.set === set) return cached;
+  const config: SharedConfig = {
+    handler,
+    set,
+    clock: options.clock ?? systemClock,
+    highWaterMark: options.highWaterMark ?? CONNECTION_DEFAULTS.highWaterMark,
+    maxBuffered: options.maxBufferedBytes ?? CONNECTION_DEFAULTS.maxBufferedBytes,
+    dropOverCap: (options.bufferPolicy ?? CONNECTION_DEFAULTS.bufferPolicy) === "drop",
+    closeTimeoutMs: options.closeTimeoutMs ?? DEFAULT_LIMITS.closeTimeoutMs,
+    idleTimeoutMs: options.idleTimeoutMs ?? CONNECTION_DEFAULTS.idleTimeoutMs,
+  };
+  if (frozen) sharedConfigs.set(options, config);
+  return config;
 }
 
 function notOpen(what: string): UsageError {

@@ -10,18 +10,16 @@ import { CloseCode } from "../core/close_code.ts";
 import { ProtocolError, UsageError } from "../core/errors.ts";
 import type { ConnectionOptions, Handler } from "../plugins/hooks.ts";
 import { CONNECTION_DEFAULTS } from "./_options.ts";
-import { prepareUpgrade } from "./_native.ts";
+import { type NativeSession, type NativeSocket, prepareUpgrade } from "./_native.ts";
 import type { ConnectionSet } from "./_registry.ts";
 import type { DenoServeInfo } from "./deno.ts";
 
 /** The part of Deno's server-side `WebSocket` Duplex uses. */
 interface DenoWebSocket {
+  addEventListener(type: string, listener: EventListenerObject): void;
+  removeEventListener(type: string, listener: EventListenerObject): void;
   binaryType: string;
   readonly bufferedAmount: number;
-  onopen: ((event: Event) => void) | null;
-  onmessage: ((event: MessageEvent) => void) | null;
-  onclose: ((event: CloseEvent) => void) | null;
-  onerror: ((event: Event) => void) | null;
   send(data: string | Uint8Array): void;
   close(code?: number, reason?: string): void;
 }
@@ -83,37 +81,79 @@ export function nativeUpgrade<S>(
     }
     const { socket, response } = upgraded;
     socket.binaryType = "arraybuffer";
-    socket.onopen = () =>
-      session.attach({
-        send(data) {
-          socket.send(data);
-          return true;
-        },
-        close: (code, reason) => socket.close(code, reason),
-        terminate: () => socket.close(),
-        get bufferedAmount() {
-          return socket.bufferedAmount;
-        },
-      }, protocol);
-    socket.onmessage = (event) => {
-      const data = event.data;
-      session.onMessage(typeof data === "string" ? data : new Uint8Array(data as ArrayBuffer));
-    };
-    // Deno reports a connection that ended without a close frame as 1005,
-    // unclean: that is 1006 (RFC 6455 §7.1.5).
-    socket.onclose = (event) =>
-      event.wasClean ? session.onClose(event.code, event.reason, true) : session.onClose(CloseCode.Abnormal, "", false);
-    socket.onerror = (event) => {
-      // A protocol error: Deno drops TCP without a close frame, `onclose` follows.
-      const message = (event as ErrorEvent).message || "WebSocket protocol error";
-      // The peer dropped TCP (an EOF, a reset, a write into a reset
-      // connection: "Connection reset by peer (os error 104)", "Broken pipe
-      // (os error 32)"): 1006 follows, and it is no protocol fault.
-      if (/unexpected eof|\(os error \d+\)/i.test(message)) return;
-      const code = /utf-?8/i.test(message) ? CloseCode.InvalidPayload : CloseCode.ProtocolError;
-      session.reportError(new ProtocolError("WS_ERR_NATIVE", code, message));
-    };
+    // One object is both the session's socket and the listener of all four
+    // events: no closure per event or per socket method.
+    const link = new DenoLink(socket, session, protocol);
+    socket.addEventListener("open", link);
+    socket.addEventListener("message", link);
+    socket.addEventListener("close", link);
+    socket.addEventListener("error", link);
     return response;
   };
 }
 
+/**
+ * A Deno WebSocket as its session sees it ({@linkcode NativeSocket}), and
+ * the listener of the socket's events: one object per connection.
+ */
+class DenoLink<S> implements NativeSocket, EventListenerObject {
+  readonly #socket: DenoWebSocket;
+  readonly #session: NativeSession<S>;
+  readonly #protocol: string;
+
+  constructor(socket: DenoWebSocket, session: NativeSession<S>, protocol: string) {
+    this.#socket = socket;
+    this.#session = session;
+    this.#protocol = protocol;
+  }
+
+  send(data: string | Uint8Array): boolean {
+    this.#socket.send(data);
+    return true;
+  }
+
+  close(code: number, reason: string): void {
+    this.#socket.close(code, reason);
+  }
+
+  terminate(): void {
+    this.#socket.close();
+  }
+
+  get bufferedAmount(): number {
+    return this.#socket.bufferedAmount;
+  }
+
+  handleEvent(event: Event): void {
+    const session = this.#session;
+    switch (event.type) {
+      case "message": {
+        const data = (event as MessageEvent).data;
+        session.onMessage(typeof data === "string" ? data : new Uint8Array(data as ArrayBuffer));
+        return;
+      }
+      case "open":
+        this.#socket.removeEventListener("open", this); // once: its listener need not stay
+        session.attach(this, this.#protocol);
+        return;
+      case "close": {
+        // Deno reports a connection that ended without a close frame as 1005,
+        // unclean: that is 1006 (RFC 6455 §7.1.5).
+        const { wasClean, code, reason } = event as CloseEvent;
+        if (wasClean) session.onClose(code, reason, true);
+        else session.onClose(CloseCode.Abnormal, "", false);
+        return;
+      }
+      case "error": {
+        // A protocol error: Deno drops TCP without a close frame, `close` follows.
+        const message = (event as ErrorEvent).message || "WebSocket protocol error";
+        // The peer dropped TCP (an EOF, a reset, a write into a reset
+        // connection: "Connection reset by peer (os error 104)", "Broken pipe
+        // (os error 32)"): 1006 follows, and it is no protocol fault.
+        if (/unexpected eof|\(os error \d+\)/i.test(message)) return;
+        const code = /utf-?8/i.test(message) ? CloseCode.InvalidPayload : CloseCode.ProtocolError;
+        session.reportError(new ProtocolError("WS_ERR_NATIVE", code, message));
+      }
+    }
+  }
+}

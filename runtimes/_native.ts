@@ -234,12 +234,17 @@ async function decideUpgrade<S>(
  * ```
  */
 export class NativeSession<S = Record<string, unknown>> extends ConnectionBase<S> {
-  /** Unique id of the connection within the process. */
-  readonly id: string = `n${++lastId}`;
+  // The id as a number: an idle connection holds no string for it.
+  readonly #id: number = ++lastId;
   // The state object on first use: an idle connection holds no empty object.
   #data: S | undefined;
   /** The opening handshake. */
   readonly request: UpgradeRequest;
+
+  /** Unique id of the connection within the process. */
+  get id(): string {
+    return `n${this.#id}`;
+  }
   /** The peer's address. */
   readonly remoteAddress: string;
 

@@ -109,6 +109,35 @@ function closePayloadCheck(code: number | undefined, reason: string | undefined)
   closePayload(code ?? CloseCode.Normal, reason ?? "");
 }
 
+/** What the pumps of one server share, beside {@linkcode ConnectionBase}'s. */
+interface PumpConfig {
+  readonly protocols: readonly string[];
+  readonly handshakeTimeoutMs: number;
+  readonly deflate: DeflateConfig | undefined;
+  readonly capAlways: boolean;
+}
+
+const pumpConfigs = new WeakMap<object, PumpConfig>();
+
+/** One {@linkcode PumpConfig} per resolved (frozen) options object; a fresh one otherwise. */
+function pumpConfig(options: Readonly<ConnectionOptions>, maxBuffered: number, highWaterMark: number): PumpConfig {
+  const frozen = Object.isFrozen(options);
+  const cached = frozen ? pumpConfigs.get(options) : undefined;
+  if (cached !== undefined) return cached;
+  const deflate = deflateConfig(options);
+  const config: PumpConfig = {
+    protocols: options.protocols ?? [],
+    handshakeTimeoutMs: options.handshakeTimeoutMs ?? CONNECTION_DEFAULTS.handshakeTimeoutMs,
+    deflate,
+    // Without backpressure the output stays under twice the high-water mark
+    // (the engine's batch plus the socket's buffer): checking the cap only
+    // under backpressure is then exact, and costs nothing on the fast path.
+    capAlways: maxBuffered < 2 * highWaterMark || deflate !== undefined,
+  };
+  if (frozen) pumpConfigs.set(options, config);
+  return config;
+}
+
 /**
  * Runs one connection: feeds the engine, dispatches its events to the
  * hooks one at a time, writes the engine's output in batches, and owns the
@@ -140,9 +169,7 @@ export class Pump<S = Record<string, unknown>> extends ConnectionBase<S> {
 
   readonly #engine: Engine;
   readonly #transport: Transport;
-  readonly #protocols: readonly string[];
-  readonly #handshakeTimeoutMs: number;
-  readonly #deflateConfig: DeflateConfig | undefined;
+  readonly #config: PumpConfig; // one per server: see pumpConfig()
   #z: Compression | undefined; // permessage-deflate, once negotiated
   #closeAfter: [code: number | undefined, reason: string | undefined] | undefined; // close() waiting for queued sends
 
@@ -167,13 +194,12 @@ export class Pump<S = Record<string, unknown>> extends ConnectionBase<S> {
     super(handler, options, set);
     this.#engine = new Engine(options);
     this.#transport = transport;
-    this.#protocols = options.protocols ?? [];
-    this.#handshakeTimeoutMs = options.handshakeTimeoutMs ?? CONNECTION_DEFAULTS.handshakeTimeoutMs;
-    this.#deflateConfig = deflateConfig(options);
-    // Without backpressure the output stays under twice the high-water mark
-    // (the engine's batch plus the socket's buffer): checking the cap only
-    // under backpressure is then exact, and costs nothing on the fast path.
-    this.capAlways = this.maxBuffered < 2 * this.highWaterMark || this.#deflateConfig !== undefined;
+    this.#config = pumpConfig(options, this.maxBuffered, this.highWaterMark);
+  }
+
+  /** Whether `send()` checks the output cap even without backpressure. */
+  protected override get capAlways(): boolean {
+    return this.#config.capAlways;
   }
 
   // ---- Connection ----
@@ -354,7 +380,7 @@ export class Pump<S = Record<string, unknown>> extends ConnectionBase<S> {
    */
   start(head?: HeadLike, rest?: Uint8Array): void {
     if (head === undefined) {
-      this.#handshakeTimer = this.clock.setTimeout(() => this.#handshakeTimedOut(), this.#handshakeTimeoutMs);
+      this.#handshakeTimer = this.clock.setTimeout(() => this.#handshakeTimedOut(), this.#config.handshakeTimeoutMs);
       return;
     }
     this.#engine.receiveHead(head, rest);
@@ -614,13 +640,14 @@ export class Pump<S = Record<string, unknown>> extends ConnectionBase<S> {
       // 1.5 MB of external memory and more of heap) in a server that may
       // never use it.
       if (typeof answer === "object" && answer !== null && "status" in answer && answer instanceof Response) return this.#refuse(answer);
-      const protocol = answer?.protocol ?? selectSubprotocol(this.request.protocols, this.#protocols) ?? "";
-      const agreement = this.#deflateConfig?.negotiate(this.request.extensions);
+      const protocol = answer?.protocol ?? selectSubprotocol(this.request.protocols, this.#config.protocols) ?? "";
+      const deflate = this.#config.deflate;
+      const agreement = deflate?.negotiate(this.request.extensions);
       if (agreement === undefined) {
         this.#engine.accept({ protocol, headers: answer?.headers });
       } else {
         this.#engine.accept({ protocol, headers: answer?.headers, extensions: agreement.response, deflate: agreement.params });
-        const z = this.#deflateConfig!.open(agreement.params, (error) => {
+        const z = deflate!.open(agreement.params, (error) => {
           // zlib failed to compress (out of memory): this connection only.
           this.report(error);
           this.terminate();

@@ -6,7 +6,7 @@ import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { deflateRawSync } from "node:zlib";
 import { type DeflateParams, negotiateDeflate } from "../../core/deflate.ts";
-import type { Engine, EngineEvent } from "../../core/engine.ts";
+import { Engine, type EngineEvent } from "../../core/engine.ts";
 import { ProtocolError, UsageError } from "../../core/errors.ts";
 import { parseExtensions } from "../../core/handshake_offers.ts";
 import { acceptedEngine, bytes, cat, closeBody, decodeServerFrames, frame, splits } from "./_util.ts";
@@ -177,6 +177,20 @@ describe("engine: RSV1 with permessage-deflate", () => {
         { type: "message", data: "plain" },
       ]);
     }
+  });
+
+  it("accepts RSV1 on frames that arrived with the request, before the deflate agreement", () => {
+    const text = squeeze("early ".repeat(20));
+    const request = "GET /chat HTTP/1.1\r\nHost: example.com\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
+      "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n" +
+      "Sec-WebSocket-Extensions: permessage-deflate\r\n\r\n";
+    const engine = new Engine();
+    engine.receive(cat(bytes(request), frame(0x1, text, { rsv: 4 })));
+    assert.deepEqual(engine.nextEvent()?.type, "upgrade");
+    engine.accept({ extensions: "permessage-deflate", deflate: DEFAULTS });
+    const got: EngineEvent[] = [];
+    for (let e = engine.nextEvent(); e; e = engine.nextEvent()) got.push(e);
+    assert.deepEqual(got, [{ type: "open", protocol: "", extensions: "permessage-deflate" }, { type: "compressed", data: text, binary: false }]);
   });
 
   it("joins a fragmented compressed message: RSV1 on the first frame only", () => {

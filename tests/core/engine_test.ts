@@ -40,6 +40,35 @@ describe("engine: opening handshake from raw bytes", () => {
     }
   });
 
+  it("decodes the first frames of a connection that was idle after the 101 (its decoder is made then)", () => {
+    // Fragmented text with a ping between the fragments, split anywhere.
+    const input = cat(frame(0x1, "fra", { fin: false }), frame(0x9, "p"), frame(0x0, "gm", { fin: false }), frame(0x0, "ent"));
+    for (const chunks of splits(input)) {
+      const engine = openEngine();
+      assert.equal(engine.inputBytes, 0);
+      assert.equal(engine.nextEvent(), undefined);
+      engine.send("before");
+      assert.deepEqual(summary(decodeServerFrames(output(engine))), [{ type: "message", kind: "text", data: "before" }]);
+      const events: EngineEvent[] = [];
+      for (const chunk of chunks) {
+        engine.receive(chunk.slice());
+        events.push(...drain(engine));
+      }
+      assert.deepEqual(events.map((e) => e.type), ["ping", "message"]);
+      assert.equal((events[1] as { data: unknown }).data, "fragment");
+      assert.equal(engine.inputBytes, 0);
+    }
+  });
+
+  it("ends an idle connection whose transport ends before any frame: 1006", () => {
+    const engine = openEngine();
+    engine.receive(null);
+    const events = drain(engine);
+    assert.deepEqual(events.map((e) => e.type), ["close"]);
+    assert.equal((events[0] as { code: number }).code, 1006);
+    assert.equal(engine.state, ReadyState.Closed);
+  });
+
   it("answers an invalid request itself, reports it, and ends", () => {
     const engine = new Engine();
     engine.receive(bytes(REQUEST.replace("Sec-WebSocket-Version: 13", "Sec-WebSocket-Version: 8")));
