@@ -467,7 +467,22 @@ export class NativeSession<S = Record<string, unknown>> extends ConnectionBase<S
     const binary = typeof data !== "string";
     // The runtime decoded the text; textAs: "bytes" encodes it back (no saving here, the same contract).
     const message = !binary && this.#textBytes ? encoder.encode(data) : data;
-    this.#enqueue(() => this.handler.message?.(this, message, binary));
+    if (this.busy) {
+      (this.#queue ??= []).push(() => this.handler.message?.(this, message, binary));
+      return;
+    }
+    // What #enqueue() does with a closure, without one: this runs once per
+    // message, as often as the runtime's own work on a small one.
+    const handler = this.handler;
+    if (handler.message === undefined) return;
+    let result;
+    try {
+      result = handler.message(this, message, binary);
+    } catch (err) {
+      this.hookFailed(err);
+      return;
+    }
+    if (isThenable(result)) this.#wait(result.then(undefined, (err) => this.hookFailed(err)));
   }
 
   /** A ping arrived (the runtime answered it). */
@@ -604,24 +619,29 @@ export class NativeSession<S = Record<string, unknown>> extends ConnectionBase<S
     while (hook !== undefined) {
       const pending = this.call(hook);
       if (pending !== undefined) {
-        this.busy = true;
-        if (!this.#paused && this.#state !== ReadyState.Closed) {
-          this.#paused = true;
-          this.#socket?.pause?.();
-        }
-        pending.then(() => {
-          this.busy = false;
-          this.idle?.touch(); // the hook held the events: silence counts from its end
-          const next = this.#queue?.shift();
-          if (next !== undefined) this.#run(next);
-          if (!this.busy && this.#paused) {
-            this.#paused = false;
-            if (this.#state !== ReadyState.Closed) this.#socket?.resume?.();
-          }
-        });
+        this.#wait(pending);
         return;
       }
       hook = this.#queue?.shift();
     }
+  }
+
+  /** A hook is pending: later events wait (and reading pauses) until it settles. */
+  #wait(pending: Promise<void>): void {
+    this.busy = true;
+    if (!this.#paused && this.#state !== ReadyState.Closed) {
+      this.#paused = true;
+      this.#socket?.pause?.();
+    }
+    pending.then(() => {
+      this.busy = false;
+      this.idle?.touch(); // the hook held the events: silence counts from its end
+      const next = this.#queue?.shift();
+      if (next !== undefined) this.#run(next);
+      if (!this.busy && this.#paused) {
+        this.#paused = false;
+        if (this.#state !== ReadyState.Closed) this.#socket?.resume?.();
+      }
+    });
   }
 }

@@ -267,6 +267,28 @@ describe("native session: a connection", () => {
     assert.throws(() => other.session.ping(), (e: unknown) => e instanceof UsageError && e.code === "ERR_UNSUPPORTED");
   });
 
+  it("reports a message hook's rejection with 1011, and holds later messages until it settles", async () => {
+    const errors: unknown[] = [];
+    const seen: string[] = [];
+    let fail!: (err: Error) => void;
+    const { session, socket } = await open({
+      message(_ctx, data) {
+        seen.push(String(data));
+        if (data === "first") return new Promise<void>((_resolve, reject) => (fail = reject));
+      },
+      error: (_ctx, err) => void errors.push(err),
+    });
+    session.onMessage("first");
+    session.onMessage("second");
+    assert.deepEqual(seen, ["first"], "the second waits");
+    assert.equal(socket.paused, true);
+    fail(new Error("async hook failed"));
+    await until(() => socket.closes.length > 0);
+    assert.deepEqual(socket.closes, [[1011, "Internal error"]]);
+    assert.equal((errors[0] as Error).message, "async hook failed");
+    assert.deepEqual(seen, ["first", "second"], "then the second runs, as queued");
+  });
+
   it("closes with 1011 when a hook throws, and reports 1005 for an empty close", async () => {
     const closes: CloseInfo[] = [];
     const errors: unknown[] = [];
