@@ -90,6 +90,7 @@ export function websocketHandler(options: Readonly<ConnectionOptions>): BunWebSo
         pause: () => ws.pause(),
         resume: () => ws.resume(),
         drainEvents: true,
+        queueCheck: "send",
         topics: socketTopics(ws, server),
       }, protocol);
     },

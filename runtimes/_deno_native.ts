@@ -94,6 +94,8 @@ export function nativeUpgrade<S>(
         get bufferedAmount() {
           return socket.bufferedAmount;
         },
+        // Deno counts what send() queued, until it is written.
+        queueCheck: "sends",
       }, protocol);
     socket.onmessage = (event) => {
       const data = event.data;
