@@ -57,8 +57,9 @@ const BUN_FAILURES: Record<string, number> = {
   "Received invalid UTF-8": CloseCode.InvalidPayload,
 };
 
+/** The session, which `open` made the socket's data (in place of the upgrade's {@linkcode SessionData}). */
 function sessionOf(ws: BunWebSocket): NativeSession<any> {
-  return (ws.data as SessionData).session;
+  return ws.data as NativeSession<any>;
 }
 
 /**
@@ -79,6 +80,8 @@ export function websocketHandler(options: Readonly<ConnectionOptions>): BunWebSo
     open(ws) {
       ws.binaryType = "uint8array";
       const { session, protocol, server } = ws.data as SessionData;
+      // One step fewer on every message, and one object fewer per connection.
+      ws.data = session;
       session.attach({
         send: (data) => ws.send(data) !== -1,
         ping: (data) => void ws.ping(data),
@@ -90,6 +93,7 @@ export function websocketHandler(options: Readonly<ConnectionOptions>): BunWebSo
         pause: () => ws.pause(),
         resume: () => ws.resume(),
         drainEvents: true,
+        queueCheck: "send",
         topics: socketTopics(ws, server),
       }, protocol);
     },

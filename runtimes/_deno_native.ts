@@ -100,6 +100,8 @@ class DenoLink<S> implements NativeSocket, EventListenerObject {
   readonly #socket: DenoWebSocket;
   readonly #session: NativeSession<S>;
   readonly #protocol: string;
+  /** Deno counts what send() queued, until it is written. */
+  readonly queueCheck = "sends" as const;
 
   constructor(socket: DenoWebSocket, session: NativeSession<S>, protocol: string) {
     this.#socket = socket;

@@ -11,7 +11,7 @@
 import { describeValue } from "../core/_describe.ts";
 import { CloseCode } from "../core/close_code.ts";
 import { ProtocolError, UsageError } from "../core/errors.ts";
-import type { Clock, ConnectionOptions } from "../plugins/hooks.ts";
+import { type Clock, type ConnectionOptions, systemClock } from "../plugins/hooks.ts";
 
 function invalid(message: string): UsageError {
   return new UsageError("ERR_INVALID_OPTION", `Invalid option: ${message}`);
@@ -215,6 +215,29 @@ export interface IdleHandle {
   stop(): void;
 }
 
+/**
+ * The system clock's time, read once per turn of the event loop: a read on
+ * a native path is one `message` call per message (Bun calls one per frame),
+ * and `performance.now()` costs as much as the rest of Duplex's work on a
+ * small message there (50 ns on a VM whose clock is `kvm-clock`). Every read
+ * handled in one turn counts as made when the turn's first one was, which is
+ * earlier by at most the time the turn took. A clock of the application's
+ * (a test's) is read every time.
+ */
+let turnTime = -1;
+const endTurn = (): void => void (turnTime = -1);
+const nextTurn: (fn: () => void) => unknown = (globalThis as { setImmediate?: (fn: () => void) => unknown }).setImmediate ??
+  ((fn) => setTimeout(fn, 0));
+
+function readTime(clock: Clock): number {
+  if (clock !== systemClock) return clock.now();
+  if (turnTime < 0) {
+    turnTime = clock.now();
+    nextTurn(endTurn);
+  }
+  return turnTime;
+}
+
 const OUT = 0;
 const FRESH = 1; // silent for less than half the timeout: next, a ping
 const PINGED = 2; // pinged: next, the close
@@ -251,7 +274,8 @@ class IdleEntry<T> implements IdleHandle {
  * sit in two lists ordered by their last read (silent, then pinged), as
  * Node's own socket timeouts do, so the timer is always due at the head of
  * one of them and each firing only visits connections that are due. A read
- * costs one `clock.now()` and a move to the tail; the timings are exact.
+ * costs a move to the tail, and one `clock.now()` per turn of the event
+ * loop; the timings are exact to that turn.
  *
  * @example
  * ```ts
@@ -299,7 +323,7 @@ export class IdleSweep<T> {
    * @returns Its handle: `touch()` on every read, `stop()` when it leaves the open state.
    */
   add(connection: T): IdleHandle {
-    const entry = new IdleEntry(this, connection, this.clock.now());
+    const entry = new IdleEntry(this, connection, readTime(this.clock));
     this.#append(entry, FRESH);
     // Every other entry is due no later than this one: only an idle sweep needs arming.
     if (this.#timer === undefined) this.#arm();
@@ -309,7 +333,11 @@ export class IdleSweep<T> {
   /** {@linkcode IdleHandle.touch}, for a handle of this sweep. */
   touch(handle: IdleHandle): void {
     const entry = handle as IdleEntry<T>;
-    entry.lastRead = this.clock.now();
+    const now = readTime(this.clock);
+    // Read at this time already: every entry after it was too, so it is in
+    // its place (on a native path, most messages come in a turn that had one).
+    if (entry.lastRead === now && entry.list === FRESH) return;
+    entry.lastRead = now;
     if (entry === this.#freshTail || entry.list === OUT) return;
     this.#unlink(entry);
     this.#append(entry, FRESH);
@@ -379,7 +407,7 @@ export class IdleSweep<T> {
     this.#timer = undefined;
     this.#due = Infinity;
     const timeout = this.timeoutMs;
-    const now = this.clock.now();
+    const now = readTime(this.clock);
     try {
       // Pinged and still silent at the full timeout: close.
       for (let entry = this.#pingedHead; entry !== undefined && entry.lastRead + timeout <= now; entry = this.#pingedHead) {

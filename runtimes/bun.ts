@@ -420,7 +420,7 @@ export interface BunServer {
  */
 export interface BunWebSocket {
   /** Duplex's session for this connection. */
-  readonly data: unknown;
+  data: unknown;
   /** How binary messages arrive. */
   binaryType?: string;
   /** Sends; bytes sent, -1 when queued under backpressure, 0 when dropped. */

@@ -10,6 +10,8 @@ import { type IdleHandle, type IdleOps, IdleSweep } from "../../runtimes/_limits
 import { ConnectionSet } from "../../runtimes/_registry.ts";
 import { fuzzSeed } from "../core/_fuzz_props.ts";
 import { FakeClock } from "../plugins/_harness.ts";
+import { systemClock } from "../../plugins/hooks.ts";
+import { delay, until } from "./_helpers.ts";
 
 type Action = "ping" | "close";
 type Log = string[]; // "time conn action", sorted
@@ -205,6 +207,30 @@ describe("idle sweep", () => {
     assert.notEqual(set.idleSweep(new FakeClock(), 1000, ops), sweep);
     assert.notEqual(set.idleSweep(clock, 1000, other), sweep);
     assert.notEqual(new ConnectionSet().idleSweep(clock, 1000, ops), sweep);
+  });
+
+  it("on the system clock, times a read by its turn of the event loop, and a later turn by its own", async () => {
+    // The sweep reads the system clock once per turn: a connection read on
+    // every turn is never pinged, and one that stops is, once silent long enough.
+    const pinged: number[] = [];
+    const sweep = new IdleSweep<Conn>(systemClock, 400, {
+      open: (c) => c.open,
+      busy: () => false,
+      ping: (c) => void pinged.push(systemClock.now() - c.id),
+      close: (c) => void (c.open = false),
+    });
+    const conn: Conn = { id: 0, open: true, busy: false };
+    conn.handle = sweep.add(conn);
+    const start = systemClock.now();
+    while (systemClock.now() - start < 600) {
+      conn.handle.touch();
+      conn.id = systemClock.now(); // the last read
+      await delay(2);
+    }
+    assert.deepEqual(pinged, [], "read on every turn: never silent for 200 ms");
+    await until(() => pinged.length > 0, 3000, "the ping");
+    assert.ok(pinged[0]! >= 199, `not before 200 ms of silence: ${pinged[0]} ms`);
+    conn.handle.stop();
   });
 
   it("keeps its timer when a ping or close throws, for the other connections", () => {

@@ -267,6 +267,99 @@ describe("native session: a connection", () => {
     assert.throws(() => other.session.ping(), (e: unknown) => e instanceof UsageError && e.code === "ERR_UNSUPPORTED");
   });
 
+  it("takes a send the runtime says left nothing queued (queueCheck: send) without reading bufferedAmount", async () => {
+    class Counted extends FakeSocket {
+      readonly queueCheck = "send";
+      reads = 0;
+      override get bufferedAmount(): number {
+        this.reads++;
+        return this.buffered;
+      }
+    }
+    const socket = new Counted();
+    const drains: number[] = [];
+    const { session } = await open({ drain: (ctx) => void drains.push(ctx.bufferedAmount) }, { highWaterMark: 100 }, socket);
+    socket.drainEvents = true;
+    for (let i = 0; i < 10; i++) assert.equal(session.send(`m${i}`), true);
+    assert.equal(socket.reads, 0, "no bufferedAmount read per send");
+    socket.accept = false; // the runtime reports backpressure (Bun: -1), whatever it holds
+    assert.equal(session.send("held"), false);
+    socket.buffered = 0;
+    session.onDrain();
+    assert.deepEqual(drains, [0]);
+    socket.accept = true;
+    assert.equal(session.send("after"), true);
+  });
+
+  it("with queueCheck: sends, reads bufferedAmount once what was sent since could reach the high-water mark", async () => {
+    // A runtime whose queue grows only by sends, as Deno's: what send() queued until it is written.
+    class Queueing extends FakeSocket {
+      readonly queueCheck = "sends";
+      reads = 0;
+      override send(data: string | Uint8Array): boolean {
+        this.buffered += typeof data === "string" ? new TextEncoder().encode(data).length : data.length;
+        return super.send(data);
+      }
+      override get bufferedAmount(): number {
+        this.reads++;
+        return this.buffered;
+      }
+    }
+    const socket = new Queueing();
+    const { session } = await open({}, { highWaterMark: 1000 }, socket);
+    for (let i = 0; i < 9; i++) assert.equal(session.send(new Uint8Array(90)), true); // 9 × (90 + 10) = 900: under the mark
+    assert.equal(socket.reads, 0);
+    assert.equal(session.send(new Uint8Array(90)), true, "read: 900 queued, under the mark");
+    assert.equal(socket.reads, 1);
+    socket.buffered = 0; // written out
+    const text = "é".repeat(30); // 60 bytes, counted as 3 × 30 + 10
+    assert.equal(session.send(text), true, "read: the bound was at the mark, 60 queued");
+    assert.equal(socket.reads, 2);
+    for (let i = 0; i < 9; i++) assert.equal(session.send(text), true);
+    assert.equal(socket.reads, 2, "60 + 9 × 100: under the mark");
+    assert.equal(session.send(text), true, "read again: 660 queued");
+    assert.equal(socket.reads, 3);
+    assert.equal(session.send(new Uint8Array(500)), false, "1,160 queued: over the mark, as reading after every send says");
+    assert.equal(socket.reads, 4);
+  });
+
+  it("checks the output cap on every send when it is under twice the high-water mark, else while waiting for drain", async () => {
+    for (const [options, everySend] of [[{ highWaterMark: 100, maxBufferedBytes: 150 }, true], [{ highWaterMark: 100, maxBufferedBytes: 200 }, false]] as const) {
+      const errors: unknown[] = [];
+      const socket = new FakeSocket();
+      const { session } = await open({ error: (_ctx, err) => void errors.push(err) }, { ...options, bufferPolicy: "drop" }, socket);
+      socket.buffered = 300; // held back by something else than a send (pongs the runtime answered, say)
+      // Refused by the cap, or sent (the output under the mark at the last send) and then over the mark.
+      assert.equal(session.send("a"), false);
+      assert.equal(socket.sent.length, everySend ? 0 : 1);
+      assert.equal(session.send("b"), false, "over the cap while waiting for drain: refused");
+      assert.equal(socket.sent.length, everySend ? 0 : 1);
+      assert.deepEqual(errors, []);
+    }
+  });
+
+  it("reports a message hook's rejection with 1011, and holds later messages until it settles", async () => {
+    const errors: unknown[] = [];
+    const seen: string[] = [];
+    let fail!: (err: Error) => void;
+    const { session, socket } = await open({
+      message(_ctx, data) {
+        seen.push(String(data));
+        if (data === "first") return new Promise<void>((_resolve, reject) => (fail = reject));
+      },
+      error: (_ctx, err) => void errors.push(err),
+    });
+    session.onMessage("first");
+    session.onMessage("second");
+    assert.deepEqual(seen, ["first"], "the second waits");
+    assert.equal(socket.paused, true);
+    fail(new Error("async hook failed"));
+    await until(() => socket.closes.length > 0);
+    assert.deepEqual(socket.closes, [[1011, "Internal error"]]);
+    assert.equal((errors[0] as Error).message, "async hook failed");
+    assert.deepEqual(seen, ["first", "second"], "then the second runs, as queued");
+  });
+
   it("closes with 1011 when a hook throws, and reports 1005 for an empty close", async () => {
     const closes: CloseInfo[] = [];
     const errors: unknown[] = [];
