@@ -14,6 +14,7 @@
 
 import { CloseCode, isValidWireCloseCode } from "./close_code.ts";
 import { ProtocolError } from "./errors.ts";
+import { allocBytes } from "./_alloc.ts";
 import { xorKey } from "./_mask.ts";
 import { Opcode } from "./frame.ts";
 import { DEFAULT_LIMITS, type Limits } from "./options.ts";
@@ -555,7 +556,7 @@ export class Receiver {
       this.#skip(n);
       return out;
     }
-    const out = new Uint8Array(n);
+    const out = allocBytes(n);
     let filled = 0;
     while (filled < n) {
       const chunk = this.#chunks[0]!;
@@ -570,7 +571,7 @@ export class Receiver {
 
 function concat(parts: Uint8Array[], total: number): Uint8Array {
   if (parts.length === 1) return parts[0]!;
-  const out = new Uint8Array(total);
+  const out = allocBytes(total);
   let offset = 0;
   for (const part of parts) {
     out.set(part, offset);
