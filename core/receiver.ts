@@ -15,7 +15,7 @@
 import { CloseCode, isValidWireCloseCode } from "./close_code.ts";
 import { ProtocolError } from "./errors.ts";
 import { allocBytes } from "./_alloc.ts";
-import { xorKey } from "./_mask.ts";
+import { xorCopy, xorKey } from "./_mask.ts";
 import { Opcode } from "./frame.ts";
 import { DEFAULT_LIMITS, type Limits } from "./options.ts";
 import { isUtf8 } from "./_utf8.ts";
@@ -354,8 +354,7 @@ export class Receiver {
 
   #readControl(): Received | null {
     if (this.#buffered < this.#length) return null;
-    const data = this.#length === 0 ? new Uint8Array(0) : this.#consume(this.#length);
-    if (this.#masked) xorKey(data, this.#mask);
+    const data = this.#length === 0 ? new Uint8Array(0) : this.#take(this.#length, 0);
     this.#state = HEADER;
     if (this.#opcode === Opcode.Ping) return { type: "ping", data };
     if (this.#opcode === Opcode.Pong) return { type: "pong", data };
@@ -381,8 +380,7 @@ export class Receiver {
     const text = this.#messageOpcode === Opcode.Text && !this.#compressed;
     // Whole unfragmented text frame at hand: one decode, no streaming state.
     if (text && this.#fin && !this.#textStarted && this.#remaining === this.#length && this.#buffered >= this.#length) {
-      const bytes = this.#length === 0 ? new Uint8Array(0) : this.#consume(this.#length);
-      if (this.#masked) xorKey(bytes, this.#mask);
+      const bytes = this.#length === 0 ? new Uint8Array(0) : this.#take(this.#length, 0);
       if (this.#textBytes) {
         if (!isUtf8(bytes)) invalidUtf8();
         this.#state = HEADER;
@@ -404,8 +402,7 @@ export class Receiver {
       if (this.#remaining > 0) {
         const take = Math.min(this.#remaining, this.#buffered);
         if (take === 0) return null;
-        const bytes = this.#consume(take);
-        if (this.#masked) xorKey(bytes, this.#mask, this.#length - this.#remaining);
+        const bytes = this.#take(take, this.#length - this.#remaining);
         this.#remaining -= take;
         this.#textStarted = true;
         if (this.#textBytes) this.#checkPiece(bytes);
@@ -415,8 +412,7 @@ export class Receiver {
     } else {
       if (this.#buffered < this.#remaining) return null;
       if (this.#remaining > 0) {
-        const bytes = this.#consume(this.#remaining);
-        if (this.#masked) xorKey(bytes, this.#mask);
+        const bytes = this.#take(this.#remaining, 0);
         this.#remaining = 0;
         (this.#binaryParts ??= []).push(bytes);
       }
@@ -545,6 +541,30 @@ export class Receiver {
     }
     this.#offset = offset;
     if (this.#buffered === 0) this.#chunks = NO_CHUNKS;
+  }
+
+  /**
+   * Takes `n` bytes of the frame's payload off the front, unmasked (`at`:
+   * their position in the payload): a view unmasked in place when they lie
+   * in one chunk, else one copy that unmasks as it goes.
+   */
+  #take(n: number, at: number): Uint8Array {
+    if (!this.#masked) return this.#consume(n);
+    if (this.#offset + n <= this.#chunks[0]!.length) {
+      const out = this.#consume(n);
+      xorKey(out, this.#mask, at);
+      return out;
+    }
+    const out = allocBytes(n);
+    let filled = 0;
+    while (filled < n) {
+      const chunk = this.#chunks[0]!;
+      const take = Math.min(chunk.length - this.#offset, n - filled);
+      xorCopy(chunk.subarray(this.#offset, this.#offset + take), out, filled, this.#mask, at + filled);
+      filled += take;
+      this.#skip(take);
+    }
+    return out;
   }
 
   /** Takes `n` bytes off the front as a view, copying only when they span chunks. */
