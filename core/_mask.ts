@@ -151,16 +151,7 @@ export function xorKey(data: Uint8Array, key: number, offset = 0): void {
   if (n >= WORDS_FROM) {
     const fast = simdXor();
     if (fast !== undefined) {
-      const w = wordOf(k);
-      // Block by block through the module's memory: BLOCK is a multiple of
-      // 4, so every block starts at the same key position.
-      const heap = fast.heap;
-      for (; i < n; i += BLOCK) {
-        const len = Math.min(BLOCK, n - i);
-        heap.set(i === 0 && len === n ? data : data.subarray(i, i + len));
-        fast.xor(0, len, w);
-        data.set(len === BLOCK ? heap : heap.subarray(0, len), i);
-      }
+      simdCopy(fast, data, data, 0, wordOf(k));
       return;
     }
     // Byte by byte up to a 4-byte boundary, then a word at a time.
@@ -186,4 +177,55 @@ export function xorKey(data: Uint8Array, key: number, offset = 0): void {
   if (i < n) data[i] = data[i]! ^ m0;
   if (i + 1 < n) data[i + 1] = data[i + 1]! ^ m1;
   if (i + 2 < n) data[i + 2] = data[i + 2]! ^ m2;
+}
+
+/**
+ * XORs `source` with `w` (the key as a word of memory) into `target` from
+ * `at`, block by block through the module's memory: BLOCK is a multiple of
+ * 4, so every block starts at the same key position.
+ */
+function simdCopy(fast: SimdXor, source: Uint8Array, target: Uint8Array, at: number, w: number): void {
+  const heap = fast.heap;
+  const n = source.length;
+  for (let i = 0; i < n; i += BLOCK) {
+    const len = Math.min(BLOCK, n - i);
+    heap.set(i === 0 && len === n ? source : source.subarray(i, i + len));
+    fast.xor(0, len, w);
+    target.set(len === BLOCK ? heap : heap.subarray(0, len), at + i);
+  }
+}
+
+/**
+ * Writes `source` XOR the masking key into `target` from `at`, the key
+ * starting at position `offset`: the copy and the unmasking of a payload
+ * that arrived in pieces in one pass through the WebAssembly memory, which
+ * copies in and out anyway (`source` is left as it was).
+ *
+ * @param source The masked bytes.
+ * @param target Where the unmasked bytes go; room for `source` from `at`.
+ * @param at Where in `target`.
+ * @param key The 4-byte key as a number, as for {@linkcode xorKey}.
+ * @param offset Position of `source[0]` in the frame payload.
+ *
+ * @example
+ * ```ts
+ * import { xorCopy } from "./_mask.ts";
+ *
+ * const out = new Uint8Array(4);
+ * xorCopy(new Uint8Array([1, 2, 3]), out, 1, 0x01020304);
+ * console.log(out); // Uint8Array [0, 0, 0, 0]
+ * ```
+ */
+export function xorCopy(source: Uint8Array, target: Uint8Array, at: number, key: number, offset = 0): void {
+  const n = source.length;
+  if (n >= WORDS_FROM) {
+    const fast = simdXor();
+    if (fast !== undefined) {
+      const shift = (offset & 3) * 8;
+      simdCopy(fast, source, target, at, wordOf(shift === 0 ? key : ((key << shift) | (key >>> (32 - shift))) >>> 0));
+      return;
+    }
+  }
+  target.set(source, at);
+  xorKey(target.subarray(at, at + n), key, offset);
 }

@@ -6,6 +6,7 @@
  * @module
  */
 
+import { allocBytes } from "./_alloc.ts";
 import { xorKey } from "./_mask.ts";
 import { UsageError } from "./errors.ts";
 
@@ -170,13 +171,13 @@ export function encodeFrame(
   const length = payload.length;
   const headerBytes = 2 + (length < 126 ? 0 : length < 65536 ? 2 : 8) + (mask ? 4 : 0);
   if (mask !== undefined || length <= COALESCE_BYTES) {
-    const out = new Uint8Array(headerBytes + length);
+    const out = allocBytes(headerBytes + length);
     writeHeader(out, headerBytes, opcode, length, fin, rsv1, mask);
     out.set(payload, headerBytes);
     if (mask !== undefined) applyMask(out.subarray(headerBytes), mask);
     return [out];
   }
-  const header = new Uint8Array(headerBytes);
+  const header = allocBytes(headerBytes);
   writeHeader(header, headerBytes, opcode, length, fin, rsv1, undefined);
   return [header, payload];
 }
@@ -253,5 +254,7 @@ export function encodeTextFrame(text: string, options: FrameOptions = {}): Uint8
   const { written } = encoder.encodeInto(text, scratchBody);
   const start = writeHeader(scratch, 14, Opcode.Text, written, fin, rsv1, mask);
   if (mask !== undefined) applyMask(scratch.subarray(14, 14 + written), mask);
-  return [scratch.slice(start, 14 + written)];
+  const out = allocBytes(14 + written - start);
+  out.set(scratch.subarray(start, 14 + written));
+  return [out];
 }

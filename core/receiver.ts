@@ -14,7 +14,8 @@
 
 import { CloseCode, isValidWireCloseCode } from "./close_code.ts";
 import { ProtocolError } from "./errors.ts";
-import { xorKey } from "./_mask.ts";
+import { allocBytes } from "./_alloc.ts";
+import { xorCopy, xorKey } from "./_mask.ts";
 import { Opcode } from "./frame.ts";
 import { DEFAULT_LIMITS, type Limits } from "./options.ts";
 import { isUtf8 } from "./_utf8.ts";
@@ -433,8 +434,7 @@ export class Receiver {
       if (this.#remaining > 0) {
         const take = Math.min(this.#remaining, this.#buffered);
         if (take === 0) return null;
-        const bytes = this.#consume(take);
-        if (this.#masked) xorKey(bytes, this.#mask, this.#length - this.#remaining);
+        const bytes = this.#take(take, this.#length - this.#remaining);
         this.#remaining -= take;
         this.#textStarted = true;
         if (this.#textBytes) this.#checkPiece(bytes);
@@ -564,9 +564,7 @@ export class Receiver {
       this.#copyOut(n, out);
       return out;
     }
-    const bytes = this.#consume(n);
-    if (this.#masked) xorKey(bytes, this.#mask);
-    return bytes;
+    return this.#take(n, 0);
   }
 
   /**
@@ -622,6 +620,30 @@ export class Receiver {
     if (this.#buffered === 0) this.#chunks = NO_CHUNKS;
   }
 
+  /**
+   * Takes `n` bytes of the frame's payload off the front, unmasked (`at`:
+   * their position in the payload): a view unmasked in place when they lie
+   * in one chunk, else one copy that unmasks as it goes.
+   */
+  #take(n: number, at: number): Uint8Array {
+    if (!this.#masked) return this.#consume(n);
+    if (this.#offset + n <= this.#chunks[0]!.length) {
+      const out = this.#consume(n);
+      xorKey(out, this.#mask, at);
+      return out;
+    }
+    const out = allocBytes(n);
+    let filled = 0;
+    while (filled < n) {
+      const chunk = this.#chunks[0]!;
+      const take = Math.min(chunk.length - this.#offset, n - filled);
+      xorCopy(chunk.subarray(this.#offset, this.#offset + take), out, filled, this.#mask, at + filled);
+      filled += take;
+      this.#skip(take);
+    }
+    return out;
+  }
+
   /** Takes `n` bytes off the front as a view, copying only when they span chunks. */
   #consume(n: number): Uint8Array {
     const first = this.#chunks[0]!;
@@ -631,7 +653,7 @@ export class Receiver {
       this.#skip(n);
       return out;
     }
-    const out = new Uint8Array(n);
+    const out = allocBytes(n);
     let filled = 0;
     while (filled < n) {
       const chunk = this.#chunks[0]!;
@@ -646,7 +668,7 @@ export class Receiver {
 
 function concat(parts: Uint8Array[], total: number): Uint8Array {
   if (parts.length === 1) return parts[0]!;
-  const out = new Uint8Array(total);
+  const out = allocBytes(total);
   let offset = 0;
   for (const part of parts) {
     out.set(part, offset);

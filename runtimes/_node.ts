@@ -14,11 +14,18 @@ import { Pump, type Transport } from "./_pump.ts";
 import type { ConnectionSet } from "./_registry.ts";
 import { DEFAULT_HIGH_WATER_MARK } from "./_options.ts";
 import { useNativeUtf8 } from "../core/_utf8.ts";
+import { useAllocator } from "../core/_alloc.ts";
 
 // Text delivered as bytes (textAs: "bytes") is validated by node:buffer's
 // isUtf8 (simdutf; Node 18.14+, Deno and Bun have it too): about 3 µs per
 // 64 KiB, against 17 µs for core's JavaScript scan. Same rule, RFC 3629.
 if (typeof buffer.isUtf8 === "function") useNativeUtf8(buffer.isUtf8);
+
+// The bytes core fills before anyone reads them (a frame joined from several
+// reads, a header) come from node:buffer's allocUnsafe: not zeroed, and
+// already the off-heap Buffer that socket.write() wants, where a small
+// Uint8Array would be moved off the JavaScript heap on every write.
+useAllocator((size) => buffer.Buffer.allocUnsafe(size));
 
 class NodeTransport implements Transport {
   readonly #socket: Duplex;

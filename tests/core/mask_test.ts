@@ -4,7 +4,7 @@
 // across the 64 KiB blocks of the WebAssembly memory.
 import assert from "node:assert/strict";
 import { after, describe, it } from "node:test";
-import { simdEnabled, useSimd, xorKey } from "../../core/_mask.ts";
+import { simdEnabled, useSimd, xorCopy, xorKey } from "../../core/_mask.ts";
 
 const KEY = [0x9e, 0x37, 0x79, 0xb9];
 const KEY_NUMBER = ((KEY[0]! << 24) | (KEY[1]! << 16) | (KEY[2]! << 8) | KEY[3]!) >>> 0;
@@ -51,6 +51,26 @@ function checkAll(): void {
   }
 }
 
+/** xorCopy: the same XOR written into another buffer at `at`, the source untouched. */
+function checkCopy(): void {
+  for (const size of SIZES) {
+    for (const at of [0, 1, 3, 6]) {
+      for (let offset = 0; offset < 4; offset++) {
+        const source = payload(size, size * 8 + at + offset);
+        const before = source.slice();
+        const target = new Uint8Array(size + at + 5).fill(0x5a);
+        xorCopy(source, target, at, KEY_NUMBER, offset);
+        const where = `size ${size}, at ${at}, key position ${offset}`;
+        assert.deepEqual(target.subarray(at, at + size), reference(source, offset), where);
+        assert.deepEqual(source, before, `${where}: the source changed`);
+        for (let i = 0; i < target.length; i++) {
+          if (i < at || i >= at + size) assert.equal(target[i], 0x5a, `${where}: byte ${i} outside the copy changed`);
+        }
+      }
+    }
+  }
+}
+
 describe("masking", () => {
   after(() => useSimd(true));
 
@@ -68,6 +88,14 @@ describe("masking", () => {
     useSimd(false);
     assert.equal(simdEnabled(), false);
     checkAll();
+    useSimd(true);
+  });
+
+  it("copies and XORs in one pass into another buffer, through WebAssembly and the word loop", () => {
+    useSimd(true);
+    checkCopy();
+    useSimd(false);
+    checkCopy();
     useSimd(true);
   });
 });
