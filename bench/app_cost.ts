@@ -25,7 +25,8 @@
  */
 
 import process from "node:process";
-import { App, type Handler, heartbeat } from "../mod.ts";
+import type { Handler } from "../mod.ts";
+import { benchApp } from "./servers/_app.ts";
 import { Pump, type Transport } from "../runtimes/_pump.ts";
 import { ConnectionSet } from "../runtimes/_registry.ts";
 import { resolveConnectionOptions } from "../runtimes/_options.ts";
@@ -55,25 +56,6 @@ function bare(): Handler {
       ctx.send(data);
     },
   };
-}
-
-function app(): Handler {
-  return new App<{ role: "sub" | "pub" | "echo" }>()
-    .use(heartbeat({ intervalMs: 30_000, timeoutMs: 10_000 }))
-    .use({
-      upgrade(ctx, next) {
-        const path = ctx.path;
-        ctx.state = { role: path === "/sub" ? "sub" : path === "/pub" ? "pub" : "echo" };
-        return next();
-      },
-      open(ctx) {
-        if (ctx.state.role === "sub") ctx.subscribe("bench");
-      },
-      message(ctx) {
-        if (ctx.state.role === "pub") ctx.publish("bench", ctx.data);
-        else ctx.send(ctx.data);
-      },
-    });
 }
 
 const encoder = new TextEncoder();
@@ -132,7 +114,7 @@ function median(values: number[]): number {
 }
 
 // Let the upgrades (possibly async) settle before measuring.
-const rigs = { bare: rig(bare()), app: rig(app()) };
+const rigs = { bare: rig(bare()), app: rig(benchApp()) };
 await new Promise((resolve) => setTimeout(resolve, 50));
 
 const runtime = (globalThis as { Deno?: unknown }).Deno ? "Deno" : (globalThis as { Bun?: unknown }).Bun ? "Bun" : "Node";

@@ -632,16 +632,7 @@ export class Receiver {
       xorKey(out, this.#mask, at);
       return out;
     }
-    const out = allocBytes(n);
-    let filled = 0;
-    while (filled < n) {
-      const chunk = this.#chunks[0]!;
-      const take = Math.min(chunk.length - this.#offset, n - filled);
-      xorCopy(chunk.subarray(this.#offset, this.#offset + take), out, filled, this.#mask, at + filled);
-      filled += take;
-      this.#skip(take);
-    }
-    return out;
+    return this.#join(n, true, at);
   }
 
   /** Takes `n` bytes off the front as a view, copying only when they span chunks. */
@@ -653,12 +644,23 @@ export class Receiver {
       this.#skip(n);
       return out;
     }
+    return this.#join(n, false, 0);
+  }
+
+  /**
+   * Copies the next `n` bytes, which span chunks, into new bytes, and marks
+   * them read; unmasked on the way when `unmask` (`at`: their position in
+   * the payload, for the key).
+   */
+  #join(n: number, unmask: boolean, at: number): Uint8Array {
     const out = allocBytes(n);
     let filled = 0;
     while (filled < n) {
       const chunk = this.#chunks[0]!;
       const take = Math.min(chunk.length - this.#offset, n - filled);
-      out.set(chunk.subarray(this.#offset, this.#offset + take), filled);
+      const piece = chunk.subarray(this.#offset, this.#offset + take);
+      if (unmask) xorCopy(piece, out, filled, this.#mask, at + filled);
+      else out.set(piece, filled);
       filled += take;
       this.#skip(take);
     }

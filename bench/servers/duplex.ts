@@ -35,6 +35,7 @@
 
 import process from "node:process";
 import { App, type Handler, heartbeat, observe, Router, serve, type TransportName } from "../../mod.ts";
+import { benchApp } from "./_app.ts";
 import { benchPerMessageDeflate, benchPort, deflateTag, ready } from "./_lifecycle.ts";
 
 const transport = (process.env.TRANSPORT ?? "raw") as TransportName;
@@ -45,29 +46,9 @@ if (!["hooks", "app", "router"].includes(pipeline)) {
 }
 const observed = process.env.OBSERVE === "1";
 
-const TOPIC = "bench";
-
-/** The App: one middleware object (upgrade, open, message), heartbeat beside it. */
+/** The App (bench/servers/_app.ts), after observe() with OBSERVE=1. */
 function app(): Handler {
-  const app = new App<{ role: "sub" | "pub" | "echo" }>();
-  if (observed) app.use(observe());
-  return app
-    .use(heartbeat({ intervalMs: 30_000, timeoutMs: 10_000 }))
-    .use({
-      upgrade(ctx, next) {
-        const path = ctx.path;
-        ctx.state = { role: path === "/sub" ? "sub" : path === "/pub" ? "pub" : "echo" };
-        return next();
-      },
-      open(ctx) {
-        if (ctx.state.role === "sub") ctx.subscribe(TOPIC);
-      },
-      message(ctx) {
-        if (ctx.state.role === "pub") ctx.publish(TOPIC, ctx.data);
-        else ctx.send(ctx.data);
-      },
-    })
-    .onError((error) => console.error(error));
+  return benchApp(...(observed ? [observe()] : [])).onError((error) => console.error(error));
 }
 
 /** The previous bench App: heartbeat, a function middleware on every event, a router. */
