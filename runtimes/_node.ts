@@ -23,9 +23,15 @@ if (typeof buffer.isUtf8 === "function") useNativeUtf8(buffer.isUtf8);
 
 // The bytes core fills before anyone reads them (a frame joined from several
 // reads, a header) come from node:buffer's allocUnsafe: not zeroed, and
-// already the off-heap Buffer that socket.write() wants, where a small
-// Uint8Array would be moved off the JavaScript heap on every write.
-useAllocator((size) => buffer.Buffer.allocUnsafe(size));
+// already off the JavaScript heap, where socket.write() wants them (a small
+// Uint8Array would be moved off the heap on every write). Handed on as a
+// plain Uint8Array view: the allocator is the process's, so on a runtime
+// that runs this adapter beside another, that one's messages must not turn
+// into Buffers (whose slice() and toString() differ).
+useAllocator((size) => {
+  const bytes = buffer.Buffer.allocUnsafe(size);
+  return new Uint8Array(bytes.buffer, bytes.byteOffset, size);
+});
 
 class NodeTransport implements Transport {
   readonly #socket: Duplex;
