@@ -204,14 +204,13 @@ const ASCII_CHARS = 125;
  */
 function asciiTextFrame(text: string, fin: boolean, rsv1: boolean): Uint8Array | undefined {
   const n = text.length;
-  const out = new Uint8Array(2 + n);
+  const out = allocBytes(2 + n);
   for (let i = 0; i < n; i++) {
     const c = text.charCodeAt(i);
     if (c > 0x7f) return undefined;
     out[2 + i] = c;
   }
-  out[0] = (fin ? 0x80 : 0) | (rsv1 ? 0x40 : 0) | Opcode.Text;
-  out[1] = n;
+  writeHeader(out, 2, Opcode.Text, n, fin, rsv1, undefined);
   return out;
 }
 
