@@ -268,6 +268,14 @@ const ALL_SERVERS: ServerSpec[] = [
     bare: "Duplex native",
   },
   { runtime: runtimeOf("deno"), name: "Deno.serve", role: "peer", file: "bench/servers/deno_serve.ts" },
+  // Deno's idle timeout on, as Duplex's native path sets it (its idleTimeoutMs, 120 s): what pinging idle peers costs Deno.
+  {
+    runtime: runtimeOf("deno"),
+    name: "Deno.serve idle",
+    role: "ref",
+    file: "bench/servers/deno_serve.ts",
+    env: { IDLE_TIMEOUT: "120" },
+  },
   {
     runtime: runtimeOf("bun"),
     name: "Duplex raw",
