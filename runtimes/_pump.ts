@@ -557,7 +557,7 @@ export class Pump<S = Record<string, unknown>> extends ConnectionBase<S> {
       case "message":
         if (this.overRate()) return undefined;
         this.messagesIn++;
-        return this.call(() => handler.message?.(this, event.data, event.text !== true && typeof event.data !== "string"));
+        return this.#message(handler, event.data, event.text !== true && typeof event.data !== "string");
       case "compressed":
         if (this.overRate()) return undefined;
         this.messagesIn++;
@@ -575,6 +575,24 @@ export class Pump<S = Record<string, unknown>> extends ConnectionBase<S> {
         return this.call(() => handler.close?.(this, info));
       }
     }
+  }
+
+  /**
+   * Runs the `message` hook as {@linkcode call} does, without a closure per
+   * message (the hot path: one call per message received).
+   */
+  #message(handler: Handler<S>, data: string | Uint8Array, binary: boolean): Promise<void> | undefined {
+    const hook = handler.message;
+    if (hook === undefined) return undefined;
+    let result;
+    try {
+      result = hook.call(handler, this, data, binary);
+    } catch (err) {
+      this.hookFailed(err);
+      return undefined;
+    }
+    if (!isThenable(result)) return undefined;
+    return result.then(undefined, (err) => this.hookFailed(err));
   }
 
   /**
