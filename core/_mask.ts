@@ -69,6 +69,8 @@ interface SimdXor {
   heap: Uint8Array;
   /** XORs `heap[0 .. len)` (rounded up to 16) with `key`, a word as memory holds it. */
   xor(ptr: number, len: number, key: number): void;
+  /** The last view of the heap's start that was made, `heap[0 .. last.length)`: messages of one size in a row reuse it. */
+  last: Uint8Array;
 }
 
 /**
@@ -113,7 +115,8 @@ function simdXor(): SimdXor | undefined {
   try {
     const instance = new WebAssembly.Instance(new WebAssembly.Module(new Uint8Array(WASM_MODULE)));
     const memory = instance.exports.m as WebAssembly.Memory;
-    simd = { heap: new Uint8Array(memory.buffer, 0, BLOCK), xor: instance.exports.x as SimdXor["xor"] };
+    const heap = new Uint8Array(memory.buffer, 0, BLOCK);
+    simd = { heap, xor: instance.exports.x as SimdXor["xor"], last: heap };
   } catch {
     simd = undefined;
   }
@@ -191,7 +194,9 @@ function simdCopy(fast: SimdXor, source: Uint8Array, target: Uint8Array, at: num
     const len = Math.min(BLOCK, n - i);
     heap.set(i === 0 && len === n ? source : source.subarray(i, i + len));
     fast.xor(0, len, w);
-    target.set(len === BLOCK ? heap : heap.subarray(0, len), at + i);
+    let out = fast.last;
+    if (out.length !== len) out = fast.last = heap.subarray(0, len);
+    target.set(out, at + i);
   }
 }
 

@@ -11,7 +11,8 @@ import { closeReasonFor } from "./_close_reason.ts";
 import { CloseCode, closePayload } from "./close_code.ts";
 import type { DeflateParams } from "./deflate.ts";
 import { HandshakeError, ProtocolError, UsageError } from "./errors.ts";
-import { encodeFrame, encodeTextFrame, Opcode } from "./frame.ts";
+import { encodeFrame, encodeTextFrame, Opcode, writeHeader } from "./frame.ts";
+import type { FrameArena } from "./frame_arena.ts";
 import type { PreparedMessage } from "./prepared.ts";
 import { headSize } from "./_head_size.ts";
 import { type HeadLike, type UpgradeRequest, validateUpgradeRequest } from "./handshake.ts";
@@ -181,15 +182,27 @@ export class Engine {
   #eventIndex = 0;
   #output: Uint8Array[] = NO_OUTPUT;
   #outputBytes = 0;
+  // Frames encoded into the arena, if the adapter gave one: the run of them
+  // that lies side by side at the end of the output, not yet a view, and the
+  // arena buffer (generation) this engine holds frames in, or -1.
+  readonly #arena: FrameArena | undefined;
+  #held = -1;
+  #runBytes: Uint8Array | undefined;
+  #runStart = 0;
+  #runEnd = 0;
 
   /**
    * Creates an engine waiting for the opening handshake.
    *
    * @param options Limits; every one has a safe default.
+   * @param arena Where small data frames are encoded, shared with other
+   *   engines; see {@linkcode FrameArena} for what it asks of the adapter.
+   *   Without one, each frame is a chunk of its own.
    * @throws {UsageError} When a limit is invalid.
    */
-  constructor(options: EngineOptions = {}) {
+  constructor(options: EngineOptions = {}, arena?: FrameArena) {
     this.limits = resolveLimits(options);
+    this.#arena = arena;
     this.#parser = new RequestHeadParser(this.limits.maxHeaderBytes);
     this.#textBytes = textAsBytes(options.textAs);
   }
@@ -445,8 +458,99 @@ export class Engine {
    */
   send(data: MessageData, binary?: boolean): void {
     this.#requireOpen("send");
-    if (typeof data === "string" && binary !== true) this.#queue(encodeTextFrame(data));
-    else this.#queue(encodeFrame(binary === false ? Opcode.Text : Opcode.Binary, toBytes(data, "message")));
+    if (typeof data === "string" && binary !== true) {
+      if (this.#arena === undefined || !this.#textInto(data)) this.#queue(encodeTextFrame(data));
+      return;
+    }
+    const payload = toBytes(data, "message");
+    const opcode = binary === false ? Opcode.Text : Opcode.Binary;
+    if (this.#arena === undefined || !this.#frameInto(opcode, payload)) this.#queue(encodeFrame(opcode, payload));
+  }
+
+  /** Encodes a final, unmasked data frame into the arena; `false` when it is too big for it. */
+  #frameInto(opcode: number, payload: Uint8Array): boolean {
+    const n = payload.length;
+    const header = n < 126 ? 2 : 4;
+    const at = this.#arenaAt(header + n);
+    if (at < 0) return false;
+    const bytes = this.#arena!.bytes;
+    writeHeader(bytes, at + header, opcode, n, true, false, undefined);
+    bytes.set(payload, at + header);
+    this.#arenaCommit(at, header + n);
+    return true;
+  }
+
+  /** Encodes a text frame into the arena (short ASCII directly); `false` when it is too big for it. */
+  #textInto(text: string): boolean {
+    const n = text.length;
+    if (n < 126) {
+      const at = this.#arenaAt(2 + n);
+      if (at < 0) return false;
+      const bytes = this.#arena!.bytes;
+      let i = 0;
+      for (; i < n; i++) {
+        const c = text.charCodeAt(i);
+        if (c > 0x7f) break;
+        bytes[at + 2 + i] = c;
+      }
+      if (i === n) {
+        bytes[at] = 0x80 | Opcode.Text;
+        bytes[at + 1] = n;
+        this.#arenaCommit(at, 2 + n);
+        return true;
+      }
+    }
+    // Room for a 2-byte length in front of the worst-case UTF-8 size: a
+    // payload under 126 bytes then moves 2 bytes back, behind its short header.
+    const max = 4 + 3 * n;
+    const at = this.#arenaAt(max);
+    if (at < 0) return false;
+    const bytes = this.#arena!.bytes;
+    const { written } = encoder.encodeInto(text, bytes.subarray(at + 4, at + max));
+    let header = 4;
+    if (written < 126) {
+      bytes.copyWithin(at + 2, at + 4, at + 4 + written);
+      header = 2;
+    }
+    writeHeader(bytes, at + header, Opcode.Text, written, true, false, undefined);
+    this.#arenaCommit(at, header + written);
+    return true;
+  }
+
+  /**
+   * Where a frame of up to `max` bytes goes in the arena, or -1 when it is
+   * too big for one. Ends the current run when the frame will not follow it.
+   */
+  #arenaAt(max: number): number {
+    const arena = this.#arena!;
+    if (max > arena.maxFrameBytes) return -1;
+    arena.reserve(max);
+    if (this.#runBytes !== undefined && (this.#runBytes !== arena.bytes || this.#runEnd !== arena.used)) this.#endRun();
+    if (this.#held !== arena.generation) {
+      this.#held = arena.generation;
+      arena.holders++;
+    }
+    return arena.used;
+  }
+
+  /** `length` bytes were encoded into the arena at `at`. */
+  #arenaCommit(at: number, length: number): void {
+    const arena = this.#arena!;
+    arena.used = at + length;
+    if (this.#runBytes === undefined) {
+      this.#runBytes = arena.bytes;
+      this.#runStart = at;
+    }
+    this.#runEnd = at + length;
+    this.#outputBytes += length;
+  }
+
+  /** The run of arena frames becomes one chunk of the output (already counted in outputBytes). */
+  #endRun(): void {
+    const run = this.#runBytes!.subarray(this.#runStart, this.#runEnd);
+    this.#runBytes = undefined;
+    if (this.#output === NO_OUTPUT) this.#output = [run];
+    else this.#output.push(run);
   }
 
   /**
@@ -601,11 +705,19 @@ export class Engine {
 
   /**
    * Takes the bytes to write, in order. Frames queued since the last call
-   * come back together so the adapter can write them at once.
+   * come back together so the adapter can write them at once. With a
+   * {@linkcode FrameArena}, frames encoded side by side come back as one
+   * chunk, valid until the next send of any engine that shares the arena.
    *
    * @returns The chunks (possibly none).
    */
   takeOutput(): Uint8Array[] {
+    if (this.#runBytes !== undefined) this.#endRun();
+    if (this.#held !== -1) {
+      // Handed out: the arena may reuse its memory once every holder has done so.
+      if (this.#arena!.generation === this.#held) this.#arena!.holders--;
+      this.#held = -1;
+    }
     const out = this.#output;
     if (out.length === 0) return [];
     this.#output = NO_OUTPUT;
@@ -614,6 +726,7 @@ export class Engine {
   }
 
   #write(chunk: Uint8Array): void {
+    if (this.#runBytes !== undefined) this.#endRun();
     if (this.#output === NO_OUTPUT) this.#output = [chunk];
     else this.#output.push(chunk);
     this.#outputBytes += chunk.length;

@@ -75,8 +75,15 @@ const encoder = new TextEncoder();
  * Writes a frame header into `target` ending right before `end`, and returns
  * where it starts. Used to put a header in front of a payload that already
  * sits in the same buffer.
+ *
+ * @example
+ * ```ts ignore
+ * const frame = new Uint8Array(4);
+ * frame.set([0x48, 0x69], 2);
+ * writeHeader(frame, 2, Opcode.Text, 2, true, false, undefined); // 81 02 48 69
+ * ```
  */
-function writeHeader(
+export function writeHeader(
   target: Uint8Array,
   end: number,
   opcode: number,

@@ -38,6 +38,7 @@ export {
 } from "./deflate.ts";
 export { Engine, type EngineAcceptOptions, type EngineEvent, type EngineOptions, type MessageData } from "./engine.ts";
 export { HandshakeError, ProtocolError, UsageError } from "./errors.ts";
+export { FrameArena } from "./frame_arena.ts";
 export { applyMask, encodeFrame, encodeTextFrame, type FrameOptions, Opcode } from "./frame.ts";
 export { type HeadLike, type UpgradeRequest, validateUpgradeRequest } from "./handshake.ts";
 export { type ExtensionOffer, parseExtensions, parseProtocols, selectSubprotocol } from "./handshake_offers.ts";

@@ -10,6 +10,7 @@
 
 import { Engine, type EngineEvent, type MessageData } from "../core/engine.ts";
 import { messageData, type PreparedMessage } from "../core/prepared.ts";
+import type { FrameArena } from "../core/frame_arena.ts";
 import { ProtocolError, UsageError } from "../core/errors.ts";
 import { CloseCode, closePayload } from "../core/close_code.ts";
 import type { DeflateParams } from "../core/deflate.ts";
@@ -189,10 +190,13 @@ export class Pump<S = Record<string, unknown>> extends ConnectionBase<S> {
    * @param handler The application's hooks.
    * @param options Limits, subprotocols, timeouts.
    * @param set The server's live connections; the pump adds and removes itself.
+   * @param arena Where the engine encodes small frames, for a transport
+   *   that writes what `write` gets at once and copies what it keeps (see
+   *   {@linkcode FrameArena}).
    */
-  constructor(transport: Transport, handler: Handler<S>, options: ConnectionOptions, set: ConnectionSet) {
+  constructor(transport: Transport, handler: Handler<S>, options: ConnectionOptions, set: ConnectionSet, arena?: FrameArena) {
     super(handler, options, set);
-    this.#engine = new Engine(options);
+    this.#engine = new Engine(options, arena);
     this.#transport = transport;
     this.#config = pumpConfig(options, this.maxBuffered, this.highWaterMark);
   }
@@ -553,7 +557,7 @@ export class Pump<S = Record<string, unknown>> extends ConnectionBase<S> {
       case "message":
         if (this.overRate()) return undefined;
         this.messagesIn++;
-        return this.call(() => handler.message?.(this, event.data, event.text !== true && typeof event.data !== "string"));
+        return this.#message(handler, event.data, event.text !== true && typeof event.data !== "string");
       case "compressed":
         if (this.overRate()) return undefined;
         this.messagesIn++;
@@ -571,6 +575,24 @@ export class Pump<S = Record<string, unknown>> extends ConnectionBase<S> {
         return this.call(() => handler.close?.(this, info));
       }
     }
+  }
+
+  /**
+   * Runs the `message` hook as {@linkcode call} does, without a closure per
+   * message (the hot path: one call per message received).
+   */
+  #message(handler: Handler<S>, data: string | Uint8Array, binary: boolean): Promise<void> | undefined {
+    const hook = handler.message;
+    if (hook === undefined) return undefined;
+    let result;
+    try {
+      result = hook.call(handler, this, data, binary);
+    } catch (err) {
+      this.hookFailed(err);
+      return undefined;
+    }
+    if (!isThenable(result)) return undefined;
+    return result.then(undefined, (err) => this.hookFailed(err));
   }
 
   /**

@@ -30,6 +30,7 @@
  */
 
 import { CloseCode } from "../core/close_code.ts";
+import { FrameArena } from "../core/frame_arena.ts";
 import { UsageError } from "../core/errors.ts";
 import type { ConnectionOptions, Handler } from "../plugins/hooks.ts";
 import { nativeUpgrade, websocketHandler } from "./_bun_native.ts";
@@ -139,6 +140,20 @@ function stage(chunks: Uint8Array[], start: number, end: number, total: number):
   return staging.subarray(0, total);
 }
 
+/**
+ * Where every raw connection's engine encodes its small frames, made by the
+ * first server: the frames of one read's replies lie side by side and leave
+ * in one `socket.write()` of one view, with no frame allocated and no join.
+ * Every write is synchronous, and what Bun does not take is copied out
+ * before the next send, as from {@linkcode staging}.
+ */
+let frames: FrameArena | undefined;
+
+/** `chunk`, or a copy of it when it lies in memory that the next send reuses. */
+function owned(chunk: Uint8Array): Uint8Array {
+  return frames !== undefined && frames.holds(chunk) ? chunk.slice() : chunk;
+}
+
 // Shared by every transport with nothing queued or held: an idle connection
 // allocates no array (replaced by a fresh one before the first push).
 const NONE: Uint8Array[] = [];
@@ -211,10 +226,10 @@ class BunTransport implements Transport {
       if (written < 0) return this.#broken();
       // Bun took part of it (or none): keep the rest, in order, for `drain`
       // (copied out of the staging buffer, which the next write reuses).
-      if (written < out.length) this.#keep(staged ? out.slice(written) : out.subarray(written));
+      if (written < out.length) this.#keep(staged ? out.slice(written) : owned(out.subarray(written)));
       i = end;
     }
-    for (; i < chunks.length; i++) this.#keep(chunks[i]!);
+    for (; i < chunks.length; i++) this.#keep(owned(chunks[i]!));
     return this.#queued < WRITE_HIGH_WATER_MARK;
   }
 
@@ -331,6 +346,7 @@ export function serve<S = Record<string, unknown>>(handler: Handler<S>, options:
   try {
     checkServeArgs(handler, options, "serve()");
     const { port, hostname, tls, connection, set } = serveSetup(options);
+    const arena = frames ??= new FrameArena();
     const listener = bun().listen({
       hostname,
       port,
@@ -342,7 +358,7 @@ export function serve<S = Record<string, unknown>>(handler: Handler<S>, options:
           socket.setNoDelay?.(true);
           // The transport is the socket's data, and holds the pump: no closure, no extra object.
           const transport = new BunTransport(socket);
-          const pump: Pump<S> = new Pump(transport, handler, connection, set);
+          const pump: Pump<S> = new Pump(transport, handler, connection, set, arena);
           transport.pump = pump as Pump<unknown>;
           socket.data = transport;
           pump.start();

@@ -1,5 +1,6 @@
 // Helpers shared by the core tests: frame builders and split feeders.
 import { Engine, type EngineAcceptOptions, type EngineEvent, type EngineOptions } from "../../core/engine.ts";
+import type { FrameArena } from "../../core/frame_arena.ts";
 import { Receiver, type Received } from "../../core/receiver.ts";
 
 const encoder = new TextEncoder();
@@ -87,8 +88,9 @@ export function acceptedEngine(
   options: EngineOptions = {},
   accept: EngineAcceptOptions = {},
   headers: Record<string, string> = {},
+  arena?: FrameArena,
 ): { engine: Engine; response: string } {
-  const engine = new Engine(options);
+  const engine = new Engine(options, arena);
   engine.receiveHead({
     method: "GET",
     url: "/",
