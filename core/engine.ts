@@ -126,6 +126,15 @@ const EMPTY = new Uint8Array(0);
 const NO_EVENTS: EngineEvent[] = [];
 const NO_OUTPUT: Uint8Array[] = [];
 
+/** The fields of an {@linkcode Engine} that an idle connection rarely needs, made when first set. */
+class EngineRare {
+  protocol = "";
+  extensions = "";
+  deflate: DeflateParams | undefined = undefined;
+  closedBy: "local" | "peer" | undefined = undefined;
+  eof = false;
+}
+
 function toBytes(data: ArrayBuffer | ArrayBufferView | string, what: string): Uint8Array {
   if (typeof data === "string") return encoder.encode(data);
   if (data instanceof Uint8Array) return data;
@@ -164,17 +173,16 @@ export class Engine {
   readonly limits: Readonly<Limits>;
 
   #state: ReadyState = ReadyState.Connecting;
-  #closedBy: "local" | "peer" | undefined;
   #parser: RequestHeadParser | undefined;
   #request: UpgradeRequest | undefined;
-  #protocol = "";
-  #extensions = "";
-  #deflate: DeflateParams | undefined;
+  // What was negotiated beyond the defaults, and how the connection ended:
+  // made when first set, so that an idle connection without a subprotocol
+  // or an extension holds no field for them.
+  #rare: EngineRare | undefined;
   // Made by the first frame bytes: a connection that never sends a frame
   // (a subscriber that only listens) holds no frame decoder.
   #receiver: Receiver | undefined;
   readonly #textBytes: boolean;
-  #eof = false;
 
   // Both lists are the shared empty ones while empty, so that an idle
   // connection holds no array of its own.
@@ -212,7 +220,7 @@ export class Engine {
     return this.#receiver ??= new Receiver({
       textAs: this.#textBytes ? "bytes" : "string",
       role: "server",
-      allowRsv1: this.#deflate !== undefined,
+      allowRsv1: this.#rare?.deflate !== undefined,
       maxMessageBytes: this.limits.maxMessageBytes,
       maxFrameBytes: this.limits.maxFrameBytes,
       maxFragments: this.limits.maxFragments,
@@ -231,7 +239,7 @@ export class Engine {
    * or the transport ended); `undefined` while open or never opened.
    */
   get closedBy(): "local" | "peer" | undefined {
-    return this.#closedBy;
+    return this.#rare?.closedBy;
   }
 
   /** The validated opening handshake, once it has arrived. */
@@ -241,17 +249,17 @@ export class Engine {
 
   /** The negotiated subprotocol, or `""`. */
   get protocol(): string {
-    return this.#protocol;
+    return this.#rare?.protocol ?? "";
   }
 
   /** The negotiated `Sec-WebSocket-Extensions` value, or `""`. */
   get extensions(): string {
-    return this.#extensions;
+    return this.#rare?.extensions ?? "";
   }
 
   /** The permessage-deflate parameters agreed on in {@linkcode Engine.accept}, or `undefined`. */
   get deflate(): DeflateParams | undefined {
-    return this.#deflate;
+    return this.#rare?.deflate;
   }
 
   /** Bytes queued by the engine and not yet taken by {@linkcode Engine.takeOutput}. */
@@ -276,7 +284,7 @@ export class Engine {
   receive(bytes: Uint8Array | null): void {
     if (this.#state === ReadyState.Closed) return;
     if (bytes === null) {
-      this.#eof = true;
+      (this.#rare ??= new EngineRare()).eof = true;
       if (this.#state === ReadyState.Connecting) {
         this.#parser = undefined;
         this.#move("transportEnd");
@@ -357,14 +365,18 @@ export class Engine {
       throw new UsageError("ERR_INVALID_PROTOCOL", `Invalid protocol: the client did not offer ${JSON.stringify(protocol)}`);
     }
     this.#write(buildAcceptResponse({ ...options, key: request.key, protocol: protocol || undefined }));
-    this.#protocol = protocol;
-    this.#extensions = options.extensions ?? "";
-    if (options.deflate !== undefined) {
-      this.#deflate = options.deflate;
-      this.#receiver?.allowRsv1();
+    const extensions = options.extensions ?? "";
+    if (protocol !== "" || extensions !== "" || options.deflate !== undefined) {
+      const rare = this.#rare ??= new EngineRare();
+      rare.protocol = protocol;
+      rare.extensions = extensions;
+      if (options.deflate !== undefined) {
+        rare.deflate = options.deflate;
+        this.#receiver?.allowRsv1();
+      }
     }
     this.#move("accept");
-    this.#emit({ type: "open", protocol, extensions: this.#extensions });
+    this.#emit({ type: "open", protocol, extensions });
   }
 
   /**
@@ -409,7 +421,7 @@ export class Engine {
       return this.#shiftEvent();
     }
     if (item === undefined) {
-      if (this.#eof) {
+      if (this.#rare?.eof === true) {
         this.#move("transportEnd");
         this.#emit({ type: "close", code: CloseCode.Abnormal, reason: "", wasClean: false });
         return this.#shiftEvent();
@@ -564,7 +576,7 @@ export class Engine {
    */
   sendCompressed(payload: Uint8Array, binary: boolean): void {
     this.#requireOpen("send");
-    if (this.#deflate === undefined) {
+    if (this.#rare?.deflate === undefined) {
       throw new UsageError("ERR_NOT_NEGOTIATED", "Cannot send a compressed message: permessage-deflate was not negotiated");
     }
     this.#queue(encodeFrame(binary ? Opcode.Binary : Opcode.Text, payload, { rsv1: true }));
@@ -755,8 +767,8 @@ export class Engine {
     if (next === undefined) {
       throw new UsageError("ERR_INVALID_STATE", `Invalid state: cannot ${action} in state ${this.#state}`);
     }
-    if (this.#state === ReadyState.Open && this.#closedBy === undefined) {
-      this.#closedBy = action === "peerClose" || action === "transportEnd" ? "peer" : "local";
+    if (this.#state === ReadyState.Open && this.#rare?.closedBy === undefined) {
+      (this.#rare ??= new EngineRare()).closedBy = action === "peerClose" || action === "transportEnd" ? "peer" : "local";
     }
     this.#state = next;
   }

@@ -112,8 +112,13 @@ export abstract class ConnectionBase<S> implements Connection<S>, Tracked {
   protected needDrain = false;
   /** What `bytesReceived` reports. */
   protected received = 0;
-  /** The close timer, while waiting for the peer's close frame. */
-  protected closeTimer: unknown;
+  /**
+   * The connection's timer of the moment: the close timer while waiting for
+   * the peer's close frame. A subclass may time its other phases here too
+   * (the raw pump: the handshake while connecting, the linger once closed),
+   * one field for timers that never run at once.
+   */
+  protected timer: unknown;
   /** Our place in the server's idle sweep, while open with the idle timeout on. */
   protected idle: IdleHandle | undefined;
   #drainWaiters: (() => void)[] | undefined; // allocated by the first drained() that waits
@@ -332,7 +337,7 @@ export abstract class ConnectionBase<S> implements Connection<S>, Tracked {
 
   /** Starts the close timer: the peer has `closeTimeoutMs` to answer. */
   protected startCloseTimer(): void {
-    this.closeTimer = this.clock.setTimeout(() => this.closeTimedOut(), this.closeTimeoutMs);
+    this.timer = this.clock.setTimeout(() => this.closeTimedOut(), this.closeTimeoutMs);
   }
 
   /**

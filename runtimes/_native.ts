@@ -570,7 +570,7 @@ export class NativeSession<S = Record<string, unknown>> extends ConnectionBase<S
     const opened = this.#socket !== undefined && this.#state !== ReadyState.Connecting;
     if (opened) this.#closedBy ??= "client";
     if (this.#state !== ReadyState.Closed) this.#move(wasClean ? "peerClose" : "transportEnd");
-    this.clock.clearTimeout(this.closeTimer);
+    this.clock.clearTimeout(this.timer);
     this.clock.clearTimeout(this.#pollTimer);
     this.stopIdle();
     this.drainedNow();

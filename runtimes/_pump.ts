@@ -102,6 +102,22 @@ export function coalesce(chunks: Uint8Array[], limit: number = COALESCE_BYTES): 
 }
 
 const DRAIN_RECHECK_MS = 5;
+
+// The pump's flags (see Pump.#flags).
+const IN_LOOP = 1;
+const FLUSH_QUEUED = 2;
+const PAUSED = 4;
+const ABORTED = 8;
+const ENDED = 16;
+const CLOSED = 32;
+
+/** The fields of a {@linkcode Pump} that few connections use, made on first use. */
+class PumpRare {
+  z: Compression | undefined = undefined;
+  closeAfter: [code: number | undefined, reason: string | undefined] | undefined = undefined;
+  drainRecheck: unknown = undefined;
+  shutdownClose: [code: number, reason: string] | undefined = undefined;
+}
 let lastId = 0;
 const encoder = new TextEncoder();
 
@@ -171,19 +187,63 @@ export class Pump<S = Record<string, unknown>> extends ConnectionBase<S> {
   readonly #engine: Engine;
   readonly #transport: Transport;
   readonly #config: PumpConfig; // one per server: see pumpConfig()
-  #z: Compression | undefined; // permessage-deflate, once negotiated
-  #closeAfter: [code: number | undefined, reason: string | undefined] | undefined; // close() waiting for queued sends
+  // What few connections ever use (compression, a close or a shutdown
+  // waiting, a drain recheck) sits in one object made on first use.
+  #rare: PumpRare | undefined;
 
-  #inLoop = false;
-  #flushQueued = false;
-  #paused = false;
-  #aborted = false; // the connection ended without a handshake: destroy, no FIN
-  #ended = false; // the transport was ended or destroyed by us
-  #closed = false; // the transport is closed
-  #handshakeTimer: unknown;
-  #lingerTimer: unknown;
-  #drainRecheck: unknown;
-  #shutdownClose: [code: number, reason: string] | undefined; // close() waiting for the shutdown hook
+  // Six flags in one number: one field for an idle connection, not six.
+  #flags = 0;
+  get #inLoop(): boolean {
+    return (this.#flags & IN_LOOP) !== 0;
+  }
+  set #inLoop(on: boolean) {
+    this.#flags = on ? this.#flags | IN_LOOP : this.#flags & ~IN_LOOP;
+  }
+  get #flushQueued(): boolean {
+    return (this.#flags & FLUSH_QUEUED) !== 0;
+  }
+  set #flushQueued(on: boolean) {
+    this.#flags = on ? this.#flags | FLUSH_QUEUED : this.#flags & ~FLUSH_QUEUED;
+  }
+  get #paused(): boolean {
+    return (this.#flags & PAUSED) !== 0;
+  }
+  set #paused(on: boolean) {
+    this.#flags = on ? this.#flags | PAUSED : this.#flags & ~PAUSED;
+  }
+  /** The connection ended without a close handshake: destroy, no FIN. */
+  get #aborted(): boolean {
+    return (this.#flags & ABORTED) !== 0;
+  }
+  set #aborted(on: boolean) {
+    this.#flags = on ? this.#flags | ABORTED : this.#flags & ~ABORTED;
+  }
+  /** The transport was ended or destroyed by us. */
+  get #ended(): boolean {
+    return (this.#flags & ENDED) !== 0;
+  }
+  set #ended(on: boolean) {
+    this.#flags = on ? this.#flags | ENDED : this.#flags & ~ENDED;
+  }
+  /** The transport is closed. */
+  get #closed(): boolean {
+    return (this.#flags & CLOSED) !== 0;
+  }
+  set #closed(on: boolean) {
+    this.#flags = on ? this.#flags | CLOSED : this.#flags & ~CLOSED;
+  }
+
+  /** permessage-deflate, once negotiated. */
+  get #z(): Compression | undefined {
+    return this.#rare?.z;
+  }
+  /** close() waiting for the messages queued for zlib. */
+  get #closeAfter(): PumpRare["closeAfter"] {
+    return this.#rare?.closeAfter;
+  }
+  set #closeAfter(value: PumpRare["closeAfter"]) {
+    if (value !== undefined || this.#rare !== undefined) (this.#rare ??= new PumpRare()).closeAfter = value;
+  }
 
   /**
    * @param transport The socket.
@@ -384,7 +444,7 @@ export class Pump<S = Record<string, unknown>> extends ConnectionBase<S> {
    */
   start(head?: HeadLike, rest?: Uint8Array): void {
     if (head === undefined) {
-      this.#handshakeTimer = this.clock.setTimeout(() => this.#handshakeTimedOut(), this.#config.handshakeTimeoutMs);
+      this.timer = this.clock.setTimeout(() => this.#handshakeTimedOut(), this.#config.handshakeTimeoutMs);
       return;
     }
     this.#engine.receiveHead(head, rest);
@@ -416,8 +476,9 @@ export class Pump<S = Record<string, unknown>> extends ConnectionBase<S> {
     if (this.#transport.bufferedAmount >= this.highWaterMark) {
       // Bun's node:net emits `drain` while megabytes are still buffered:
       // check again shortly rather than report a drain that did not happen.
-      this.#drainRecheck ??= this.clock.setTimeout(() => {
-        this.#drainRecheck = undefined;
+      const rare = this.#rare ??= new PumpRare();
+      rare.drainRecheck ??= this.clock.setTimeout(() => {
+        rare.drainRecheck = undefined;
         this.onDrain();
       }, DRAIN_RECHECK_MS);
       return;
@@ -457,7 +518,7 @@ export class Pump<S = Record<string, unknown>> extends ConnectionBase<S> {
       this.close(code, reason);
       return;
     }
-    this.#shutdownClose = [code, reason];
+    (this.#rare ??= new PumpRare()).shutdownClose = [code, reason];
     if (!this.busy) this.#runShutdownHook();
   }
 
@@ -475,8 +536,9 @@ export class Pump<S = Record<string, unknown>> extends ConnectionBase<S> {
   #runShutdownHook(): void {
     const pending = this.call(() => this.handler.shutdown!(this));
     const close = () => {
-      const [code, reason] = this.#shutdownClose!;
-      this.#shutdownClose = undefined;
+      const rare = this.#rare!;
+      const [code, reason] = rare.shutdownClose!;
+      rare.shutdownClose = undefined;
       if (this.#engine.state === ReadyState.Open) this.close(code, reason);
     };
     if (pending === undefined) {
@@ -505,7 +567,7 @@ export class Pump<S = Record<string, unknown>> extends ConnectionBase<S> {
           pending.then(() => {
             this.busy = false;
             this.idle?.touch(); // the hook held the events: silence counts from its end
-            if (this.#shutdownClose !== undefined) this.#runShutdownHook();
+            if (this.#rare?.shutdownClose !== undefined) this.#runShutdownHook();
             this.#run();
             this.#updateReading();
           });
@@ -550,8 +612,8 @@ export class Pump<S = Record<string, unknown>> extends ConnectionBase<S> {
         this.#refused(event.error.status);
         return undefined;
       case "open":
-        this.clock.clearTimeout(this.#handshakeTimer);
-        this.#handshakeTimer = undefined;
+        this.clock.clearTimeout(this.timer); // the handshake's
+        this.timer = undefined;
         this.startIdle();
         return this.call(() => handler.open?.(this));
       case "message":
@@ -675,7 +737,7 @@ export class Pump<S = Record<string, unknown>> extends ConnectionBase<S> {
           this.terminate();
         });
         z.onIdle(() => this.#deflateIdle());
-        this.#z = z;
+        (this.#rare ??= new PumpRare()).z = z;
       }
     } catch (err) {
       this.#upgradeFailed(err);
@@ -768,12 +830,12 @@ export class Pump<S = Record<string, unknown>> extends ConnectionBase<S> {
   /** Starts the timers and the socket teardown that the engine's state calls for. */
   #settle(): void {
     const state = this.#engine.state;
-    if (state === ReadyState.Closing && this.closeTimer === undefined && !this.#ended) this.startCloseTimer();
+    if (state === ReadyState.Closing && this.timer === undefined && !this.#ended) this.startCloseTimer();
     if (state !== ReadyState.Open && this.idle !== undefined) this.stopIdle();
     if (state !== ReadyState.Closed || this.#ended) return;
     this.#ended = true;
-    this.clock.clearTimeout(this.#handshakeTimer);
-    this.clock.clearTimeout(this.closeTimer);
+    this.clock.clearTimeout(this.timer); // the handshake's or the close's
+    this.timer = undefined;
     if (this.#closed) return;
     if (this.#aborted) {
       this.#transport.destroy();
@@ -783,7 +845,7 @@ export class Pump<S = Record<string, unknown>> extends ConnectionBase<S> {
     // frame, keep reading (and discarding) until the peer's FIN so that no
     // reset can overtake the close frame, and destroy if it never comes.
     this.#transport.end();
-    this.#lingerTimer = this.clock.setTimeout(() => this.#transport.destroy(), this.#engine.limits.closeTimeoutMs);
+    this.timer = this.clock.setTimeout(() => this.#transport.destroy(), this.#engine.limits.closeTimeoutMs);
     if (this.#paused) {
       this.#paused = false;
       this.#transport.resume();
@@ -792,10 +854,8 @@ export class Pump<S = Record<string, unknown>> extends ConnectionBase<S> {
 
   #clearTimers(): void {
     const clock = this.clock;
-    clock.clearTimeout(this.#handshakeTimer);
-    clock.clearTimeout(this.closeTimer);
-    clock.clearTimeout(this.#lingerTimer);
-    clock.clearTimeout(this.#drainRecheck);
+    clock.clearTimeout(this.timer);
+    if (this.#rare !== undefined) clock.clearTimeout(this.#rare.drainRecheck);
     this.stopIdle();
   }
 }

@@ -158,23 +158,57 @@ function owned(chunk: Uint8Array): Uint8Array {
 // allocates no array (replaced by a fresh one before the first push).
 const NONE: Uint8Array[] = [];
 
+// BunTransport's flags.
+const END_PENDING = 1;
+const CLOSED = 2;
+const PUMP_PAUSED = 4;
+const SOCKET_PAUSED = 8;
+const DELIVERING = 16;
+
 class BunTransport implements Transport {
   readonly #socket: BunSocket;
   /** The connection, set right after both are made (it needs this transport). */
   pump!: Pump<unknown>;
   #queue: Uint8Array[] = NONE;
   #queued = 0;
-  #endPending = false;
-  #closed = false;
   // Reading. A paused Bun socket does not read the peer's FIN either, so a
   // peer that closed while we waited for `drain` would hold its connection
   // for good: the socket keeps reading while the pump does not, holding up
   // to HOLD_BYTES, and only then is paused for real.
-  #pumpPaused = false;
-  #socketPaused = false;
   #held: Uint8Array[] = NONE;
   #heldBytes = 0;
-  #delivering = false;
+  // Five flags in one number (one field per connection, not five).
+  #flags = 0;
+  get #endPending(): boolean {
+    return (this.#flags & END_PENDING) !== 0;
+  }
+  set #endPending(on: boolean) {
+    this.#flags = on ? this.#flags | END_PENDING : this.#flags & ~END_PENDING;
+  }
+  get #closed(): boolean {
+    return (this.#flags & CLOSED) !== 0;
+  }
+  set #closed(on: boolean) {
+    this.#flags = on ? this.#flags | CLOSED : this.#flags & ~CLOSED;
+  }
+  get #pumpPaused(): boolean {
+    return (this.#flags & PUMP_PAUSED) !== 0;
+  }
+  set #pumpPaused(on: boolean) {
+    this.#flags = on ? this.#flags | PUMP_PAUSED : this.#flags & ~PUMP_PAUSED;
+  }
+  get #socketPaused(): boolean {
+    return (this.#flags & SOCKET_PAUSED) !== 0;
+  }
+  set #socketPaused(on: boolean) {
+    this.#flags = on ? this.#flags | SOCKET_PAUSED : this.#flags & ~SOCKET_PAUSED;
+  }
+  get #delivering(): boolean {
+    return (this.#flags & DELIVERING) !== 0;
+  }
+  set #delivering(on: boolean) {
+    this.#flags = on ? this.#flags | DELIVERING : this.#flags & ~DELIVERING;
+  }
 
   constructor(socket: BunSocket) {
     this.#socket = socket;

@@ -4,7 +4,7 @@ import { describe, it } from "node:test";
 import { Engine, type EngineEvent } from "../../core/engine.ts";
 import { UsageError } from "../../core/errors.ts";
 import { ReadyState, transition } from "../../core/state.ts";
-import { bytes, cat, closeBody, decodeServerFrames, frame, openEngine, REQUEST, splits, summary } from "./_util.ts";
+import { acceptedEngine, bytes, cat, closeBody, decodeServerFrames, frame, openEngine, REQUEST, splits, summary } from "./_util.ts";
 
 const decoder = new TextDecoder();
 
@@ -262,5 +262,37 @@ describe("state table", () => {
     assert.equal(transition(ReadyState.Closing, "localClose"), undefined);
     assert.equal(transition(ReadyState.Closed, "peerClose"), undefined);
     assert.equal(transition(ReadyState.Connecting, "localClose"), undefined);
+  });
+});
+
+describe("engine: what an idle connection leaves unset", () => {
+  it("reports the defaults, then who closed, for a connection that negotiated nothing", () => {
+    const byPeerFin = openEngine();
+    drain(byPeerFin);
+    assert.equal(byPeerFin.protocol, "");
+    assert.equal(byPeerFin.extensions, "");
+    assert.equal(byPeerFin.deflate, undefined);
+    assert.equal(byPeerFin.closedBy, undefined);
+    byPeerFin.receive(null);
+    assert.deepEqual(drain(byPeerFin), [{ type: "close", code: 1006, reason: "", wasClean: false }]);
+    assert.equal(byPeerFin.closedBy, "peer");
+
+    const byUs = openEngine();
+    drain(byUs);
+    byUs.close(4000);
+    assert.equal(byUs.closedBy, "local");
+    byUs.receive(frame(8, closeBody(4000, "")));
+    assert.equal(drain(byUs).at(-1)?.type, "close");
+    assert.equal(byUs.closedBy, "local", "the first to close stays");
+  });
+
+  it("keeps a subprotocol agreed without extensions, and extensions without a subprotocol", () => {
+    const chat = acceptedEngine({}, { protocol: "chat" }, { "sec-websocket-protocol": "chat" }).engine;
+    assert.equal(chat.protocol, "chat");
+    assert.equal(chat.extensions, "");
+    const ext = acceptedEngine({}, { extensions: "x-test" }).engine;
+    assert.equal(ext.protocol, "");
+    assert.equal(ext.extensions, "x-test");
+    assert.equal(ext.deflate, undefined);
   });
 });

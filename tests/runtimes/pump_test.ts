@@ -179,6 +179,35 @@ describe("pump", () => {
     assert.equal(transport.writes.length, 0);
   });
 
+  it("runs its handshake, close and linger timers one after the other on a connection that used nothing else", async () => {
+    // One field holds the three timers, and the deflate, shutdown and drain
+    // state is made on first use: an idle connection touched none of it.
+    let ctx!: Connection;
+    const closes: unknown[] = [];
+    const { transport, pump, set } = setup({ open: (c) => void (ctx = c), close: (_c, info) => void closes.push(info) }, {
+      handshakeTimeoutMs: 20,
+      closeTimeoutMs: 30,
+    });
+    pump.onData(bytes(REQUEST));
+    await delay(60);
+    assert.equal(ctx.readyState, 1, "the handshake timer stopped at the 101");
+    assert.equal(transport.destroyed, false);
+    assert.equal(ctx.deflate, undefined);
+    assert.equal(ctx.protocol, "");
+    assert.equal(ctx.extensions, "");
+    ctx.close(4000, "going");
+    await delay(10);
+    assert.deepEqual(closes, [], "the close timer runs its full time");
+    pump.onData(frame(8, closeBody(4000, "")));
+    assert.deepEqual(closes, [{ code: 4000, reason: "", wasClean: true }]);
+    assert.equal(transport.ended, true, "FIN after the close handshake");
+    assert.equal(transport.destroyed, false, "lingering for the peer's FIN");
+    await until(() => transport.destroyed, 1000, "linger timeout");
+    pump.onClosed();
+    assert.equal(set.size, 0);
+    assert.equal(closes.length, 1);
+  });
+
   it("answers 500 when the upgrade hook throws, and reports the error", () => {
     const errors: unknown[] = [];
     const { transport, pump } = setup({
