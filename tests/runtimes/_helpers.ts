@@ -5,6 +5,7 @@ import { connect as netConnect, type Socket } from "node:net";
 import process from "node:process";
 import { fileURLToPath } from "node:url";
 import WebSocket from "ws";
+import { cat } from "../core/_util.ts";
 
 export const KEY = "dGhlIHNhbXBsZSBub25jZQ==";
 
@@ -293,4 +294,56 @@ export async function spawnServer(
       }
     },
   };
+}
+
+/** A data frame the server sent: text or binary, and its payload. */
+export interface ServerMessage {
+  text: boolean;
+  bytes: Uint8Array;
+}
+
+/**
+ * Reads unmasked, final data frames from the server until `count` whole
+ * messages have arrived, starting with the bytes already read (`first`).
+ * Rejects on any other frame (a binary one only, with `binaryOnly`) and
+ * when the socket closes first.
+ */
+export function readServerMessages(socket: Socket, first: Uint8Array, count: number, binaryOnly = false): Promise<ServerMessage[]> {
+  return new Promise((resolve, reject) => {
+    let buffer = first;
+    const got: ServerMessage[] = [];
+    const parse = () => {
+      while (got.length < count && buffer.length >= 2) {
+        const b0 = buffer[0]!, b1 = buffer[1]!;
+        if ((b0 !== 0x82 && (binaryOnly || b0 !== 0x81)) || (b1 & 0x80) !== 0) {
+          return reject(new Error(`unexpected frame: 0x${b0.toString(16)} 0x${b1.toString(16)}`));
+        }
+        let length = b1 & 0x7f, header = 2;
+        if (length === 126) {
+          if (buffer.length < 4) return;
+          length = buffer[2]! * 256 + buffer[3]!;
+          header = 4;
+        } else if (length === 127) {
+          if (buffer.length < 10) return;
+          length = Number(new DataView(buffer.buffer, buffer.byteOffset + 2, 8).getBigUint64(0));
+          header = 10;
+        }
+        if (buffer.length < header + length) return;
+        got.push({ text: b0 === 0x81, bytes: buffer.slice(header, header + length) });
+        buffer = buffer.subarray(header + length);
+      }
+      if (got.length === count) {
+        socket.off("data", onData);
+        resolve(got);
+      }
+    };
+    const onData = (chunk: Uint8Array) => {
+      buffer = cat(buffer, chunk);
+      parse();
+    };
+    socket.on("data", onData);
+    socket.once("close", () => reject(new Error(`closed after ${got.length} of ${count} echoes`)));
+    socket.resume();
+    parse();
+  });
 }

@@ -10,7 +10,7 @@ import type { Socket } from "node:net";
 import { describe, it } from "node:test";
 import type { Handler } from "../../mod.ts";
 import { cat, frame } from "../core/_util.ts";
-import { delay, rawHandshake, upgradeRequest, within } from "./_helpers.ts";
+import { delay, rawHandshake, readServerMessages, upgradeRequest, within } from "./_helpers.ts";
 import { targets } from "./_targets.ts";
 
 /** Slow readers, then fast ones. */
@@ -30,43 +30,9 @@ function payload(c: number, i: number): Uint8Array {
   return out;
 }
 
-/** Reads unmasked server frames until `count` whole binary messages have arrived. */
-function readEchoes(socket: Socket, first: Uint8Array, count: number): Promise<Uint8Array[]> {
-  return new Promise((resolve, reject) => {
-    let buffer = first;
-    const got: Uint8Array[] = [];
-    const parse = () => {
-      while (got.length < count && buffer.length >= 2) {
-        const b0 = buffer[0]!, b1 = buffer[1]!;
-        if (b0 !== 0x82 || (b1 & 0x80) !== 0) return reject(new Error(`unexpected frame: 0x${b0.toString(16)} 0x${b1.toString(16)}`));
-        let length = b1 & 0x7f, header = 2;
-        if (length === 126) {
-          if (buffer.length < 4) return;
-          length = buffer[2]! * 256 + buffer[3]!;
-          header = 4;
-        } else if (length === 127) {
-          if (buffer.length < 10) return;
-          length = Number(new DataView(buffer.buffer, buffer.byteOffset + 2, 8).getBigUint64(0));
-          header = 10;
-        }
-        if (buffer.length < header + length) return;
-        got.push(buffer.slice(header, header + length));
-        buffer = buffer.subarray(header + length);
-      }
-      if (got.length === count) {
-        socket.off("data", onData);
-        resolve(got);
-      }
-    };
-    const onData = (chunk: Uint8Array) => {
-      buffer = cat(buffer, chunk);
-      parse();
-    };
-    socket.on("data", onData);
-    socket.once("close", () => reject(new Error(`closed after ${got.length} of ${count} echoes`)));
-    socket.resume();
-    parse();
-  });
+/** Reads the server's binary echoes until `count` have arrived. */
+async function readEchoes(socket: Socket, first: Uint8Array, count: number): Promise<Uint8Array[]> {
+  return (await readServerMessages(socket, first, count, true)).map((m) => m.bytes);
 }
 
 const echo: Handler = { message: (ctx, data) => void ctx.send(data) };

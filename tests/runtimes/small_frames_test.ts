@@ -10,7 +10,7 @@ import type { Socket } from "node:net";
 import { describe, it } from "node:test";
 import type { Handler } from "../../mod.ts";
 import { cat, frame } from "../core/_util.ts";
-import { delay, rawHandshake, upgradeRequest, within } from "./_helpers.ts";
+import { delay, rawHandshake, readServerMessages, upgradeRequest, within } from "./_helpers.ts";
 import { targets } from "./_targets.ts";
 
 const SLOW = 2, FAST = 1;
@@ -40,43 +40,9 @@ function message(c: number, i: number): Message {
   return { text, bytes: encoder.encode(prefix + unit.repeat(fill)) };
 }
 
-/** Reads unmasked server frames until `count` whole messages have arrived. */
+/** Reads the server's echoes, text or binary, until `count` have arrived. */
 function readEchoes(socket: Socket, first: Uint8Array, count: number): Promise<Message[]> {
-  return new Promise((resolve, reject) => {
-    let buffer = first;
-    const got: Message[] = [];
-    const parse = () => {
-      while (got.length < count && buffer.length >= 2) {
-        const b0 = buffer[0]!, b1 = buffer[1]!;
-        if ((b0 !== 0x81 && b0 !== 0x82) || (b1 & 0x80) !== 0) return reject(new Error(`unexpected frame: 0x${b0.toString(16)} 0x${b1.toString(16)}`));
-        let length = b1 & 0x7f, header = 2;
-        if (length === 126) {
-          if (buffer.length < 4) return;
-          length = buffer[2]! * 256 + buffer[3]!;
-          header = 4;
-        } else if (length === 127) {
-          if (buffer.length < 10) return;
-          length = Number(new DataView(buffer.buffer, buffer.byteOffset + 2, 8).getBigUint64(0));
-          header = 10;
-        }
-        if (buffer.length < header + length) return;
-        got.push({ text: b0 === 0x81, bytes: buffer.slice(header, header + length) });
-        buffer = buffer.subarray(header + length);
-      }
-      if (got.length === count) {
-        socket.off("data", onData);
-        resolve(got);
-      }
-    };
-    const onData = (chunk: Uint8Array) => {
-      buffer = cat(buffer, chunk);
-      parse();
-    };
-    socket.on("data", onData);
-    socket.once("close", () => reject(new Error(`closed after ${got.length} of ${count} echoes`)));
-    socket.resume();
-    parse();
-  });
+  return readServerMessages(socket, first, count);
 }
 
 /** Every message of connection `c` from `from` on, framed (masked) in batches of 100 per write. */
