@@ -11,7 +11,7 @@ import { closeReasonFor } from "./_close_reason.ts";
 import { CloseCode, closePayload } from "./close_code.ts";
 import type { DeflateParams } from "./deflate.ts";
 import { HandshakeError, ProtocolError, UsageError } from "./errors.ts";
-import { encodeFrame, encodeTextFrame, Opcode, writeHeader } from "./frame.ts";
+import { encodeFrame, encodeTextFrame, Opcode, writeAsciiText, writeHeader } from "./frame.ts";
 import type { FrameArena } from "./frame_arena.ts";
 import type { PreparedMessage } from "./prepared.ts";
 import { headSize } from "./_head_size.ts";
@@ -498,16 +498,7 @@ export class Engine {
     if (n < 126) {
       const at = this.#arenaAt(2 + n);
       if (at < 0) return false;
-      const bytes = this.#arena!.bytes;
-      let i = 0;
-      for (; i < n; i++) {
-        const c = text.charCodeAt(i);
-        if (c > 0x7f) break;
-        bytes[at + 2 + i] = c;
-      }
-      if (i === n) {
-        bytes[at] = 0x80 | Opcode.Text;
-        bytes[at + 1] = n;
+      if (writeAsciiText(this.#arena!.bytes, at, text, true, false)) {
         this.#arenaCommit(at, 2 + n);
         return true;
       }

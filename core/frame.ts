@@ -204,21 +204,39 @@ let scratchBody = scratch;
 const ASCII_CHARS = 125;
 
 /**
+ * Writes `text` as one unmasked text frame with a short header at `at` in
+ * `target` (room for `2 + text.length` bytes), when it is all ASCII (at
+ * most {@linkcode ASCII_CHARS} units).
+ *
+ * @returns Whether it was: `false` at the first unit above 0x7f, with the
+ *   bytes written so far left as they are.
+ *
+ * @example
+ * ```ts ignore
+ * const frame = new Uint8Array(4);
+ * writeAsciiText(frame, 0, "hi", true, false); // true: 81 02 68 69
+ * ```
+ */
+export function writeAsciiText(target: Uint8Array, at: number, text: string, fin: boolean, rsv1: boolean): boolean {
+  const n = text.length;
+  for (let i = 0; i < n; i++) {
+    const c = text.charCodeAt(i);
+    if (c > 0x7f) return false;
+    target[at + 2 + i] = c;
+  }
+  writeHeader(target, at + 2, Opcode.Text, n, fin, rsv1, undefined);
+  return true;
+}
+
+/**
  * Frames `text` as one unmasked text frame with a short header, when it is
  * all ASCII (at most {@linkcode ASCII_CHARS} units).
  *
  * @returns The frame, or `undefined` at the first unit above 0x7f.
  */
 function asciiTextFrame(text: string, fin: boolean, rsv1: boolean): Uint8Array | undefined {
-  const n = text.length;
-  const out = allocBytes(2 + n);
-  for (let i = 0; i < n; i++) {
-    const c = text.charCodeAt(i);
-    if (c > 0x7f) return undefined;
-    out[2 + i] = c;
-  }
-  writeHeader(out, 2, Opcode.Text, n, fin, rsv1, undefined);
-  return out;
+  const out = allocBytes(2 + text.length);
+  return writeAsciiText(out, 0, text, fin, rsv1) ? out : undefined;
 }
 
 /**
