@@ -506,16 +506,8 @@ export class NativeSession<S = Record<string, unknown>> extends ConnectionBase<S
     }
     // What #enqueue() does with a closure, without one: this runs once per
     // message, as often as the runtime's own work on a small one.
-    const handler = this.handler;
-    if (handler.message === undefined) return;
-    let result;
-    try {
-      result = handler.message(this, message, binary);
-    } catch (err) {
-      this.hookFailed(err);
-      return;
-    }
-    if (isThenable(result)) this.#wait(result.then(undefined, (err) => this.hookFailed(err)));
+    const pending = this.callMessage(message, binary);
+    if (pending !== undefined) this.#wait(pending);
   }
 
   /** A ping arrived (the runtime answered it). */

@@ -619,7 +619,7 @@ export class Pump<S = Record<string, unknown>> extends ConnectionBase<S> {
       case "message":
         if (this.overRate()) return undefined;
         this.messagesIn++;
-        return this.#message(handler, event.data, event.text !== true && typeof event.data !== "string");
+        return this.callMessage(event.data, event.text !== true && typeof event.data !== "string");
       case "compressed":
         if (this.overRate()) return undefined;
         this.messagesIn++;
@@ -639,23 +639,6 @@ export class Pump<S = Record<string, unknown>> extends ConnectionBase<S> {
     }
   }
 
-  /**
-   * Runs the `message` hook as {@linkcode call} does, without a closure per
-   * message (the hot path: one call per message received).
-   */
-  #message(handler: Handler<S>, data: string | Uint8Array, binary: boolean): Promise<void> | undefined {
-    const hook = handler.message;
-    if (hook === undefined) return undefined;
-    let result;
-    try {
-      result = hook.call(handler, this, data, binary);
-    } catch (err) {
-      this.hookFailed(err);
-      return undefined;
-    }
-    if (!isThenable(result)) return undefined;
-    return result.then(undefined, (err) => this.hookFailed(err));
-  }
 
   /**
    * Inflates a compressed message, checks it (size while inflating, UTF-8
@@ -668,7 +651,7 @@ export class Pump<S = Record<string, unknown>> extends ConnectionBase<S> {
       (bytes) => {
         const message = this.#engine.inflated(bytes, binary); // text not UTF-8: the engine failed the connection with 1007
         if (message === undefined) return undefined;
-        return this.call(() => this.handler.message?.(this, message, binary));
+        return this.callMessage(message, binary);
       },
       (error) => {
         if (error instanceof ProtocolError) return this.peerFault(error);
